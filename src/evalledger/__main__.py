@@ -1,0 +1,5 @@
+"""``python -m evalledger``."""
+
+from evalledger.cli import main
+
+main()

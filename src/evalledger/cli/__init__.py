@@ -1,0 +1,87 @@
+"""The ``evalledger`` command line: a root group whose subcommands load on demand.
+
+Importing this module must stay cheap: it imports click and nothing heavy (no pandas,
+scipy, dvc or git), which a test checks. Each subcommand lives in ``cli/<verb>.py`` and
+is imported only when it runs.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from typing import Any
+
+import click
+
+from evalledger.errors import EvalLedgerError
+
+__all__ = ["cli", "main"]
+
+COMMANDS: dict[str, str] = {
+    "init": "evalledger.cli.init:init",
+    "run": "evalledger.cli.run:run",
+    "resume": "evalledger.cli.run:resume",
+    "status": "evalledger.cli.status:status",
+    "cell": "evalledger.cli.cell:cell",
+}
+
+
+class LedgerError(click.ClickException):
+    """An EvalLedgerError shown as one line, with its own exit code."""
+
+    def __init__(self, error: EvalLedgerError) -> None:
+        super().__init__(error.one_line())
+        self.exit_code = error.exit_code
+
+
+class LazyGroup(click.Group):
+    """A group that imports a subcommand's module only when that subcommand is used."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = COMMANDS.get(cmd_name)
+        if target is None:
+            return None
+        module_name, attr = target.split(":")
+        command = getattr(importlib.import_module(module_name), attr)
+        assert isinstance(command, click.Command)
+        return command
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except EvalLedgerError as exc:
+            raise LedgerError(exc) from None
+        except KeyboardInterrupt:
+            click.echo("Aborted.", err=True)
+            ctx.exit(130)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--project", "-C", "project_dir", type=click.Path(file_okay=False), default=None,
+    help="Project folder (default: the current one or the nearest parent).",
+)  # fmt: skip
+@click.version_option(package_name="evalledger")
+@click.pass_context
+def cli(ctx: click.Context, project_dir: str | None) -> None:
+    """evalledger: a git-native ledger of model evaluations, laid out as a DVC project."""
+    ctx.obj = {"project_dir": project_dir}
+
+
+def main() -> None:
+    """Console entry point."""
+    try:
+        cli.main(prog_name="evalledger")
+    except Exception as exc:  # an unexpected bug: one line unless asked for the traceback
+        if os.environ.get("EVALLEDGER_DEBUG"):
+            raise
+        click.echo(
+            f"Error: internal error: {type(exc).__name__}: {exc}; "
+            "rerun with EVALLEDGER_DEBUG=1 for the traceback and report it",
+            err=True,
+        )
+        sys.exit(70)

@@ -1,0 +1,132 @@
+"""Rendering for the CLI: the only code that prints tables and progress."""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+from typing import TYPE_CHECKING, Any
+
+import click
+
+if TYPE_CHECKING:
+    from evalledger.manifest import CellRecord, ExecutionManifest
+    from evalledger.run import RunPlan
+
+__all__ = ["make_reporter", "print_status", "status_json"]
+
+_STYLE = {"completed": "green", "failed": "red", "in_progress": "yellow", "pending": "dim"}
+
+
+def status_json(manifest: ExecutionManifest) -> str:
+    """The manifest as indented JSON, with a per-status count."""
+    data: dict[str, Any] = manifest.model_dump(mode="json")
+    data["counts"] = manifest.counts()
+    return json.dumps(data, indent=2)
+
+
+def print_status(manifest: ExecutionManifest) -> None:
+    """A header and the per-cell table of an execution."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(highlight=False, soft_wrap=False, width=None if sys.stdout.isatty() else 160)
+    git = manifest.git
+    commit = (git.commit or "no commit")[:10] + (" (dirty)" if git.dirty else "")
+    console.print(f"[bold]{manifest.execution_id}[/]  {manifest.status.value}  "
+                  f"{manifest.summary()}")  # fmt: skip
+    console.print(f"created {manifest.created_at:%Y-%m-%d %H:%M:%S} UTC  "
+                  f"git {commit} on {git.branch or 'detached HEAD'}")  # fmt: skip
+    table = Table(show_edge=False, pad_edge=False, box=None, header_style="bold")
+    for col in ("cell", "status", "examples", "experiment", "error"):
+        table.add_column(col, overflow="fold")
+    for key, rec in manifest.cells.items():
+        total = "?" if rec.examples_total is None else str(rec.examples_total)
+        style = _STYLE.get(rec.status.value, "")
+        table.add_row(key, f"[{style}]{rec.status.value}[/]", f"{rec.examples_completed}/{total}",
+                      rec.experiment, rec.error or "")  # fmt: skip
+    console.print(table)
+
+
+class _LineReporter:
+    """Plain lines, for logs and pipes."""
+
+    def __init__(self) -> None:
+        self.total = 0
+        self.finished = 0
+        self.lock = threading.Lock()
+
+    def plan(self, plan: RunPlan) -> None:
+        self.total = len(plan.cells)
+        verb = "resuming" if plan.resume else "running"
+        skipped = f", {len(plan.up_to_date)} up to date" if plan.up_to_date else ""
+        click.echo(f"{verb} {plan.execution_id}: {self.total} cells{skipped}, "
+                   f"{plan.jobs} at once")  # fmt: skip
+
+    def cell_started(self, key: str, done: int, total: int) -> None:
+        if done:
+            click.echo(f"  {key}: continuing from item {done}/{total}")
+
+    def cell_progress(self, key: str, done: int, total: int) -> None:
+        pass
+
+    def cell_finished(self, key: str, record: CellRecord) -> None:
+        with self.lock:
+            self.finished += 1
+            detail = f"{record.examples_completed}/{record.examples_total}"
+            if record.error:
+                detail += f" - {record.error}"
+            click.echo(f"  [{self.finished}/{self.total}] {key} {record.status.value} {detail}")
+
+
+class _RichReporter(_LineReporter):
+    """A live progress bar per running cell and one for the whole run."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+        )
+
+        self.progress = Progress(
+            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+            TimeRemainingColumn(), transient=False,
+        )  # fmt: skip
+        self.tasks: dict[str, Any] = {}
+        self.overall: Any = None
+
+    def plan(self, plan: RunPlan) -> None:
+        super().plan(plan)
+        self.progress.start()
+        self.overall = self.progress.add_task("cells", total=self.total)
+
+    def cell_started(self, key: str, done: int, total: int) -> None:
+        with self.lock:
+            self.tasks[key] = self.progress.add_task(f"  {key}", total=total, completed=done)
+
+    def cell_progress(self, key: str, done: int, total: int) -> None:
+        task = self.tasks.get(key)
+        if task is not None:
+            self.progress.update(task, completed=done)
+
+    def cell_finished(self, key: str, record: CellRecord) -> None:
+        with self.lock:
+            self.finished += 1
+            task = self.tasks.pop(key, None)
+            if task is not None:
+                self.progress.remove_task(task)
+            self.progress.advance(self.overall)
+            if record.error:
+                self.progress.console.print(f"[red]{key} failed[/]: {record.error}")
+
+    def close(self) -> None:
+        self.progress.stop()
+
+
+def make_reporter() -> _LineReporter:
+    """Live bars on a terminal, plain lines otherwise."""
+    return _RichReporter() if sys.stdout.isatty() else _LineReporter()

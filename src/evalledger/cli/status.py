@@ -1,0 +1,25 @@
+"""``evalledger status``."""
+
+from __future__ import annotations
+
+import click
+
+from evalledger.cli._options import current_project
+from evalledger.cli._render import print_status, status_json
+from evalledger.executions import load_execution
+
+
+@click.command()
+@click.argument("execution_id", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Print the manifest as JSON.")
+@click.pass_context
+def status(ctx: click.Context, execution_id: str | None, as_json: bool) -> None:
+    """Show the per-cell status of an execution (default: the latest).
+
+    EXECUTION_ID may be a full ID or a unique prefix or suffix of one.
+    """
+    manifest = load_execution(current_project(ctx), execution_id)
+    if as_json:
+        click.echo(status_json(manifest))
+    else:
+        print_status(manifest)

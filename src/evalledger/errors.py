@@ -1,0 +1,89 @@
+"""The one root error of evalledger and its subclasses.
+
+Library code raises these; only the CLI root turns them into a one-line message and an
+exit code, so a user never sees a traceback for an expected failure.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "EXIT_CELLS_FAILED",
+    "EXIT_LOCKED",
+    "EXIT_NOTHING_TO_RESUME",
+    "EXIT_OK",
+    "EXIT_USAGE",
+    "CellError",
+    "ConfigError",
+    "EvalLedgerError",
+    "InterruptedRun",
+    "NotAProjectError",
+    "NothingToResumeError",
+    "RunLockedError",
+    "UnknownExecutionError",
+]
+
+EXIT_OK = 0
+EXIT_CELLS_FAILED = 1
+EXIT_USAGE = 2
+EXIT_NOTHING_TO_RESUME = 3
+EXIT_LOCKED = 4
+EXIT_INTERRUPTED = 130
+
+
+class EvalLedgerError(Exception):
+    """Base of every expected evalledger failure: a message and a hint naming the fix."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        assert message
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def one_line(self) -> str:
+        """The message and its hint on a single line."""
+        text = " ".join(self.message.split())
+        if self.hint:
+            text += "; " + " ".join(self.hint.split())
+        return text
+
+
+class ConfigError(EvalLedgerError):
+    """params.yaml, dvc.yaml or a command-line option is invalid."""
+
+    exit_code = EXIT_USAGE
+
+
+class NotAProjectError(EvalLedgerError):
+    """The current directory is not inside an evalledger project."""
+
+    exit_code = EXIT_USAGE
+
+
+class UnknownExecutionError(EvalLedgerError):
+    """No execution has the given ID."""
+
+    exit_code = EXIT_USAGE
+
+
+class NothingToResumeError(EvalLedgerError):
+    """There is no execution to resume."""
+
+    exit_code = EXIT_NOTHING_TO_RESUME
+
+
+class RunLockedError(EvalLedgerError):
+    """Another evalledger run holds the project's run lock."""
+
+    exit_code = EXIT_LOCKED
+
+
+class CellError(EvalLedgerError):
+    """A cell could not be evaluated."""
+
+
+class InterruptedRun(EvalLedgerError):
+    """The run was interrupted before every cell finished."""
+
+    exit_code = EXIT_INTERRUPTED

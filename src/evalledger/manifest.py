@@ -1,0 +1,211 @@
+"""Typed, versioned manifests of executions (``runs/<execution id>/manifest.yaml``).
+
+Every manifest carries ``schema_version``. Readers dispatch on it through ``_LOADERS``,
+so files written by older versions keep loading after the format moves on.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from evalledger.atomic import atomic_write
+from evalledger.errors import ConfigError
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "CellRecord",
+    "CellStatus",
+    "ExecutionManifest",
+    "ExecutionStatus",
+    "GitState",
+    "dump_manifest",
+    "load_manifest",
+    "new_execution_id",
+    "new_experiment_name",
+    "read_manifest",
+    "write_manifest",
+]
+
+SCHEMA_VERSION: Literal[1] = 1
+EXECUTION_ID_RE = re.compile(r"^exec_\d{4}-\d{2}-\d{2}_\d{6}_[0-9a-f]{8}$")
+
+
+class CellStatus(StrEnum):
+    """Where a cell stands within an execution."""
+
+    PENDING = "pending"
+    IN_PROGRESS = "in_progress"
+    COMPLETED = "completed"
+    FAILED = "failed"
+
+
+class ExecutionStatus(StrEnum):
+    """Where an execution stands as a whole."""
+
+    IN_PROGRESS = "in_progress"
+    COMPLETED = "completed"
+    PARTIAL = "partial"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", use_enum_values=False)
+
+
+class GitState(_Strict):
+    """The git state of the project when the execution started."""
+
+    commit: str | None = None
+    """Commit SHA of HEAD, or None before the first commit."""
+    branch: str | None = None
+    """Current branch, or None when HEAD is detached."""
+    dirty: bool = False
+    """Whether tracked files had uncommitted changes."""
+
+
+class CellRecord(_Strict):
+    """One cell of an execution."""
+
+    axes: dict[str, str]
+    """Axis -> value, e.g. ``{model: gpt4, benchmark: gsm8k}``."""
+    stage: str
+    """The DVC stage name, e.g. ``eval@gpt4-gsm8k``."""
+    experiment: str
+    """Pre-generated experiment name, stable across resumes."""
+    config_hash: str
+    """Canonical hash of the cell's effective configuration."""
+    status: CellStatus = CellStatus.PENDING
+    """pending, in_progress, completed or failed."""
+    examples_completed: int = 0
+    """Items scored so far."""
+    examples_total: int | None = None
+    """Items in the benchmark, once known."""
+    error: str | None = None
+    """``ErrorClass: message`` of the last failure, if any."""
+    started_at: datetime | None = None
+    """When the cell last started."""
+    finished_at: datetime | None = None
+    """When the cell last finished or failed."""
+    attempts: int = 0
+    """How many times the cell was started (1 + resumes)."""
+
+
+class ExecutionManifest(_Strict):
+    """An execution: one ``evalledger run`` and its resumes, over a set of cells."""
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    """Format version of this file."""
+    execution_id: str
+    """``exec_YYYY-MM-DD_HHMMSS_<8 hex>``."""
+    created_at: datetime
+    """When the execution was created (UTC)."""
+    updated_at: datetime
+    """When this file was last written (UTC)."""
+    status: ExecutionStatus = ExecutionStatus.IN_PROGRESS
+    """in_progress, completed or partial."""
+    command: list[str] = Field(default_factory=list)
+    """The command line that created the execution."""
+    overrides: list[str] = Field(default_factory=list)
+    """``-S key=value`` overrides applied to params.yaml."""
+    filters: dict[str, list[str]] = Field(default_factory=dict)
+    """Axis filters that selected the cells."""
+    config: dict[str, Any] = Field(default_factory=dict)
+    """Snapshot of params.yaml (secrets redacted)."""
+    git: GitState = Field(default_factory=GitState)
+    """git state at creation."""
+    jobs: int = 1
+    """Cells evaluated at once."""
+    cells: dict[str, CellRecord] = Field(default_factory=dict)
+    """Cell key (``model/benchmark``) -> record."""
+
+    def counts(self) -> dict[str, int]:
+        """Number of cells per status."""
+        out = {s.value: 0 for s in CellStatus}
+        for rec in self.cells.values():
+            out[rec.status.value] += 1
+        return out
+
+    def summary(self) -> str:
+        """e.g. ``5/6 cells completed, 1 failed``."""
+        c = self.counts()
+        parts = [f"{c['completed']}/{len(self.cells)} cells completed"]
+        for key in ("failed", "in_progress", "pending"):
+            if c[key]:
+                parts.append(f"{c[key]} {key.replace('_', ' ')}")
+        return ", ".join(parts)
+
+
+def utcnow() -> datetime:
+    """The current time, in UTC."""
+    return datetime.now(UTC)
+
+
+def new_execution_id(now: datetime | None = None) -> str:
+    """``exec_YYYY-MM-DD_HHMMSS_<8 hex>``."""
+    now = now or utcnow()
+    return f"exec_{now:%Y-%m-%d_%H%M%S}_{secrets.token_hex(4)}"
+
+
+def new_experiment_name(values: tuple[str, ...]) -> str:
+    """A readable, predictable experiment name: the axis values and an 8-hex suffix."""
+    return f"{'-'.join(values)}-{secrets.token_hex(4)}"
+
+
+_LOADERS: dict[int, type[BaseModel]] = {1: ExecutionManifest}
+
+
+def load_manifest(data: Any, source: str = "manifest") -> ExecutionManifest:
+    """Validate manifest data of any known schema version into the current model."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source} is not a mapping")
+    version = data.get("schema_version")
+    model = _LOADERS.get(version) if isinstance(version, int) else None
+    if model is None:
+        known = ", ".join(map(str, _LOADERS))
+        raise ConfigError(
+            f"{source} has schema_version {version!r}; this evalledger reads {known}",
+            "upgrade evalledger",
+        )
+    try:
+        loaded = model.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = ".".join(str(p) for p in err["loc"])
+        raise ConfigError(f"{source}: {loc}: {err['msg']}") from None
+    assert isinstance(loaded, ExecutionManifest)
+    return loaded
+
+
+def dump_manifest(manifest: ExecutionManifest) -> str:
+    """The YAML text of a manifest."""
+    import yaml
+
+    data = manifest.model_dump(mode="json")
+    dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+    return str(yaml.dump(data, Dumper=dumper, sort_keys=False, allow_unicode=True, width=100))
+
+
+def read_manifest(path: Path) -> ExecutionManifest:
+    """Load a manifest file."""
+    import yaml
+
+    try:
+        text = path.read_text(encoding="utf-8")
+        data = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path} is not valid YAML: {str(exc).splitlines()[0]}") from None
+    return load_manifest(data, source=str(path))
+
+
+def write_manifest(path: Path, manifest: ExecutionManifest) -> None:
+    """Write a manifest atomically, stamping ``updated_at``."""
+    manifest.updated_at = utcnow()
+    atomic_write(path, dump_manifest(manifest))

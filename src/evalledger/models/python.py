@@ -1,0 +1,92 @@
+"""The ``python`` adapter: any ``module:callable`` becomes a model, no server needed."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from evalledger.errors import ConfigError
+from evalledger.models.base import AdapterSettings, Completion, Model
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from evalledger.benchmarks.base import Item
+
+__all__ = ["PythonModel"]
+
+
+class PythonSettings(AdapterSettings):
+    """Settings of the ``python`` adapter."""
+
+    callable: str
+    """``package.module:function``; called as ``fn(prompt)`` or ``fn(prompt, item)``."""
+    path: str | None = None
+    """A folder (relative to the project root) to put on ``sys.path`` first."""
+    options: dict[str, Any] = {}
+    """Extra keyword arguments passed to the callable."""
+
+
+class PythonModel(Model):
+    """Calls a user function for each prompt (``adapter: python``)."""
+
+    Settings = PythonSettings
+    settings: PythonSettings
+
+    def __init__(self, name: str, settings: PythonSettings) -> None:  # type: ignore[override]
+        super().__init__(name, settings)
+        self._fn, self._wants_item = self._resolve(settings)
+        try:
+            params = inspect.signature(self._fn).parameters
+        except (TypeError, ValueError):
+            params = {}  # type: ignore[assignment]
+        self._wants_decoding = "decoding" in params or any(
+            p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()
+        )
+
+    def _resolve(self, s: PythonSettings) -> tuple[Callable[..., Any], bool]:
+        module_name, sep, attr = s.callable.partition(":")
+        if not sep or not module_name or not attr:
+            raise ConfigError(
+                f"models.{self.name}.callable {s.callable!r} is not 'module:function'"
+            )
+        if s.path:
+            folder = str(Path(s.path).resolve())
+            if folder not in sys.path:
+                sys.path.insert(0, folder)
+        try:
+            module = importlib.import_module(module_name)
+            fn = getattr(module, attr)
+        except (ImportError, AttributeError) as exc:
+            raise ConfigError(
+                f"models.{self.name}.callable {s.callable!r} cannot be imported: {exc}",
+                "check the module path, or set models.<name>.path",
+            ) from None
+        try:
+            params = inspect.signature(fn).parameters
+            wants_item = len(params) >= 2 or "item" in params
+        except (TypeError, ValueError):
+            wants_item = False
+        return fn, wants_item
+
+    def generate(self, prompt: str, item: Item, decoding: dict[str, Any]) -> Completion:
+        """Call the function and normalise what it returns."""
+        kwargs = dict(self.settings.options)
+        if self._wants_decoding:
+            kwargs["decoding"] = decoding
+        if self._wants_item:
+            out = self._fn(prompt, item, **kwargs)
+        else:
+            out = self._fn(prompt, **kwargs)
+        if isinstance(out, Completion):
+            return out
+        if isinstance(out, dict):
+            return Completion(
+                text=str(out.get("text", "")),
+                prompt_tokens=out.get("prompt_tokens"),
+                completion_tokens=out.get("completion_tokens"),
+            )
+        return Completion(text=str(out))

@@ -1,0 +1,244 @@
+"""Reading, validating and overriding ``params.yaml``, the definition of the matrix.
+
+``params.yaml`` holds the axes (``axes:``), one section per axis that defines each axis
+value (``models:``, ``benchmarks:``, ...), and run settings (``run:``). Reads use the
+libyaml loader for speed; edits go through ruamel.yaml's round-trip mode so comments and
+formatting survive.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from evalledger.atomic import atomic_write
+from evalledger.errors import ConfigError
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+__all__ = [
+    "AXES",
+    "AXIS_ORDER",
+    "MatrixSpec",
+    "RunSettings",
+    "apply_overrides",
+    "load_params",
+    "override_params",
+    "parse_spec",
+]
+
+#: Known axes and the params.yaml section that defines each axis value.
+AXES: dict[str, str] = {
+    "model": "models",
+    "benchmark": "benchmarks",
+    "prompt_set": "prompt_sets",
+    "decoding": "decodings",
+}
+AXIS_ORDER = tuple(AXES)
+REQUIRED_AXES = ("model", "benchmark")
+_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_+-]*$")
+_TOP_LEVEL = {"axes", "run", *AXES.values()}
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """Knobs of ``evalledger run`` read from the ``run:`` section."""
+
+    jobs: int = 4
+
+
+@dataclass(frozen=True)
+class MatrixSpec:
+    """The validated content of params.yaml."""
+
+    axes: dict[str, list[str]]
+    sections: dict[str, dict[str, dict[str, Any]]]
+    run: RunSettings
+    raw: dict[str, Any] = field(repr=False)
+
+    @property
+    def axis_names(self) -> list[str]:
+        """Axis names in canonical order (the order of stage names and paths)."""
+        return [a for a in AXIS_ORDER if a in self.axes]
+
+    def value_config(self, axis: str, value: str) -> dict[str, Any]:
+        """The params.yaml entry that defines ``value`` on ``axis``."""
+        return self.sections[AXES[axis]][value]
+
+
+def _yaml_error_line(exc: Exception, path: Path) -> str:
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    where = f"{path.name} line {mark.line + 1}" if mark is not None else path.name
+    return f"{where}: {problem}"
+
+
+def load_params(path: Path) -> dict[str, Any]:
+    """Parse params.yaml into plain data, with a one-line error for bad YAML."""
+    import yaml
+
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(
+            f"{path} not found", "run `evalledger init` to create a project"
+        ) from None
+    try:
+        data: Any = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    except yaml.YAMLError as exc:
+        raise ConfigError(
+            f"invalid YAML in {_yaml_error_line(exc, path)}", "fix the syntax and run again"
+        ) from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path.name} must be a mapping at the top level")
+    return data
+
+
+def _check_name(kind: str, name: Any) -> str:
+    if not isinstance(name, str | int) or isinstance(name, bool):
+        raise ConfigError(f"{kind} name {name!r} must be a string")
+    text = str(name)
+    if not _NAME_RE.match(text):
+        raise ConfigError(
+            f"{kind} name {text!r} is not allowed",
+            "use letters, digits, '_', '+' or '-' (no dots, slashes or spaces)",
+        )
+    return text
+
+
+def parse_spec(data: dict[str, Any]) -> MatrixSpec:
+    """Validate params data and return the matrix it defines."""
+    unknown_top = sorted(set(data) - _TOP_LEVEL)
+    if unknown_top:
+        raise ConfigError(
+            f"unknown section {unknown_top[0]!r} in params.yaml; "
+            f"known: {', '.join(sorted(_TOP_LEVEL))}",
+            "rename or remove it",
+        )
+    axes_raw = data.get("axes")
+    if not isinstance(axes_raw, dict) or not axes_raw:
+        raise ConfigError(
+            "params.yaml has no 'axes:' mapping, so the matrix is empty",
+            "add axes.model and axes.benchmark lists",
+        )
+    axes: dict[str, list[str]] = {}
+    for axis, values in axes_raw.items():
+        if axis not in AXES:
+            raise ConfigError(
+                f"unknown axis {axis!r} in params.yaml; known: {', '.join(AXIS_ORDER)}",
+                "rename or remove it",
+            )
+        if values is None or values == []:
+            raise ConfigError(
+                f"empty matrix: axes.{axis} has no values",
+                f"list at least one {axis} under axes.{axis}",
+            )
+        if not isinstance(values, list):
+            raise ConfigError(f"axes.{axis} must be a list, got {type(values).__name__}")
+        names = [_check_name(axis, v) for v in values]
+        dup = next((n for n in names if names.count(n) > 1), None)
+        if dup:
+            raise ConfigError(f"axes.{axis} lists {dup!r} twice", "remove the duplicate")
+        axes[axis] = names
+    for axis in REQUIRED_AXES:
+        if axis not in axes:
+            raise ConfigError(
+                f"empty matrix: params.yaml has no axes.{axis}",
+                f"add axes.{axis} with at least one {axis}",
+            )
+    sections: dict[str, dict[str, dict[str, Any]]] = {}
+    for axis, section in AXES.items():
+        entries = data.get(section) or {}
+        if not isinstance(entries, dict):
+            raise ConfigError(f"'{section}:' in params.yaml must be a mapping of names")
+        clean: dict[str, dict[str, Any]] = {}
+        for name, cfg in entries.items():
+            name = _check_name(axis, name)
+            if cfg is None:
+                cfg = {}
+            if not isinstance(cfg, dict):
+                raise ConfigError(f"{section}.{name} must be a mapping of settings")
+            clean[name] = cfg
+        sections[section] = clean
+        for value in axes.get(axis, []):
+            if value not in clean:
+                known = ", ".join(clean) or "none"
+                raise ConfigError(
+                    f"unknown {axis} {value!r} in axes.{axis}; known: {known}",
+                    f"define it under '{section}:' or fix the name",
+                )
+    run_raw = data.get("run") or {}
+    if not isinstance(run_raw, dict):
+        raise ConfigError("'run:' in params.yaml must be a mapping")
+    unknown_run = sorted(set(run_raw) - {"jobs"})
+    if unknown_run:
+        raise ConfigError(f"unknown run setting {unknown_run[0]!r}; known: jobs")
+    jobs = run_raw.get("jobs", 4)
+    if not isinstance(jobs, int) or isinstance(jobs, bool) or jobs < 1:
+        raise ConfigError(f"run.jobs must be a positive integer, got {jobs!r}")
+    return MatrixSpec(axes=axes, sections=sections, run=RunSettings(jobs=jobs), raw=data)
+
+
+def _parse_override(text: str) -> tuple[list[str], Any]:
+    import yaml
+
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"bad override {text!r}", "write it as -S key.path=value")
+    try:
+        parsed = yaml.safe_load(value) if value.strip() else ""
+    except yaml.YAMLError:
+        parsed = value
+    return key.strip().split("."), parsed
+
+
+def override_params(path: Path, overrides: list[str]) -> tuple[str, dict[str, Any]]:
+    """params.yaml's text with ``key.path=value`` overrides applied, comments kept.
+
+    Returns the new text and its parsed data (validated); nothing is written.
+    """
+    import io
+
+    from ruamel.yaml import YAML
+
+    text = path.read_text(encoding="utf-8")
+    if not overrides:
+        return text, load_params(path)
+    yaml_rt = YAML()
+    yaml_rt.preserve_quotes = True
+    doc = yaml_rt.load(text) or {}
+    for item in overrides:
+        keys, value = _parse_override(item)
+        node = doc
+        for k in keys[:-1]:
+            if k not in node or not isinstance(node[k], dict):
+                node[k] = {}
+            node = node[k]
+        node[keys[-1]] = value
+    buf = io.StringIO()
+    yaml_rt.dump(doc, buf)
+    data = _reload(buf.getvalue())
+    parse_spec(data)
+    return buf.getvalue(), data
+
+
+def apply_overrides(path: Path, overrides: list[str]) -> None:
+    """Write ``key.path=value`` overrides into params.yaml, keeping its comments.
+
+    This is what ``dvc exp run -S`` does, and it keeps dvc.lock consistent: the params
+    that DVC records for each cell are the ones the cell ran with.
+    """
+    if overrides:
+        text, _ = override_params(path, overrides)
+        atomic_write(path, text)
+
+
+def _reload(text: str) -> dict[str, Any]:
+    import yaml
+
+    data = yaml.safe_load(text)
+    return data if isinstance(data, dict) else {}

@@ -1,0 +1,65 @@
+"""Model adapters and benchmarks, registered through entry points.
+
+Third-party packages declare ``[project.entry-points."evalledger.models"]`` (or
+``evalledger.benchmarks``); evalledger's own built-ins are registered the same way in its
+``pyproject.toml``, so nothing is special-cased.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from importlib.metadata import EntryPoint, entry_points
+from typing import TYPE_CHECKING, Any
+
+from evalledger.errors import ConfigError
+
+if TYPE_CHECKING:
+    from evalledger.benchmarks.base import Benchmark
+    from evalledger.models.base import Model
+
+__all__ = ["BENCHMARKS_GROUP", "MODELS_GROUP", "load_benchmark", "load_model", "registered"]
+
+MODELS_GROUP = "evalledger.models"
+BENCHMARKS_GROUP = "evalledger.benchmarks"
+
+
+@cache
+def _group(group: str) -> dict[str, EntryPoint]:
+    return {ep.name: ep for ep in entry_points(group=group)}
+
+
+def registered(group: str) -> list[str]:
+    """Names registered in an entry-point group, sorted."""
+    return sorted(_group(group))
+
+
+def _load(group: str, name: Any, what: str, section: str) -> Any:
+    eps = _group(group)
+    if not isinstance(name, str) or name not in eps:
+        known = ", ".join(sorted(eps)) or "none installed"
+        raise ConfigError(
+            f"unknown {what} {name!r} in {section}; known: {known}",
+            f"fix the name, or install the package that provides {what} {name!r}",
+        )
+    try:
+        return eps[name].load()
+    except Exception as exc:  # a broken plugin must not crash the CLI with a traceback
+        raise ConfigError(f"{what} {name!r} failed to load: {type(exc).__name__}: {exc}") from None
+
+
+def load_model(name: str, config: dict[str, Any]) -> Model:
+    """Instantiate the model adapter named by ``config['adapter']``."""
+    adapter = config.get("adapter")
+    cls = _load(MODELS_GROUP, adapter, "model adapter", f"models.{name}.adapter")
+    settings = {k: v for k, v in config.items() if k != "adapter"}
+    model: Model = cls.from_config(name, settings)
+    return model
+
+
+def load_benchmark(name: str, config: dict[str, Any]) -> Benchmark:
+    """Instantiate the benchmark named by ``config['loader']``."""
+    loader = config.get("loader")
+    cls = _load(BENCHMARKS_GROUP, loader, "benchmark loader", f"benchmarks.{name}.loader")
+    settings = {k: v for k, v in config.items() if k != "loader"}
+    bench: Benchmark = cls.from_config(name, settings)
+    return bench

@@ -1,0 +1,94 @@
+"""Locating an evalledger project and the paths inside it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from evalledger.errors import NotAProjectError
+
+if TYPE_CHECKING:
+    from evalledger.matrix import Cell
+    from evalledger.params import MatrixSpec
+
+__all__ = ["STATE_DIR", "Project"]
+
+#: Local, git-ignored state: run lock, item checkpoints, caches. Safe to delete when idle.
+STATE_DIR = ".evalledger"
+
+
+@dataclass(frozen=True)
+class Project:
+    """An evalledger project: a DVC repo whose root holds params.yaml and dvc.yaml."""
+
+    root: Path
+
+    @classmethod
+    def find(cls, start: Path | str | None = None) -> Project:
+        """The project containing ``start`` (default: the current directory)."""
+        here = Path(start or Path.cwd()).resolve()
+        for cand in (here, *here.parents):
+            if (cand / "params.yaml").is_file() and (cand / ".dvc").is_dir():
+                return cls(cand)
+        raise NotAProjectError(
+            f"{here} is not inside an evalledger project (no params.yaml beside a .dvc/ "
+            "folder here or above)",
+            "run `evalledger init` first, or pass --project DIR",
+        )
+
+    @property
+    def params_path(self) -> Path:
+        """params.yaml: the matrix axes and every knob."""
+        return self.root / "params.yaml"
+
+    @property
+    def dvc_yaml(self) -> Path:
+        """dvc.yaml: the pipeline, one stage per cell."""
+        return self.root / "dvc.yaml"
+
+    @property
+    def dvc_lock(self) -> Path:
+        """dvc.lock: what DVC recorded for each finished stage."""
+        return self.root / "dvc.lock"
+
+    @property
+    def runs_dir(self) -> Path:
+        """runs/: one folder per execution, holding its manifest."""
+        return self.root / "runs"
+
+    @property
+    def metrics_dir(self) -> Path:
+        """metrics/: cell metrics and per-item scores, in git."""
+        return self.root / "metrics"
+
+    @property
+    def state_dir(self) -> Path:
+        """.evalledger/: local, git-ignored state."""
+        return self.root / STATE_DIR
+
+    @property
+    def run_lock_path(self) -> Path:
+        """The lock that lets only one ``evalledger run`` work on the project at a time."""
+        return self.state_dir / "run.lock"
+
+    def checkpoint_path(self, cell: Cell, config_hash: str) -> Path:
+        """The append-only item log of a cell; outside DVC outputs so repro keeps it."""
+        return self.state_dir / "checkpoints" / f"{cell.slug}.{config_hash}.jsonl"
+
+    def path(self, rel: str) -> Path:
+        """An absolute path for a project-relative one."""
+        return self.root / rel
+
+    @cached_property
+    def _spec_cache(self) -> dict[str, MatrixSpec]:
+        return {}
+
+    def spec(self, *, reload: bool = False) -> MatrixSpec:
+        """The validated matrix defined by params.yaml."""
+        from evalledger.params import load_params, parse_spec
+
+        if reload or "spec" not in self._spec_cache:
+            self._spec_cache["spec"] = parse_spec(load_params(self.params_path))
+        return self._spec_cache["spec"]

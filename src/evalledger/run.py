@@ -1,0 +1,486 @@
+"""``evalledger run``: create or resume an execution and evaluate its cells in parallel.
+
+The orchestrator is the only writer of the execution manifest; each cell writes only its
+own files. Finished cells are recorded in dvc.lock in one batch at the end, exactly as
+``dvc commit -f`` would record them, so ``dvc status`` is clean afterwards.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+import time
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Protocol
+
+from evalledger.atomic import locked_file
+from evalledger.cell import cell_context, execute_cell
+from evalledger.errors import (
+    ConfigError,
+    EvalLedgerError,
+    InterruptedRun,
+    NothingToResumeError,
+    RunLockedError,
+)
+from evalledger.executions import latest_execution_id, manifest_path, resolve_execution_id
+from evalledger.manifest import (
+    CellRecord,
+    CellStatus,
+    ExecutionManifest,
+    ExecutionStatus,
+    new_execution_id,
+    new_experiment_name,
+    read_manifest,
+    utcnow,
+    write_manifest,
+)
+from evalledger.matrix import Cell, cell_from_axes, expand
+from evalledger.params import override_params, parse_spec
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from pathlib import Path
+
+    from evalledger.params import MatrixSpec
+    from evalledger.project import Project
+
+__all__ = ["RunOptions", "RunPlan", "RunReporter", "RunResult", "plan_run", "run"]
+
+
+class RunReporter(Protocol):
+    """Receives progress events; the CLI renders them, tests may record them."""
+
+    def plan(self, plan: RunPlan) -> None:
+        """The plan is known and the run is about to start."""
+
+    def cell_started(self, key: str, done: int, total: int) -> None:
+        """A cell started (``done`` items already in its checkpoint)."""
+
+    def cell_progress(self, key: str, done: int, total: int) -> None:
+        """A cell scored another item."""
+
+    def cell_finished(self, key: str, record: CellRecord) -> None:
+        """A cell completed or failed."""
+
+
+class _NullReporter:
+    def plan(self, plan: RunPlan) -> None:
+        pass
+
+    def cell_started(self, key: str, done: int, total: int) -> None:
+        pass
+
+    def cell_progress(self, key: str, done: int, total: int) -> None:
+        pass
+
+    def cell_finished(self, key: str, record: CellRecord) -> None:
+        pass
+
+
+@dataclass
+class RunOptions:
+    """What the user asked ``evalledger run`` to do."""
+
+    resume: bool = False
+    execution_id: str | None = None
+    filters: dict[str, list[str]] = field(default_factory=dict)
+    overrides: list[str] = field(default_factory=list)
+    jobs: int | None = None
+    force: bool = False
+    commit: bool = False
+    dry_run: bool = False
+    command: list[str] = field(default_factory=list)
+
+
+@dataclass
+class RunPlan:
+    """Which cells, and how many of their items, a run will evaluate."""
+
+    execution_id: str | None
+    resume: bool
+    cells: list[str]
+    up_to_date: list[str]
+    items_done: dict[str, int]
+    items_total: dict[str, int | None]
+    jobs: int
+
+    @property
+    def items_remaining(self) -> dict[str, int | None]:
+        """Items left per cell; None when the cell never started (total unknown yet)."""
+        out: dict[str, int | None] = {}
+        for key in self.cells:
+            total = self.items_total.get(key)
+            out[key] = None if total is None else max(0, total - self.items_done.get(key, 0))
+        return out
+
+
+@dataclass
+class RunResult:
+    """The outcome of a run."""
+
+    plan: RunPlan
+    manifest: ExecutionManifest | None = None
+    message: str | None = None
+    committed: str | None = None
+    recorded: int = 0
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        """True when every cell of the execution completed (or nothing needed running)."""
+        return self.manifest is None or self.manifest.status == ExecutionStatus.COMPLETED
+
+
+def _count_lines(path: os.PathLike[str]) -> int:
+    try:
+        with open(path, "rb") as fh:
+            return fh.read().count(b"\n")
+    except FileNotFoundError:
+        return 0
+
+
+def _axis_filters(filters: dict[str, list[str]]) -> dict[str, list[str]]:
+    return {k: list(v) for k, v in filters.items() if v}
+
+
+@contextmanager
+def _run_lock(project: Project, label: str) -> Iterator[None]:
+    with locked_file(project.run_lock_path) as fh:
+        if fh is None:
+            try:
+                holder = json.loads(project.run_lock_path.read_text() or "{}")
+            except (OSError, ValueError):
+                holder = {}
+            who = f"pid {holder.get('pid', '?')}, {holder.get('execution', 'starting')}"
+            raise RunLockedError(
+                f"another evalledger run is in progress in this project ({who})",
+                "wait for it to finish; a killed run releases the lock by itself",
+            )
+        fh.seek(0)
+        fh.truncate()
+        fh.write(json.dumps({"pid": os.getpid(), "execution": label}))
+        fh.flush()
+        yield
+
+
+def _set_lock_label(project: Project, label: str) -> None:
+    data = json.dumps({"pid": os.getpid(), "execution": label})
+    with open(project.run_lock_path, "w") as fh:
+        fh.write(data)
+
+
+def _load_for_resume(project: Project, options: RunOptions) -> ExecutionManifest:
+    if options.overrides:
+        raise ConfigError(
+            "--resume continues an execution with its own params; -S is not allowed",
+            "drop -S, or start a new execution with `evalledger run -S ...`",
+        )
+    if any(options.filters.values()):
+        raise ConfigError(
+            "--resume continues every unfinished cell of the execution; filters are not allowed",
+            "drop the axis filters",
+        )
+    if options.execution_id is None and latest_execution_id(project) is None:
+        raise NothingToResumeError(
+            "no execution to resume", "start one with `evalledger run` first"
+        )
+    exec_id = resolve_execution_id(project, options.execution_id)
+    return read_manifest(manifest_path(project, exec_id))
+
+
+def _check_resume_config(spec: MatrixSpec, manifest: ExecutionManifest) -> list[Cell]:
+    cells, changed = [], []
+    for key, rec in manifest.cells.items():
+        try:
+            cell = cell_from_axes(rec.axes)
+            _, chash = cell_context(spec, cell)
+        except (KeyError, ConfigError):
+            changed.append(key)
+            continue
+        if chash != rec.config_hash:
+            changed.append(key)
+        cells.append(cell)
+    if changed:
+        raise ConfigError(
+            f"params.yaml changed since {manifest.execution_id} for {len(changed)} cell(s) "
+            f"(e.g. {changed[0]}); resuming would mix two configurations",
+            "restore params.yaml (`git checkout params.yaml`) or start a new `evalledger run`",
+        )
+    return cells
+
+
+def plan_run(project: Project, options: RunOptions) -> tuple[RunPlan, MatrixSpec, object]:
+    """Decide what a run would do, without evaluating or writing anything.
+
+    Returns the plan, the spec it was made with, and either the execution manifest to
+    resume or the list of cells for a new execution.
+    """
+    from evalledger.pipeline import stale_cells
+
+    if options.resume:
+        spec = project.spec()
+        manifest = _load_for_resume(project, options)
+        _check_resume_config(spec, manifest)
+        todo = [k for k, r in manifest.cells.items() if r.status != CellStatus.COMPLETED]
+        done: dict[str, int] = {}
+        total: dict[str, int | None] = {}
+        for key in todo:
+            rec = manifest.cells[key]
+            ck = project.checkpoint_path(cell_from_axes(rec.axes), rec.config_hash)
+            done[key] = _count_lines(ck)
+            total[key] = rec.examples_total
+        plan = RunPlan(
+            execution_id=manifest.execution_id, resume=True, cells=todo, up_to_date=[],
+            items_done=done, items_total=total, jobs=options.jobs or manifest.jobs,
+        )  # fmt: skip
+        return plan, spec, manifest
+    _, data = override_params(project.params_path, options.overrides)
+    spec = parse_spec(data)
+    cells = expand(spec, _axis_filters(options.filters))
+    stale = cells if options.force else stale_cells(project, spec, cells)
+    stale_keys = {c.key for c in stale}
+    done, total = {}, {}
+    for cell in stale:
+        _, chash = cell_context(spec, cell)
+        done[cell.key] = _count_lines(project.checkpoint_path(cell, chash))
+        total[cell.key] = None
+    plan = RunPlan(
+        execution_id=None, resume=False, cells=[c.key for c in stale],
+        up_to_date=[c.key for c in cells if c.key not in stale_keys],
+        items_done=done, items_total=total, jobs=options.jobs or spec.run.jobs,
+    )  # fmt: skip
+    return plan, spec, stale
+
+
+class _ManifestWriter:
+    """Serialises manifest writes from worker threads; throttles progress-only writes."""
+
+    def __init__(self, path: Path, manifest: ExecutionManifest) -> None:
+        self.path = path
+        self.manifest = manifest
+        self.lock = threading.Lock()
+        self._last = 0.0
+        self._dirty = False
+
+    def update(self, key: str, *, force: bool = False, **changes: object) -> CellRecord:
+        with self.lock:
+            rec = self.manifest.cells[key]
+            for name, value in changes.items():
+                setattr(rec, name, value)
+            self._dirty = True
+            now = time.monotonic()
+            if force or now - self._last > 0.5:
+                write_manifest(self.path, self.manifest)
+                self._last, self._dirty = now, False
+            return rec.model_copy()
+
+    def flush(self) -> None:
+        with self.lock:
+            write_manifest(self.path, self.manifest)
+            self._dirty = False
+
+
+def _new_manifest(
+    project: Project, spec: MatrixSpec, cells: list[Cell], options: RunOptions, jobs: int
+) -> ExecutionManifest:
+    from evalledger.gitinfo import git_state
+    from evalledger.redact import redact
+
+    now = utcnow()
+    records = {}
+    for cell in cells:
+        _, chash = cell_context(spec, cell)
+        records[cell.key] = CellRecord(
+            axes=dict(cell.axes), stage=cell.stage, experiment=new_experiment_name(cell.values),
+            config_hash=chash,
+        )  # fmt: skip
+    return ExecutionManifest(
+        execution_id=new_execution_id(now), created_at=now, updated_at=now,
+        command=list(options.command), overrides=list(options.overrides),
+        filters=_axis_filters(options.filters), config=redact(spec.raw),
+        git=git_state(project.root), jobs=jobs, cells=records,
+    )  # fmt: skip
+
+
+def _evaluate(
+    project: Project,
+    spec: MatrixSpec,
+    writer: _ManifestWriter,
+    keys: list[str],
+    jobs: int,
+    reporter: RunReporter,
+) -> None:
+    stop = threading.Event()
+    manifest = writer.manifest
+
+    def work(key: str) -> None:
+        rec = manifest.cells[key]
+        cell = cell_from_axes(rec.axes)
+        writer.update(
+            key, force=True, status=CellStatus.IN_PROGRESS, started_at=utcnow(),
+            error=None, attempts=rec.attempts + 1,
+        )  # fmt: skip
+        first = [True]
+
+        def progress(done: int, total: int) -> None:
+            if first[0]:
+                first[0] = False
+                writer.update(key, examples_completed=done, examples_total=total)
+                reporter.cell_started(key, done, total)
+                return
+            writer.update(key, examples_completed=done)
+            reporter.cell_progress(key, done, total)
+
+        try:
+            result = execute_cell(project, spec, cell, keep_checkpoint=True,
+                                  progress=progress, stop=stop)  # fmt: skip
+        except InterruptedRun:
+            raise
+        except Exception as exc:
+            err = (
+                exc.message if isinstance(exc, EvalLedgerError) else f"{type(exc).__name__}: {exc}"
+            )
+            final = writer.update(key, force=True, status=CellStatus.FAILED,
+                                  error=err, finished_at=utcnow())  # fmt: skip
+            reporter.cell_finished(key, final)
+            return
+        final = writer.update(
+            key, force=True, status=CellStatus.COMPLETED, finished_at=utcnow(),
+            examples_completed=result.n_items, examples_total=result.n_items,
+        )  # fmt: skip
+        reporter.cell_finished(key, final)
+
+    pool = ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="evalledger-cell")
+    pending: set[Future[None]] = set()
+    queue = list(keys)
+    try:
+        while queue or pending:
+            while queue and len(pending) < jobs:
+                pending.add(pool.submit(work, queue.pop(0)))
+            finished, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
+            for fut in finished:
+                fut.result()
+    except BaseException:
+        stop.set()
+        wait(pending)
+        raise
+    finally:
+        pool.shutdown(wait=True)
+
+
+@contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _finish_status(manifest: ExecutionManifest) -> ExecutionStatus:
+    if all(r.status == CellStatus.COMPLETED for r in manifest.cells.values()):
+        return ExecutionStatus.COMPLETED
+    return ExecutionStatus.PARTIAL
+
+
+def _record_completed(project: Project, spec: MatrixSpec, manifest: ExecutionManifest) -> int:
+    from evalledger.pipeline import record_cells, stale_cells
+
+    completed = [cell_from_axes(r.axes) for r in manifest.cells.values()
+                 if r.status == CellStatus.COMPLETED]  # fmt: skip
+    return record_cells(project, stale_cells(project, spec, completed))
+
+
+def _drop_checkpoints(project: Project, manifest: ExecutionManifest) -> None:
+    for rec in manifest.cells.values():
+        if rec.status == CellStatus.COMPLETED:
+            project.checkpoint_path(cell_from_axes(rec.axes), rec.config_hash).unlink(
+                missing_ok=True
+            )
+
+
+def _commit(project: Project, manifest: ExecutionManifest) -> str:
+    from evalledger.gitinfo import git_commit
+
+    lines = [f"evalledger: {manifest.execution_id} ({manifest.summary()})", ""]
+    for key, rec in manifest.cells.items():
+        lines.append(f"- {key}: {rec.status.value}" + (f" ({rec.error})" if rec.error else ""))
+    paths = [f"runs/{manifest.execution_id}", "metrics", "predictions", "dvc.lock",
+             "dvc.yaml", "params.yaml"]  # fmt: skip
+    return git_commit(project.root, paths, "\n".join(lines))
+
+
+def run(project: Project, options: RunOptions, reporter: RunReporter | None = None) -> RunResult:
+    """Create (or resume) an execution and evaluate its cells; see the module docstring."""
+    from evalledger.params import apply_overrides
+    from evalledger.pipeline import sync_dvc_yaml
+
+    reporter = reporter or _NullReporter()
+    started = time.perf_counter()
+    with _run_lock(project, options.execution_id or "new execution"):
+        plan, spec, target = plan_run(project, options)
+        if options.dry_run:
+            return RunResult(plan=plan, message="dry run: nothing was evaluated")
+        if options.resume:
+            assert isinstance(target, ExecutionManifest)
+            manifest = target
+            if not plan.cells:
+                recorded = _record_completed(project, spec, manifest)
+                _drop_checkpoints(project, manifest)
+                return RunResult(
+                    plan=plan, manifest=manifest, recorded=recorded,
+                    message=f"all {len(manifest.cells)} cells of {manifest.execution_id} are "
+                    "already completed; start a new execution with `evalledger run`",
+                )  # fmt: skip
+        else:
+            assert isinstance(target, list)
+            if not target:
+                return RunResult(
+                    plan=plan,
+                    message=f"all {len(plan.up_to_date)} selected cells are up to date "
+                    "(dvc.lock matches params and outputs); use --force to evaluate them again",
+                )
+            apply_overrides(project.params_path, options.overrides)
+            spec = project.spec(reload=True)
+            sync_dvc_yaml(project, spec)
+            manifest = _new_manifest(project, spec, target, options, plan.jobs)
+            plan.execution_id = manifest.execution_id
+        if options.resume:
+            sync_dvc_yaml(project, spec)
+        _set_lock_label(project, manifest.execution_id)
+        manifest.status = ExecutionStatus.IN_PROGRESS
+        path = manifest_path(project, manifest.execution_id)
+        writer = _ManifestWriter(path, manifest)
+        writer.flush()
+        reporter.plan(plan)
+        interrupted = False
+        try:
+            with _sigterm_as_interrupt():
+                _evaluate(project, spec, writer, plan.cells, plan.jobs, reporter)
+        except (KeyboardInterrupt, InterruptedRun):
+            interrupted = True
+        manifest.status = _finish_status(manifest)
+        writer.flush()
+        recorded = _record_completed(project, spec, manifest)
+        _drop_checkpoints(project, manifest)
+        result = RunResult(plan=plan, manifest=manifest, recorded=recorded,
+                           seconds=time.perf_counter() - started)  # fmt: skip
+        if interrupted:
+            raise InterruptedRun(
+                f"{manifest.execution_id} interrupted ({manifest.summary()})",
+                f"continue with `evalledger run --resume {manifest.execution_id}`",
+            )
+        if options.commit:
+            result.committed = _commit(project, manifest)
+        return result

@@ -1,0 +1,119 @@
+"""``evalledger init``: scaffold an evaluation project."""
+
+from __future__ import annotations
+
+import subprocess
+from typing import TYPE_CHECKING
+
+from evalledger.atomic import atomic_write
+from evalledger.errors import ConfigError, EvalLedgerError
+from evalledger.project import STATE_DIR, Project
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+__all__ = ["DEMO_PARAMS", "init_project"]
+
+DEMO_PARAMS = """\
+# evalledger parameters: the matrix and every knob.
+# Each list under `axes:` is one axis of the matrix; each value names an entry in the
+# section of that axis (models:, benchmarks:, prompt_sets:, decodings:). dvc.yaml runs
+# one stage per combination, and each stage depends only on its own entries, so
+# editing one model re-runs only that model's cells.
+axes:
+  model: [solver, noisy, adder]
+  benchmark: [arith, arith_hard]
+
+models:
+  solver:           # parses one-step word problems exactly
+    adapter: baseline
+    strategy: solver
+  noisy:            # the solver with seeded mistakes
+    adapter: baseline
+    strategy: solver
+    error_rate: 0.25
+    seed: 7
+  adder:            # adds up every number it sees
+    adapter: baseline
+    strategy: adder
+
+benchmarks:
+  arith:
+    loader: arith
+    n_items: 300
+    seed: 1
+    difficulty: easy
+  arith_hard:
+    loader: arith
+    n_items: 200
+    seed: 2
+    difficulty: hard
+
+run:
+  jobs: 4           # cells evaluated at once by `evalledger run`
+"""
+
+GITIGNORE = f"""\
+# evalledger local state: run lock, item checkpoints, caches
+/{STATE_DIR}/
+"""
+
+
+def _run(cmd: list[str], cwd: Path) -> None:
+    try:
+        proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, check=False)
+    except FileNotFoundError:
+        raise EvalLedgerError(f"{cmd[0]} is not installed", f"install {cmd[0]}") from None
+    if proc.returncode != 0:
+        last = (proc.stderr or proc.stdout).strip().splitlines()
+        raise EvalLedgerError(f"`{' '.join(cmd)}` failed: {last[-1] if last else ''}")
+
+
+def init_project(directory: Path, *, force: bool = False) -> tuple[Project, list[str]]:
+    """Create params.yaml, dvc.yaml, runs/, metrics/ and .gitignore; git/dvc init if missing.
+
+    Returns the project and the paths created. Existing files are kept unless ``force``.
+    """
+    from evalledger.params import load_params, parse_spec
+    from evalledger.pipeline import sync_dvc_yaml
+
+    root = directory.resolve()
+    root.mkdir(parents=True, exist_ok=True)
+    existing = [n for n in ("params.yaml", "dvc.yaml") if (root / n).exists()]
+    if existing and not force:
+        raise ConfigError(
+            f"{root / existing[0]} already exists",
+            "pass --force to overwrite it, or edit it by hand",
+        )
+    created: list[str] = []
+    if not (root / ".git").exists():
+        _run(["git", "init", "-q"], root)
+        created.append(".git/")
+    if not (root / ".dvc").exists():
+        _run(["dvc", "init", "-q"], root)
+        created.append(".dvc/")
+    atomic_write(root / "params.yaml", DEMO_PARAMS)
+    created.append("params.yaml")
+    if force and (root / "dvc.yaml").exists():
+        (root / "dvc.yaml").unlink()
+    project = Project(root)
+    sync_dvc_yaml(project, parse_spec(load_params(project.params_path)))
+    created.append("dvc.yaml")
+    for folder in ("runs", "metrics"):
+        keep = root / folder / ".gitkeep"
+        if not keep.exists():
+            keep.parent.mkdir(parents=True, exist_ok=True)
+            keep.touch()
+            created.append(f"{folder}/")
+    gi = root / ".gitignore"
+    current = gi.read_text() if gi.exists() else ""
+    if f"/{STATE_DIR}/" not in current:
+        atomic_write(gi, current + ("\n" if current and not current.endswith("\n") else "")
+                     + GITIGNORE)  # fmt: skip
+        created.append(".gitignore")
+    dvcignore = root / ".dvcignore"
+    if not dvcignore.exists():
+        # Keeps DVC from walking virtualenvs when it looks for dvc.yaml files.
+        atomic_write(dvcignore, ".venv/\nvenv/\nnode_modules/\n")
+        created.append(".dvcignore")
+    return project, created

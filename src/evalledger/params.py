@@ -207,7 +207,9 @@ def override_params(path: Path, overrides: list[str]) -> tuple[str, dict[str, An
 
     text = path.read_text(encoding="utf-8")
     if not overrides:
-        return text, load_params(path)
+        data = load_params(path)
+        parse_spec(data)
+        return text, data
     yaml_rt = YAML()
     yaml_rt.preserve_quotes = True
     doc = yaml_rt.load(text) or {}

@@ -8,6 +8,7 @@ would, but with one dump of dvc.lock for the whole batch instead of one per stag
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 from typing import TYPE_CHECKING, Any
@@ -104,7 +105,9 @@ def record_cells(project: Project, cells: list[Cell]) -> int:
     level = dvc_logger.level
     dvc_logger.setLevel(logging.WARNING)  # DVC's "Updating lock file" chatter is ours to hide
     try:
-        return _record(project, {c.stage for c in cells})
+        # DVC resolves stage paths against the working directory.
+        with contextlib.chdir(project.root):
+            return _record(project, {c.stage for c in cells})
     finally:
         dvc_logger.setLevel(level)
 

@@ -428,6 +428,8 @@ def run(project: Project, options: RunOptions, reporter: RunReporter | None = No
 
     reporter = reporter or _NullReporter()
     started = time.perf_counter()
+    # Bad params fail before anything, even the lock file, is touched.
+    override_params(project.params_path, [] if options.resume else options.overrides)
     with _run_lock(project, options.execution_id or "new execution"):
         plan, spec, target = plan_run(project, options)
         if options.dry_run:

@@ -1,0 +1,137 @@
+"""Fixtures: temporary git+DVC evalledger projects, and a CLI runner bound to them."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+from evalledger.cli import cli
+from evalledger.project import Project
+from evalledger.scaffold import init_project
+
+# The console scripts (evalledger, dvc) of this interpreter must be the ones on PATH:
+# dvc repro runs `evalledger cell` through the shell.
+os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+# CI has no git identity; DVC must not phone home.
+for var, value in {
+    "GIT_AUTHOR_NAME": "evalledger tests",
+    "GIT_AUTHOR_EMAIL": "tests@evalledger.invalid",
+    "GIT_COMMITTER_NAME": "evalledger tests",
+    "GIT_COMMITTER_EMAIL": "tests@evalledger.invalid",
+    "DVC_NO_ANALYTICS": "1",
+}.items():
+    os.environ.setdefault(var, value)
+
+SMALL_PARAMS = """\
+# small demo matrix for tests
+axes:
+  model: [solver, noisy, adder]
+  benchmark: [arith, arith_hard]
+models:
+  solver: {adapter: baseline, strategy: solver}
+  noisy: {adapter: baseline, strategy: solver, error_rate: 0.3, seed: 3}
+  adder: {adapter: baseline, strategy: adder}
+benchmarks:
+  arith: {loader: arith, n_items: 30, seed: 1, difficulty: easy}
+  arith_hard: {loader: arith, n_items: 20, seed: 2, difficulty: hard}
+run:
+  jobs: 3
+"""
+
+COUNTING_MODEL = '''\
+"""A test model that logs every call, and can block (a gate) or fail on demand."""
+import os
+import time
+from pathlib import Path
+
+
+def generate(prompt, item, log, gate_at=-1, fail_at=-1, flags="."):
+    flags = Path(flags)
+    index = int(item.id.rsplit("-", 1)[1])
+    if index == gate_at and (flags / "gate_on").exists():
+        (flags / f"blocked-{item.id}").touch()
+        time.sleep(3600)
+    if index == fail_at and (flags / "fail_on").exists():
+        raise ValueError(f"boom on {item.id}")
+    fd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+    os.write(fd, (item.id + "\\n").encode())
+    os.close(fd)
+    time.sleep(0.002)
+    return f"The answer is {item.target}."
+'''
+
+
+def git(root: Path, *args: str) -> str:
+    return subprocess.run(
+        ["git", *args], cwd=root, check=True, capture_output=True, text=True
+    ).stdout
+
+
+def dvc(root: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(["dvc", *args], cwd=root, capture_output=True, text=True)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"dvc {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def make_project(root: Path, params: str = SMALL_PARAMS) -> Project:
+    project, _ = init_project(root)
+    (root / "params.yaml").write_text(params)
+    from evalledger.pipeline import sync_dvc_yaml
+
+    sync_dvc_yaml(project, project.spec(reload=True))
+    git(root, "add", "-A")
+    git(root, "commit", "-qm", "init")
+    return project
+
+
+def counting_params(flags: Path, *, n_items: int = 40, gate_at: int = -1, fail_at: int = -1,
+                    jobs: int = 2) -> str:
+    return textwrap.dedent(f"""\
+        axes:
+          model: [counter]
+          benchmark: [arith, arith_hard]
+        models:
+          counter:
+            adapter: python
+            callable: counting_model:generate
+            path: {flags}
+            options: {{log: {flags / "calls.log"}, gate_at: {gate_at}, fail_at: {fail_at},
+                       flags: {flags}}}
+        benchmarks:
+          arith: {{loader: arith, n_items: {n_items}, seed: 1, difficulty: easy}}
+          arith_hard: {{loader: arith, n_items: {n_items}, seed: 2, difficulty: hard}}
+        run:
+          jobs: {jobs}
+        """)
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Project:
+    """A committed git+DVC project with a small 3x2 demo matrix."""
+    return make_project(tmp_path / "proj")
+
+
+@pytest.fixture
+def counting_project(tmp_path: Path) -> tuple[Project, Path]:
+    """A project whose one model logs each call to flags/calls.log."""
+    flags = tmp_path / "flags"
+    flags.mkdir()
+    (flags / "counting_model.py").write_text(COUNTING_MODEL)
+    return make_project(tmp_path / "proj", counting_params(flags)), flags
+
+
+def invoke(project: Project | Path, *args: str) -> Result:
+    root = project.root if isinstance(project, Project) else project
+    return CliRunner().invoke(cli, ["-C", str(root), *args], catch_exceptions=False)
+
+
+def calls(flags: Path) -> list[str]:
+    log = flags / "calls.log"
+    return log.read_text().split() if log.exists() else []

@@ -91,8 +91,9 @@ def make_project(root: Path, params: str = SMALL_PARAMS) -> Project:
     return project
 
 
-def counting_params(flags: Path, *, n_items: int = 40, gate_at: int = -1, fail_at: int = -1,
-                    jobs: int = 2) -> str:
+def counting_params(
+    flags: Path, *, n_items: int = 40, gate_at: int = -1, fail_at: int = -1, jobs: int = 2
+) -> str:
     return textwrap.dedent(f"""\
         axes:
           model: [counter]

@@ -11,8 +11,16 @@ def test_init_creates_a_runnable_project(tmp_path: Path) -> None:
     root = tmp_path / "new"
     result = invoke(tmp_path, "init", str(root))
     assert result.exit_code == 0, result.output
-    for rel in ("params.yaml", "dvc.yaml", ".gitignore", ".dvcignore", "runs/.gitkeep",
-                "metrics/.gitkeep", ".git/HEAD", ".dvc/config"):
+    for rel in (
+        "params.yaml",
+        "dvc.yaml",
+        ".gitignore",
+        ".dvcignore",
+        "runs/.gitkeep",
+        "metrics/.gitkeep",
+        ".git/HEAD",
+        ".dvc/config",
+    ):
         assert (root / rel).exists(), rel
     stage = yaml.safe_load((root / "dvc.yaml").read_text())["stages"]["eval"]
     assert stage["matrix"] == {"model": "${axes.model}", "benchmark": "${axes.benchmark}"}

@@ -10,8 +10,11 @@ from evalledger.project import Project
 
 
 def _files(project: Project) -> set[str]:
-    return {str(p.relative_to(project.root)) for p in project.root.rglob("*")
-            if ".git" not in p.parts and ".dvc" not in p.parts}
+    return {
+        str(p.relative_to(project.root))
+        for p in project.root.rglob("*")
+        if ".git" not in p.parts and ".dvc" not in p.parts
+    }
 
 
 BAD = {
@@ -56,16 +59,21 @@ def test_bad_params_is_one_line_exit_2_and_writes_nothing(project: Project, case
 
 def test_bad_params_in_a_real_process_has_no_traceback(project: Project) -> None:
     project.params_path.write_text("axes: [\n")
-    proc = subprocess.run([sys.executable, "-m", "evalledger", "run"], cwd=project.root,
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "evalledger", "run"],
+        cwd=project.root,
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr + proc.stdout
     assert proc.stderr.strip().count("\n") == 0 and "invalid YAML" in proc.stderr
 
 
 def test_unknown_adapter_lists_known_ones(project: Project) -> None:
-    text = project.params_path.read_text().replace("adapter: baseline, strategy: adder",
-                                                   "adapter: nope")
+    text = project.params_path.read_text().replace(
+        "adapter: baseline, strategy: adder", "adapter: nope"
+    )
     project.params_path.write_text(text)
     result = invoke(project, "run", "--models", "adder")
     # the cell fails; the error names the known adapters

@@ -12,8 +12,14 @@ from conftest import dvc, git, invoke, make_project
 from evalledger.executions import execution_ids, load_execution
 from evalledger.project import Project
 
-CELLS = ["solver/arith", "solver/arith_hard", "noisy/arith", "noisy/arith_hard",
-         "adder/arith", "adder/arith_hard"]
+CELLS = [
+    "solver/arith",
+    "solver/arith_hard",
+    "noisy/arith",
+    "noisy/arith_hard",
+    "adder/arith",
+    "adder/arith_hard",
+]
 
 
 def test_run_evaluates_every_cell_and_dvc_agrees(project: Project) -> None:
@@ -35,8 +41,13 @@ def test_run_evaluates_every_cell_and_dvc_agrees(project: Project) -> None:
     assert files["metrics/solver/arith.json"]["data"]["accuracy"] == solver["accuracy"] == 1.0
     adder = json.loads((project.root / "metrics/adder/arith.json").read_text())
     assert 0 < adder["accuracy"] < 0.5
-    assert set(adder["categories"]) == {"addition", "subtraction", "multiplication",
-                                        "division", "two_step"}
+    assert set(adder["categories"]) == {
+        "addition",
+        "subtraction",
+        "multiplication",
+        "division",
+        "two_step",
+    }
     rows = (project.root / "metrics/noisy/arith.scores.csv").read_text().splitlines()
     assert rows[0].startswith("id,category,correct,score")
     assert len(rows) == 31
@@ -71,8 +82,17 @@ def test_editing_one_model_reruns_only_its_cells(project: Project) -> None:
 
 
 def test_overrides_filters_and_commit(project: Project) -> None:
-    result = invoke(project, "run", "-S", "models.noisy.error_rate=0.5", "--models", "noisy",
-                    "--benchmarks", "arith", "--commit")
+    result = invoke(
+        project,
+        "run",
+        "-S",
+        "models.noisy.error_rate=0.5",
+        "--models",
+        "noisy",
+        "--benchmarks",
+        "arith",
+        "--commit",
+    )
     assert result.exit_code == 0, result.output
     manifest = load_execution(project, None)
     assert list(manifest.cells) == ["noisy/arith"]
@@ -92,8 +112,8 @@ def test_overrides_filters_and_commit(project: Project) -> None:
 
 def test_manifest_captures_config_git_and_redacts_secrets(project: Project) -> None:
     text = project.params_path.read_text().replace(
-        "adapter: baseline, strategy: adder",
-        "adapter: baseline, strategy: adder, latency_ms: 0")
+        "adapter: baseline, strategy: adder", "adapter: baseline, strategy: adder, latency_ms: 0"
+    )
     text += "prompt_sets: {}\n"
     project.params_path.write_text(text)
     git(project.root, "commit", "-qam", "tweak")
@@ -123,8 +143,10 @@ def test_dvc_yaml_is_regenerated_when_axes_change_keeping_user_stages(project: P
         fh.write("  report:\n    cmd: echo report  # mine\n    deps:\n      - metrics\n")
     params = yaml.safe_load(project.params_path.read_text())
     params["axes"]["prompt_set"] = ["plain", "terse"]
-    params["prompt_sets"] = {"plain": {"template": "{input}"},
-                             "terse": {"template": "Answer briefly. {input}"}}
+    params["prompt_sets"] = {
+        "plain": {"template": "{input}"},
+        "terse": {"template": "Answer briefly. {input}"},
+    }
     project.params_path.write_text(yaml.safe_dump(params, sort_keys=False))
     result = invoke(project, "run", "--models", "solver", "--benchmarks", "arith")
     assert result.exit_code == 0, result.output
@@ -147,8 +169,13 @@ def test_a_second_run_is_locked_out(tmp_path: Path) -> None:
         "benchmarks: {arith: {loader: arith, n_items: 50}}\n"
     )
     project = make_project(tmp_path / "p", slow)
-    first = subprocess.Popen([sys.executable, "-m", "evalledger", "run"], cwd=project.root,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    first = subprocess.Popen(
+        [sys.executable, "-m", "evalledger", "run"],
+        cwd=project.root,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         deadline = time.time() + 30
         while not execution_ids(project) and time.time() < deadline:

@@ -257,31 +257,44 @@ def plan_run(project: Project, options: RunOptions) -> tuple[RunPlan, MatrixSpec
 
 
 class _ManifestWriter:
-    """Serialises manifest writes from worker threads; throttles progress-only writes."""
+    """The one writer of the manifest.
 
-    def __init__(self, path: Path, manifest: ExecutionManifest) -> None:
+    Workers update it in memory; the orchestrator's loop writes it at most every
+    ``interval`` seconds, and once more at the end.
+
+    A lagging manifest loses nothing: a cell that finished after the last write still has
+    its full checkpoint (checkpoints are dropped only after the final write), so a resume
+    rebuilds its outputs without evaluating any item again.
+    """
+
+    def __init__(self, path: Path, manifest: ExecutionManifest, interval: float = 0.5) -> None:
         self.path = path
         self.manifest = manifest
+        self.interval = interval
         self.lock = threading.Lock()
         self._last = 0.0
         self._dirty = False
 
-    def update(self, key: str, *, force: bool = False, **changes: object) -> CellRecord:
+    def update(self, key: str, **changes: object) -> CellRecord:
         with self.lock:
             rec = self.manifest.cells[key]
             for name, value in changes.items():
                 setattr(rec, name, value)
             self._dirty = True
-            now = time.monotonic()
-            if force or now - self._last > 0.5:
-                write_manifest(self.path, self.manifest)
-                self._last, self._dirty = now, False
             return rec.model_copy()
+
+    def maybe_flush(self) -> None:
+        with self.lock:
+            if self._dirty and time.monotonic() - self._last >= self.interval:
+                self._write()
 
     def flush(self) -> None:
         with self.lock:
-            write_manifest(self.path, self.manifest)
-            self._dirty = False
+            self._write()
+
+    def _write(self) -> None:
+        write_manifest(self.path, self.manifest)
+        self._last, self._dirty = time.monotonic(), False
 
 
 def _new_manifest(
@@ -321,7 +334,7 @@ def _evaluate(
         rec = manifest.cells[key]
         cell = cell_from_axes(rec.axes)
         writer.update(
-            key, force=True, status=CellStatus.IN_PROGRESS, started_at=utcnow(),
+            key, status=CellStatus.IN_PROGRESS, started_at=utcnow(),
             error=None, attempts=rec.attempts + 1,
         )  # fmt: skip
         first = [True]
@@ -344,12 +357,12 @@ def _evaluate(
             err = (
                 exc.message if isinstance(exc, EvalLedgerError) else f"{type(exc).__name__}: {exc}"
             )
-            final = writer.update(key, force=True, status=CellStatus.FAILED,
+            final = writer.update(key, status=CellStatus.FAILED,
                                   error=err, finished_at=utcnow())  # fmt: skip
             reporter.cell_finished(key, final)
             return
         final = writer.update(
-            key, force=True, status=CellStatus.COMPLETED, finished_at=utcnow(),
+            key, status=CellStatus.COMPLETED, finished_at=utcnow(),
             examples_completed=result.n_items, examples_total=result.n_items,
         )  # fmt: skip
         reporter.cell_finished(key, final)
@@ -361,9 +374,10 @@ def _evaluate(
         while queue or pending:
             while queue and len(pending) < jobs:
                 pending.add(pool.submit(work, queue.pop(0)))
-            finished, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
+            finished, pending = wait(pending, timeout=0.1, return_when=FIRST_COMPLETED)
             for fut in finished:
                 fut.result()
+            writer.maybe_flush()
     except BaseException:
         stop.set()
         wait(pending)

@@ -1,0 +1,66 @@
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import click
+import pytest
+from click.testing import CliRunner
+
+from evalledger.cli import COMMANDS, cli
+
+HEAVY = ("pandas", "scipy", "dvc", "git", "numpy", "ruamel", "rich")
+
+
+@pytest.mark.parametrize("name", sorted(COMMANDS))
+def test_every_command_has_help(name: str) -> None:
+    command = cli.get_command(click.Context(cli), name)
+    assert command is not None and command.help and len(command.help.strip()) > 20
+    result = CliRunner().invoke(cli, [name, "--help"], catch_exceptions=False)
+    assert result.exit_code == 0 and "Usage: " in result.output
+
+
+def test_root_help_lists_every_command() -> None:
+    result = CliRunner().invoke(cli, ["--help"], catch_exceptions=False)
+    assert result.exit_code == 0
+    for name in COMMANDS:
+        assert f"  {name} " in result.output
+
+
+def _imported_after(code: str) -> list[str]:
+    probe = (
+        f"{code}\nimport sys, json\n"
+        f"print(json.dumps(sorted({{m.split('.')[0] for m in sys.modules}} & set({HEAVY!r}))))"
+    )
+    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    return list(json.loads(proc.stdout))
+
+
+def test_importing_the_cli_loads_nothing_heavy() -> None:
+    assert _imported_after("import evalledger.cli") == []
+
+
+def test_loading_every_command_loads_no_pandas_scipy_dvc_or_git() -> None:
+    code = (
+        "import click, evalledger.cli as c\n"
+        "[c.cli.get_command(click.Context(c.cli), n) for n in c.COMMANDS]"
+    )
+    loaded = _imported_after(code)
+    assert not set(loaded) & {"pandas", "scipy", "dvc", "git"}, loaded
+
+
+def test_python_dash_m_and_version() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "evalledger", "--version"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert "0.1.0" in proc.stdout
+
+
+def test_not_a_project_is_one_line(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    result = CliRunner().invoke(cli, ["-C", str(tmp_path), "status"], catch_exceptions=False)
+    assert result.exit_code == 2
+    assert result.output.count("\n") == 1 and "run `evalledger init` first" in result.output

@@ -1,0 +1,74 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from evalledger.errors import ConfigError
+from evalledger.manifest import (
+    CellStatus,
+    ExecutionManifest,
+    dump_manifest,
+    load_manifest,
+    read_manifest,
+)
+
+GOLDEN_V1 = Path(__file__).parent / "data" / "manifest_v1.yaml"
+
+
+def test_golden_schema_v1_loads() -> None:
+    m = read_manifest(GOLDEN_V1)
+    assert m.schema_version == 1
+    assert m.execution_id == "exec_2026-11-22_223300_b4b2ed5f"
+    assert m.status.value == "partial"
+    hard = m.cells["solver/arith_hard"]
+    assert hard.status is CellStatus.FAILED
+    assert hard.error == "ValueError: boom (item hard-2-0007)"
+    assert (hard.examples_completed, hard.examples_total) == (7, 200)
+    assert m.summary() == "1/2 cells completed, 1 failed"
+
+
+def test_golden_file_is_byte_stable_through_a_round_trip() -> None:
+    text = GOLDEN_V1.read_text()
+    m = load_manifest(yaml.safe_load(text))
+    assert dump_manifest(m) == text
+    again = load_manifest(yaml.safe_load(dump_manifest(m)))
+    assert again == m
+    assert ExecutionManifest.model_validate(m.model_dump()) == m
+
+
+@pytest.mark.parametrize(
+    ("path", "message"),
+    [
+        ((), "surprise: Extra inputs are not permitted"),
+        (("cells", "solver/arith"), "cells.solver/arith.surprise: Extra inputs are not permitted"),
+        (("git",), "git.surprise: Extra inputs are not permitted"),
+    ],
+)
+def test_unknown_fields_are_rejected(path: tuple[str, ...], message: str) -> None:
+    data = yaml.safe_load(GOLDEN_V1.read_text())
+    node = data
+    for key in path:
+        node = node[key]
+    node["surprise"] = 1
+    with pytest.raises(ConfigError) as err:
+        load_manifest(data, source="m.yaml")
+    assert str(err.value) == f"m.yaml: {message}"
+
+
+def test_unknown_schema_version_names_the_fix() -> None:
+    data = yaml.safe_load(GOLDEN_V1.read_text())
+    data["schema_version"] = 99
+    with pytest.raises(ConfigError) as err:
+        load_manifest(data, source="m.yaml")
+    assert err.value.one_line() == (
+        "m.yaml has schema_version 99; this evalledger reads 1; upgrade evalledger"
+    )
+
+
+def test_bad_status_value_is_rejected() -> None:
+    data = yaml.safe_load(GOLDEN_V1.read_text())
+    data["cells"]["solver/arith"]["status"] = "done"
+    with pytest.raises(ConfigError, match=r"cells\.solver/arith\.status"):
+        load_manifest(data)

@@ -1,0 +1,183 @@
+from __future__ import annotations
+
+import collections
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from conftest import calls, counting_params, dvc, invoke
+from evalledger.errors import EXIT_NOTHING_TO_RESUME
+from evalledger.executions import execution_ids, load_execution
+from evalledger.project import Project
+
+
+def _wait_for(predicate, timeout: float = 60.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.time() + timeout
+    while not predicate():
+        if time.time() > deadline:
+            raise AssertionError("timed out waiting")
+        time.sleep(0.02)
+
+
+def _scores(project: Project, key: str) -> list[str]:
+    rows = (project.root / f"metrics/{key}.scores.csv").read_text().splitlines()[1:]
+    return [r.split(",")[0] for r in rows]
+
+
+def _start_run(project: Project, *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "evalledger", "run", *args],
+        cwd=project.root,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+
+
+def test_sigkill_mid_cell_then_resume_scores_every_item_exactly_once(
+    counting_project: tuple[Project, Path],
+) -> None:
+    project, flags = counting_project
+    project.params_path.write_text(counting_params(flags, gate_at=15))
+    (flags / "gate_on").touch()
+    proc = _start_run(project)
+    # Both cells block inside the model on item 15: items 0-14 are scored and logged.
+    _wait_for(lambda: len(list(flags.glob("blocked-*"))) == 2)
+    # The orchestrator writes the manifest at most twice a second; let it catch up.
+    _wait_for(
+        lambda: all(
+            r.examples_completed == 15 for r in load_execution(project, None).cells.values()
+        )
+    )
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    manifest = load_execution(project, None)
+    assert manifest.status.value == "in_progress"
+    assert {r.status.value for r in manifest.cells.values()} == {"in_progress"}
+    assert len(calls(flags)) == 30
+    (flags / "gate_on").unlink()
+    plan = invoke(project, "run", "--resume", "--dry-run")
+    assert "resume: 2 cells to evaluate" in plan.output
+    assert "arith: 25 items left (15 in checkpoint)" in plan.output
+    result = invoke(project, "run", "--resume")
+    assert result.exit_code == 0, result.output
+    log = calls(flags)
+    counts = collections.Counter(log)
+    assert len(log) == 80 and set(counts.values()) == {1}, counts.most_common(3)
+    resumed = load_execution(project, None)
+    assert resumed.execution_id == manifest.execution_id
+    assert resumed.status.value == "completed"
+    for key, rec in resumed.cells.items():
+        assert rec.experiment == manifest.cells[key].experiment
+        assert rec.attempts == 2 and rec.examples_completed == 40
+        assert sorted(_scores(project, key)) == sorted(
+            i for i in log if i.startswith("easy" if key.endswith("arith") else "hard")
+        )
+    assert json.loads(dvc(project.root, "status", "--json").stdout) == {}
+    assert not list((project.root / ".evalledger/checkpoints").glob("*.jsonl"))
+
+
+def test_sigkill_at_a_random_instant_loses_at_most_the_items_in_flight(
+    counting_project: tuple[Project, Path],
+) -> None:
+    project, flags = counting_project
+    for after_calls in (3, 47):
+        proc = _start_run(project, "--force")
+        _wait_for(lambda n=after_calls: len(calls(flags)) >= n)  # type: ignore[misc]
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        before = len(calls(flags))
+        result = invoke(project, "run", "--resume")
+        assert result.exit_code == 0, result.output
+        for key in ("counter/arith", "counter/arith_hard"):
+            ids = _scores(project, key)
+            assert len(ids) == len(set(ids)) == 40
+        # at most one item per running cell was evaluated twice
+        assert len(calls(flags)) - 80 <= 2, (before, len(calls(flags)))
+        (flags / "calls.log").unlink()
+    assert json.loads(dvc(project.root, "status", "--json").stdout) == {}
+
+
+def test_failed_cell_is_recorded_and_rerun_on_resume(
+    counting_project: tuple[Project, Path],
+) -> None:
+    project, flags = counting_project
+    project.params_path.write_text(counting_params(flags, fail_at=5, jobs=1))
+    (flags / "fail_on").touch()
+    result = invoke(project, "run", "--benchmarks", "arith,arith_hard")
+    assert result.exit_code == 1
+    assert "rerun them with `evalledger run --resume exec_" in result.output
+    m = load_execution(project, None)
+    assert m.status.value == "partial"
+    for rec in m.cells.values():
+        assert rec.status.value == "failed"
+        assert rec.error is not None and rec.error.startswith("ValueError: boom on ")
+        assert rec.examples_completed == 5
+    assert len(calls(flags)) == 10
+    (flags / "fail_on").unlink()
+    resumed = invoke(project, "resume")
+    assert resumed.exit_code == 0, resumed.output
+    m = load_execution(project, None)
+    assert m.status.value == "completed"
+    assert all(r.error is None and r.status.value == "completed" for r in m.cells.values())
+    assert sorted(collections.Counter(calls(flags)).values()) == [1] * 80
+
+
+def test_nothing_to_resume_and_already_complete_have_distinct_exit_codes(
+    project: Project,
+) -> None:
+    none = invoke(project, "run", "--resume")
+    assert none.exit_code == EXIT_NOTHING_TO_RESUME == 3
+    assert none.output.strip() == (
+        "Error: no execution to resume; start one with `evalledger run` first"
+    )
+    assert invoke(project, "run", "--models", "solver").exit_code == 0
+    done = invoke(project, "run", "--resume")
+    assert done.exit_code == 0
+    assert "all 2 cells of exec_" in done.output and "already completed" in done.output
+    assert len(execution_ids(project)) == 1
+
+
+def test_resume_refuses_changed_params_and_extra_options(project: Project) -> None:
+    assert invoke(project, "run", "--models", "noisy").exit_code == 0
+    assert invoke(project, "run", "--resume", "-S", "run.jobs=2").exit_code == 2
+    assert invoke(project, "run", "--resume", "--models", "noisy").exit_code == 2
+    text = project.params_path.read_text().replace("error_rate: 0.3", "error_rate: 0.2")
+    project.params_path.write_text(text)
+    result = invoke(project, "run", "--resume")
+    assert result.exit_code == 2
+    assert "params.yaml changed since exec_" in result.output
+
+
+def test_dvc_repro_after_interruption_runs_only_unfinished_items(
+    counting_project: tuple[Project, Path],
+) -> None:
+    project, flags = counting_project
+    project.params_path.write_text(counting_params(flags, gate_at=15, n_items=25))
+    (flags / "gate_on").touch()
+    proc = subprocess.Popen(
+        ["dvc", "repro"],
+        cwd=project.root,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    # The first stage blocks on item 15; the second has not started.
+    _wait_for(lambda: len(list(flags.glob("blocked-*"))) == 1)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    (project.root / ".dvc/tmp/rwlock").unlink(missing_ok=True)
+    assert len(calls(flags)) == 15
+    (flags / "gate_on").unlink()
+    dvc(project.root, "repro")
+    counts = collections.Counter(calls(flags))
+    assert len(counts) == 50 and set(counts.values()) == {1}
+    assert json.loads(dvc(project.root, "status", "--json").stdout) == {}
+    second = dvc(project.root, "repro").stdout
+    assert second.count("didn't change, skipping") == 2

@@ -122,7 +122,7 @@ def test_manifest_captures_config_git_and_redacts_secrets(project: Project) -> N
     m = load_execution(project, None)
     assert m.git.commit == head and m.git.branch and m.git.dirty is False
     assert m.config["models"]["adder"]["latency_ms"] == 0
-    assert m.command[:2] == ["evalledger", "-C"] or m.command[0] == "evalledger"
+    assert m.command == ["evalledger", "-C", str(project.root), "run", "--models", "adder"]
 
 
 def test_status_table_json_and_unknown_id(project: Project) -> None:

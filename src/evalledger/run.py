@@ -471,6 +471,12 @@ def run(project: Project, options: RunOptions, reporter: RunReporter | None = No
             spec = project.spec(reload=True)
             sync_dvc_yaml(project, spec)
             manifest = _new_manifest(project, spec, target, options, plan.jobs)
+            if options.force:
+                # --force asks for a fresh evaluation: items left by earlier runs don't count.
+                for rec in manifest.cells.values():
+                    project.checkpoint_path(cell_from_axes(rec.axes), rec.config_hash).unlink(
+                        missing_ok=True
+                    )
             plan.execution_id = manifest.execution_id
         if options.resume:
             sync_dvc_yaml(project, spec)

@@ -26,7 +26,7 @@ def _split(values: tuple[str, ...]) -> list[str]:
 
 def _execute(ctx: click.Context, options: RunOptions) -> None:
     project = current_project(ctx)
-    options.command = ["evalledger", *sys.argv[1:]]
+    options.command = list(ctx.meta.get("evalledger.argv", ["evalledger", "run"]))
     reporter = make_reporter()
     try:
         result = run_execution(project, options, reporter)

@@ -64,3 +64,13 @@ def test_not_a_project_is_one_line(tmp_path) -> None:  # type: ignore[no-untyped
     result = CliRunner().invoke(cli, ["-C", str(tmp_path), "status"], catch_exceptions=False)
     assert result.exit_code == 2
     assert result.output.count("\n") == 1 and "run `evalledger init` first" in result.output
+
+
+def test_public_api_names_resolve() -> None:
+    import evalledger
+    import evalledger.cli.run  # loads the library modules behind `run`
+
+    for name in evalledger.__all__:
+        assert getattr(evalledger, name) is not None, name
+    assert callable(evalledger.run) and evalledger.run.__module__ == "evalledger.runner"
+    assert callable(evalledger.init_project)

@@ -1,13 +1,81 @@
 """evalledger: a git-native, file-based ledger of model evaluations, laid out as DVC.
 
-The public Python API. Heavy modules load only when a function that needs them runs.
+The public Python API. Names load lazily, so ``import evalledger`` stays cheap::
+
+    from evalledger import Project, RunOptions, run, load_execution
+
+    project = Project.find(".")
+    result = run(project, RunOptions(filters={"model": ["solver"]}))
+    print(load_execution(project, None).summary())
 """
 
 from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from evalledger.errors import EvalLedgerError
 from evalledger.project import Project
 
-__all__ = ["EvalLedgerError", "Project", "__version__"]
+if TYPE_CHECKING:
+    from evalledger.benchmarks.base import Benchmark, Item, ItemScore
+    from evalledger.cell import CellResult, execute_cell
+    from evalledger.executions import execution_ids, latest_execution_id, load_execution
+    from evalledger.manifest import CellRecord, ExecutionManifest
+    from evalledger.models.base import Completion, Model
+    from evalledger.runner import RunOptions, RunPlan, RunResult, plan_run, run
+    from evalledger.scaffold import init_project
+
+__all__ = [
+    "Benchmark",
+    "CellRecord",
+    "CellResult",
+    "Completion",
+    "EvalLedgerError",
+    "ExecutionManifest",
+    "Item",
+    "ItemScore",
+    "Model",
+    "Project",
+    "RunOptions",
+    "RunPlan",
+    "RunResult",
+    "__version__",
+    "execute_cell",
+    "execution_ids",
+    "init_project",
+    "latest_execution_id",
+    "load_execution",
+    "plan_run",
+    "run",
+]
 
 __version__ = "0.1.0.dev0"
+
+_LAZY = {
+    "Benchmark": "evalledger.benchmarks.base",
+    "Item": "evalledger.benchmarks.base",
+    "ItemScore": "evalledger.benchmarks.base",
+    "CellResult": "evalledger.cell",
+    "execute_cell": "evalledger.cell",
+    "execution_ids": "evalledger.executions",
+    "latest_execution_id": "evalledger.executions",
+    "load_execution": "evalledger.executions",
+    "CellRecord": "evalledger.manifest",
+    "ExecutionManifest": "evalledger.manifest",
+    "Completion": "evalledger.models.base",
+    "Model": "evalledger.models.base",
+    "RunOptions": "evalledger.runner",
+    "RunPlan": "evalledger.runner",
+    "RunResult": "evalledger.runner",
+    "plan_run": "evalledger.runner",
+    "run": "evalledger.runner",
+    "init_project": "evalledger.scaffold",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'evalledger' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)

@@ -11,7 +11,7 @@ import click
 
 if TYPE_CHECKING:
     from evalledger.manifest import CellRecord, ExecutionManifest
-    from evalledger.run import RunPlan
+    from evalledger.runner import RunPlan
 
 __all__ = ["make_reporter", "print_status", "status_json"]
 

@@ -27,14 +27,6 @@ COMMANDS: dict[str, str] = {
 }
 
 
-class LedgerError(click.ClickException):
-    """An EvalLedgerError shown as one line, with its own exit code."""
-
-    def __init__(self, error: EvalLedgerError) -> None:
-        super().__init__(error.one_line())
-        self.exit_code = error.exit_code
-
-
 class LazyGroup(click.Group):
     """A group that imports a subcommand's module only when that subcommand is used."""
 
@@ -59,7 +51,8 @@ class LazyGroup(click.Group):
         try:
             return super().invoke(ctx)
         except EvalLedgerError as exc:
-            raise LedgerError(exc) from None
+            click.echo(f"Error: {exc.one_line()}", err=True)
+            ctx.exit(exc.exit_code)
         except KeyboardInterrupt:
             click.echo("Aborted.", err=True)
             ctx.exit(130)

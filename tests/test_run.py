@@ -190,3 +190,16 @@ def test_a_second_run_is_locked_out(tmp_path: Path) -> None:
     assert len(execution_ids(project)) == 1
     assert load_execution(project, None).status.value == "completed"
     assert json.loads(dvc(project.root, "status", "--json").stdout) == {}
+
+
+def test_dvc_repro_alone_runs_the_matrix_and_then_does_nothing(project: Project) -> None:
+    first = dvc(project.root, "repro").stdout
+    assert first.count("Running stage 'eval@") == 6
+    for key in CELLS:
+        assert json.loads((project.root / f"metrics/{key}.json").read_text())["n"] > 0
+    lock = project.dvc_lock.read_text()
+    second = dvc(project.root, "repro").stdout
+    assert "Running stage" not in second and second.count("didn't change, skipping") == 6
+    assert project.dvc_lock.read_text() == lock
+    # what dvc repro wrote, evalledger agrees is up to date
+    assert "all 6 selected cells are up to date" in invoke(project, "run").output

@@ -113,12 +113,15 @@ def record_cells(project: Project, cells: list[Cell]) -> int:
 
 
 def _record(project: Project, wanted: set[str]) -> int:
+    import logging
+
     from dvc.dvcfile import load_file
     from dvc.exceptions import DvcException
     from dvc.repo import Repo, lock_repo
 
     try:
         with Repo(str(project.root)) as repo, lock_repo(repo):
+            logging.getLogger("dvc").setLevel(logging.WARNING)  # Repo() may reset it
             dvcfile = load_file(repo, str(project.dvc_yaml))
             stages = [s for s in dvcfile.stages.values() if s.name in wanted]
             missing = wanted - {s.name for s in stages}

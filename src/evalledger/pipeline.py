@@ -9,6 +9,7 @@ would, but with one dump of dvc.lock for the whole batch instead of one per stag
 from __future__ import annotations
 
 import contextlib
+import copy
 import hashlib
 import io
 from typing import TYPE_CHECKING, Any
@@ -19,6 +20,7 @@ from evalledger.matrix import STAGE, Cell
 from evalledger.params import AXES
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
     from pathlib import Path
 
     from evalledger.params import MatrixSpec
@@ -130,9 +132,11 @@ def _record(project: Project, wanted: set[str]) -> int:
                     f"dvc.yaml has no stage {sorted(missing)[0]!r}",
                     "run `evalledger run` to regenerate dvc.yaml from params.yaml",
                 )
-            for stage in stages:
-                stage.save()
-                stage.commit()
+            with _params_read_once():
+                for stage in stages:
+                    # Like `dvc repro` for stages with uncached outputs: no run-cache entry.
+                    stage.save(run_cache=False)
+                    stage.commit()
             dvcfile.dump_stages(stages, update_pipeline=False)
     except DvcException as exc:
         raise EvalLedgerError(
@@ -140,6 +144,37 @@ def _record(project: Project, wanted: set[str]) -> int:
             "fix the DVC error, then run `evalledger run --resume` to record them",
         ) from None
     return len(stages)
+
+
+@contextlib.contextmanager
+def _params_read_once() -> Iterator[None]:
+    """Parse each params file once for the whole batch, not three times per stage.
+
+    DVC re-reads params.yaml for every params dependency it saves; across a batch the
+    file does not change (we hold the run lock), so one parse serves every stage.
+    """
+    try:
+        import dvc.dependency.param as param_mod
+    except ImportError:  # pragma: no cover - a DVC without this module: no shortcut
+        yield
+        return
+    original = getattr(param_mod, "load_path", None)
+    if original is None:
+        yield
+        return
+    parsed: dict[tuple[str, int, str], Any] = {}
+
+    def load_path(path: str, fs: Any, **kwargs: Any) -> Any:
+        key = (str(path), id(fs), repr(sorted(kwargs.items())))
+        if key not in parsed:
+            parsed[key] = original(path, fs, **kwargs)
+        return copy.deepcopy(parsed[key])
+
+    param_mod.load_path = load_path
+    try:
+        yield
+    finally:
+        param_mod.load_path = original
 
 
 def _md5(path: Path) -> str | None:

@@ -135,12 +135,20 @@ class RunResult:
         return self.manifest is None or self.manifest.status == ExecutionStatus.COMPLETED
 
 
-def _count_lines(path: os.PathLike[str]) -> int:
+def _checkpointed_items(path: os.PathLike[str]) -> int:
+    """Distinct items in a checkpoint (whole, valid lines only), without loading the cell."""
     try:
         with open(path, "rb") as fh:
-            return fh.read().count(b"\n")
+            data = fh.read()
     except FileNotFoundError:
         return 0
+    ids = set()
+    for line in data.splitlines()[: data.count(b"\n")]:
+        try:
+            ids.add(json.loads(line)["id"])
+        except (ValueError, KeyError, TypeError):
+            continue
+    return len(ids)
 
 
 def _axis_filters(filters: dict[str, list[str]]) -> dict[str, list[str]]:
@@ -231,7 +239,7 @@ def plan_run(project: Project, options: RunOptions) -> tuple[RunPlan, MatrixSpec
         for key in todo:
             rec = manifest.cells[key]
             ck = project.checkpoint_path(cell_from_axes(rec.axes), rec.config_hash)
-            done[key] = _count_lines(ck)
+            done[key] = _checkpointed_items(ck)
             total[key] = rec.examples_total
         plan = RunPlan(
             execution_id=manifest.execution_id, resume=True, cells=todo, up_to_date=[],
@@ -246,7 +254,7 @@ def plan_run(project: Project, options: RunOptions) -> tuple[RunPlan, MatrixSpec
     done, total = {}, {}
     for cell in stale:
         _, chash = cell_context(spec, cell)
-        done[cell.key] = _count_lines(project.checkpoint_path(cell, chash))
+        done[cell.key] = _checkpointed_items(project.checkpoint_path(cell, chash))
         total[cell.key] = None
     plan = RunPlan(
         execution_id=None, resume=False, cells=[c.key for c in stale],
@@ -444,10 +452,11 @@ def run(project: Project, options: RunOptions, reporter: RunReporter | None = No
     started = time.perf_counter()
     # Bad params fail before anything, even the lock file, is touched.
     override_params(project.params_path, [] if options.resume else options.overrides)
+    if options.dry_run:  # read-only: works while another run holds the lock
+        plan, _, _ = plan_run(project, options)
+        return RunResult(plan=plan, message="dry run: nothing was evaluated")
     with _run_lock(project, options.execution_id or "new execution"):
         plan, spec, target = plan_run(project, options)
-        if options.dry_run:
-            return RunResult(plan=plan, message="dry run: nothing was evaluated")
         if options.resume:
             assert isinstance(target, ExecutionManifest)
             manifest = target

@@ -80,7 +80,7 @@ def test_unknown_adapter_lists_known_ones(project: Project) -> None:
     assert result.exit_code == 1
     status = invoke(project, "status", "--json")
     assert "unknown model adapter 'nope'" in status.output
-    assert "known: baseline, python" in status.output
+    assert "known: baseline, openai, python" in status.output
 
 
 def test_unknown_setting_is_named(project: Project) -> None:

@@ -1,8 +1,8 @@
-"""Model adapters and benchmarks, registered through entry points.
+"""Model adapters, benchmarks and scorers, registered through entry points.
 
 Third-party packages declare ``[project.entry-points."evalledger.models"]`` (or
-``evalledger.benchmarks``); evalledger's own built-ins are registered the same way in its
-``pyproject.toml``, so nothing is special-cased.
+``evalledger.benchmarks``, ``evalledger.scorers``); evalledger's own built-ins are
+registered the same way in its ``pyproject.toml``, so nothing is special-cased.
 """
 
 from __future__ import annotations
@@ -14,13 +14,25 @@ from typing import TYPE_CHECKING, Any
 from evalledger.errors import ConfigError
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from evalledger.benchmarks.base import Benchmark
     from evalledger.models.base import Model
+    from evalledger.scorers.base import Scorer
 
-__all__ = ["BENCHMARKS_GROUP", "MODELS_GROUP", "load_benchmark", "load_model", "registered"]
+__all__ = [
+    "BENCHMARKS_GROUP",
+    "MODELS_GROUP",
+    "SCORERS_GROUP",
+    "load_benchmark",
+    "load_model",
+    "load_scorer",
+    "registered",
+]
 
 MODELS_GROUP = "evalledger.models"
 BENCHMARKS_GROUP = "evalledger.benchmarks"
+SCORERS_GROUP = "evalledger.scorers"
 
 
 @cache
@@ -56,10 +68,23 @@ def load_model(name: str, config: dict[str, Any]) -> Model:
     return model
 
 
-def load_benchmark(name: str, config: dict[str, Any]) -> Benchmark:
-    """Instantiate the benchmark named by ``config['loader']``."""
+def load_benchmark(name: str, config: dict[str, Any], root: Path | None = None) -> Benchmark:
+    """Instantiate the benchmark named by ``config['loader']`` (its ``scorer:`` aside)."""
     loader = config.get("loader")
     cls = _load(BENCHMARKS_GROUP, loader, "benchmark loader", f"benchmarks.{name}.loader")
-    settings = {k: v for k, v in config.items() if k != "loader"}
-    bench: Benchmark = cls.from_config(name, settings)
+    settings = {k: v for k, v in config.items() if k not in ("loader", "scorer")}
+    bench: Benchmark = cls.from_config(name, settings, root)
     return bench
+
+
+def load_scorer(config: Any, where: str) -> Scorer:
+    """Instantiate a scorer from ``NAME`` or ``{name: NAME, <settings>}``."""
+    if isinstance(config, str):
+        config = {"name": config}
+    if not isinstance(config, dict):
+        raise ConfigError(f"{where} must be a scorer name or a mapping with 'name:'")
+    name = config.get("name")
+    cls = _load(SCORERS_GROUP, name, "scorer", f"{where}.name")
+    settings = {k: v for k, v in config.items() if k != "name"}
+    scorer: Scorer = cls.from_config(str(name), settings, where)
+    return scorer

@@ -5,9 +5,13 @@ from __future__ import annotations
 import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Self
+from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 from evalledger.models.base import AdapterSettings, validate_settings
+from evalledger.scorers.base import ItemScore
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 __all__ = ["DEFAULT_TEMPLATE", "Benchmark", "Item", "ItemScore"]
 
@@ -24,18 +28,8 @@ class Item:
     input: str
     target: str
     category: str = ""
+    choices: tuple[str, ...] | None = None
     meta: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class ItemScore:
-    """How one answer scored."""
-
-    correct: bool
-    score: float
-    extracted: str | None = None
-    partial: bool = False
-    formatted: bool = False
 
 
 class Benchmark(ABC):
@@ -43,14 +37,23 @@ class Benchmark(ABC):
 
     Settings: ClassVar[type[AdapterSettings]] = AdapterSettings
 
-    def __init__(self, name: str, settings: AdapterSettings) -> None:
+    def __init__(self, name: str, settings: AdapterSettings, root: Path | None = None) -> None:
         self.name = name
         self.settings = settings
+        self.root = root
+        """The project root; relative data paths resolve against it."""
 
     @classmethod
-    def from_config(cls, name: str, config: dict[str, Any]) -> Self:
-        """Build the benchmark from its params.yaml entry (without ``loader:``)."""
-        return cls(name, validate_settings(cls.Settings, config, f"benchmarks.{name}"))
+    def from_config(cls, name: str, config: dict[str, Any], root: Path | None = None) -> Self:
+        """Build the benchmark from its params.yaml entry (without ``loader:``/``scorer:``)."""
+        return cls(name, validate_settings(cls.Settings, config, f"benchmarks.{name}"), root)
+
+    def resolve(self, path: str) -> Path:
+        """A data path from params.yaml, relative to the project root."""
+        from pathlib import Path
+
+        p = Path(path).expanduser()
+        return p if p.is_absolute() or self.root is None else self.root / p
 
     @abstractmethod
     def load(self) -> list[Item]:
@@ -69,7 +72,11 @@ class Benchmark(ABC):
         return (numbers[-1] if numbers else None), False
 
     def check(self, item: Item, text: str) -> ItemScore:
-        """Score one answer: exact numeric match, and within 10% for partial credit."""
+        """Score one answer when params.yaml names no scorer.
+
+        The default: exact numeric match, within 10% for partial credit. Custom
+        benchmarks override ``extract`` and ``check`` (or set a scorer in params.yaml).
+        """
         extracted, formatted = self.extract(text)
         if extracted is None:
             return ItemScore(correct=False, score=0.0, formatted=formatted)

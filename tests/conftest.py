@@ -57,7 +57,7 @@ def generate(prompt, item, log, gate_at=-1, fail_at=-1, flags="."):
     if index == gate_at and (flags / "gate_on").exists():
         (flags / f"blocked-{item.id}").touch()
         time.sleep(3600)
-    if index == fail_at and (flags / "fail_on").exists():
+    if fail_at in (index, "all") and (flags / "fail_on").exists():
         raise ValueError(f"boom on {item.id}")
     fd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
     os.write(fd, (item.id + "\\n").encode())
@@ -92,7 +92,7 @@ def make_project(root: Path, params: str = SMALL_PARAMS) -> Project:
 
 
 def counting_params(
-    flags: Path, *, n_items: int = 40, gate_at: int = -1, fail_at: int = -1, jobs: int = 2
+    flags: Path, *, n_items: int = 40, gate_at: int = -1, fail_at: int | str = -1, jobs: int = 2
 ) -> str:
     return textwrap.dedent(f"""\
         axes:

@@ -15,11 +15,13 @@ from evalledger.manifest import (
 )
 
 GOLDEN_V1 = Path(__file__).parent / "data" / "manifest_v1.yaml"
+GOLDEN_V2 = Path(__file__).parent / "data" / "manifest_v2.yaml"
 
 
-def test_golden_schema_v1_loads() -> None:
+def test_golden_schema_v1_loads_and_upgrades() -> None:
     m = read_manifest(GOLDEN_V1)
-    assert m.schema_version == 1
+    assert m.schema_version == 2
+    assert all(rec.examples_errored == 0 for rec in m.cells.values())
     assert m.execution_id == "exec_2026-11-22_223300_b4b2ed5f"
     assert m.status.value == "partial"
     hard = m.cells["solver/arith_hard"]
@@ -29,8 +31,19 @@ def test_golden_schema_v1_loads() -> None:
     assert m.summary() == "1/2 cells completed, 1 failed"
 
 
+def test_v1_and_v2_goldens_describe_the_same_execution() -> None:
+    assert read_manifest(GOLDEN_V1) == read_manifest(GOLDEN_V2)
+
+
+def test_v1_file_with_a_v2_field_is_rejected() -> None:
+    data = yaml.safe_load(GOLDEN_V1.read_text())
+    data["cells"]["solver/arith"]["examples_errored"] = 0
+    with pytest.raises(ConfigError, match="is not a schema 1 field"):
+        load_manifest(data, source="m.yaml")
+
+
 def test_golden_file_is_byte_stable_through_a_round_trip() -> None:
-    text = GOLDEN_V1.read_text()
+    text = GOLDEN_V2.read_text()
     m = load_manifest(yaml.safe_load(text))
     assert dump_manifest(m) == text
     again = load_manifest(yaml.safe_load(dump_manifest(m)))
@@ -47,7 +60,7 @@ def test_golden_file_is_byte_stable_through_a_round_trip() -> None:
     ],
 )
 def test_unknown_fields_are_rejected(path: tuple[str, ...], message: str) -> None:
-    data = yaml.safe_load(GOLDEN_V1.read_text())
+    data = yaml.safe_load(GOLDEN_V2.read_text())
     node = data
     for key in path:
         node = node[key]
@@ -63,7 +76,7 @@ def test_unknown_schema_version_names_the_fix() -> None:
     with pytest.raises(ConfigError) as err:
         load_manifest(data, source="m.yaml")
     assert err.value.one_line() == (
-        "m.yaml has schema_version 99; this evalledger reads 1; upgrade evalledger"
+        "m.yaml has schema_version 99; this evalledger reads 1, 2; upgrade evalledger"
     )
 
 

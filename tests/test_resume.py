@@ -103,29 +103,59 @@ def test_sigkill_at_a_random_instant_loses_at_most_the_items_in_flight(
     assert json.loads(dvc(project.root, "status", "--json").stdout) == {}
 
 
-def test_failed_cell_is_recorded_and_rerun_on_resume(
+def test_errored_items_are_recorded_and_only_they_are_retried_on_resume(
     counting_project: tuple[Project, Path],
 ) -> None:
     project, flags = counting_project
     project.params_path.write_text(counting_params(flags, fail_at=5, jobs=1))
     (flags / "fail_on").touch()
-    result = invoke(project, "run", "--benchmarks", "arith,arith_hard")
+    result = invoke(project, "run")
     assert result.exit_code == 1
     assert "rerun them with `evalledger run --resume exec_" in result.output
     m = load_execution(project, None)
     assert m.status.value == "partial"
-    for rec in m.cells.values():
-        assert rec.status.value == "failed"
-        assert rec.error is not None and rec.error.startswith("ValueError: boom on ")
-        assert rec.examples_completed == 5
-    assert len(calls(flags)) == 10
+    for key, rec in m.cells.items():
+        assert rec.status.value == "completed"
+        assert (rec.examples_completed, rec.examples_errored) == (39, 1)
+        assert rec.error == "1 items errored: ValueError x1"
+        metrics = json.loads((project.root / f"metrics/{key}.json").read_text())
+        assert (metrics["n"], metrics["scored"], metrics["errors"]) == (40, 39, 1)
+        assert metrics["accuracy"] == 1.0  # the errored item is not counted as wrong
+        assert metrics["error_patterns"] == {"ValueError": 1}
+        rows = (project.root / f"metrics/{key}.scores.csv").read_text().splitlines()
+        row = next(r for r in rows if "-0005," in r)
+        assert row.endswith("ValueError: boom on " + row.split(",")[0])
+    assert len(calls(flags)) == 78
     (flags / "fail_on").unlink()
     resumed = invoke(project, "resume")
     assert resumed.exit_code == 0, resumed.output
     m = load_execution(project, None)
     assert m.status.value == "completed"
-    assert all(r.error is None and r.status.value == "completed" for r in m.cells.values())
-    assert sorted(collections.Counter(calls(flags)).values()) == [1] * 80
+    assert all(r.examples_errored == 0 and r.error is None for r in m.cells.values())
+    log = calls(flags)
+    assert len(log) == 80 and sorted(collections.Counter(log).values()) == [1] * 80
+    assert json.loads((project.root / "metrics/counter/arith.json").read_text())["errors"] == 0
+
+
+def test_failed_cell_is_recorded_and_rerun_on_resume(
+    counting_project: tuple[Project, Path],
+) -> None:
+    project, flags = counting_project
+    project.params_path.write_text(counting_params(flags, fail_at="all", jobs=1))
+    (flags / "fail_on").touch()
+    result = invoke(project, "run", "--benchmarks", "arith")
+    assert result.exit_code == 1
+    m = load_execution(project, None)
+    rec = m.cells["counter/arith"]
+    assert rec.status.value == "failed" and m.status.value == "partial"
+    assert rec.error == "all 40 items errored; first: ValueError: boom on easy-1-0000"
+    assert not (project.root / "metrics/counter/arith.json").exists()
+    (flags / "fail_on").unlink()
+    resumed = invoke(project, "run", "--resume")
+    assert resumed.exit_code == 0, resumed.output
+    rec = load_execution(project, None).cells["counter/arith"]
+    assert rec.status.value == "completed" and rec.attempts == 2 and rec.error is None
+    assert sorted(collections.Counter(calls(flags)).values()) == [1] * 40
 
 
 def test_nothing_to_resume_and_already_complete_have_distinct_exit_codes(

@@ -165,7 +165,7 @@ def test_dvc_yaml_is_regenerated_when_axes_change_keeping_user_stages(project: P
 def test_a_second_run_is_locked_out(tmp_path: Path) -> None:
     slow = (
         "axes:\n  model: [slow]\n  benchmark: [arith]\n"
-        "models: {slow: {adapter: baseline, latency_ms: 40}}\n"
+        "models: {slow: {adapter: baseline, latency_ms: 40, max_concurrency: 1}}\n"
         "benchmarks: {arith: {loader: arith, n_items: 50}}\n"
     )
     project = make_project(tmp_path / "p", slow)

@@ -1,17 +1,23 @@
 """Evaluating one cell: call the model on every pending item, score, write the outputs.
 
-Both ``evalledger run`` (many cells in parallel) and ``evalledger cell`` (one cell, the
-command that ``dvc repro`` runs for each stage) come through :func:`execute_cell`, so
-the files they leave are identical.
+Both ``evalledger run`` (many cells on one event loop) and ``evalledger cell`` (one cell,
+the command that ``dvc repro`` runs for each stage) come through :func:`evaluate_cell`,
+so the files they leave are identical.
+
+Items run concurrently (the model's ``max_concurrency``). An item whose call still fails
+after the adapter's retries is recorded as errored, with its error class and message: it
+is counted in the metrics, never scored as wrong, and retried on resume.
 """
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import json
 import math
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -20,23 +26,35 @@ from evalledger.atomic import atomic_write
 from evalledger.checkpoint import Checkpoint
 from evalledger.errors import CellError, InterruptedRun
 from evalledger.matrix import Cell, config_hash
-from evalledger.plugins import load_benchmark, load_model
+from evalledger.plugins import load_benchmark, load_model, load_scorer
 
 if TYPE_CHECKING:
     from threading import Event
 
-    from evalledger.benchmarks.base import Item
+    from evalledger.benchmarks.base import Benchmark, Item
+    from evalledger.models.base import Model
     from evalledger.params import MatrixSpec
     from evalledger.project import Project
+    from evalledger.scorers.base import ItemScore, Scorer
 
-__all__ = ["SCORE_COLUMNS", "CellResult", "cell_metrics", "execute_cell"]
+__all__ = [
+    "SCORE_COLUMNS",
+    "CellResult",
+    "PreparedCell",
+    "cell_context",
+    "cell_metrics",
+    "evaluate_cell",
+    "execute_cell",
+    "prepare_cell",
+]
 
 SCORE_COLUMNS = [
     "id", "category", "correct", "score", "partial", "formatted",
     "latency_ms", "prompt_tokens", "completion_tokens", "error",
 ]  # fmt: skip
 
-ProgressFn = Callable[[int, int], None]
+#: ``progress(done, total, errors)``: items finished (scored or errored) so far.
+ProgressFn = Callable[[int, int, int], None]
 
 
 @dataclass(frozen=True)
@@ -46,7 +64,67 @@ class CellResult:
     cell: Cell
     n_items: int
     evaluated: int
+    errored: int
     metrics: dict[str, Any]
+
+
+@dataclass
+class PreparedCell:
+    """A cell with its model, benchmark, scorer and items loaded, ready to evaluate."""
+
+    cell: Cell
+    config_hash: str
+    model: Model
+    benchmark: Benchmark
+    scorer: Scorer | None
+    judge: Model | None
+    items: list[Item]
+    prompts: dict[str, str]
+    decoding: dict[str, Any]
+    price: tuple[float, float] | None
+
+    async def aclose(self) -> None:
+        """Release the model's (and judge's) connections."""
+        await self.model.aclose()
+        if self.judge is not None:
+            await self.judge.aclose()
+
+
+def cell_context(spec: MatrixSpec, cell: Cell) -> tuple[dict[str, Any], str]:
+    """The cell's effective configuration and its hash."""
+    cfg = cell.effective_config(spec)
+    return cfg, config_hash(cfg)
+
+
+def prepare_cell(project: Project, spec: MatrixSpec, cell: Cell) -> PreparedCell:
+    """Load what a cell needs; configuration errors surface here, before any call."""
+    cfg, chash = cell_context(spec, cell)
+    model_name = cell.axis("model") or ""
+    bench_name = cell.axis("benchmark") or ""
+    bench_cfg = spec.value_config("benchmark", bench_name)
+    model = load_model(model_name, spec.value_config("model", model_name))
+    bench = load_benchmark(bench_name, bench_cfg, project.root)
+    scorer = None
+    judge = None
+    if bench_cfg.get("scorer") is not None:
+        scorer = load_scorer(bench_cfg["scorer"], f"benchmarks.{bench_name}.scorer")
+        if scorer.needs_model:
+            judge_name = cfg["judge"]["name"]
+            judge = load_model(judge_name, spec.judge_config(judge_name, "scorer"))
+            scorer.bind(judge)
+    template = cfg["prompt_set"].get("template") if "prompt_set" in cfg else None
+    decoding = {k: v for k, v in cfg.get("decoding", {}).items() if k != "name"}
+    items = bench.load()
+    if not items:
+        raise CellError(f"benchmark {bench_name!r} has no items")
+    if len({it.id for it in items}) != len(items):
+        raise CellError(f"benchmark {bench_name!r} has duplicate item ids")
+    price = model.settings.price
+    return PreparedCell(
+        cell=cell, config_hash=chash, model=model, benchmark=bench, scorer=scorer, judge=judge,
+        items=items, prompts={it.id: bench.prompt(it, template) for it in items},
+        decoding=decoding, price=(price.input, price.output) if price else None,
+    )  # fmt: skip
 
 
 def _quantile(sorted_vals: list[float], q: float) -> float:
@@ -61,34 +139,59 @@ def _rate(num: float, den: int) -> float:
     return round(num / den, 6) if den else 0.0
 
 
-def cell_metrics(records: list[dict[str, Any]]) -> dict[str, Any]:
-    """Cell metrics from per-item records (the DVC metrics file's content)."""
+def cell_metrics(
+    records: list[dict[str, Any]],
+    price: tuple[float, float] | None = None,
+    wall_time_s: float | None = None,
+) -> dict[str, Any]:
+    """Cell metrics from per-item records (the DVC metrics file's content).
+
+    Accuracies are over the scored items; errored items are counted apart (``errors``,
+    ``error_rate``, ``error_patterns``) and never as wrong answers.
+    """
     n = len(records)
-    errors = sum(1 for r in records if r.get("error"))
-    lat = sorted(float(r["latency_ms"]) for r in records)
+    scored = [r for r in records if not r.get("error")]
+    ns = len(scored)
+    lat = sorted(float(r["latency_ms"]) for r in scored)
+    prompt_tokens = sum(int(r.get("prompt_tokens") or 0) for r in records)
+    completion_tokens = sum(int(r.get("completion_tokens") or 0) for r in records)
     cats: dict[str, list[dict[str, Any]]] = {}
     for r in records:
         cats.setdefault(r.get("category") or "uncategorised", []).append(r)
-    return {
-        "accuracy": _rate(sum(r["correct"] for r in records), n),
-        "partial_accuracy": _rate(sum(r["partial"] for r in records), n),
-        "format_accuracy": _rate(sum(r["formatted"] for r in records), n),
+    patterns = Counter(r["error_class"] for r in records if r.get("error"))
+    metrics: dict[str, Any] = {
+        "accuracy": _rate(sum(r["correct"] for r in scored), ns),
+        "partial_accuracy": _rate(sum(r["partial"] for r in scored), ns),
+        "format_accuracy": _rate(sum(r["formatted"] for r in scored), ns),
+        "mean_score": _rate(sum(float(r["score"]) for r in scored), ns),
         "n": n,
-        "correct": sum(int(r["correct"]) for r in records),
-        "errors": errors,
+        "scored": ns,
+        "correct": sum(int(r["correct"]) for r in scored),
+        "errors": n - ns,
+        "error_rate": _rate(n - ns, n),
         "latency_ms": {
-            "mean": round(sum(lat) / n, 3) if n else 0.0,
+            "mean": round(sum(lat) / ns, 3) if ns else 0.0,
             "p50": round(_quantile(lat, 0.5), 3),
             "p95": round(_quantile(lat, 0.95), 3),
         },
         "total_time_s": round(sum(lat) / 1000, 3),
-        "prompt_tokens": sum(int(r.get("prompt_tokens") or 0) for r in records),
-        "completion_tokens": sum(int(r.get("completion_tokens") or 0) for r in records),
-        "categories": {
-            cat: {"accuracy": _rate(sum(r["correct"] for r in rs), len(rs)), "n": len(rs)}
-            for cat, rs in sorted(cats.items())
-        },
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
     }
+    if wall_time_s is not None:
+        metrics["wall_time_s"] = round(wall_time_s, 3)
+    if price is not None:
+        metrics["cost"] = round((prompt_tokens * price[0] + completion_tokens * price[1]) / 1e6, 6)
+    metrics["categories"] = {}
+    for cat, rs in sorted(cats.items()):
+        ok = [r for r in rs if not r.get("error")]
+        metrics["categories"][cat] = {
+            "accuracy": _rate(sum(r["correct"] for r in ok), len(ok)),
+            "n": len(rs),
+            "errors": len(rs) - len(ok),
+        }
+    metrics["error_patterns"] = dict(sorted(patterns.items()))
+    return metrics
 
 
 def _scores_csv(records: list[dict[str, Any]]) -> str:
@@ -104,23 +207,109 @@ def _scores_csv(records: list[dict[str, Any]]) -> str:
     return buf.getvalue()
 
 
-def _predictions_jsonl(
-    records: list[dict[str, Any]], items: dict[str, Item], prompts: dict[str, str]
-) -> str:
+def _predictions_jsonl(records: list[dict[str, Any]], prepared: PreparedCell) -> str:
+    targets = {it.id: it.target for it in prepared.items}
     lines = []
     for r in records:
-        item = items[r["id"]]
-        lines.append(json.dumps({
-            "id": r["id"], "prompt": prompts[r["id"]], "output": r["output"],
-            "extracted": r.get("extracted"), "target": item.target,
-        }, ensure_ascii=False))  # fmt: skip
+        row = {
+            "id": r["id"], "prompt": prepared.prompts[r["id"]], "output": r.get("output"),
+            "extracted": r.get("extracted"), "target": targets[r["id"]],
+        }  # fmt: skip
+        if r.get("detail"):
+            row["judge"] = r["detail"]
+        if r.get("error"):
+            row["error"] = r["error"]
+        lines.append(json.dumps(row, ensure_ascii=False))
     return "\n".join(lines) + ("\n" if lines else "")
 
 
-def cell_context(spec: MatrixSpec, cell: Cell) -> tuple[dict[str, Any], str]:
-    """The cell's effective configuration and its hash."""
-    cfg = cell.effective_config(spec)
-    return cfg, config_hash(cfg)
+def _record(item: Item, latency_ms: float, completion: Any, score: ItemScore) -> dict[str, Any]:
+    return {
+        "id": item.id, "category": item.category, "correct": score.correct,
+        "score": score.score, "partial": score.partial, "formatted": score.formatted,
+        "extracted": score.extracted, "detail": score.detail, "latency_ms": latency_ms,
+        "prompt_tokens": completion.prompt_tokens,
+        "completion_tokens": completion.completion_tokens,
+        "output": completion.text, "error": None,
+    }  # fmt: skip
+
+
+def _error_record(item: Item, latency_ms: float, exc: BaseException) -> dict[str, Any]:
+    cls = type(exc).__name__
+    return {
+        "id": item.id, "category": item.category, "correct": False, "score": 0.0,
+        "partial": False, "formatted": False, "extracted": None, "latency_ms": latency_ms,
+        "prompt_tokens": None, "completion_tokens": None, "output": None,
+        "error": f"{cls}: {exc}"[:500], "error_class": cls,
+    }  # fmt: skip
+
+
+async def evaluate_cell(
+    project: Project,
+    prepared: PreparedCell,
+    *,
+    keep_checkpoint: bool = False,
+    progress: ProgressFn | None = None,
+    stop: Event | None = None,
+) -> CellResult:
+    """Evaluate every item of the cell not yet scored in its checkpoint; write its outputs.
+
+    Scored items are read back from the checkpoint and never evaluated twice; errored
+    ones are tried again. With ``keep_checkpoint`` the log stays until the caller has
+    recorded the cell as done.
+    """
+    cell, items = prepared.cell, prepared.items
+    started = time.perf_counter()
+    with Checkpoint(project.checkpoint_path(cell, prepared.config_hash)) as ck:
+        scored = {k for k, r in ck.records.items() if not r.get("error")}
+        todo = [it for it in items if it.id not in scored]
+        counts = {"done": len(items) - len(todo), "errors": 0, "evaluated": 0}
+        if progress:
+            progress(counts["done"], len(items), 0)
+        queue = iter(todo)
+
+        async def worker() -> None:
+            for item in queue:
+                if stop is not None and stop.is_set():
+                    return
+                t0 = time.perf_counter()
+                try:
+                    completion = await prepared.model.agenerate(
+                        prepared.prompts[item.id], item, prepared.decoding
+                    )
+                    latency_ms = round((time.perf_counter() - t0) * 1000, 3)
+                    if prepared.scorer is not None:
+                        score = await prepared.scorer.ascore(item, completion.text)
+                    else:
+                        score = prepared.benchmark.check(item, completion.text)
+                    rec = _record(item, latency_ms, completion, score)
+                except Exception as exc:
+                    latency_ms = round((time.perf_counter() - t0) * 1000, 3)
+                    rec = _error_record(item, latency_ms, exc)
+                    counts["errors"] += 1
+                ck.append(rec)
+                counts["done"] += 1
+                counts["evaluated"] += 1
+                if progress:
+                    progress(counts["done"], len(items), counts["errors"])
+
+        width = max(1, min(prepared.model.max_concurrency, len(todo)))
+        await asyncio.gather(*(worker() for _ in range(width)))
+        if stop is not None and stop.is_set() and counts["done"] < len(items):
+            raise InterruptedRun(f"{cell.key} interrupted after {counts['done']} items")
+        records = [ck.records[it.id] for it in items]
+        errored = sum(1 for r in records if r.get("error"))
+        if errored == len(records):
+            first = records[0]["error"]
+            raise CellError(f"all {len(records)} items errored; first: {first}")
+        metrics = cell_metrics(records, prepared.price, time.perf_counter() - started)
+        atomic_write(project.path(cell.predictions_path), _predictions_jsonl(records, prepared))
+        atomic_write(project.path(cell.scores_path), _scores_csv(records))
+        atomic_write(project.path(cell.metrics_path), json.dumps(metrics, indent=2) + "\n")
+        if not keep_checkpoint and not errored:
+            ck.remove()
+    return CellResult(cell=cell, n_items=len(items), evaluated=counts["evaluated"],
+                      errored=errored, metrics=metrics)  # fmt: skip
 
 
 def execute_cell(
@@ -132,67 +321,15 @@ def execute_cell(
     progress: ProgressFn | None = None,
     stop: Event | None = None,
 ) -> CellResult:
-    """Evaluate every item of ``cell`` not yet in its checkpoint, then write its outputs.
+    """Prepare and evaluate one cell on its own event loop (``evalledger cell``)."""
+    prepared = prepare_cell(project, spec, cell)
 
-    Finished items are read back from the checkpoint and never evaluated twice. With
-    ``keep_checkpoint`` the log stays until the caller has recorded the cell as done.
-    """
-    cfg, chash = cell_context(spec, cell)
-    model_name = cell.axis("model") or ""
-    bench_name = cell.axis("benchmark") or ""
-    model = load_model(model_name, spec.value_config("model", model_name))
-    bench = load_benchmark(bench_name, spec.value_config("benchmark", bench_name))
-    template = None
-    if cell.axis("prompt_set"):
-        template = cfg["prompt_set"].get("template")
-    decoding = {k: v for k, v in cfg.get("decoding", {}).items() if k != "name"}
-    items = bench.load()
-    if not items:
-        raise CellError(f"benchmark {bench_name!r} has no items")
-    by_id = {it.id: it for it in items}
-    if len(by_id) != len(items):
-        raise CellError(f"benchmark {bench_name!r} has duplicate item ids")
-    prompts = {it.id: bench.prompt(it, template) for it in items}
-    evaluated = 0
-    try:
-        with Checkpoint(project.checkpoint_path(cell, chash)) as ck:
-            done = sum(1 for it in items if it.id in ck.records)
-            if progress:
-                progress(done, len(items))
-            for item in items:
-                if item.id in ck.records:
-                    continue
-                if stop is not None and stop.is_set():
-                    raise InterruptedRun(f"{cell.key} interrupted after {done} items")
-                prompt = prompts[item.id]
-                t0 = time.perf_counter()
-                try:
-                    completion = model.generate(prompt, item, decoding)
-                except Exception as exc:
-                    raise CellError(f"{type(exc).__name__}: {exc} (item {item.id})") from exc
-                latency_ms = round((time.perf_counter() - t0) * 1000, 3)
-                score = bench.check(item, completion.text)
-                ck.append({
-                    "id": item.id, "category": item.category, "correct": score.correct,
-                    "score": score.score, "partial": score.partial,
-                    "formatted": score.formatted, "extracted": score.extracted,
-                    "latency_ms": latency_ms, "prompt_tokens": completion.prompt_tokens,
-                    "completion_tokens": completion.completion_tokens,
-                    "output": completion.text, "error": None,
-                })  # fmt: skip
-                evaluated += 1
-                done += 1
-                if progress:
-                    progress(done, len(items))
-            records = [ck.records[it.id] for it in items]
-            metrics = cell_metrics(records)
-            atomic_write(project.path(cell.predictions_path),
-                         _predictions_jsonl(records, by_id, prompts))  # fmt: skip
-            atomic_write(project.path(cell.scores_path), _scores_csv(records))
-            atomic_write(project.path(cell.metrics_path),
-                         json.dumps(metrics, indent=2, sort_keys=False) + "\n")  # fmt: skip
-            if not keep_checkpoint:
-                ck.remove()
-    finally:
-        model.close()
-    return CellResult(cell=cell, n_items=len(items), evaluated=evaluated, metrics=metrics)
+    async def main() -> CellResult:
+        try:
+            return await evaluate_cell(
+                project, prepared, keep_checkpoint=keep_checkpoint, progress=progress, stop=stop
+            )
+        finally:
+            await prepared.aclose()
+
+    return asyncio.run(main())

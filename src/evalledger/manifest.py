@@ -1,7 +1,11 @@
 """Typed, versioned manifests of executions (``runs/<execution id>/manifest.yaml``).
 
-Every manifest carries ``schema_version``. Readers dispatch on it through ``_LOADERS``,
-so files written by older versions keep loading after the format moves on.
+Every manifest carries ``schema_version``. Older versions are upgraded step by step by
+the functions in ``_MIGRATIONS`` and then validated by the current model, so files written
+by any earlier evalledger keep loading. History of the format:
+
+1. The first format.
+2. Cells record ``examples_errored`` (items whose model call failed after retries).
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from evalledger.atomic import atomic_write
 from evalledger.errors import ConfigError
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from pathlib import Path
 
 __all__ = [
@@ -35,7 +40,7 @@ __all__ = [
     "write_manifest",
 ]
 
-SCHEMA_VERSION: Literal[1] = 1
+SCHEMA_VERSION: Literal[2] = 2
 EXECUTION_ID_RE = re.compile(r"^exec_\d{4}-\d{2}-\d{2}_\d{6}_[0-9a-f]{8}$")
 
 
@@ -88,6 +93,8 @@ class CellRecord(_Strict):
     """Items scored so far."""
     examples_total: int | None = None
     """Items in the benchmark, once known."""
+    examples_errored: int = 0
+    """Items whose model call failed after retries; a resume tries them again."""
     error: str | None = None
     """``ErrorClass: message`` of the last failure, if any."""
     started_at: datetime | None = None
@@ -101,7 +108,7 @@ class CellRecord(_Strict):
 class ExecutionManifest(_Strict):
     """An execution: one ``evalledger run`` and its resumes, over a set of cells."""
 
-    schema_version: Literal[1] = SCHEMA_VERSION
+    schema_version: Literal[2] = SCHEMA_VERSION
     """Format version of this file."""
     execution_id: str
     """``exec_YYYY-MM-DD_HHMMSS_<8 hex>``."""
@@ -159,7 +166,17 @@ def new_experiment_name(values: tuple[str, ...]) -> str:
     return f"{'-'.join(values)}-{secrets.token_hex(4)}"
 
 
-_LOADERS: dict[int, type[BaseModel]] = {1: ExecutionManifest}
+def _v1_to_v2(data: dict[str, Any]) -> dict[str, Any]:
+    cells = data.get("cells")
+    if isinstance(cells, dict):
+        for key, rec in cells.items():
+            if isinstance(rec, dict) and "examples_errored" in rec:
+                raise ConfigError(f"cells.{key}.examples_errored is not a schema 1 field")
+    return {**data, "schema_version": 2}
+
+
+#: ``version -> function`` upgrading a manifest of that version to the next one.
+_MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {1: _v1_to_v2}
 
 
 def load_manifest(data: Any, source: str = "manifest") -> ExecutionManifest:
@@ -167,21 +184,24 @@ def load_manifest(data: Any, source: str = "manifest") -> ExecutionManifest:
     if not isinstance(data, dict):
         raise ConfigError(f"{source} is not a mapping")
     version = data.get("schema_version")
-    model = _LOADERS.get(version) if isinstance(version, int) else None
-    if model is None:
-        known = ", ".join(map(str, _LOADERS))
+    if not isinstance(version, int) or not 1 <= version <= SCHEMA_VERSION:
+        known = ", ".join(map(str, range(1, SCHEMA_VERSION + 1)))
         raise ConfigError(
             f"{source} has schema_version {version!r}; this evalledger reads {known}",
             "upgrade evalledger",
         )
     try:
-        loaded = model.model_validate(data)
+        while version < SCHEMA_VERSION:
+            data = _MIGRATIONS[version](data)
+            version += 1
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc.message}") from None
+    try:
+        return ExecutionManifest.model_validate(data)
     except ValidationError as exc:
         err = exc.errors()[0]
         loc = ".".join(str(p) for p in err["loc"])
         raise ConfigError(f"{source}: {loc}: {err['msg']}") from None
-    assert isinstance(loaded, ExecutionManifest)
-    return loaded
 
 
 def dump_manifest(manifest: ExecutionManifest) -> str:

@@ -63,8 +63,15 @@ class Cell:
         return f"predictions/{self.key}.jsonl"
 
     def effective_config(self, spec: MatrixSpec) -> dict[str, Any]:
-        """Everything that determines this cell's results."""
-        return {axis: {"name": v, **spec.value_config(axis, v)} for axis, v in self.axes}
+        """Everything that determines this cell's results (including its judge, if any)."""
+        cfg: dict[str, Any] = {
+            axis: {"name": v, **spec.value_config(axis, v)} for axis, v in self.axes
+        }
+        judge = spec.judge_name(self.values[1])
+        if judge is not None:
+            where = f"benchmarks.{self.values[1]}.scorer.model"
+            cfg["judge"] = {"name": judge, **spec.judge_config(judge, where)}
+        return cfg
 
 
 def config_hash(config: dict[str, Any]) -> str:

@@ -39,7 +39,7 @@ AXES: dict[str, str] = {
 AXIS_ORDER = tuple(AXES)
 REQUIRED_AXES = ("model", "benchmark")
 _NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_+-]*$")
-_TOP_LEVEL = {"axes", "run", *AXES.values()}
+_TOP_LEVEL = {"axes", "run", "judges", *AXES.values()}
 
 
 @dataclass(frozen=True)
@@ -57,6 +57,8 @@ class MatrixSpec:
     sections: dict[str, dict[str, dict[str, Any]]]
     run: RunSettings
     raw: dict[str, Any] = field(repr=False)
+    judges: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Models that grade outputs (LLM-as-judge), by name; same settings as ``models:``."""
 
     @property
     def axis_names(self) -> list[str]:
@@ -66,6 +68,26 @@ class MatrixSpec:
     def value_config(self, axis: str, value: str) -> dict[str, Any]:
         """The params.yaml entry that defines ``value`` on ``axis``."""
         return self.sections[AXES[axis]][value]
+
+    def judge_name(self, benchmark: str) -> str | None:
+        """The judge model a benchmark's scorer names, if it uses the ``judge`` scorer."""
+        scorer = self.value_config("benchmark", benchmark).get("scorer")
+        if isinstance(scorer, dict) and scorer.get("name") == "judge":
+            model = scorer.get("model")
+            return str(model) if model is not None else None
+        return None
+
+    def judge_config(self, name: str, where: str) -> dict[str, Any]:
+        """A judge's model settings: from ``judges:``, else from ``models:``."""
+        if name in self.judges:
+            return self.judges[name]
+        if name in self.sections["models"]:
+            return self.sections["models"][name]
+        known = ", ".join([*self.judges, *self.sections["models"]]) or "none"
+        raise ConfigError(
+            f"unknown judge model {name!r} in {where}; known: {known}",
+            "define it under 'judges:' in params.yaml",
+        )
 
 
 def _yaml_error_line(exc: Exception, path: Path) -> str:
@@ -180,7 +202,13 @@ def parse_spec(data: dict[str, Any]) -> MatrixSpec:
     jobs = run_raw.get("jobs", 4)
     if not isinstance(jobs, int) or isinstance(jobs, bool) or jobs < 1:
         raise ConfigError(f"run.jobs must be a positive integer, got {jobs!r}")
-    return MatrixSpec(axes=axes, sections=sections, run=RunSettings(jobs=jobs), raw=data)
+    judges = data.get("judges") or {}
+    if not isinstance(judges, dict) or not all(isinstance(v, dict) for v in judges.values()):
+        raise ConfigError("'judges:' in params.yaml must map judge names to model settings")
+    return MatrixSpec(
+        axes=axes, sections=sections, run=RunSettings(jobs=jobs), raw=data,
+        judges={_check_name("judge", k): v for k, v in judges.items()},
+    )  # fmt: skip
 
 
 def _parse_override(text: str) -> tuple[list[str], Any]:

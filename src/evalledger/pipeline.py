@@ -29,15 +29,19 @@ if TYPE_CHECKING:
 __all__ = ["record_cells", "render_stage", "stale_cells", "sync_dvc_yaml"]
 
 
-def render_stage(axis_names: list[str]) -> dict[str, Any]:
-    """The ``eval`` stage for a matrix over ``axis_names`` (canonical order)."""
+def render_stage(axis_names: list[str], judges: bool = False) -> dict[str, Any]:
+    """The ``eval`` stage for a matrix over ``axis_names`` (canonical order).
+
+    With ``judges``, every cell also depends on the ``judges:`` section, so changing a
+    judge re-runs the cells it grades.
+    """
     item = {a: "${item.%s}" % a for a in axis_names}  # noqa: UP031 - DVC's own syntax
     key = "/".join(item.values())
     args = " ".join(f"{a}={v}" for a, v in item.items())
     return {
         "matrix": {a: "${axes.%s}" % a for a in axis_names},  # noqa: UP031
         "cmd": f"evalledger cell {args}",
-        "params": [f"{AXES[a]}.{item[a]}" for a in axis_names],
+        "params": [f"{AXES[a]}.{item[a]}" for a in axis_names] + (["judges"] if judges else []),
         "outs": [
             f"predictions/{key}.jsonl",
             {f"metrics/{key}.scores.csv": {"cache": False}},
@@ -75,7 +79,7 @@ def sync_dvc_yaml(project: Project, spec: MatrixSpec) -> bool:
     stages = doc.setdefault("stages", {})
     if stages is None:
         stages = doc["stages"] = {}
-    wanted = render_stage(spec.axis_names)
+    wanted = render_stage(spec.axis_names, bool(spec.judges))
     if _plain(stages.get(STAGE)) == wanted:
         return False
     stages[STAGE] = wanted
@@ -210,6 +214,8 @@ def stale_cells(project: Project, spec: MatrixSpec, cells: list[Cell]) -> list[C
 def _entry_fresh(project: Project, spec: MatrixSpec, cell: Cell, entry: dict[str, Any]) -> bool:
     recorded = (entry.get("params") or {}).get("params.yaml") or {}
     current = {f"{AXES[a]}.{v}": spec.value_config(a, v) for a, v in cell.axes}
+    if spec.judges:
+        current["judges"] = spec.judges
     if recorded != current:
         return False
     expected = render_stage(spec.axis_names)["cmd"]

@@ -7,18 +7,18 @@ own files. Finished cells are recorded in dvc.lock in one batch at the end, exac
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
 import threading
 import time
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
 from evalledger.atomic import locked_file
-from evalledger.cell import cell_context, execute_cell
+from evalledger.cell import cell_context, evaluate_cell, prepare_cell
 from evalledger.errors import (
     ConfigError,
     EvalLedgerError,
@@ -60,8 +60,8 @@ class RunReporter(Protocol):
     def cell_started(self, key: str, done: int, total: int) -> None:
         """A cell started (``done`` items already in its checkpoint)."""
 
-    def cell_progress(self, key: str, done: int, total: int) -> None:
-        """A cell scored another item."""
+    def cell_progress(self, key: str, done: int, total: int, errors: int) -> None:
+        """A cell finished another item (``errors`` of them errored so far)."""
 
     def cell_finished(self, key: str, record: CellRecord) -> None:
         """A cell completed or failed."""
@@ -74,7 +74,7 @@ class _NullReporter:
     def cell_started(self, key: str, done: int, total: int) -> None:
         pass
 
-    def cell_progress(self, key: str, done: int, total: int) -> None:
+    def cell_progress(self, key: str, done: int, total: int, errors: int) -> None:
         pass
 
     def cell_finished(self, key: str, record: CellRecord) -> None:
@@ -233,7 +233,7 @@ def plan_run(project: Project, options: RunOptions) -> tuple[RunPlan, MatrixSpec
         spec = project.spec()
         manifest = _load_for_resume(project, options)
         _check_resume_config(spec, manifest)
-        todo = [k for k, r in manifest.cells.items() if r.status != CellStatus.COMPLETED]
+        todo = [k for k, r in manifest.cells.items() if not _cell_done(r)]
         done: dict[str, int] = {}
         total: dict[str, int | None] = {}
         for key in todo:
@@ -327,91 +327,120 @@ def _new_manifest(
     )  # fmt: skip
 
 
-def _evaluate(
+async def _run_cell(
+    project: Project,
+    spec: MatrixSpec,
+    writer: _ManifestWriter,
+    key: str,
+    reporter: RunReporter,
+    stop: threading.Event,
+) -> None:
+    rec = writer.manifest.cells[key]
+    cell = cell_from_axes(rec.axes)
+    writer.update(
+        key, status=CellStatus.IN_PROGRESS, started_at=utcnow(), error=None,
+        attempts=rec.attempts + 1,
+    )  # fmt: skip
+    started = [False]
+
+    def progress(done: int, total: int, errors: int) -> None:
+        if not started[0]:
+            started[0] = True
+            writer.update(key, examples_completed=done, examples_total=total)
+            reporter.cell_started(key, done, total)
+            return
+        writer.update(key, examples_completed=done - errors, examples_errored=errors)
+        reporter.cell_progress(key, done, total, errors)
+
+    try:
+        # Loading a benchmark may read large files: keep the loop free for other cells.
+        prepared = await asyncio.to_thread(prepare_cell, project, spec, cell)
+        try:
+            result = await evaluate_cell(
+                project, prepared, keep_checkpoint=True, progress=progress, stop=stop
+            )
+        finally:
+            await prepared.aclose()
+    except (InterruptedRun, asyncio.CancelledError):
+        raise
+    except Exception as exc:
+        err = exc.message if isinstance(exc, EvalLedgerError) else f"{type(exc).__name__}: {exc}"
+        final = writer.update(key, status=CellStatus.FAILED, error=err, finished_at=utcnow())
+        reporter.cell_finished(key, final)
+        return
+    patterns = result.metrics["error_patterns"]
+    summary = ", ".join(f"{name} x{count}" for name, count in patterns.items())
+    final = writer.update(
+        key, status=CellStatus.COMPLETED, finished_at=utcnow(),
+        examples_completed=result.n_items - result.errored, examples_errored=result.errored,
+        examples_total=result.n_items,
+        error=f"{result.errored} items errored: {summary}" if result.errored else None,
+    )  # fmt: skip
+    reporter.cell_finished(key, final)
+
+
+async def _evaluate(
     project: Project,
     spec: MatrixSpec,
     writer: _ManifestWriter,
     keys: list[str],
     jobs: int,
     reporter: RunReporter,
-) -> None:
+) -> bool:
+    """Evaluate cells ``jobs`` at a time on one loop; True if interrupted by a signal."""
     stop = threading.Event()
-    manifest = writer.manifest
+    slots = asyncio.Semaphore(max(1, jobs))
+    interrupted = False
 
-    def work(key: str) -> None:
-        rec = manifest.cells[key]
-        cell = cell_from_axes(rec.axes)
-        writer.update(
-            key, status=CellStatus.IN_PROGRESS, started_at=utcnow(),
-            error=None, attempts=rec.attempts + 1,
-        )  # fmt: skip
-        first = [True]
+    async def one(key: str) -> None:
+        async with slots:
+            if not stop.is_set():
+                await _run_cell(project, spec, writer, key, reporter, stop)
 
-        def progress(done: int, total: int) -> None:
-            if first[0]:
-                first[0] = False
-                writer.update(key, examples_completed=done, examples_total=total)
-                reporter.cell_started(key, done, total)
-                return
-            writer.update(key, examples_completed=done)
-            reporter.cell_progress(key, done, total)
+    tasks = [asyncio.create_task(one(k)) for k in keys]
 
-        try:
-            result = execute_cell(project, spec, cell, keep_checkpoint=True,
-                                  progress=progress, stop=stop)  # fmt: skip
-        except InterruptedRun:
-            raise
-        except Exception as exc:
-            err = (
-                exc.message if isinstance(exc, EvalLedgerError) else f"{type(exc).__name__}: {exc}"
-            )
-            final = writer.update(key, status=CellStatus.FAILED,
-                                  error=err, finished_at=utcnow())  # fmt: skip
-            reporter.cell_finished(key, final)
-            return
-        final = writer.update(
-            key, status=CellStatus.COMPLETED, finished_at=utcnow(),
-            examples_completed=result.n_items, examples_total=result.n_items,
-        )  # fmt: skip
-        reporter.cell_finished(key, final)
-
-    pool = ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="evalledger-cell")
-    pending: set[Future[None]] = set()
-    queue = list(keys)
-    try:
-        while queue or pending:
-            while queue and len(pending) < jobs:
-                pending.add(pool.submit(work, queue.pop(0)))
-            finished, pending = wait(pending, timeout=0.1, return_when=FIRST_COMPLETED)
-            for fut in finished:
-                fut.result()
-            writer.maybe_flush()
-    except BaseException:
+    def on_signal() -> None:
+        # Items in flight are abandoned (a resume re-runs them); finished ones are safe.
+        nonlocal interrupted
+        interrupted = True
         stop.set()
-        wait(pending)
-        raise
-    finally:
-        pool.shutdown(wait=True)
+        for task in tasks:
+            task.cancel()
 
+    loop = asyncio.get_running_loop()
+    handled = []
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, on_signal)
+            handled.append(sig)
 
-@contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
+    async def flush_periodically() -> None:
+        while True:
+            await asyncio.sleep(writer.interval)
+            writer.maybe_flush()
 
-    def handler(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, handler)
+    flusher = asyncio.create_task(flush_periodically())
     try:
-        yield
+        results = await asyncio.gather(*tasks, return_exceptions=True)
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        flusher.cancel()
+        for sig in handled:
+            loop.remove_signal_handler(sig)
+    for res in results:
+        if isinstance(res, InterruptedRun | asyncio.CancelledError):
+            interrupted = True
+        elif isinstance(res, BaseException):
+            raise res
+    return interrupted
+
+
+def _cell_done(rec: CellRecord) -> bool:
+    """Completed with every item scored: nothing left for a resume to do."""
+    return rec.status == CellStatus.COMPLETED and rec.examples_errored == 0
 
 
 def _finish_status(manifest: ExecutionManifest) -> ExecutionStatus:
-    if all(r.status == CellStatus.COMPLETED for r in manifest.cells.values()):
+    if all(_cell_done(r) for r in manifest.cells.values()):
         return ExecutionStatus.COMPLETED
     return ExecutionStatus.PARTIAL
 
@@ -426,7 +455,7 @@ def _record_completed(project: Project, spec: MatrixSpec, manifest: ExecutionMan
 
 def _drop_checkpoints(project: Project, manifest: ExecutionManifest) -> None:
     for rec in manifest.cells.values():
-        if rec.status == CellStatus.COMPLETED:
+        if _cell_done(rec):
             project.checkpoint_path(cell_from_axes(rec.axes), rec.config_hash).unlink(
                 missing_ok=True
             )
@@ -495,11 +524,11 @@ def run(project: Project, options: RunOptions, reporter: RunReporter | None = No
         writer = _ManifestWriter(path, manifest)
         writer.flush()
         reporter.plan(plan)
-        interrupted = False
         try:
-            with _sigterm_as_interrupt():
+            interrupted = asyncio.run(
                 _evaluate(project, spec, writer, plan.cells, plan.jobs, reporter)
-        except (KeyboardInterrupt, InterruptedRun):
+            )
+        except KeyboardInterrupt:
             interrupted = True
         manifest.status = _finish_status(manifest)
         writer.flush()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 import threading
+import time
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -67,7 +68,7 @@ class _LineReporter:
         if done:
             click.echo(f"  {key}: continuing from item {done}/{total}")
 
-    def cell_progress(self, key: str, done: int, total: int) -> None:
+    def cell_progress(self, key: str, done: int, total: int, errors: int) -> None:
         pass
 
     def cell_finished(self, key: str, record: CellRecord) -> None:
@@ -94,24 +95,31 @@ class _RichReporter(_LineReporter):
 
         self.progress = Progress(
             TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("{task.fields[errors]} errors"), TextColumn("{task.fields[rate]}"),
             TimeRemainingColumn(), transient=False,
         )  # fmt: skip
+        self.started: dict[str, tuple[float, int]] = {}
         self.tasks: dict[str, Any] = {}
         self.overall: Any = None
 
     def plan(self, plan: RunPlan) -> None:
         super().plan(plan)
         self.progress.start()
-        self.overall = self.progress.add_task("cells", total=self.total)
+        self.overall = self.progress.add_task("cells", total=self.total, errors=0, rate="")
 
     def cell_started(self, key: str, done: int, total: int) -> None:
         with self.lock:
-            self.tasks[key] = self.progress.add_task(f"  {key}", total=total, completed=done)
+            self.started[key] = (time.monotonic(), done)
+            self.tasks[key] = self.progress.add_task(
+                f"  {key}", total=total, completed=done, errors=0, rate=""
+            )
 
-    def cell_progress(self, key: str, done: int, total: int) -> None:
+    def cell_progress(self, key: str, done: int, total: int, errors: int) -> None:
         task = self.tasks.get(key)
         if task is not None:
-            self.progress.update(task, completed=done)
+            t0, first = self.started[key]
+            rate = (done - first) / max(time.monotonic() - t0, 1e-6)
+            self.progress.update(task, completed=done, errors=errors, rate=f"{rate:.1f} it/s")
 
     def cell_finished(self, key: str, record: CellRecord) -> None:
         with self.lock:

@@ -2,18 +2,26 @@
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
+import asyncio
+from abc import ABC
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Self
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from evalledger.errors import ConfigError
 
 if TYPE_CHECKING:
     from evalledger.benchmarks.base import Item
 
-__all__ = ["AdapterSettings", "Completion", "Model", "validate_settings"]
+__all__ = [
+    "AdapterSettings",
+    "Completion",
+    "Model",
+    "ModelSettings",
+    "Price",
+    "validate_settings",
+]
 
 
 @dataclass(frozen=True)
@@ -26,9 +34,25 @@ class Completion:
 
 
 class AdapterSettings(BaseModel):
-    """Base of adapter settings: unknown keys in params.yaml are errors, not silence."""
+    """Base of plugin settings: unknown keys in params.yaml are errors, not silence."""
 
     model_config = ConfigDict(extra="forbid")
+
+
+class Price(AdapterSettings):
+    """Price per million tokens, in any currency you like (reported as ``cost``)."""
+
+    input: float = 0.0
+    output: float = 0.0
+
+
+class ModelSettings(AdapterSettings):
+    """Settings every model adapter accepts."""
+
+    max_concurrency: int = Field(default=1, ge=1)
+    """Items of one cell in flight at once (and, for HTTP adapters, per endpoint)."""
+    price: Price | None = None
+    """Price table for cost metrics."""
 
 
 def validate_settings(
@@ -47,22 +71,39 @@ def validate_settings(
 
 
 class Model(ABC):
-    """A model that answers prompts. Subclasses are registered under ``evalledger.models``."""
+    """A model that answers prompts. Subclasses are registered under ``evalledger.models``.
 
-    Settings: ClassVar[type[AdapterSettings]] = AdapterSettings
+    Implement ``agenerate`` (async, preferred) or ``generate`` (sync; it then runs in a
+    worker thread so it does not block other cells).
+    """
 
-    def __init__(self, name: str, settings: AdapterSettings) -> None:
+    Settings: ClassVar[type[ModelSettings]] = ModelSettings
+    settings: ModelSettings
+
+    def __init__(self, name: str, settings: ModelSettings) -> None:
         self.name = name
         self.settings = settings
 
     @classmethod
     def from_config(cls, name: str, config: dict[str, Any]) -> Self:
         """Build the adapter from its params.yaml entry (without ``adapter:``)."""
-        return cls(name, validate_settings(cls.Settings, config, f"models.{name}"))
+        settings = validate_settings(cls.Settings, config, f"models.{name}")
+        assert isinstance(settings, ModelSettings)
+        return cls(name, settings)
 
-    @abstractmethod
+    @property
+    def max_concurrency(self) -> int:
+        """How many items of a cell may be in flight at once."""
+        return self.settings.max_concurrency
+
     def generate(self, prompt: str, item: Item, decoding: dict[str, Any]) -> Completion:
-        """Answer one prompt. ``item`` is the benchmark item; ``decoding`` its settings."""
+        """Answer one prompt synchronously. ``decoding`` comes from the decoding axis."""
+        name = type(self).__name__
+        raise NotImplementedError(f"{name} implements neither generate nor agenerate")
 
-    def close(self) -> None:  # noqa: B027 - optional hook
+    async def agenerate(self, prompt: str, item: Item, decoding: dict[str, Any]) -> Completion:
+        """Answer one prompt; by default runs ``generate`` in a worker thread."""
+        return await asyncio.to_thread(self.generate, prompt, item, decoding)
+
+    async def aclose(self) -> None:  # noqa: B027 - optional hook
         """Release connections or other resources."""

@@ -8,12 +8,13 @@ number it sees.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import re
 import time
 from typing import TYPE_CHECKING, Any, Literal
 
-from evalledger.models.base import AdapterSettings, Completion, Model
+from evalledger.models.base import Completion, Model, ModelSettings
 
 if TYPE_CHECKING:
     from evalledger.benchmarks.base import Item
@@ -42,9 +43,10 @@ def solve(text: str) -> int | None:
     return None
 
 
-class BaselineSettings(AdapterSettings):
+class BaselineSettings(ModelSettings):
     """Settings of the ``baseline`` adapter."""
 
+    max_concurrency: int = 8
     strategy: Literal["solver", "adder"] = "solver"
     error_rate: float = 0.0
     seed: int = 0
@@ -63,9 +65,18 @@ class BaselineModel(Model):
 
     def generate(self, prompt: str, item: Item, decoding: dict[str, Any]) -> Completion:
         """Answer by strategy, then perturb with the seeded error rate."""
+        if self.settings.latency_ms:
+            time.sleep(self.settings.latency_ms / 1000)
+        return self._answer(prompt, item)
+
+    async def agenerate(self, prompt: str, item: Item, decoding: dict[str, Any]) -> Completion:
+        """As ``generate``, without a thread: the baseline is pure computation."""
+        if self.settings.latency_ms:
+            await asyncio.sleep(self.settings.latency_ms / 1000)
+        return self._answer(prompt, item)
+
+    def _answer(self, prompt: str, item: Item) -> Completion:
         s = self.settings
-        if s.latency_ms:
-            time.sleep(s.latency_ms / 1000)
         numbers = [int(n) for n in _NUM.findall(item.input)]
         solved = solve(item.input) if s.strategy == "solver" else None
         # The adder's only move, and the solver's fallback on problems it cannot parse.

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from evalledger.errors import ConfigError
-from evalledger.models.base import AdapterSettings, Completion, Model
+from evalledger.models.base import Completion, Model, ModelSettings
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -19,8 +19,12 @@ if TYPE_CHECKING:
 __all__ = ["PythonModel"]
 
 
-class PythonSettings(AdapterSettings):
-    """Settings of the ``python`` adapter."""
+class PythonSettings(ModelSettings):
+    """Settings of the ``python`` adapter.
+
+    A sync function runs in worker threads, ``max_concurrency`` at a time (default 1, as
+    user code is not always thread-safe); an ``async def`` function runs on the loop.
+    """
 
     callable: str
     """``package.module:function``; called as ``fn(prompt)`` or ``fn(prompt, item)``."""
@@ -72,21 +76,32 @@ class PythonModel(Model):
             wants_item = False
         return fn, wants_item
 
-    def generate(self, prompt: str, item: Item, decoding: dict[str, Any]) -> Completion:
-        """Call the function and normalise what it returns."""
+    def _call(self, prompt: str, item: Item, decoding: dict[str, Any]) -> Any:
         kwargs = dict(self.settings.options)
         if self._wants_decoding:
             kwargs["decoding"] = decoding
         if self._wants_item:
-            out = self._fn(prompt, item, **kwargs)
-        else:
-            out = self._fn(prompt, **kwargs)
-        if isinstance(out, Completion):
-            return out
-        if isinstance(out, dict):
-            return Completion(
-                text=str(out.get("text", "")),
-                prompt_tokens=out.get("prompt_tokens"),
-                completion_tokens=out.get("completion_tokens"),
-            )
-        return Completion(text=str(out))
+            return self._fn(prompt, item, **kwargs)
+        return self._fn(prompt, **kwargs)
+
+    def generate(self, prompt: str, item: Item, decoding: dict[str, Any]) -> Completion:
+        """Call the function and normalise what it returns."""
+        return _completion(self._call(prompt, item, decoding))
+
+    async def agenerate(self, prompt: str, item: Item, decoding: dict[str, Any]) -> Completion:
+        """Await an async function on the loop; run a sync one in a worker thread."""
+        if inspect.iscoroutinefunction(self._fn):
+            return _completion(await self._call(prompt, item, decoding))
+        return await super().agenerate(prompt, item, decoding)
+
+
+def _completion(out: Any) -> Completion:
+    if isinstance(out, Completion):
+        return out
+    if isinstance(out, dict):
+        return Completion(
+            text=str(out.get("text", "")),
+            prompt_tokens=out.get("prompt_tokens"),
+            completion_tokens=out.get("completion_tokens"),
+        )
+    return Completion(text=str(out))

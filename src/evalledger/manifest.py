@@ -161,9 +161,10 @@ def new_execution_id(now: datetime | None = None) -> str:
     return f"exec_{now:%Y-%m-%d_%H%M%S}_{secrets.token_hex(4)}"
 
 
-def new_experiment_name(values: tuple[str, ...]) -> str:
-    """A readable, predictable experiment name: the axis values and an 8-hex suffix."""
-    return f"{'-'.join(values)}-{secrets.token_hex(4)}"
+def new_experiment_name(values: tuple[str, ...], judge: str | None = None) -> str:
+    """A readable, predictable experiment name: the axis values, the judge, an 8-hex suffix."""
+    parts = [*values, f"judge_{judge}"] if judge else list(values)
+    return f"{'-'.join(parts)}-{secrets.token_hex(4)}"
 
 
 def _v1_to_v2(data: dict[str, Any]) -> dict[str, Any]:

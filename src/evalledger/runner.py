@@ -315,9 +315,10 @@ def _new_manifest(
     records = {}
     for cell in cells:
         _, chash = cell_context(spec, cell)
+        judge = spec.judge_name(cell.values[1])
         records[cell.key] = CellRecord(
-            axes=dict(cell.axes), stage=cell.stage, experiment=new_experiment_name(cell.values),
-            config_hash=chash,
+            axes=dict(cell.axes), stage=cell.stage,
+            experiment=new_experiment_name(cell.values, judge), config_hash=chash,
         )  # fmt: skip
     return ExecutionManifest(
         execution_id=new_execution_id(now), created_at=now, updated_at=now,

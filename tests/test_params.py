@@ -96,3 +96,13 @@ def test_unknown_filter_value_lists_choices(project: Project) -> None:
     result = invoke(project, "run", "--models", "gtp4")
     assert result.exit_code == 2
     assert "unknown model 'gtp4'; known: solver, noisy, adder" in result.output
+
+
+def test_duplicate_keys_are_rejected_like_dvc_does(project: Project) -> None:
+    text = project.params_path.read_text().replace(
+        "adapter: baseline, strategy: adder", "adapter: baseline, strategy: adder, strategy: x"
+    )
+    project.params_path.write_text(text)
+    result = invoke(project, "run")
+    assert result.exit_code == 2
+    assert "invalid YAML in params.yaml line 8: duplicate key 'strategy'" in result.output

@@ -116,8 +116,13 @@ benchmarks:
 
 def _run(root: Path, site: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": str(site)}
-    return subprocess.run([sys.executable, "-m", "evalledger", *args], cwd=root, env=env,
-                          capture_output=True, text=True)
+    return subprocess.run(
+        [sys.executable, "-m", "evalledger", *args],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
 
 
 def test_plugin_model_benchmark_scorer_and_python_adapter(tmp_path: Path, plugin_path: Path):
@@ -142,12 +147,20 @@ def test_plugin_model_benchmark_scorer_and_python_adapter(tmp_path: Path, plugin
 def test_unknown_plugin_names_list_the_known_ones(tmp_path: Path, plugin_path: Path) -> None:
     project = make_project(tmp_path / "p", PARAMS)
     cases = {
-        "adapter: shout,": ("adapter: shuot,", "unknown model adapter 'shuot' in "
-                            "models.shout.adapter; known: baseline, openai, python, shout"),
-        "loader: capitals}": ("loader: capitls}", "unknown benchmark loader 'capitls' in "
-                              "benchmarks.capitals.loader; known: arith, capitals, csv"),
-        "scorer: short}": ("scorer: shrt}", "unknown scorer 'shrt' in "
-                           "benchmarks.capitals_short.scorer.name; known: choice, exact"),
+        "adapter: shout,": (
+            "adapter: shuot,",
+            "unknown model adapter 'shuot' in "
+            "models.shout.adapter; known: baseline, openai, python, shout",
+        ),
+        "loader: capitals}": (
+            "loader: capitls}",
+            "unknown benchmark loader 'capitls' in "
+            "benchmarks.capitals.loader; known: arith, capitals, csv",
+        ),
+        "scorer: short}": (
+            "scorer: shrt}",
+            "unknown scorer 'shrt' in benchmarks.capitals_short.scorer.name; known: choice, exact",
+        ),
     }
     original = project.params_path.read_text()
     for old, (new, expected) in cases.items():

@@ -97,6 +97,27 @@ def _yaml_error_line(exc: Exception, path: Path) -> str:
     return f"{where}: {problem}"
 
 
+def _unique_key_loader() -> Any:
+    """Libyaml's loader, refusing duplicate keys as DVC's YAML parser does."""
+    import yaml
+
+    base = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+    class UniqueKeyLoader(base):  # type: ignore[valid-type,misc]
+        def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+            seen = set()
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=deep)
+                if key in seen:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"duplicate key {key!r}", key_node.start_mark
+                    )
+                seen.add(key)
+            return super().construct_mapping(node, deep=deep)
+
+    return UniqueKeyLoader
+
+
 def load_params(path: Path) -> dict[str, Any]:
     """Parse params.yaml into plain data, with a one-line error for bad YAML."""
     import yaml
@@ -108,7 +129,7 @@ def load_params(path: Path) -> dict[str, Any]:
             f"{path} not found", "run `evalledger init` to create a project"
         ) from None
     try:
-        data: Any = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+        data: Any = yaml.load(text, Loader=_unique_key_loader())
     except yaml.YAMLError as exc:
         raise ConfigError(
             f"invalid YAML in {_yaml_error_line(exc, path)}", "fix the syntax and run again"

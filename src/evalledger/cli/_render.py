@@ -43,9 +43,11 @@ def print_status(manifest: ExecutionManifest) -> None:
         table.add_column(col, overflow="fold")
     for key, rec in manifest.cells.items():
         total = "?" if rec.examples_total is None else str(rec.examples_total)
+        errored = f" ({rec.examples_errored} errored)" if rec.examples_errored else ""
         style = _STYLE.get(rec.status.value, "")
-        table.add_row(key, f"[{style}]{rec.status.value}[/]", f"{rec.examples_completed}/{total}",
-                      rec.experiment, rec.error or "")  # fmt: skip
+        examples = f"{rec.examples_completed}/{total}{errored}"
+        status = f"[{style}]{rec.status.value}[/]"
+        table.add_row(key, status, examples, rec.experiment, rec.error or "")
     console.print(table)
 
 

@@ -240,15 +240,20 @@ class OpenAIModel(Model):
         body.update(extra)
         return body
 
-    def _wait(self, state: RetryCallState) -> float:
-        s = self.settings
-        exc = state.outcome.exception() if state.outcome else None
+    def _delay(self, exc: BaseException | None, retry: int) -> float:
+        """Seconds before retry number ``retry``: Retry-After, else full-jitter backoff."""
         retry_after = getattr(exc, "retry_after", None)
         if retry_after is not None:
             return float(retry_after)  # the server knows best; honour it exactly
         import random
 
-        return random.uniform(0, min(s.max_backoff, s.backoff * 2 ** (state.attempt_number - 1)))
+        s = self.settings
+        return random.uniform(0, min(s.max_backoff, s.backoff * 2 ** (retry - 1)))
+
+    def _wait(self, state: RetryCallState) -> float:
+        # tenacity counts attempts of its own loop, which starts after our first try
+        exc = state.outcome.exception() if state.outcome else None
+        return self._delay(exc, state.attempt_number + 1)
 
     async def agenerate(self, prompt: str, item: Item, decoding: dict[str, Any]) -> Completion:
         """One chat completion, retried per the policy; raises ModelCallError on failure."""
@@ -259,8 +264,14 @@ class OpenAIModel(Model):
         body = self._body(prompt, decoding)
         payload = json.dumps(body).encode()
         headers = self._headers()
+        try:  # the common case, without building a retry controller per call
+            return await self._attempt(payload, headers, body)
+        except ModelCallError as exc:
+            if not exc.transient or self.settings.max_retries == 0:
+                raise
+            await asyncio.sleep(self._delay(exc, 1))
         retrying = AsyncRetrying(
-            stop=stop_after_attempt(self.settings.max_retries + 1),
+            stop=stop_after_attempt(self.settings.max_retries),
             wait=self._wait,
             retry=retry_if_exception(lambda e: isinstance(e, ModelCallError) and e.transient),
             reraise=True,

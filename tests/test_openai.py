@@ -231,3 +231,62 @@ def test_judge_grades_over_http_and_names_the_experiment(
     stage = (project.root / "dvc.yaml").read_text()
     assert "- judges" in stage
     assert json.loads(dvc(project.root, "status", "--json").stdout) == {}
+
+
+SCORER_BENCHES = {
+    # benchmark: (scorer, [(reply, target, choices)], accuracy, partial, format)
+    "b_exact": ("exact", [("Paris.", "paris", None), ("Rome", "Lima", None)], 0.5, 0.5, 1.0),
+    "b_numeric": (
+        "numeric",
+        [("about 1,000 apples", "1000", None), ("95", "100", None)],
+        0.5,
+        1.0,
+        0.0,
+    ),
+    "b_regex": (
+        {"name": "regex", "pattern": r"FINAL=(\w+)"},
+        [("FINAL=yes", "yes", None), ("yes", "yes", None)],
+        0.5,
+        0.5,
+        0.5,
+    ),
+    "b_tag": ("tag", [("<answer>42</answer>", "42", None), ("42", "42", None)], 0.5, 0.5, 0.5),
+    "b_choice": (
+        "choice",
+        [("Answer: B", "B", ["x", "y", "z"]), ("A", "C", ["x", "y", "z"])],
+        0.5,
+        0.5,
+        1.0,
+    ),
+}
+
+
+def test_each_scorer_over_http(tmp_path: Path, server: ReferenceServer) -> None:
+    lines = [
+        "axes:",
+        "  model: [ref]",
+        f"  benchmark: [{', '.join(SCORER_BENCHES)}]",
+        "models:",
+        f"  ref: {{adapter: openai, base_url: '{server.base_url}', "
+        "model: reference, max_concurrency: 4}",
+        "benchmarks:",
+    ]
+    data = tmp_path / "p" / "data"
+    data.mkdir(parents=True)
+    for name, (scorer, rows, *_rest) in SCORER_BENCHES.items():
+        with (data / f"{name}.jsonl").open("w") as fh:
+            for i, (reply, target, choices) in enumerate(rows):
+                row = {"id": f"{name}-{i}", "input": f"REPLY: {reply}", "target": target}
+                if choices:
+                    row["choices"] = choices
+                fh.write(json.dumps(row) + "\n")
+        lines.append(
+            f"  {name}: {{loader: jsonl, path: data/{name}.jsonl, scorer: {json.dumps(scorer)}}}"
+        )
+    project = make_project(tmp_path / "p", "\n".join(lines) + "\n")
+    result = invoke(project, "run")
+    assert result.exit_code == 0, result.output
+    for name, (_, _, acc, partial, fmt) in SCORER_BENCHES.items():
+        m = _metrics(project, f"ref/{name}")
+        got = (m["accuracy"], m["partial_accuracy"], m["format_accuracy"])
+        assert got == (acc, partial, fmt), name

@@ -1,0 +1,72 @@
+"""GSM8K from a local JSONL file in its original format."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import TYPE_CHECKING
+
+from pydantic import Field
+
+from evalledger.benchmarks.base import Benchmark, Item
+from evalledger.errors import ConfigError
+from evalledger.models.base import AdapterSettings
+
+if TYPE_CHECKING:
+    from evalledger.scorers.base import ItemScore
+
+__all__ = ["GSM8KBenchmark", "gsm8k_target"]
+
+_FINAL = re.compile(r"####\s*(.+?)\s*$", re.MULTILINE)
+
+
+def gsm8k_target(answer: str) -> str:
+    """The final answer after ``####``, without thousands separators."""
+    m = _FINAL.search(answer)
+    if m is None:
+        raise ValueError("no '#### <answer>' line")
+    return m.group(1).replace(",", "").strip()
+
+
+class GSM8KSettings(AdapterSettings):
+    """Settings of the ``gsm8k`` loader."""
+
+    path: str
+    limit: int | None = Field(default=None, ge=1)
+
+
+class GSM8KBenchmark(Benchmark):
+    """``{"question": ..., "answer": "...#### 72"}`` lines (``loader: gsm8k``)."""
+
+    Settings = GSM8KSettings
+    settings: GSM8KSettings
+
+    def load(self) -> list[Item]:
+        """Questions as inputs, the number after ``####`` as targets."""
+        path = self.resolve(self.settings.path)
+        if not path.exists():
+            raise ConfigError(f"benchmarks.{self.name}: file {self.settings.path} not found")
+        items: list[Item] = []
+        with path.open(encoding="utf-8") as fh:
+            for n, line in enumerate(fh, 1):
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                    target = gsm8k_target(row["answer"])
+                    question = str(row["question"])
+                except (ValueError, KeyError, TypeError) as exc:
+                    raise ConfigError(
+                        f"benchmarks.{self.name}: {path.name} line {n} is not a GSM8K "
+                        f"record ({type(exc).__name__}: {exc})"
+                    ) from None
+                items.append(Item(id=f"gsm8k-{len(items):05d}", input=question, target=target))
+                if self.settings.limit and len(items) >= self.settings.limit:
+                    break
+        return items
+
+    def check(self, item: Item, text: str) -> ItemScore:
+        """Numeric match of the last number (or ``answer is N``) against the target."""
+        from evalledger.scorers.match import NumericMatch, NumericSettings
+
+        return NumericMatch("numeric", NumericSettings()).score(item, text)

@@ -290,3 +290,15 @@ def test_each_scorer_over_http(tmp_path: Path, server: ReferenceServer) -> None:
         m = _metrics(project, f"ref/{name}")
         got = (m["accuracy"], m["partial_accuracy"], m["format_accuracy"])
         assert got == (acc, partial, fmt), name
+
+
+def test_requests_per_minute_limit_spreads_calls(tmp_path: Path, server: ReferenceServer):
+    project = make_project(
+        tmp_path / "p", _params(server.base_url, n_items=30, rpm=600, max_concurrency=16)
+    )
+    assert invoke(project, "run").exit_code == 0
+    stamps = sorted(r["t"] for r in server.state.requests)
+    # 600/min is 10 a second after a burst of 10: the other 20 need about two seconds
+    assert stamps[-1] - stamps[0] >= 1.7
+    busiest = max(sum(1 for t in stamps if s <= t < s + 1.0) for s in stamps)
+    assert busiest <= 21  # the burst plus one second's refill, never the whole minute's 600

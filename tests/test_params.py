@@ -76,20 +76,23 @@ def test_unknown_adapter_lists_known_ones(project: Project) -> None:
     )
     project.params_path.write_text(text)
     result = invoke(project, "run", "--models", "adder")
-    # the cell fails; the error names the known adapters
-    assert result.exit_code == 1
-    status = invoke(project, "status", "--json")
-    assert "unknown model adapter 'nope'" in status.output
-    assert "known: baseline, openai, python" in status.output
+    # checked before any execution is created: one line, exit 2, nothing written
+    assert result.exit_code == 2
+    assert result.output.strip() == (
+        "Error: unknown model adapter 'nope' in models.adder.adapter; known: baseline, "
+        "openai, python; fix the name, or install the package that provides model adapter "
+        "'nope'"
+    )
+    assert not list(project.runs_dir.glob("exec_*"))
 
 
 def test_unknown_setting_is_named(project: Project) -> None:
     text = project.params_path.read_text().replace("error_rate: 0.3", "eror_rate: 0.3")
     project.params_path.write_text(text)
-    invoke(project, "run", "--models", "noisy")
-    status = invoke(project, "status", "--json")
+    result = invoke(project, "run", "--models", "noisy")
+    assert result.exit_code == 2
     expected = "models.noisy: unknown setting 'eror_rate'; known: max_concurrency, price, strategy"
-    assert expected in status.output
+    assert expected in result.output and result.output.count("\n") == 1
 
 
 def test_unknown_filter_value_lists_choices(project: Project) -> None:

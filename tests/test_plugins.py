@@ -159,16 +159,15 @@ def test_unknown_plugin_names_list_the_known_ones(tmp_path: Path, plugin_path: P
         ),
         "scorer: short}": (
             "scorer: shrt}",
-            "unknown scorer 'shrt' in benchmarks.capitals_short.scorer.name; known: choice, exact",
+            "unknown scorer 'shrt' in benchmarks.capitals_short.scorer; known: choice, exact",
         ),
     }
     original = project.params_path.read_text()
     for old, (new, expected) in cases.items():
         project.params_path.write_text(original.replace(old, new))
         proc = _run(project.root, plugin_path, "run", "--force")
-        assert proc.returncode == 1
-        status = _run(project.root, plugin_path, "status", "--json")
-        assert expected in status.stdout, (expected, status.stdout[-2000:])
+        assert proc.returncode == 2 and proc.stdout == ""
+        assert proc.stderr.count("\n") == 1 and expected in proc.stderr, proc.stderr
     project.params_path.write_text(original)
     cell = _run(project.root, plugin_path, "cell", "model=shout", "benchmark=capitals")
     assert cell.returncode == 0 and "accuracy 0.750 on 4 items" in cell.stdout
@@ -177,4 +176,6 @@ def test_unknown_plugin_names_list_the_known_ones(tmp_path: Path, plugin_path: P
     cell = _run(project.root, plugin_path, "cell", "model=shout", "benchmark=capitals")
     assert cell.returncode == 2 and cell.stderr.count("\n") == 1
     assert "unknown benchmark loader 'nope'" in cell.stderr and "Traceback" not in cell.stderr
-    assert invoke(project, "status").exit_code == 0
+    # every bad name was refused before an execution was created
+    assert not list(project.runs_dir.glob("exec_*"))
+    assert invoke(project, "status").exit_code == 3

@@ -18,12 +18,15 @@ if TYPE_CHECKING:
 
     from evalledger.benchmarks.base import Benchmark
     from evalledger.models.base import Model
+    from evalledger.params import MatrixSpec
     from evalledger.scorers.base import Scorer
 
 __all__ = [
     "BENCHMARKS_GROUP",
     "MODELS_GROUP",
     "SCORERS_GROUP",
+    "check_plugins",
+    "check_registered",
     "load_benchmark",
     "load_model",
     "load_scorer",
@@ -45,7 +48,8 @@ def registered(group: str) -> list[str]:
     return sorted(_group(group))
 
 
-def _load(group: str, name: Any, what: str, section: str) -> Any:
+def check_registered(group: str, name: Any, what: str, section: str) -> None:
+    """Raise a one-line error listing the known names unless ``name`` is registered."""
     eps = _group(group)
     if not isinstance(name, str) or name not in eps:
         known = ", ".join(sorted(eps)) or "none installed"
@@ -53,6 +57,44 @@ def _load(group: str, name: Any, what: str, section: str) -> Any:
             f"unknown {what} {name!r} in {section}; known: {known}",
             f"fix the name, or install the package that provides {what} {name!r}",
         )
+
+
+def check_plugins(spec: MatrixSpec, models: set[str], benchmarks: set[str]) -> None:
+    """Check the adapters, loaders, scorers and judges some cells name, and their settings.
+
+    Run before anything is evaluated, so a typo costs one line, not a failed execution.
+    """
+    from evalledger.models.base import validate_settings
+
+    def check(group: str, cfg: dict[str, Any], key: str, what: str, where: str) -> None:
+        name = cfg.get(key)
+        cls = _load(group, name, what, f"{where}.{key}")
+        settings = {k: v for k, v in cfg.items() if k not in (key, "scorer")}
+        validate_settings(cls.Settings, settings, where)
+
+    for name in sorted(models):
+        check(MODELS_GROUP, spec.value_config("model", name), "adapter", "model adapter",
+              f"models.{name}")  # fmt: skip
+    for name in sorted(benchmarks):
+        cfg = spec.value_config("benchmark", name)
+        check(BENCHMARKS_GROUP, cfg, "loader", "benchmark loader", f"benchmarks.{name}")
+        scorer = cfg.get("scorer")
+        if scorer is not None:
+            scorer_cfg = scorer if isinstance(scorer, dict) else {"name": scorer}
+            if isinstance(scorer, dict):
+                check(SCORERS_GROUP, scorer_cfg, "name", "scorer", f"benchmarks.{name}.scorer")
+            else:
+                check_registered(SCORERS_GROUP, scorer, "scorer", f"benchmarks.{name}.scorer")
+        judge = spec.judge_name(name)
+        if judge is not None:
+            judge_cfg = spec.judge_config(judge, f"benchmarks.{name}.scorer.model")
+            section = "judges" if judge in spec.judges else "models"
+            check(MODELS_GROUP, judge_cfg, "adapter", "model adapter", f"{section}.{judge}")
+
+
+def _load(group: str, name: Any, what: str, section: str) -> Any:
+    check_registered(group, name, what, section)
+    eps = _group(group)
     try:
         return eps[name].load()
     except Exception as exc:  # a broken plugin must not crash the CLI with a traceback

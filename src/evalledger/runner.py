@@ -40,6 +40,7 @@ from evalledger.manifest import (
 )
 from evalledger.matrix import Cell, cell_from_axes, expand
 from evalledger.params import override_params, parse_spec
+from evalledger.plugins import check_plugins
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -232,7 +233,8 @@ def plan_run(project: Project, options: RunOptions) -> tuple[RunPlan, MatrixSpec
     if options.resume:
         spec = project.spec()
         manifest = _load_for_resume(project, options)
-        _check_resume_config(spec, manifest)
+        cells = _check_resume_config(spec, manifest)
+        check_plugins(spec, {c.values[0] for c in cells}, {c.values[1] for c in cells})
         todo = [k for k, r in manifest.cells.items() if not _cell_done(r)]
         done: dict[str, int] = {}
         total: dict[str, int | None] = {}
@@ -249,6 +251,7 @@ def plan_run(project: Project, options: RunOptions) -> tuple[RunPlan, MatrixSpec
     _, data = override_params(project.params_path, options.overrides)
     spec = parse_spec(data)
     cells = expand(spec, _axis_filters(options.filters))
+    check_plugins(spec, {c.values[0] for c in cells}, {c.values[1] for c in cells})
     stale = cells if options.force else stale_cells(project, spec, cells)
     stale_keys = {c.key for c in stale}
     done, total = {}, {}

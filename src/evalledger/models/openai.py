@@ -142,9 +142,20 @@ class _Endpoint:
 _ENDPOINTS: dict[tuple[int, str], _Endpoint] = {}
 
 
+def _per_minute(rate: float | None) -> AsyncLimiter | None:
+    """A limiter for ``rate`` per minute.
+
+    It refills every second, so a burst is a second's worth of calls, not a minute's.
+    """
+    if not rate:
+        return None
+    from aiolimiter import AsyncLimiter
+
+    return AsyncLimiter(rate / 60, 1) if rate >= 60 else AsyncLimiter(1, 60 / rate)
+
+
 def _acquire_endpoint(s: OpenAISettings) -> _Endpoint:
     import aiohttp
-    from aiolimiter import AsyncLimiter
 
     key = (id(asyncio.get_running_loop()), s.base_url.rstrip("/"))
     ep = _ENDPOINTS.get(key)
@@ -153,8 +164,8 @@ def _acquire_endpoint(s: OpenAISettings) -> _Endpoint:
         ep = _Endpoint(
             session=aiohttp.ClientSession(connector=connector, raise_for_status=False),
             semaphore=asyncio.Semaphore(s.max_concurrency),
-            rpm=AsyncLimiter(s.rpm, 60) if s.rpm else None,
-            tpm=AsyncLimiter(s.tpm, 60) if s.tpm else None,
+            rpm=_per_minute(s.rpm),
+            tpm=_per_minute(s.tpm),
         )
         _ENDPOINTS[key] = ep
     ep.users += 1

@@ -20,7 +20,14 @@ from evalledger.models.base import AdapterSettings
 if TYPE_CHECKING:
     from pathlib import Path
 
-__all__ = ["CsvBenchmark", "FileBenchmark", "HFDiskBenchmark", "JsonlBenchmark", "ParquetBenchmark"]
+__all__ = [
+    "CsvBenchmark",
+    "FileBenchmark",
+    "HFDiskBenchmark",
+    "JsonlBenchmark",
+    "ParquetBenchmark",
+    "read_jsonl",
+]
 
 _FIELDS = ("id", "input", "target", "choices", "category")
 _OPTIONAL = ("id", "choices", "category")
@@ -108,26 +115,31 @@ def _choices(value: Any) -> tuple[str, ...] | None:
     return tuple(str(v) for v in value)
 
 
+def read_jsonl(path: Path, where: str) -> list[dict[str, Any]]:
+    """The objects of a JSON-lines file; blank lines skipped, a bad line named."""
+    rows = []
+    with path.open(encoding="utf-8") as fh:
+        for n, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise ConfigError(
+                    f"{where}: {path.name} line {n} is not valid JSON ({exc.msg})"
+                ) from None
+            if not isinstance(row, dict):
+                raise ConfigError(f"{where}: {path.name} line {n} is not an object")
+            rows.append(row)
+    return rows
+
+
 class JsonlBenchmark(FileBenchmark):
     """One JSON object per line (``loader: jsonl``)."""
 
     def rows(self, path: Path) -> list[dict[str, Any]]:
         """Parse each non-empty line."""
-        rows = []
-        with path.open(encoding="utf-8") as fh:
-            for n, line in enumerate(fh, 1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise ConfigError(
-                        f"{self._where()}: {path.name} line {n} is not valid JSON ({exc.msg})"
-                    ) from None
-                if not isinstance(row, dict):
-                    raise ConfigError(f"{self._where()}: {path.name} line {n} is not an object")
-                rows.append(row)
-        return rows
+        return read_jsonl(path, self._where())
 
 
 class CsvBenchmark(FileBenchmark):

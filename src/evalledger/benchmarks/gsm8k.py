@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import re
 from typing import TYPE_CHECKING
 
 from pydantic import Field
 
 from evalledger.benchmarks.base import Benchmark, Item
+from evalledger.benchmarks.files import read_jsonl
 from evalledger.errors import ConfigError
 from evalledger.models.base import AdapterSettings
 
@@ -46,23 +46,20 @@ class GSM8KBenchmark(Benchmark):
         path = self.resolve(self.settings.path)
         if not path.exists():
             raise ConfigError(f"benchmarks.{self.name}: file {self.settings.path} not found")
+        where = f"benchmarks.{self.name}"
         items: list[Item] = []
-        with path.open(encoding="utf-8") as fh:
-            for n, line in enumerate(fh, 1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                    target = gsm8k_target(row["answer"])
-                    question = str(row["question"])
-                except (ValueError, KeyError, TypeError) as exc:
-                    raise ConfigError(
-                        f"benchmarks.{self.name}: {path.name} line {n} is not a GSM8K "
-                        f"record ({type(exc).__name__}: {exc})"
-                    ) from None
-                items.append(Item(id=f"gsm8k-{len(items):05d}", input=question, target=target))
-                if self.settings.limit and len(items) >= self.settings.limit:
-                    break
+        for n, row in enumerate(read_jsonl(path, where), 1):
+            try:
+                target = gsm8k_target(row["answer"])
+                question = str(row["question"])
+            except (ValueError, KeyError, TypeError) as exc:
+                raise ConfigError(
+                    f"{where}: {path.name} record {n} is not a GSM8K record "
+                    f"({type(exc).__name__}: {exc})"
+                ) from None
+            items.append(Item(id=f"gsm8k-{n - 1:05d}", input=question, target=target))
+            if self.settings.limit and len(items) >= self.settings.limit:
+                break
         return items
 
     def check(self, item: Item, text: str) -> ItemScore:

@@ -109,10 +109,12 @@ def record_cells(project: Project, cells: list[Cell]) -> int:
 
     dvc_logger = logging.getLogger("dvc")
     level = dvc_logger.level
-    dvc_logger.setLevel(logging.WARNING)  # DVC's "Updating lock file" chatter is ours to hide
+    # DVC's "Updating lock file" lines and its progress bars (shown below ERROR) are noise here
+    dvc_logger.setLevel(logging.CRITICAL)
     try:
-        # DVC resolves stage paths against the working directory.
-        with contextlib.chdir(project.root):
+        # DVC resolves stage paths against the working directory; its progress bars (from
+        # dvc_data too) would draw over ours, and its failures arrive as exceptions anyway.
+        with contextlib.chdir(project.root), contextlib.redirect_stderr(io.StringIO()):
             return _record(project, {c.stage for c in cells})
     finally:
         dvc_logger.setLevel(level)
@@ -127,7 +129,7 @@ def _record(project: Project, wanted: set[str]) -> int:
 
     try:
         with Repo(str(project.root)) as repo, lock_repo(repo):
-            logging.getLogger("dvc").setLevel(logging.WARNING)  # Repo() may reset it
+            logging.getLogger("dvc").setLevel(logging.CRITICAL)  # Repo() may reset it
             dvcfile = load_file(repo, str(project.dvc_yaml))
             stages = [s for s in dvcfile.stages.values() if s.name in wanted]
             missing = wanted - {s.name for s in stages}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from evalledger.models.base import AdapterSettings
 from evalledger.scorers.base import ItemScore, Scorer
@@ -14,31 +14,35 @@ from evalledger.scorers.match import compare_exact, compare_numeric
 if TYPE_CHECKING:
     from evalledger.benchmarks.base import Item
 
-__all__ = ["RegexScorer", "TagScorer"]
+__all__ = ["RegexScorer", "RegexSettings", "TagScorer", "TagSettings", "ThenSettings"]
 
 _FLAGS = {"i": re.IGNORECASE, "m": re.MULTILINE, "s": re.DOTALL}
 
 
-class _ThenSettings(AdapterSettings):
+class ThenSettings(AdapterSettings):
+    """How an extracted answer is compared with the target."""
+
     then: Literal["exact", "numeric"] = "exact"
-    """How the extracted answer is compared with the target."""
+    """``exact``: normalised text equality; ``numeric``: the number in it, as ``numeric``."""
     rel_tol: float = Field(default=0.1, ge=0)
     """With ``then: numeric``: relative tolerance for partial credit."""
+    abs_tol: float = Field(default=0.0, ge=0)
+    """With ``then: numeric``: absolute tolerance for exact credit."""
 
 
-def _compare(extracted: str | None, item: Item, s: _ThenSettings) -> ItemScore:
-    """Format accuracy counts a match; correctness compares what was matched."""
+def compare_then(extracted: str | None, item: Item, s: ThenSettings) -> ItemScore:
+    """Score an extracted answer; None (nothing extracted) is a format failure."""
     if extracted is None:
         return ItemScore(correct=False, score=0.0, formatted=False)
     extracted = extracted.strip()
     if s.then == "numeric":
-        correct, partial, note = compare_numeric(extracted, item.target, s.rel_tol)
+        correct, partial, note = compare_numeric(extracted, item.target, s.rel_tol, s.abs_tol)
         return ItemScore(correct, float(correct), extracted, partial, True, note)
     ok, _ = compare_exact(extracted, item.target)
     return ItemScore(correct=ok, score=float(ok), extracted=extracted, partial=ok, formatted=True)
 
 
-class RegexSettings(_ThenSettings):
+class RegexSettings(ThenSettings):
     """Settings of the ``regex`` scorer."""
 
     pattern: str
@@ -46,56 +50,73 @@ class RegexSettings(_ThenSettings):
     flags: str = ""
     """Any of ``i`` (ignore case), ``m`` (multiline), ``s`` (dot matches newline)."""
 
+    @field_validator("pattern")
+    @classmethod
+    def _compiles(cls, value: str) -> str:
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"invalid regular expression {value!r}: {exc}") from None
+        return value
+
+    @field_validator("flags")
+    @classmethod
+    def _known_flags(cls, value: str) -> str:
+        for flag in value:
+            if flag not in _FLAGS:
+                raise ValueError(f"unknown regex flag {flag!r}; known: {', '.join(_FLAGS)}")
+        return value
+
 
 class RegexScorer(Scorer):
-    """Extract with a regex, then compare (``scorer: {name: regex, pattern: ...}``)."""
+    """Extract with a regex, then compare (``scorer: {name: regex, pattern: ...}``).
+
+    Formatted when the pattern matches; no match scores 0.
+    """
 
     Settings = RegexSettings
     settings: RegexSettings
 
-    def __init__(self, name: str, settings: RegexSettings) -> None:  # type: ignore[override]
+    def __init__(self, name: str, settings: AdapterSettings) -> None:
         super().__init__(name, settings)
         flags = 0
-        for flag in settings.flags:
-            if flag not in _FLAGS:
-                from evalledger.errors import ConfigError
-
-                raise ConfigError(f"unknown regex flag {flag!r}; known: i, m, s")
+        for flag in self.settings.flags:
             flags |= _FLAGS[flag]
-        try:
-            self._re = re.compile(settings.pattern, flags)
-        except re.error as exc:
-            from evalledger.errors import ConfigError
-
-            raise ConfigError(f"invalid scorer pattern {settings.pattern!r}: {exc}") from None
+        self._re = re.compile(self.settings.pattern, flags)
 
     def score(self, item: Item, output: str) -> ItemScore:
-        """Use the last match."""
-        matches = list(self._re.finditer(output))
-        if not matches:
-            return _compare(None, item, self.settings)
-        m = matches[-1]
-        return _compare(m.group(1) if m.groups() else m.group(0), item, self.settings)
+        """Compare the last match (its group 1, or all of it) with the target."""
+        last = None
+        for last in self._re.finditer(output):  # noqa: B007 - only the last one is used
+            pass
+        if last is None:
+            return compare_then(None, item, self.settings)
+        answer = last.group(1) if self._re.groups else last.group(0)
+        return compare_then(answer or "", item, self.settings)
 
 
-class TagSettings(_ThenSettings):
+class TagSettings(ThenSettings):
     """Settings of the ``tag`` scorer."""
 
-    tag: str = "answer"
+    tag: str = Field(default="answer", pattern=r"^[A-Za-z_][\w.:-]*$")
+    """The tag's name: ``answer`` reads ``<answer>...</answer>``."""
 
 
 class TagScorer(Scorer):
-    """Extract ``<answer>...</answer>`` (the last one), then compare (``scorer: tag``)."""
+    """Extract ``<answer>...</answer>`` (the last one), then compare (``scorer: tag``).
+
+    Case-insensitive, across lines; formatted when the tag is present.
+    """
 
     Settings = TagSettings
     settings: TagSettings
 
-    def __init__(self, name: str, settings: TagSettings) -> None:  # type: ignore[override]
+    def __init__(self, name: str, settings: AdapterSettings) -> None:
         super().__init__(name, settings)
-        tag = re.escape(settings.tag)
-        self._re = re.compile(rf"<{tag}>(.*?)</{tag}>", re.IGNORECASE | re.DOTALL)
+        tag = re.escape(self.settings.tag)
+        self._re = re.compile(rf"<{tag}(?:\s[^>]*)?>(.*?)</{tag}\s*>", re.IGNORECASE | re.DOTALL)
 
     def score(self, item: Item, output: str) -> ItemScore:
         """Score the content of the last tag; no tag is a format failure."""
         found = self._re.findall(output)
-        return _compare(found[-1] if found else None, item, self.settings)
+        return compare_then(found[-1] if found else None, item, self.settings)

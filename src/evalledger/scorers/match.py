@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import string
 from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field
@@ -14,31 +13,66 @@ from evalledger.scorers.base import ItemScore, Scorer
 if TYPE_CHECKING:
     from evalledger.benchmarks.base import Item
 
-__all__ = ["ExactMatch", "NumericMatch", "compare_exact", "compare_numeric", "normalize", "number"]
+__all__ = [
+    "ExactMatch",
+    "ExactSettings",
+    "NumericMatch",
+    "NumericSettings",
+    "answer_is",
+    "compare_exact",
+    "compare_numeric",
+    "has_answer_tag",
+    "normalize",
+    "number",
+    "numbers",
+]
 
 _SPACE = re.compile(r"\s+")
-_NUM = re.compile(r"-?\$?\d[\d,]*(?:\.\d+)?|-?\$?\.\d+")
-_ANSWER_IS = re.compile(r"answer is\s*:?\s*(-?\$?\d[\d,]*(?:\.\d+)?)", re.IGNORECASE)
-_TAG = re.compile(r"<answer>(.*?)</answer>", re.IGNORECASE | re.DOTALL)
-_STRIP = string.punctuation + string.whitespace + "\u201c\u201d\u2018\u2019"  # curly quotes
+# Punctuation that only frames an answer: sentence ends, quotes, brackets, markdown.
+# Signs, %, $, # and + are kept: "-5" is not "5" and "C++" is not "C".
+_FRAME = " \t\r\n\f\v.,;:!?\"'`*_()[]{}\u00ab\u00bb\u201c\u201d\u2018\u2019\u201e"
+_MINUS = "-\u2212"  # ASCII hyphen-minus and the Unicode minus sign
+_BODY = r"(?:\d{1,3}(?:,\d{3})+(?!\d)|\d+)(?:\.\d+)?|\.\d+"
+# A number in running text: "1,234", "-7", "$2.50", "-$3", ".5". A sign right after a
+# word or a number is a hyphen ("2024-05", "3-4"), and a number never starts inside a
+# word or another number.
+_NUM = re.compile(rf"(?:(?<![\w.)\]])[{_MINUS}+])?\$?(?<![\w.])(?:{_BODY})")
+_WHOLE = re.compile(rf"\s*([{_MINUS}+])?\s*\$?\s*([{_MINUS}+])?({_BODY})\s*")
+_ANSWER_IS = re.compile(
+    rf"answer\s+is\s*[:=]?\s*(?:\*\*|\\boxed\{{|\\\(|\$(?=\s*\\))*\s*({_NUM.pattern})",
+    re.IGNORECASE,
+)
+_TAG = re.compile(r"<answer(?:\s[^>]*)?>.*?</answer\s*>", re.IGNORECASE | re.DOTALL)
 
 
-def normalize(text: str, prefixes: tuple[str, ...] = ()) -> str:
-    """Casefold, collapse whitespace, strip surrounding punctuation and given prefixes."""
-    out = _SPACE.sub(" ", text.casefold()).strip(_STRIP)
-    for prefix in prefixes:
-        if out.startswith(prefix.casefold()):
-            out = out[len(prefix) :].strip(_STRIP)
-    return out
+def normalize(text: str) -> str:
+    """Casefold, collapse whitespace, and strip framing punctuation and quotes at the ends."""
+    return _SPACE.sub(" ", text.casefold()).strip(_FRAME)
 
 
 def number(text: str) -> float | None:
-    """A number written like ``-1,234.5`` or ``$7``; None if ``text`` is not one."""
-    cleaned = text.strip().replace(",", "").replace("$", "")
-    try:
-        return float(cleaned)
-    except ValueError:
+    """The value of ``text`` if it is one number (``-1,234.5``, ``$7``), else None."""
+    m = _WHOLE.fullmatch(text)
+    if m is None or (m.group(1) and m.group(2)):
         return None
+    sign = -1.0 if (m.group(1) or m.group(2) or "+") in _MINUS else 1.0
+    return sign * float(m.group(3).replace(",", ""))
+
+
+def numbers(text: str) -> list[str]:
+    """The numbers written in ``text``, in order, as written (``$1,234``)."""
+    return _NUM.findall(text)
+
+
+def answer_is(text: str) -> str | None:
+    """The number after the last ``answer is`` in ``text``, as written, or None."""
+    found = _ANSWER_IS.findall(text)
+    return found[-1] if found else None
+
+
+def has_answer_tag(text: str) -> bool:
+    """Whether ``text`` has an ``<answer>...</answer>`` tag."""
+    return _TAG.search(text) is not None
 
 
 def compare_exact(extracted: str, target: str, *, fold: bool = True) -> tuple[bool, str]:
@@ -51,11 +85,18 @@ def compare_exact(extracted: str, target: str, *, fold: bool = True) -> tuple[bo
 def compare_numeric(
     extracted: str, target: str, rel_tol: float = 0.1, abs_tol: float = 0.0
 ) -> tuple[bool, bool, str | None]:
-    """(correct, within ``rel_tol``, note): exact within ``abs_tol``; partial within 10%."""
+    """(correct, partial, note) for a number against the target.
+
+    ``extracted`` is a number, or text whose last number counts. Correct within
+    ``abs_tol``; partial (correct, or within ``rel_tol`` of the target).
+    """
     want = number(target)
     if want is None:
         return False, False, "target is not a number"
     got = number(extracted)
+    if got is None:
+        found = numbers(extracted)
+        got = number(found[-1]) if found else None
     if got is None:
         return False, False, None
     correct = abs(got - want) <= abs_tol
@@ -67,7 +108,9 @@ class ExactSettings(AdapterSettings):
     """Settings of the ``exact`` scorer."""
 
     normalize: bool = True
+    """Casefold, collapse whitespace, strip framing punctuation and quotes."""
     strip_prefixes: list[str] = []
+    """Prefixes such as ``"answer:"`` removed (case-insensitively) before comparing."""
 
 
 class ExactMatch(Scorer):
@@ -76,12 +119,22 @@ class ExactMatch(Scorer):
     Settings = ExactSettings
     settings: ExactSettings
 
+    def __init__(self, name: str, settings: AdapterSettings) -> None:
+        super().__init__(name, settings)
+        prefixes = sorted({p.strip() for p in self.settings.strip_prefixes} - {""}, key=len)
+        alts = "|".join(r"\s+".join(map(re.escape, p.split())) for p in reversed(prefixes))
+        # With normalisation, markdown or quotes may come before the prefix (**Answer:**).
+        lead = r"[\W_]*?" if self.settings.normalize else r"\s*"
+        self._prefix = re.compile(rf"{lead}(?:{alts})", re.IGNORECASE) if alts else None
+
     def score(self, item: Item, output: str) -> ItemScore:
         """Compare the (normalised) output with the target."""
-        s = self.settings
-        got = normalize(output, tuple(s.strip_prefixes)) if s.normalize else output.strip()
-        want = normalize(item.target) if s.normalize else item.target.strip()
-        ok = got == want
+        text = output
+        if self._prefix is not None:
+            m = self._prefix.match(text)
+            if m is not None:
+                text = text[m.end() :]
+        ok, got = compare_exact(text, item.target, fold=self.settings.normalize)
         return ItemScore(correct=ok, score=float(ok), extracted=got, partial=ok, formatted=True)
 
 
@@ -93,11 +146,14 @@ class NumericSettings(AdapterSettings):
     abs_tol: float = Field(default=0.0, ge=0)
     """Absolute tolerance for exact credit."""
     extract: Literal["last", "first", "answer_is"] = "last"
-    """Which number in the output is the answer."""
+    """Which number is the answer: the last, the first, or the one after ``answer is``."""
 
 
 class NumericMatch(Scorer):
-    """A number in the output equals the target (``scorer: numeric``)."""
+    """A number in the output equals the target (``scorer: numeric``).
+
+    Formatted when the output says ``answer is N`` or has an ``<answer>`` tag.
+    """
 
     Settings = NumericSettings
     settings: NumericSettings
@@ -105,16 +161,16 @@ class NumericMatch(Scorer):
     def score(self, item: Item, output: str) -> ItemScore:
         """Extract a number and compare it with the target."""
         s = self.settings
-        said = _ANSWER_IS.search(output)
-        tagged = _TAG.search(output)
-        formatted = bool(said or tagged)
+        said = answer_is(output)
+        formatted = said is not None or has_answer_tag(output)
         if s.extract == "answer_is":
-            extracted = said.group(1) if said else None
+            extracted = said
         else:
-            found = _NUM.findall(output)
+            found = numbers(output)
             extracted = (found[0] if s.extract == "first" else found[-1]) if found else None
+        if number(item.target) is None:
+            return ItemScore(False, 0.0, extracted, False, formatted, "target is not a number")
         if extracted is None:
             return ItemScore(correct=False, score=0.0, formatted=formatted)
         correct, partial, note = compare_numeric(extracted, item.target, s.rel_tol, s.abs_tol)
-        return ItemScore(correct=correct, score=float(correct), extracted=extracted,
-                         partial=partial, formatted=formatted, detail=note)  # fmt: skip
+        return ItemScore(correct, float(correct), extracted, partial, formatted, note)

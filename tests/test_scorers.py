@@ -283,3 +283,15 @@ def test_scorer_config_errors_are_one_line(config: Any, message: str) -> None:
         load_scorer(config, "benchmarks.b.scorer")
     assert message in err.value.one_line()
     assert "\n" not in err.value.one_line()
+
+
+def test_benchmark_default_check_reads_thousands_separators_and_tags() -> None:
+    from evalledger.benchmarks.arith import ArithBenchmark, ArithSettings
+
+    bench = ArithBenchmark("a", ArithSettings())
+    item = _item("1234")
+    assert bench.check(item, "so the total is 1,234").correct
+    said = bench.check(item, "The answer is 1200")
+    assert (said.correct, said.partial, said.formatted) == (False, True, True)
+    assert bench.check(item, "<answer>1234</answer>").formatted
+    assert bench.check(_item("Lima"), "It is lima.").correct is False  # no number at all

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Self
@@ -16,8 +15,6 @@ if TYPE_CHECKING:
 __all__ = ["DEFAULT_TEMPLATE", "Benchmark", "Item", "ItemScore"]
 
 DEFAULT_TEMPLATE = "{input}"
-_NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
-_ANSWER_IS = re.compile(r"answer is\s*:?\s*(-?\d+(?:\.\d+)?)", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -64,27 +61,33 @@ class Benchmark(ABC):
         return (template or DEFAULT_TEMPLATE).replace("{input}", item.input)
 
     def extract(self, text: str) -> tuple[str | None, bool]:
-        """The answer in ``text`` and whether it was in the expected format."""
-        m = _ANSWER_IS.search(text)
-        if m:
-            return m.group(1), True
-        numbers = _NUMBER.findall(text)
-        return (numbers[-1] if numbers else None), False
+        """The answer in ``text`` and whether it was in the expected format.
+
+        The answer is the number after ``answer is``, else the last number; the format
+        is ``answer is N`` or an ``<answer>`` tag.
+        """
+        from evalledger.scorers.match import answer_is, has_answer_tag, numbers
+
+        said = answer_is(text)
+        if said is not None:
+            return said, True
+        found = numbers(text)
+        return (found[-1] if found else None), has_answer_tag(text)
 
     def check(self, item: Item, text: str) -> ItemScore:
         """Score one answer when params.yaml names no scorer.
 
-        The default: exact numeric match, within 10% for partial credit. Custom
-        benchmarks override ``extract`` and ``check`` (or set a scorer in params.yaml).
+        The default: exact numeric match, within 10% for partial credit (text targets
+        compare as normalised text). Custom benchmarks override ``extract`` and ``check``,
+        or name a scorer in params.yaml.
         """
+        from evalledger.scorers.match import compare_exact, compare_numeric, number
+
         extracted, formatted = self.extract(text)
         if extracted is None:
             return ItemScore(correct=False, score=0.0, formatted=formatted)
-        try:
-            got, want = float(extracted), float(item.target)
-        except ValueError:
-            ok = extracted.strip() == item.target.strip()
+        if number(item.target) is None:
+            ok, _ = compare_exact(extracted, item.target)
             return ItemScore(ok, float(ok), extracted, partial=ok, formatted=formatted)
-        correct = got == want
-        partial = correct or abs(got - want) <= 0.1 * abs(want)
-        return ItemScore(correct, float(correct), extracted, partial=partial, formatted=formatted)
+        correct, partial, note = compare_numeric(extracted, item.target)
+        return ItemScore(correct, float(correct), extracted, partial, formatted, note)

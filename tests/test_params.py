@@ -109,3 +109,14 @@ def test_duplicate_keys_are_rejected_like_dvc_does(project: Project) -> None:
     result = invoke(project, "run")
     assert result.exit_code == 2
     assert "invalid YAML in params.yaml line 8: duplicate key 'strategy'" in result.output
+
+
+def test_unknown_nested_setting_lists_the_nested_fields(project: Project) -> None:
+    text = project.params_path.read_text().replace(
+        "adapter: baseline, strategy: adder",
+        "adapter: baseline, strategy: adder, price: {input: 1, outptu: 2}",
+    )
+    project.params_path.write_text(text)
+    result = invoke(project, "run", "--models", "adder")
+    assert result.exit_code == 2
+    assert "models.adder: unknown setting 'price.outptu'; known: input, output" in result.output

@@ -78,13 +78,9 @@ def check_plugins(spec: MatrixSpec, models: set[str], benchmarks: set[str]) -> N
     for name in sorted(benchmarks):
         cfg = spec.value_config("benchmark", name)
         check(BENCHMARKS_GROUP, cfg, "loader", "benchmark loader", f"benchmarks.{name}")
-        scorer = cfg.get("scorer")
-        if scorer is not None:
-            scorer_cfg = scorer if isinstance(scorer, dict) else {"name": scorer}
-            if isinstance(scorer, dict):
-                check(SCORERS_GROUP, scorer_cfg, "name", "scorer", f"benchmarks.{name}.scorer")
-            else:
-                check_registered(SCORERS_GROUP, scorer, "scorer", f"benchmarks.{name}.scorer")
+        if cfg.get("scorer") is not None:
+            # Scorers are cheap and offline to build, so build one: __init__ checks count too.
+            load_scorer(cfg["scorer"], f"benchmarks.{name}.scorer")
         judge = spec.judge_name(name)
         if judge is not None:
             judge_cfg = spec.judge_config(judge, f"benchmarks.{name}.scorer.model")
@@ -121,12 +117,13 @@ def load_benchmark(name: str, config: dict[str, Any], root: Path | None = None) 
 
 def load_scorer(config: Any, where: str) -> Scorer:
     """Instantiate a scorer from ``NAME`` or ``{name: NAME, <settings>}``."""
+    name_at = where if isinstance(config, str) else f"{where}.name"
     if isinstance(config, str):
         config = {"name": config}
     if not isinstance(config, dict):
         raise ConfigError(f"{where} must be a scorer name or a mapping with 'name:'")
     name = config.get("name")
-    cls = _load(SCORERS_GROUP, name, "scorer", f"{where}.name")
+    cls = _load(SCORERS_GROUP, name, "scorer", name_at)
     settings = {k: v for k, v in config.items() if k != "name"}
     scorer: Scorer = cls.from_config(str(name), settings, where)
     return scorer

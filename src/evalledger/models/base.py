@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import typing
 from abc import ABC
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Self
@@ -65,9 +66,26 @@ def validate_settings(
         err = exc.errors()[0]
         loc = ".".join(str(p) for p in err["loc"])
         if err["type"] == "extra_forbidden":
-            known = ", ".join(cls.model_fields)
+            known = ", ".join(_model_at(cls, err["loc"][:-1]).model_fields)
             raise ConfigError(f"{where}: unknown setting {loc!r}; known: {known}") from None
-        raise ConfigError(f"{where}.{loc}: {err['msg']}") from None
+        raise ConfigError(f"{where}{'.' + loc if loc else ''}: {err['msg']}") from None
+
+
+def _model_at(cls: type[BaseModel], path: tuple[int | str, ...]) -> type[BaseModel]:
+    """The (nested) settings model that a validation error's location points into."""
+    model = cls
+    for part in path:
+        field = model.model_fields.get(str(part))
+        if field is None:
+            break
+        candidates = typing.get_args(field.annotation) or (field.annotation,)
+        nested = next(
+            (c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), None
+        )
+        if nested is None:
+            break
+        model = nested
+    return model
 
 
 class Model(ABC):

@@ -203,3 +203,11 @@ def test_dvc_repro_alone_runs_the_matrix_and_then_does_nothing(project: Project)
     assert project.dvc_lock.read_text() == lock
     # what dvc repro wrote, evalledger agrees is up to date
     assert "all 6 selected cells are up to date" in invoke(project, "run").output
+
+
+def test_status_accepts_any_unique_part_of_an_id(project: Project) -> None:
+    assert invoke(project, "run", "--models", "solver").exit_code == 0
+    exec_id = execution_ids(project)[0]
+    time_part = exec_id.split("_")[2]
+    data = json.loads(invoke(project, "status", time_part, "--json").output)
+    assert data["execution_id"] == exec_id

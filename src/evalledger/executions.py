@@ -50,7 +50,7 @@ def latest_execution_id(project: Project) -> str | None:
 
 
 def resolve_execution_id(project: Project, ref: str | None) -> str:
-    """An execution ID from a full ID, a unique prefix or suffix, or None for the latest."""
+    """An execution ID from a full ID or a unique part of one, or None for the latest."""
     if ref is None:
         latest = latest_execution_id(project)
         if latest is None:
@@ -61,7 +61,7 @@ def resolve_execution_id(project: Project, ref: str | None) -> str:
     ids = execution_ids(project)
     if ref in ids:
         return ref
-    matches = [i for i in ids if i.startswith(ref) or i.endswith(ref)]
+    matches = [i for i in ids if ref in i]  # a prefix, the hex suffix or the time part
     if len(matches) == 1:
         return matches[0]
     if len(matches) > 1:

@@ -16,7 +16,7 @@ from evalledger.executions import load_execution
 def status(ctx: click.Context, execution_id: str | None, as_json: bool) -> None:
     """Show the per-cell status of an execution (default: the latest).
 
-    EXECUTION_ID may be a full ID or a unique prefix or suffix of one.
+    EXECUTION_ID may be a full ID or any unique part of one (its time, its hex suffix).
     """
     manifest = load_execution(current_project(ctx), execution_id)
     if as_json:

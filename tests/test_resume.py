@@ -126,6 +126,9 @@ def test_errored_items_are_recorded_and_only_they_are_retried_on_resume(
         row = next(r for r in rows if "-0005," in r)
         assert row.endswith("ValueError: boom on " + row.split(",")[0])
     assert len(calls(flags)) == 78
+    plan = invoke(project, "run", "--resume", "--dry-run").output
+    # an errored item is not done: the plan counts it among the items left
+    assert "counter/arith: 1 items left (39 in checkpoint)" in plan
     (flags / "fail_on").unlink()
     resumed = invoke(project, "resume")
     assert resumed.exit_code == 0, resumed.output

@@ -261,7 +261,7 @@ async def evaluate_cell(
     cell, items = prepared.cell, prepared.items
     started = time.perf_counter()
     with Checkpoint(project.checkpoint_path(cell, prepared.config_hash)) as ck:
-        scored = {k for k, r in ck.records.items() if not r.get("error")}
+        scored = ck.scored
         todo = [it for it in items if it.id not in scored]
         counts = {"done": len(items) - len(todo), "errors": 0, "evaluated": 0}
         if progress:

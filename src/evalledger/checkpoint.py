@@ -18,7 +18,32 @@ from evalledger.errors import CellError
 if TYPE_CHECKING:
     from pathlib import Path
 
-__all__ = ["Checkpoint"]
+__all__ = ["Checkpoint", "count_scored", "parse_records"]
+
+
+def parse_records(data: bytes) -> dict[str, dict[str, Any]]:
+    """Item records from a checkpoint's bytes: whole lines only, the last record per id."""
+    records: dict[str, dict[str, Any]] = {}
+    for line in data[: data.rfind(b"\n") + 1].splitlines():
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(rec, dict) and "id" in rec:
+            records[str(rec["id"])] = rec
+    return records
+
+
+def _scored(records: dict[str, dict[str, Any]]) -> set[str]:
+    return {k for k, r in records.items() if not r.get("error")}
+
+
+def count_scored(path: Path) -> int:
+    """Items a checkpoint holds as scored (errored ones will run again), read-only."""
+    try:
+        return len(_scored(parse_records(path.read_bytes())))
+    except FileNotFoundError:
+        return 0
 
 
 class Checkpoint:
@@ -52,13 +77,12 @@ class Checkpoint:
         if good < len(data):
             # A write was torn by a kill: drop the partial line so appends stay aligned.
             os.ftruncate(self._fd, good)
-        for line in data[:good].splitlines():
-            try:
-                rec = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(rec, dict) and "id" in rec:
-                self.records[str(rec["id"])] = rec
+        self.records = parse_records(data)
+
+    @property
+    def scored(self) -> set[str]:
+        """Ids of items scored so far; errored items are not among them."""
+        return _scored(self.records)
 
     def append(self, record: dict[str, Any]) -> None:
         """Add one finished item; one write so a kill leaves whole lines or a torn tail."""
@@ -66,11 +90,6 @@ class Checkpoint:
         line = json.dumps(record, separators=(",", ":"), ensure_ascii=False) + "\n"
         os.write(self._fd, line.encode("utf-8"))
         self.records[str(record["id"])] = record
-
-    def sync(self) -> None:
-        """Fsync the log."""
-        if self._fd is not None:
-            os.fsync(self._fd)
 
     def remove(self) -> None:
         """Delete the log (the cell's outputs now hold every item)."""

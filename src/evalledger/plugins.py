@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from evalledger.benchmarks.base import Benchmark
+    from evalledger.matrix import Cell
     from evalledger.models.base import Model
     from evalledger.params import MatrixSpec
     from evalledger.scorers.base import Scorer
@@ -59,7 +60,7 @@ def check_registered(group: str, name: Any, what: str, section: str) -> None:
         )
 
 
-def check_plugins(spec: MatrixSpec, models: set[str], benchmarks: set[str]) -> None:
+def check_plugins(spec: MatrixSpec, cells: list[Cell]) -> None:
     """Check the adapters, loaders, scorers and judges some cells name, and their settings.
 
     Run before anything is evaluated, so a typo costs one line, not a failed execution.
@@ -72,6 +73,8 @@ def check_plugins(spec: MatrixSpec, models: set[str], benchmarks: set[str]) -> N
         settings = {k: v for k, v in cfg.items() if k not in (key, "scorer")}
         validate_settings(cls.Settings, settings, where)
 
+    models = {c.axis("model") or "" for c in cells}
+    benchmarks = {c.axis("benchmark") or "" for c in cells}
     for name in sorted(models):
         check(MODELS_GROUP, spec.value_config("model", name), "adapter", "model adapter",
               f"models.{name}")  # fmt: skip

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from evalledger.atomic import locked_file
 from evalledger.cell import cell_context, evaluate_cell, prepare_cell
+from evalledger.checkpoint import count_scored
 from evalledger.errors import (
     ConfigError,
     EvalLedgerError,
@@ -136,20 +137,8 @@ class RunResult:
         return self.manifest is None or self.manifest.status == ExecutionStatus.COMPLETED
 
 
-def _checkpointed_items(path: os.PathLike[str]) -> int:
-    """Distinct items in a checkpoint (whole, valid lines only), without loading the cell."""
-    try:
-        with open(path, "rb") as fh:
-            data = fh.read()
-    except FileNotFoundError:
-        return 0
-    ids = set()
-    for line in data.splitlines()[: data.count(b"\n")]:
-        try:
-            ids.add(json.loads(line)["id"])
-        except (ValueError, KeyError, TypeError):
-            continue
-    return len(ids)
+def _checkpoint_of(project: Project, rec: CellRecord) -> Path:
+    return project.checkpoint_path(cell_from_axes(rec.axes), rec.config_hash)
 
 
 def _axis_filters(filters: dict[str, list[str]]) -> dict[str, list[str]]:
@@ -169,10 +158,7 @@ def _run_lock(project: Project, label: str) -> Iterator[None]:
                 f"another evalledger run is in progress in this project ({who})",
                 "wait for it to finish; a killed run releases the lock by itself",
             )
-        fh.seek(0)
-        fh.truncate()
-        fh.write(json.dumps({"pid": os.getpid(), "execution": label}))
-        fh.flush()
+        _set_lock_label(project, label)
         yield
 
 
@@ -234,14 +220,13 @@ def plan_run(project: Project, options: RunOptions) -> tuple[RunPlan, MatrixSpec
         spec = project.spec()
         manifest = _load_for_resume(project, options)
         cells = _check_resume_config(spec, manifest)
-        check_plugins(spec, {c.values[0] for c in cells}, {c.values[1] for c in cells})
+        check_plugins(spec, cells)
         todo = [k for k, r in manifest.cells.items() if not _cell_done(r)]
         done: dict[str, int] = {}
         total: dict[str, int | None] = {}
         for key in todo:
             rec = manifest.cells[key]
-            ck = project.checkpoint_path(cell_from_axes(rec.axes), rec.config_hash)
-            done[key] = _checkpointed_items(ck)
+            done[key] = count_scored(_checkpoint_of(project, rec))
             total[key] = rec.examples_total
         plan = RunPlan(
             execution_id=manifest.execution_id, resume=True, cells=todo, up_to_date=[],
@@ -251,13 +236,13 @@ def plan_run(project: Project, options: RunOptions) -> tuple[RunPlan, MatrixSpec
     _, data = override_params(project.params_path, options.overrides)
     spec = parse_spec(data)
     cells = expand(spec, _axis_filters(options.filters))
-    check_plugins(spec, {c.values[0] for c in cells}, {c.values[1] for c in cells})
+    check_plugins(spec, cells)
     stale = cells if options.force else stale_cells(project, spec, cells)
     stale_keys = {c.key for c in stale}
     done, total = {}, {}
     for cell in stale:
         _, chash = cell_context(spec, cell)
-        done[cell.key] = _checkpointed_items(project.checkpoint_path(cell, chash))
+        done[cell.key] = count_scored(project.checkpoint_path(cell, chash))
         total[cell.key] = None
     plan = RunPlan(
         execution_id=None, resume=False, cells=[c.key for c in stale],
@@ -460,9 +445,7 @@ def _record_completed(project: Project, spec: MatrixSpec, manifest: ExecutionMan
 def _drop_checkpoints(project: Project, manifest: ExecutionManifest) -> None:
     for rec in manifest.cells.values():
         if _cell_done(rec):
-            project.checkpoint_path(cell_from_axes(rec.axes), rec.config_hash).unlink(
-                missing_ok=True
-            )
+            _checkpoint_of(project, rec).unlink(missing_ok=True)
 
 
 def _commit(project: Project, manifest: ExecutionManifest) -> str:
@@ -516,9 +499,7 @@ def run(project: Project, options: RunOptions, reporter: RunReporter | None = No
             if options.force:
                 # --force asks for a fresh evaluation: items left by earlier runs don't count.
                 for rec in manifest.cells.values():
-                    project.checkpoint_path(cell_from_axes(rec.axes), rec.config_hash).unlink(
-                        missing_ok=True
-                    )
+                    _checkpoint_of(project, rec).unlink(missing_ok=True)
             plan.execution_id = manifest.execution_id
         if options.resume:
             sync_dvc_yaml(project, spec)

@@ -154,10 +154,14 @@ def _per_minute(rate: float | None) -> AsyncLimiter | None:
     return AsyncLimiter(rate / 60, 1) if rate >= 60 else AsyncLimiter(1, 60 / rate)
 
 
+def _endpoint_key(s: OpenAISettings) -> tuple[int, str]:
+    return id(asyncio.get_running_loop()), s.base_url.rstrip("/")
+
+
 def _acquire_endpoint(s: OpenAISettings) -> _Endpoint:
     import aiohttp
 
-    key = (id(asyncio.get_running_loop()), s.base_url.rstrip("/"))
+    key = _endpoint_key(s)
     ep = _ENDPOINTS.get(key)
     if ep is None:
         connector = aiohttp.TCPConnector(limit=s.max_concurrency, limit_per_host=0)
@@ -173,7 +177,7 @@ def _acquire_endpoint(s: OpenAISettings) -> _Endpoint:
 
 
 async def _release_endpoint(s: OpenAISettings) -> None:
-    key = (id(asyncio.get_running_loop()), s.base_url.rstrip("/"))
+    key = _endpoint_key(s)
     ep = _ENDPOINTS.get(key)
     if ep is None:
         return

@@ -267,17 +267,22 @@ class _ManifestWriter:
         self.path = path
         self.manifest = manifest
         self.interval = interval
-        self.lock = threading.Lock()
+        self.lock = threading.RLock()
         self._last = 0.0
         self._dirty = False
 
-    def update(self, key: str, **changes: object) -> CellRecord:
+    def update(self, key: str, **changes: object) -> None:
         with self.lock:
             rec = self.manifest.cells[key]
             for name, value in changes.items():
                 setattr(rec, name, value)
             self._dirty = True
-            return rec.model_copy()
+
+    def finish(self, key: str, **changes: object) -> CellRecord:
+        """Apply a cell's final changes and return a copy for the reporter."""
+        with self.lock:
+            self.update(key, **changes)
+            return self.manifest.cells[key].model_copy()
 
     def maybe_flush(self) -> None:
         with self.lock:
@@ -354,12 +359,12 @@ async def _run_cell(
         raise
     except Exception as exc:
         err = exc.message if isinstance(exc, EvalLedgerError) else f"{type(exc).__name__}: {exc}"
-        final = writer.update(key, status=CellStatus.FAILED, error=err, finished_at=utcnow())
+        final = writer.finish(key, status=CellStatus.FAILED, error=err, finished_at=utcnow())
         reporter.cell_finished(key, final)
         return
     patterns = result.metrics["error_patterns"]
     summary = ", ".join(f"{name} x{count}" for name, count in patterns.items())
-    final = writer.update(
+    final = writer.finish(
         key, status=CellStatus.COMPLETED, finished_at=utcnow(),
         examples_completed=result.n_items - result.errored, examples_errored=result.errored,
         examples_total=result.n_items,

@@ -11,6 +11,7 @@ __all__ = [
     "EXIT_LOCKED",
     "EXIT_NOTHING_TO_RESUME",
     "EXIT_OK",
+    "EXIT_REGRESSION",
     "EXIT_USAGE",
     "CellError",
     "ConfigError",
@@ -18,7 +19,10 @@ __all__ = [
     "InterruptedRun",
     "NotAProjectError",
     "NothingToResumeError",
+    "RegressionError",
     "RunLockedError",
+    "StatsError",
+    "UnknownRevisionError",
     "UnknownExecutionError",
 ]
 
@@ -28,6 +32,8 @@ EXIT_USAGE = 2
 EXIT_NOTHING_TO_RESUME = 3
 EXIT_LOCKED = 4
 EXIT_INTERRUPTED = 130
+#: `evalledger diff --fail-on-regression` found a regression (a CI gate).
+EXIT_REGRESSION = 5
 
 
 class EvalLedgerError(Exception):
@@ -87,3 +93,21 @@ class InterruptedRun(EvalLedgerError):
     """The run was interrupted before every cell finished."""
 
     exit_code = EXIT_INTERRUPTED
+
+
+class UnknownRevisionError(EvalLedgerError):
+    """A git revision (commit, branch, tag, experiment) does not exist."""
+
+    exit_code = EXIT_USAGE
+
+
+class StatsError(EvalLedgerError):
+    """The data cannot support the requested statistic (e.g. McNemar on non-binary scores)."""
+
+    exit_code = EXIT_USAGE
+
+
+class RegressionError(EvalLedgerError):
+    """A metric got significantly worse; raised for ``diff --fail-on-regression``."""
+
+    exit_code = EXIT_REGRESSION

@@ -9,6 +9,7 @@ from evalledger.errors import ConfigError
 from evalledger.manifest import (
     CellStatus,
     ExecutionManifest,
+    cell_fingerprint,
     dump_manifest,
     load_manifest,
     read_manifest,
@@ -16,12 +17,15 @@ from evalledger.manifest import (
 
 GOLDEN_V1 = Path(__file__).parent / "data" / "manifest_v1.yaml"
 GOLDEN_V2 = Path(__file__).parent / "data" / "manifest_v2.yaml"
+GOLDEN_V3 = Path(__file__).parent / "data" / "manifest_v3.yaml"
 
 
 def test_golden_schema_v1_loads_and_upgrades() -> None:
     m = read_manifest(GOLDEN_V1)
-    assert m.schema_version == 2
+    assert m.schema_version == 3
     assert all(rec.examples_errored == 0 for rec in m.cells.values())
+    assert m.git.code_hash is None
+    assert all(rec.data_hash is None for rec in m.cells.values())
     assert m.execution_id == "exec_2026-11-22_223300_b4b2ed5f"
     assert m.status.value == "partial"
     hard = m.cells["solver/arith_hard"]
@@ -35,6 +39,45 @@ def test_v1_and_v2_goldens_describe_the_same_execution() -> None:
     assert read_manifest(GOLDEN_V1) == read_manifest(GOLDEN_V2)
 
 
+def test_v3_golden_adds_only_the_fingerprint_fields() -> None:
+    v3 = read_manifest(GOLDEN_V3)
+    assert v3.git.code_hash == "3f1c9a0d7be24e58"
+    assert [rec.data_hash for rec in v3.cells.values()] == [None, None]
+    v3.git.code_hash = None
+    assert v3 == read_manifest(GOLDEN_V2)
+
+
+@pytest.mark.parametrize(
+    ("path", "field"),
+    [(("git",), "git.code_hash"), (("cells", "solver/arith"), "cells.solver/arith.data_hash")],
+)
+def test_v2_file_with_a_v3_field_is_rejected(path: tuple[str, ...], field: str) -> None:
+    data = yaml.safe_load(GOLDEN_V2.read_text())
+    node = data
+    for key in path:
+        node = node[key]
+    node[field.rsplit(".", 1)[1]] = None
+    with pytest.raises(ConfigError) as err:
+        load_manifest(data, source="m.yaml")
+    assert str(err.value) == f"m.yaml: {field} is not a schema 2 field"
+
+
+def test_fingerprint_is_the_hash_of_config_data_and_code() -> None:
+    rec = read_manifest(GOLDEN_V3).cells["solver/arith"]
+    fp = rec.fingerprint("c0de")
+    assert fp == cell_fingerprint(rec.config_hash, None, "c0de")
+    assert len(fp) == 16
+    assert fp == rec.fingerprint("c0de")
+    others = {
+        rec.fingerprint("other"),
+        rec.fingerprint(None),
+        cell_fingerprint(rec.config_hash, "da7a", "c0de"),
+        cell_fingerprint("0" * 16, None, "c0de"),
+    }
+    assert fp not in others
+    assert len(others) == 4
+
+
 def test_v1_file_with_a_v2_field_is_rejected() -> None:
     data = yaml.safe_load(GOLDEN_V1.read_text())
     data["cells"]["solver/arith"]["examples_errored"] = 0
@@ -43,7 +86,7 @@ def test_v1_file_with_a_v2_field_is_rejected() -> None:
 
 
 def test_golden_file_is_byte_stable_through_a_round_trip() -> None:
-    text = GOLDEN_V2.read_text()
+    text = GOLDEN_V3.read_text()
     m = load_manifest(yaml.safe_load(text))
     assert dump_manifest(m) == text
     again = load_manifest(yaml.safe_load(dump_manifest(m)))
@@ -60,7 +103,7 @@ def test_golden_file_is_byte_stable_through_a_round_trip() -> None:
     ],
 )
 def test_unknown_fields_are_rejected(path: tuple[str, ...], message: str) -> None:
-    data = yaml.safe_load(GOLDEN_V2.read_text())
+    data = yaml.safe_load(GOLDEN_V3.read_text())
     node = data
     for key in path:
         node = node[key]
@@ -76,7 +119,7 @@ def test_unknown_schema_version_names_the_fix() -> None:
     with pytest.raises(ConfigError) as err:
         load_manifest(data, source="m.yaml")
     assert err.value.one_line() == (
-        "m.yaml has schema_version 99; this evalledger reads 1, 2; upgrade evalledger"
+        "m.yaml has schema_version 99; this evalledger reads 1, 2, 3; upgrade evalledger"
     )
 
 

@@ -6,10 +6,15 @@ by any earlier evalledger keep loading. History of the format:
 
 1. The first format.
 2. Cells record ``examples_errored`` (items whose model call failed after retries).
+3. ``git.code_hash`` (the project's code, ledger files aside) and cells' ``data_hash``
+   (their benchmark's data files): with ``config_hash`` they make a cell's fingerprint,
+   which finds identical configurations already evaluated at the same code and data.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 import secrets
 from datetime import UTC, datetime
@@ -32,6 +37,7 @@ __all__ = [
     "ExecutionManifest",
     "ExecutionStatus",
     "GitState",
+    "cell_fingerprint",
     "dump_manifest",
     "load_manifest",
     "new_execution_id",
@@ -40,7 +46,7 @@ __all__ = [
     "write_manifest",
 ]
 
-SCHEMA_VERSION: Literal[2] = 2
+SCHEMA_VERSION: Literal[3] = 3
 EXECUTION_ID_RE = re.compile(r"^exec_\d{4}-\d{2}-\d{2}_\d{6}_[0-9a-f]{8}$")
 
 
@@ -74,6 +80,12 @@ class GitState(_Strict):
     """Current branch, or None when HEAD is detached."""
     dirty: bool = False
     """Whether tracked files had uncommitted changes."""
+    code_hash: str | None = None
+    """Hash of the project's code (ledger files aside), uncommitted changes included.
+
+    Committing results leaves it unchanged; editing code changes it. None outside git
+    and in executions recorded before schema 3.
+    """
 
 
 class CellRecord(_Strict):
@@ -87,6 +99,9 @@ class CellRecord(_Strict):
     """Pre-generated experiment name, stable across resumes."""
     config_hash: str
     """Canonical hash of the cell's effective configuration."""
+    data_hash: str | None = None
+    """Hash of the benchmark's data files; None for generated benchmarks (and before
+    schema 3)."""
     status: CellStatus = CellStatus.PENDING
     """pending, in_progress, completed or failed."""
     examples_completed: int = 0
@@ -104,11 +119,15 @@ class CellRecord(_Strict):
     attempts: int = 0
     """How many times the cell was started (1 + resumes)."""
 
+    def fingerprint(self, code_hash: str | None) -> str:
+        """The cell's duplicate key at ``code_hash`` (see :func:`cell_fingerprint`)."""
+        return cell_fingerprint(self.config_hash, self.data_hash, code_hash)
+
 
 class ExecutionManifest(_Strict):
     """An execution: one ``evalledger run`` and its resumes, over a set of cells."""
 
-    schema_version: Literal[2] = SCHEMA_VERSION
+    schema_version: Literal[3] = SCHEMA_VERSION
     """Format version of this file."""
     execution_id: str
     """``exec_YYYY-MM-DD_HHMMSS_<8 hex>``."""
@@ -167,6 +186,17 @@ def new_experiment_name(values: tuple[str, ...], judge: str | None = None) -> st
     return f"{'-'.join(parts)}-{secrets.token_hex(4)}"
 
 
+def cell_fingerprint(config_hash: str, data_hash: str | None, code_hash: str | None) -> str:
+    """The duplicate key of a cell: equal when configuration, data and code are equal.
+
+    Two cells with the same fingerprint evaluated the same configuration on the same data
+    at the same code. A None data hash (a generated benchmark) or code hash (no git)
+    takes part as such, so it only matches another None.
+    """
+    blob = json.dumps([config_hash, data_hash, code_hash], separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
 def _v1_to_v2(data: dict[str, Any]) -> dict[str, Any]:
     cells = data.get("cells")
     if isinstance(cells, dict):
@@ -176,8 +206,23 @@ def _v1_to_v2(data: dict[str, Any]) -> dict[str, Any]:
     return {**data, "schema_version": 2}
 
 
+def _v2_to_v3(data: dict[str, Any]) -> dict[str, Any]:
+    git = data.get("git")
+    if isinstance(git, dict) and "code_hash" in git:
+        raise ConfigError("git.code_hash is not a schema 2 field")
+    cells = data.get("cells")
+    if isinstance(cells, dict):
+        for key, rec in cells.items():
+            if isinstance(rec, dict) and "data_hash" in rec:
+                raise ConfigError(f"cells.{key}.data_hash is not a schema 2 field")
+    return {**data, "schema_version": 3}
+
+
 #: ``version -> function`` upgrading a manifest of that version to the next one.
-_MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {1: _v1_to_v2}
+_MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {
+    1: _v1_to_v2,
+    2: _v2_to_v3,
+}
 
 
 def load_manifest(data: Any, source: str = "manifest") -> ExecutionManifest:

@@ -312,7 +312,7 @@ def _error(tmp_path: Path, **config: Any) -> str:
             '{"input": "a", "target": "b"}',
             {"fields": {"label": "x"}},
             "benchmarks.b.fields: Value error, unknown item field 'label'; "
-            "known: id, input, target, choices, category",
+            "known: id, input, target, choices, category, cluster",
         ),
         (
             '{"input": "a", "target": "b"}',
@@ -463,3 +463,46 @@ def test_gsm8k_errors(tmp_path: Path) -> None:
     assert "benchmarks.b: file none.jsonl not found; fix benchmarks.b.path" in _error(
         tmp_path, loader="gsm8k", path="none.jsonl"
     )
+
+
+def test_a_mapped_cluster_column_goes_to_item_meta_in_every_format(tmp_path: Path) -> None:
+    rows = [{**r, "passage": p} for r, p in zip(ROWS, ["p1", "p1", 7], strict=True)]
+    _jsonl(tmp_path / "d.jsonl", rows)
+    _csv(tmp_path / "d.csv", rows)
+    pq.write_table(pa.Table.from_pylist([{**r, "passage": str(r["passage"])} for r in rows]),
+                   tmp_path / "d.parquet")  # fmt: skip
+    _hf_dataset(tmp_path / "hf", [{**r, "passage": str(r["passage"])} for r in rows])
+    for loader, path in [("jsonl", "d.jsonl"), ("csv", "d.csv"), ("parquet", "d.parquet"),
+                         ("hf_disk", "hf")]:  # fmt: skip
+        fields = {**FIELDS, "cluster": "passage"}
+        items = _load(tmp_path, loader=loader, path=path, fields=fields)
+        assert [i.meta for i in items] == [{"cluster": "p1"}, {"cluster": "p1"},
+                                           {"cluster": "7"}], loader  # fmt: skip
+        # without the mapping the column is ignored, even one named "cluster"
+        assert all(i.meta == {} for i in _load(tmp_path, loader=loader, path=path, fields=FIELDS))
+    _jsonl(tmp_path / "c.jsonl", [{"input": "a", "target": "b", "cluster": "x"}])
+    assert _load(tmp_path, loader="jsonl", path="c.jsonl")[0].meta == {}
+
+
+def test_a_mapped_cluster_column_must_exist(tmp_path: Path) -> None:
+    _jsonl(tmp_path / "d.jsonl", ROWS)
+    with pytest.raises(ConfigError, match=r"no column 'passage' \(for cluster\)"):
+        _load(tmp_path, loader="jsonl", path="d.jsonl", fields={**FIELDS, "cluster": "passage"})
+
+
+def test_data_files_of_each_loader(tmp_path: Path) -> None:
+    _jsonl(tmp_path / "d.jsonl", ROWS)
+    _hf_dataset_dict(tmp_path / "dd", {"train": ROWS[:1], "test": ROWS})
+    (tmp_path / "g.jsonl").write_text('{"question": "q", "answer": "#### 1"}\n')
+    jsonl = load_benchmark("b", {"loader": "jsonl", "path": "d.jsonl"}, tmp_path)
+    assert jsonl.data_files() == [tmp_path / "d.jsonl"]
+    gsm = load_benchmark("g", {"loader": "gsm8k", "path": "g.jsonl"}, tmp_path)
+    assert gsm.data_files() == [tmp_path / "g.jsonl"]
+    hf = load_benchmark("h", {"loader": "hf_disk", "path": "dd", "split": "test"}, tmp_path)
+    assert [p.name for p in hf.data_files()] == [
+        "data-00000-of-00001.arrow", "dataset_info.json", "state.json"
+    ]  # fmt: skip
+    assert all(p.parent == tmp_path / "dd" / "test" for p in hf.data_files())
+    arith = load_benchmark("a", {"loader": "arith", "n_items": 3}, tmp_path)
+    assert arith.data_files() == []
+    assert arith.data_hash() is None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Self
@@ -12,9 +14,13 @@ from evalledger.scorers.base import ItemScore
 if TYPE_CHECKING:
     from pathlib import Path
 
-__all__ = ["DEFAULT_TEMPLATE", "Benchmark", "Item", "ItemScore"]
+__all__ = ["DEFAULT_TEMPLATE", "Benchmark", "Item", "ItemScore", "hash_data_files"]
 
 DEFAULT_TEMPLATE = "{input}"
+_CHUNK = 1 << 20
+#: A file modified this recently (seconds) may change again within the same mtime tick,
+#: so its content hash is not cached (git's "racy clean" rule).
+_RACY_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -56,6 +62,24 @@ class Benchmark(ABC):
     def load(self) -> list[Item]:
         """All items, in a stable order."""
 
+    def data_files(self) -> list[Path]:
+        """The files the items are read from; [] when the settings determine the items.
+
+        The manifest records a hash of these files (``data_hash``), so an evaluation of
+        the same configuration on changed data is not taken for a duplicate. Loaders
+        that read files override this; generated benchmarks keep the default.
+        """
+        return []
+
+    def data_hash(self, cache: Path | None = None) -> str | None:
+        """The hash of :meth:`data_files`, or None when there are none.
+
+        ``cache`` is a JSON file of file hashes by (path, size, mtime), so big files are
+        read once; see :func:`hash_data_files`.
+        """
+        files = self.data_files()
+        return hash_data_files(files, self.root, cache) if files else None
+
     def prompt(self, item: Item, template: str | None = None) -> str:
         """The prompt for ``item``; ``template`` comes from the prompt_set axis."""
         return (template or DEFAULT_TEMPLATE).replace("{input}", item.input)
@@ -91,3 +115,56 @@ class Benchmark(ABC):
             return ItemScore(ok, float(ok), extracted, partial=ok, formatted=formatted)
         correct, partial, note = compare_numeric(extracted, item.target)
         return ItemScore(correct, float(correct), extracted, partial, formatted, note)
+
+
+def _file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        while chunk := fh.read(_CHUNK):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _read_cache(cache: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(cache.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}  # missing or damaged: the cache is only ever a shortcut
+    return data if isinstance(data, dict) else {}
+
+
+def hash_data_files(files: list[Path], root: Path | None = None, cache: Path | None = None) -> str:
+    """A hash over (name, content) of each file, 16 hex digits.
+
+    Names are relative to ``root`` when the file is inside it (so moving the project
+    keeps the hash), else absolute. Content is read in chunks; with ``cache`` (a JSON
+    file, written atomically, safe to delete) a file whose path, size and mtime match
+    a cached entry is not read again.
+    """
+    import time
+
+    from evalledger.atomic import atomic_write
+
+    entries = _read_cache(cache) if cache is not None else {}
+    changed = False
+    h = hashlib.sha256()
+    for path in sorted(files, key=str):
+        resolved = path.resolve()
+        st = resolved.stat()
+        key = str(resolved)
+        hit = entries.get(key)
+        stamp = {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
+        if isinstance(hit, dict) and {k: hit.get(k) for k in stamp} == stamp:
+            digest = str(hit.get("sha256"))
+        else:
+            digest = _file_sha256(resolved)
+            if cache is not None and time.time() - st.st_mtime > _RACY_S:
+                entries[key] = {**stamp, "sha256": digest}
+                changed = True
+        name = str(resolved)
+        if root is not None and resolved.is_relative_to(root.resolve()):
+            name = resolved.relative_to(root.resolve()).as_posix()
+        h.update(f"{name}\0{digest}\n".encode())
+    if cache is not None and changed:
+        atomic_write(cache, json.dumps(entries, indent=1, sort_keys=True) + "\n", fsync=False)
+    return h.hexdigest()[:16]

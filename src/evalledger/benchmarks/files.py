@@ -1,9 +1,11 @@
 """Benchmarks from local files: JSONL, CSV, Parquet and Hugging Face datasets on disk.
 
-``fields`` maps item fields (id, input, target, choices, category) to the file's columns;
-each defaults to the column of the same name, and the id, choices and category columns
-may be absent unless mapped explicitly. Without an id column, items are numbered
-``<benchmark>-00000`` in file order, so two runs of the same file pair up item by item.
+``fields`` maps item fields (id, input, target, choices, category, cluster) to the
+file's columns; each defaults to the column of the same name, and the id, choices and
+category columns may be absent unless mapped explicitly. Without an id column, items are
+numbered ``<benchmark>-00000`` in file order, so two runs of the same file pair up item
+by item. ``cluster`` (items that share a passage, a conversation...) is read only when
+mapped; it goes to ``Item.meta["cluster"]`` and to the scores' ``cluster`` column.
 """
 
 from __future__ import annotations
@@ -37,9 +39,11 @@ __all__ = [
     "iter_jsonl",
 ]
 
-FIELDS = ("id", "input", "target", "choices", "category")
+FIELDS = ("id", "input", "target", "choices", "category", "cluster")
 """The item fields a file's columns can be mapped to."""
-_OPTIONAL = frozenset({"id", "choices", "category"})
+_OPTIONAL = frozenset({"id", "choices", "category", "cluster"})
+#: Fields read only when ``fields:`` maps them (no default column).
+_MAPPED_ONLY = frozenset({"cluster"})
 
 Row = dict[str, Any]
 
@@ -118,8 +122,13 @@ class FileBenchmark(Benchmark):
         return f"benchmarks.{self.name}"
 
     def columns(self) -> dict[str, str]:
-        """Item field -> column, defaults filled in."""
-        return {f: self.settings.fields.get(f, f) for f in FIELDS}
+        """Item field -> column, defaults filled in (``cluster`` only when mapped)."""
+        mapped = self.settings.fields
+        return {f: mapped.get(f, f) for f in FIELDS if f not in _MAPPED_ONLY or f in mapped}
+
+    def data_files(self) -> list[Path]:
+        """The data file."""
+        return [data_file(self, self.settings.path)]
 
     def required(self, field: str) -> bool:
         """Whether the field's column must be present (mapped explicitly, or input/target)."""
@@ -150,7 +159,7 @@ class FileBenchmark(Benchmark):
         items: list[Item] = []
         seen: dict[str, str] = {}
         for index, (loc, row) in enumerate(self.rows(path, self.settings.limit)):
-            values = {f: self._value(row, f, cols[f], f"{path.name} {loc}") for f in FIELDS}
+            values = {f: self._value(row, f, c, f"{path.name} {loc}") for f, c in cols.items()}
             item_id = f"{self.name}-{index:05d}" if values["id"] is None else _text(values["id"])
             if item_id in seen:
                 raise ConfigError(
@@ -160,6 +169,7 @@ class FileBenchmark(Benchmark):
                 )
             seen[item_id] = loc
             category = values["category"]
+            cluster = values.get("cluster")
             items.append(
                 Item(
                     id=item_id,
@@ -167,6 +177,7 @@ class FileBenchmark(Benchmark):
                     target=_text(values["target"]),
                     category="" if category is None else _text(category),
                     choices=self._choices(values["choices"], f"{path.name} {loc}"),
+                    meta={} if cluster is None else {"cluster": _text(cluster)},
                 )
             )
         return items
@@ -320,6 +331,11 @@ class HFDiskBenchmark(FileBenchmark):
                 "remove split:, or point path: at the DatasetDict folder",
             )
         return path
+
+    def data_files(self) -> list[Path]:
+        """Every file of the dataset folder (of ``split``'s folder in a DatasetDict)."""
+        folder = self._folder(data_file(self, self.settings.path))
+        return sorted(p for p in folder.rglob("*") if p.is_file())
 
     def rows(self, path: Path, limit: int | None) -> Iterator[tuple[str, Row]]:
         """The rows of the dataset (or of ``split`` in a DatasetDict)."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import re
+from typing import TYPE_CHECKING
 
 from pydantic import Field
 
@@ -13,6 +14,9 @@ from evalledger.errors import ConfigError
 from evalledger.models.base import AdapterSettings
 from evalledger.scorers.base import ItemScore
 from evalledger.scorers.match import answer_is, compare_numeric, has_answer_tag, numbers
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 __all__ = ["GSM8KBenchmark", "GSM8KSettings", "gsm8k_target"]
 
@@ -41,6 +45,10 @@ class GSM8KBenchmark(Benchmark):
 
     Settings = GSM8KSettings
     settings: GSM8KSettings
+
+    def data_files(self) -> list[Path]:
+        """The JSONL file."""
+        return [data_file(self, self.settings.path)]
 
     def load(self) -> list[Item]:
         """Questions as inputs, the number after ``####`` as targets."""

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from evalledger.atomic import atomic_write
 from evalledger.checkpoint import Checkpoint
-from evalledger.errors import CellError, InterruptedRun
+from evalledger.errors import CellError, EvalLedgerError, InterruptedRun
 from evalledger.matrix import Cell, config_hash
 from evalledger.plugins import load_benchmark, load_model, load_scorer
 
@@ -38,9 +38,12 @@ if TYPE_CHECKING:
     from evalledger.scorers.base import ItemScore, Scorer
 
 __all__ = [
+    "CLUSTER_COLUMN",
     "SCORE_COLUMNS",
     "CellResult",
     "PreparedCell",
+    "benchmark_data_hash",
+    "cell_benchmark",
     "cell_context",
     "cell_metrics",
     "evaluate_cell",
@@ -52,6 +55,10 @@ SCORE_COLUMNS = [
     "id", "category", "correct", "score", "partial", "formatted",
     "latency_ms", "prompt_tokens", "completion_tokens", "error",
 ]  # fmt: skip
+#: Appended to SCORE_COLUMNS when some item of the cell has ``meta["cluster"]``.
+CLUSTER_COLUMN = "cluster"
+#: File hashes of benchmark data, by path, size and mtime (below ``.evalledger/``).
+DATA_HASH_CACHE = "cache/data_hashes.json"
 
 #: ``progress(done, total, errors)``: items finished (scored or errored) so far.
 ProgressFn = Callable[[int, int, int], None]
@@ -96,6 +103,24 @@ def cell_context(spec: MatrixSpec, cell: Cell) -> tuple[dict[str, Any], str]:
     return cfg, config_hash(cfg)
 
 
+def cell_benchmark(project: Project, spec: MatrixSpec, name: str) -> Benchmark:
+    """The benchmark ``name`` as params.yaml defines it (no data is read yet)."""
+    return load_benchmark(name, spec.value_config("benchmark", name), project.root)
+
+
+def benchmark_data_hash(project: Project, spec: MatrixSpec, name: str) -> str | None:
+    """The hash of benchmark ``name``'s data files; None if generated or unreadable.
+
+    Unreadable data (a missing file) gives None rather than an error: the cell then
+    fails with the loader's own message when it runs.
+    """
+    try:
+        bench = cell_benchmark(project, spec, name)
+        return bench.data_hash(project.state_dir / DATA_HASH_CACHE)
+    except (EvalLedgerError, OSError):
+        return None
+
+
 def prepare_cell(project: Project, spec: MatrixSpec, cell: Cell) -> PreparedCell:
     """Load what a cell needs; configuration errors surface here, before any call."""
     cfg, chash = cell_context(spec, cell)
@@ -103,7 +128,7 @@ def prepare_cell(project: Project, spec: MatrixSpec, cell: Cell) -> PreparedCell
     bench_name = cell.axis("benchmark") or ""
     bench_cfg = spec.value_config("benchmark", bench_name)
     model = load_model(model_name, spec.value_config("model", model_name))
-    bench = load_benchmark(bench_name, bench_cfg, project.root)
+    bench = cell_benchmark(project, spec, bench_name)
     scorer = None
     judge = None
     if bench_cfg.get("scorer") is not None:
@@ -194,16 +219,21 @@ def cell_metrics(
     return metrics
 
 
-def _scores_csv(records: list[dict[str, Any]]) -> str:
+def _scores_csv(records: list[dict[str, Any]], items: list[Item]) -> str:
+    """Per-item scores; a ``cluster`` column only when some item has a cluster."""
+    clusters = {it.id: str(it.meta["cluster"]) for it in items if "cluster" in it.meta}
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(SCORE_COLUMNS)
+    writer.writerow([*SCORE_COLUMNS, CLUSTER_COLUMN] if clusters else SCORE_COLUMNS)
     for r in records:
-        writer.writerow([
+        row = [
             r["id"], r.get("category", ""), int(r["correct"]), r["score"], int(r["partial"]),
             int(r["formatted"]), r["latency_ms"], r.get("prompt_tokens") or 0,
             r.get("completion_tokens") or 0, r.get("error") or "",
-        ])  # fmt: skip
+        ]  # fmt: skip
+        if clusters:
+            row.append(clusters.get(r["id"], ""))
+        writer.writerow(row)
     return buf.getvalue()
 
 
@@ -304,7 +334,7 @@ async def evaluate_cell(
             raise CellError(f"all {len(records)} items errored; first: {first}")
         metrics = cell_metrics(records, prepared.price, time.perf_counter() - started)
         atomic_write(project.path(cell.predictions_path), _predictions_jsonl(records, prepared))
-        atomic_write(project.path(cell.scores_path), _scores_csv(records))
+        atomic_write(project.path(cell.scores_path), _scores_csv(records, items))
         atomic_write(project.path(cell.metrics_path), json.dumps(metrics, indent=2) + "\n")
         if not keep_checkpoint and not errored:
             ck.remove()

@@ -60,14 +60,15 @@ def git_commit(root: Path, paths: list[str], message: str) -> str:
 
 
 def code_hash(root: Path) -> str | None:
-    """A hash of the project's code: HEAD's tree and uncommitted changes, ledger aside.
+    """A hash of the project's code as it is in the working tree, ledger files aside.
 
-    The code is everything under ``root`` except :data:`LEDGER_PATHS`. The hash covers
-    the HEAD tree's entries for it and, when it has uncommitted changes, the blob id of
-    each changed file (or its removal) and of each untracked, non-ignored file, as
-    ``git hash-object`` computes them. So committing results does not change the hash,
-    and editing code does, committed or not. Blob ids rather than ``git diff`` text keep
-    the hash independent of the user's diff settings. None outside a git work tree.
+    The code is every file under ``root`` outside :data:`LEDGER_PATHS`: HEAD's tree for
+    it (``git ls-tree``), overlaid with the files that differ from HEAD (``git diff
+    HEAD``) and the untracked, non-ignored ones (``git ls-files --others``), each by its
+    blob id (``git hash-object``, so line-ending filters apply as on commit). The hash is
+    that of the sorted (path, blob id) list: committing results leaves it unchanged,
+    editing code changes it, and the same code hashes the same committed or not. None
+    outside a git work tree.
     """
     try:
         if git(root, "rev-parse", "--is-inside-work-tree", check=False).strip() != "true":
@@ -76,20 +77,25 @@ def code_hash(root: Path) -> str | None:
         return None
     prefix = git(root, "rev-parse", "--show-prefix").strip()
     head = git(root, "rev-parse", "--verify", "-q", "HEAD", check=False).strip()
-    h = hashlib.sha256()
+    blobs: dict[str, str] = {}
     if head:  # the project folder's tree; absent when it was never committed
-        for entry in git(root, "ls-tree", "-z", f"HEAD:{prefix}", check=False).split("\0"):
-            _, _, name = entry.partition("\t")
-            if name and name not in LEDGER_PATHS:
-                h.update(f"tree {entry}\n".encode())
+        listing = git(root, "ls-tree", "-r", "-z", f"HEAD:{prefix}", check=False)
+        for entry in listing.split("\0"):
+            meta, _, path = entry.partition("\t")
+            if path and path.split("/", 1)[0] not in LEDGER_PATHS:
+                blobs[path] = meta.split()[2]
     spec = ["--", ".", *(f":(exclude){p}" for p in LEDGER_PATHS)]
     base = head or _EMPTY_TREE
     changed = git(root, "diff", "--name-only", "-z", "--no-renames", "--relative", base, *spec)
     untracked = git(root, "ls-files", "-z", "--others", "--exclude-standard", *spec)
     paths = sorted({p for p in (changed + untracked).split("\0") if p})
     files = [p for p in paths if (root / p).is_file() and "\n" not in p]
-    blobs = git(root, "hash-object", "--stdin-paths", input="\n".join(files)) if files else ""
-    ids = dict(zip(files, blobs.split(), strict=True))
+    hashed = git(root, "hash-object", "--stdin-paths", input="\n".join(files)) if files else ""
+    blobs.update(zip(files, hashed.split(), strict=True))
     for path in paths:
-        h.update(f"work {path}\0{ids.get(path, 'absent')}\n".encode())
+        if not (root / path).exists() and not (root / path).is_symlink():
+            blobs.pop(path, None)  # deleted since HEAD
+    h = hashlib.sha256()
+    for path in sorted(blobs):
+        h.update(f"{path}\0{blobs[path]}\n".encode())
     return h.hexdigest()[:16]

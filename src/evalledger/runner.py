@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
 from evalledger.atomic import locked_file
-from evalledger.cell import cell_context, evaluate_cell, prepare_cell
+from evalledger.cell import benchmark_data_hash, cell_context, evaluate_cell, prepare_cell
 from evalledger.checkpoint import count_scored
 from evalledger.errors import (
     ConfigError,
@@ -301,23 +301,30 @@ class _ManifestWriter:
 def _new_manifest(
     project: Project, spec: MatrixSpec, cells: list[Cell], options: RunOptions, jobs: int
 ) -> ExecutionManifest:
-    from evalledger.gitinfo import git_state
+    from evalledger.gitinfo import code_hash, git_state
     from evalledger.redact import redact
 
     now = utcnow()
     records = {}
+    data_hashes: dict[str, str | None] = {}  # per benchmark: its cells share the data
     for cell in cells:
         _, chash = cell_context(spec, cell)
         judge = spec.judge_name(cell.values[1])
+        bench = cell.values[1]
+        if bench not in data_hashes:
+            data_hashes[bench] = benchmark_data_hash(project, spec, bench)
         records[cell.key] = CellRecord(
             axes=dict(cell.axes), stage=cell.stage,
             experiment=new_experiment_name(cell.values, judge), config_hash=chash,
+            data_hash=data_hashes[bench],
         )  # fmt: skip
+    git = git_state(project.root)
+    git.code_hash = code_hash(project.root)
     return ExecutionManifest(
         execution_id=new_execution_id(now), created_at=now, updated_at=now,
         command=list(options.command), overrides=list(options.overrides),
         filters=_axis_filters(options.filters), config=redact(spec.raw),
-        git=git_state(project.root), jobs=jobs, cells=records,
+        git=git, jobs=jobs, cells=records,
     )  # fmt: skip
 
 

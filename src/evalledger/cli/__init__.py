@@ -24,6 +24,17 @@ COMMANDS: dict[str, str] = {
     "resume": "evalledger.cli.run:resume",
     "status": "evalledger.cli.status:status",
     "cell": "evalledger.cli.cell:cell",
+    "list": "evalledger.cli.list:list_executions_cmd",
+    "show": "evalledger.cli.show:show",
+    "stats": "evalledger.cli.stats:stats",
+    "delete": "evalledger.cli.delete:delete",
+    "export": "evalledger.cli.export:export",
+    "import": "evalledger.cli.export:import_",
+    "diff": "evalledger.cli.diff:diff",
+    "compare": "evalledger.cli.compare:compare",
+    "leaderboard": "evalledger.cli.leaderboard:leaderboard",
+    "significance": "evalledger.cli.significance:significance",
+    "revert": "evalledger.cli.revert:revert",
 }
 
 

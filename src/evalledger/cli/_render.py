@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from evalledger.manifest import CellRecord, ExecutionManifest
     from evalledger.runner import RunPlan
 
-__all__ = ["make_reporter", "print_status", "status_json"]
+__all__ = ["console", "make_reporter", "print_status", "print_table", "status_json"]
 
 _STYLE = {"completed": "green", "failed": "red", "in_progress": "yellow", "pending": "dim"}
 
@@ -26,17 +26,42 @@ def status_json(manifest: ExecutionManifest) -> str:
     return json.dumps(data, indent=2)
 
 
-def print_status(manifest: ExecutionManifest) -> None:
-    """A header and the per-cell table of an execution."""
+def console() -> Any:
+    """A rich console: the terminal's width, or 160 columns when piped."""
     from rich.console import Console
+
+    return Console(highlight=False, soft_wrap=False, width=None if sys.stdout.isatty() else 160)
+
+
+def print_table(
+    columns: list[str], rows: list[list[str]], title: str | None = None,
+    styles: list[str] | None = None, right: int = 0,
+) -> None:  # fmt: skip
+    """A plain table; ``right`` columns from the third on are right-aligned numbers."""
     from rich.table import Table
 
-    console = Console(highlight=False, soft_wrap=False, width=None if sys.stdout.isatty() else 160)
+    out = console()
+    if title:
+        out.print(f"[bold]{title}[/]")
+    table = Table(show_edge=False, pad_edge=False, box=None, header_style="bold")
+    for i, col in enumerate(columns):
+        numeric = right and i >= 2 and i < 2 + right
+        table.add_column(col, overflow="fold", justify="right" if numeric else "left")
+    for i, row in enumerate(rows):
+        table.add_row(*row, style=styles[i] if styles else None)
+    out.print(table)
+
+
+def print_status(manifest: ExecutionManifest) -> None:
+    """A header and the per-cell table of an execution."""
+    from rich.table import Table
+
+    out = console()
     git = manifest.git
     commit = (git.commit or "no commit")[:10] + (" (dirty)" if git.dirty else "")
-    console.print(f"[bold]{manifest.execution_id}[/]  {manifest.status.value}  "
+    out.print(f"[bold]{manifest.execution_id}[/]  {manifest.status.value}  "
                   f"{manifest.summary()}")  # fmt: skip
-    console.print(f"created {manifest.created_at:%Y-%m-%d %H:%M:%S} UTC  "
+    out.print(f"created {manifest.created_at:%Y-%m-%d %H:%M:%S} UTC  "
                   f"git {commit} on {git.branch or 'detached HEAD'}")  # fmt: skip
     table = Table(show_edge=False, pad_edge=False, box=None, header_style="bold")
     for col in ("cell", "status", "examples", "experiment", "error"):
@@ -48,7 +73,7 @@ def print_status(manifest: ExecutionManifest) -> None:
         examples = f"{rec.examples_completed}/{total}{errored}"
         status = f"[{style}]{rec.status.value}[/]"
         table.add_row(key, status, examples, rec.experiment, rec.error or "")
-    console.print(table)
+    out.print(table)
 
 
 class _LineReporter:

@@ -1,0 +1,78 @@
+"""``evalledger leaderboard``."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from evalledger.cli._options import format_options, open_ledger
+from evalledger.cli._render import print_table
+from evalledger.leaderboard import build_leaderboard
+
+
+@click.command()
+@click.option(
+    "-b",
+    "--benchmark",
+    "benchmarks",
+    multiple=True,
+    metavar="NAME",
+    help="Only these benchmarks (repeatable).",
+)
+@click.option(
+    "-m",
+    "--metric",
+    default=None,
+    help="Metric to rank by (default: accuracy; dotted paths allowed).",
+)
+@click.option("-k", "--top", type=click.IntRange(min=1), default=None, help="Show the top K.")
+@click.option(
+    "--by",
+    type=click.Choice(["model", "cell"]),
+    default="model",
+    show_default=True,
+    help="Rank models (mean over benchmarks) or single cells.",
+)
+@click.option(
+    "-r",
+    "--rev",
+    "revs",
+    multiple=True,
+    metavar="REV",
+    help="Revision(s) to rank (repeatable; default: the workspace).",
+)
+@click.option(
+    "--confidence",
+    type=click.FloatRange(0.5, 0.999),
+    default=0.95,
+    show_default=True,
+    help="Confidence level of the intervals.",
+)
+@format_options("table", "md", "csv", "json", "html")
+@click.pass_context
+def leaderboard(
+    ctx: click.Context, benchmarks: tuple[str, ...], metric: str | None, top: int | None,
+    by: str, revs: tuple[str, ...], confidence: float, fmt: str,
+) -> None:  # fmt: skip
+    """Rank models (or cells) on a metric with confidence intervals.
+
+    By model, a model's value is its mean over the benchmarks, shown beside the value on
+    each benchmark. Intervals come from per-item scores (clustered when items share a
+    cluster). With several --rev, each model appears once per revision.
+    """
+    board = build_leaderboard(
+        open_ledger(ctx), list(revs) or None, metric=metric, benchmarks=list(benchmarks) or None,
+        by=by, top=top, confidence=confidence,
+    )  # fmt: skip
+    if fmt == "json":
+        click.echo(json.dumps(board.to_json(), indent=2))
+    elif fmt == "csv":
+        click.echo(board.to_csv(), nl=False)
+    elif fmt == "md":
+        click.echo(board.to_markdown(), nl=False)
+    elif fmt == "html":
+        click.echo(board.to_html(), nl=False)
+    else:
+        print_table(board.columns(), board.rows(), title=board.title(),
+                    right=len(board.columns()) - 2)  # fmt: skip

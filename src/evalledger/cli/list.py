@@ -1,0 +1,52 @@
+"""``evalledger list``."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from evalledger.cli._options import open_ledger
+from evalledger.cli._render import print_table
+from evalledger.listing import list_executions
+
+
+@click.command(name="list")
+@click.option(
+    "-n", "--limit", type=click.IntRange(min=1), default=None, help="Show the newest N executions."
+)
+@click.option(
+    "-v", "--verbose", is_flag=True, help="Also show the command, overrides, models and benchmarks."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def list_executions_cmd(ctx: click.Context, limit: int | None, verbose: bool,
+                        as_json: bool) -> None:  # fmt: skip
+    """List executions across git history and the workspace, newest first.
+
+    COMMIT is the commit that last changed the execution's manifest, `workspace` when
+    its newest version is uncommitted, and `(deleted)` when HEAD no longer has it.
+    """
+    rows = list_executions(open_ledger(ctx), limit)
+    if as_json:
+        click.echo(json.dumps([r.to_json() for r in rows], indent=2))
+        return
+    if not rows:
+        click.echo("no executions yet; start one with `evalledger run`")
+        return
+    columns = ["execution", "created (UTC)", "status", "done", "failed", "commit"]
+    if verbose:
+        columns += ["models", "benchmarks", "command"]
+    table = []
+    for r in rows:
+        m, counts = r.manifest, r.manifest.counts()
+        done = f"{counts['completed']}/{len(m.cells)}"
+        created = f"{m.created_at:%Y-%m-%d %H:%M:%S}"
+        row = [m.execution_id, created, m.status.value, done, str(counts["failed"]), r.info.where]
+        if verbose:
+            axes = [rec.axes for rec in m.cells.values()]
+            row += [", ".join(dict.fromkeys(a.get("model", "") for a in axes)),
+                    ", ".join(dict.fromkeys(a.get("benchmark", "") for a in axes)),
+                    " ".join(m.command)]  # fmt: skip
+        table.append(row)
+    print_table(columns, table)

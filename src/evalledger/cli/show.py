@@ -1,0 +1,57 @@
+"""``evalledger show``."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from evalledger.cli._options import open_ledger
+from evalledger.cli._render import print_table
+from evalledger.diff import flatten, format_value
+from evalledger.listing import show_execution
+
+_COLUMNS = ("accuracy", "mean_score", "partial_accuracy", "format_accuracy", "errors", "cost",
+            "latency_ms.p50")  # fmt: skip
+
+
+@click.command()
+@click.argument("execution_id")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def show(ctx: click.Context, execution_id: str, as_json: bool) -> None:
+    """Show one execution: provenance, configuration and per-cell metrics.
+
+    EXECUTION_ID may be any unique part of an ID. Metrics are read at the commit that
+    last changed the execution (or the workspace); a cell a later execution re-ran
+    shows as superseded.
+    """
+    import yaml
+
+    view = show_execution(open_ledger(ctx), execution_id)
+    if as_json:
+        click.echo(json.dumps(view.to_json(), indent=2))
+        return
+    m, git = view.manifest, view.manifest.git
+    click.echo(f"{m.execution_id}  {m.status.value}  {m.summary()}")
+    click.echo(f"created   {m.created_at:%Y-%m-%d %H:%M:%S} UTC, updated "
+               f"{m.updated_at:%Y-%m-%d %H:%M:%S} UTC")  # fmt: skip
+    click.echo(f"command   {' '.join(m.command) or '-'}")
+    if m.overrides:
+        click.echo(f"overrides {' '.join(m.overrides)}")
+    if m.filters:
+        click.echo("filters   " + "; ".join(f"{k}={','.join(v)}" for k, v in m.filters.items()))
+    click.echo(f"git       {(git.commit or 'no commit')[:10]} on {git.branch or 'detached HEAD'}"
+               f"{' (dirty)' if git.dirty else ''}")  # fmt: skip
+    click.echo(f"results   read at {view.revision}")
+    click.echo("config:")
+    click.echo("  " + yaml.safe_dump(m.config, sort_keys=False).rstrip().replace("\n", "\n  "))
+    rows = []
+    for key, rec in m.cells.items():
+        metrics = view.results.get(key)
+        flat = flatten(metrics) if metrics else {}
+        values = [format_value(flat.get(c)) if metrics else "" for c in _COLUMNS]
+        status = rec.status.value if metrics or rec.status.value != "completed" else "superseded"
+        rows.append([key, status, f"{rec.examples_completed}/{rec.examples_total or '?'}",
+                     *values])  # fmt: skip
+    print_table(["cell", "status", "items", *_COLUMNS], rows, right=len(_COLUMNS) + 1)

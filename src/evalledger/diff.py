@@ -1,0 +1,411 @@
+"""What changed between two revisions of the ledger, and whether the change is real.
+
+For every cell whose metrics differ, each metric's old and new value and the change;
+where both revisions hold per-item scores for the metric's column, a paired test on the
+items the two share, with a confidence interval of the change. Also the cells added or
+removed and the params.yaml keys that changed. Defaults mirror ``dvc metrics diff``:
+HEAD against the working tree.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from evalledger.errors import EvalLedgerError
+from evalledger.gitobjects import WORKSPACE
+from evalledger.scores import column_for
+
+if TYPE_CHECKING:
+    from evalledger.history import Ledger, Snapshot
+    from evalledger.significance import PairedResult
+
+__all__ = [
+    "DEFAULT_METRICS",
+    "LedgerDiff",
+    "MetricChange",
+    "ParamChange",
+    "diff_revisions",
+    "flatten",
+    "format_value",
+    "lower_is_better",
+]
+
+#: Metrics shown by default (those a cell has); ``--metric`` or ``--all`` choose others.
+DEFAULT_METRICS = ("accuracy", "mean_score", "partial_accuracy", "format_accuracy",
+                   "error_rate", "cost")  # fmt: skip
+_LOWER_IS_BETTER = ("error", "errors", "error_rate", "cost", "latency", "time", "tokens")
+
+
+def lower_is_better(metric: str) -> bool:
+    """Whether a smaller value of this metric is an improvement (errors, cost, latency)."""
+    leaf = metric.lower()
+    return any(part in leaf for part in _LOWER_IS_BETTER) and "accuracy" not in leaf
+
+
+def flatten(data: Any, prefix: str = "") -> dict[str, Any]:
+    """Nested mappings as ``a.b.c`` keys (lists and scalars are leaves)."""
+    out: dict[str, Any] = {}
+    if isinstance(data, dict):
+        for key, value in data.items():
+            name = f"{prefix}.{key}" if prefix else str(key)
+            if isinstance(value, dict) and value:
+                out.update(flatten(value, name))
+            else:
+                out[name] = value
+    elif prefix:
+        out[prefix] = data
+    return out
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value)
+
+
+def format_value(value: float | None, signed: bool = False) -> str:
+    """A compact number for tables: 4 significant decimals, ``-`` for missing."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    if value == int(value) and abs(value) >= 1000:
+        text = f"{value:+,.0f}" if signed else f"{value:,.0f}"
+    else:
+        text = f"{value:+.4g}" if signed else f"{value:.4g}"
+    return text
+
+
+def format_p(p: float | None) -> str:
+    """A p-value for tables."""
+    if p is None or math.isnan(p):
+        return "-"
+    return "<0.001" if p < 0.001 else f"{p:.3f}"
+
+
+@dataclass
+class MetricChange:
+    """One metric of one cell, at both revisions."""
+
+    cell: str
+    metric: str
+    old: float | None
+    new: float | None
+    test: PairedResult | None = None
+    significant: bool | None = None
+    """p < alpha; None when there are no per-item scores to test."""
+    regression: bool = False
+    """Set by :meth:`LedgerDiff.regressions` for a CI gate."""
+
+    @property
+    def change(self) -> float | None:
+        """New - old."""
+        if self.old is None or self.new is None:
+            return None
+        return self.new - self.old
+
+    @property
+    def better(self) -> bool | None:
+        """Whether the change is an improvement (None when unchanged or one-sided)."""
+        change = self.change
+        if not change:
+            return None
+        return (change < 0) if lower_is_better(self.metric) else (change > 0)
+
+    @property
+    def verdict(self) -> str:
+        """``improvement``, ``regression`` (both significant), or ``changed``."""
+        if self.significant and self.better is not None:
+            return "improvement" if self.better else "regression"
+        return "changed"
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-ready, with the test's method, n, CI and p-value when there is one."""
+        out: dict[str, Any] = {
+            "cell": self.cell, "metric": self.metric, "old": self.old, "new": self.new,
+            "change": self.change, "verdict": self.verdict, "significant": self.significant,
+            "regression": self.regression,
+        }  # fmt: skip
+        if self.test is not None:
+            out["test"] = self.test.to_dict()
+        return out
+
+
+@dataclass(frozen=True)
+class ParamChange:
+    """A params.yaml key that differs between the revisions."""
+
+    key: str
+    old: Any
+    new: Any
+
+
+@dataclass
+class LedgerDiff:
+    """The difference between two revisions of the ledger."""
+
+    a: str
+    b: str
+    a_commit: str | None
+    b_commit: str | None
+    changes: list[MetricChange]
+    added: list[str]
+    removed: list[str]
+    params: list[ParamChange]
+    unchanged: int
+    alpha: float
+    confidence: float
+    method: str
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def changed_cells(self) -> list[str]:
+        """Cells with at least one changed metric, in order."""
+        return list(dict.fromkeys(c.cell for c in self.changes))
+
+    def counts(self) -> dict[str, int]:
+        """How many metric changes are significant improvements, regressions, or neither."""
+        out = {"improvement": 0, "regression": 0, "changed": 0}
+        for c in self.changes:
+            out[c.verdict] += 1
+        return out
+
+    def summary(self) -> str:
+        """One line: cells changed, significant moves, cells added/removed, params."""
+        if not (self.changes or self.added or self.removed or self.params):
+            return f"no changes between {self.a} and {self.b}"
+        c = self.counts()
+        parts = [f"{len(self.changed_cells)} cells changed"]
+        if self.changes:
+            parts.append(
+                f"{c['improvement']} significant improvements, {c['regression']} significant "
+                f"regressions, {c['changed']} other metric changes"
+            )
+        if self.added or self.removed:
+            parts.append(f"{len(self.added)} cells added, {len(self.removed)} removed")
+        if self.params:
+            parts.append(f"{len(self.params)} params changed")
+        return "; ".join(parts)
+
+    def regressions(
+        self, metrics: list[str] | None = None, threshold: float = 0.0, alpha: float | None = None
+    ) -> list[MetricChange]:
+        """Changes that fail a CI gate: worse by more than ``threshold``, and significant.
+
+        A change with no per-item scores to test is judged by the threshold alone. With no
+        ``metrics``, each cell's primary metric (accuracy, else mean_score) is gated.
+        """
+        alpha = self.alpha if alpha is None else alpha
+        found = []
+        primary = {c.cell for c in self.changes if c.metric == "accuracy"}
+        for c in self.changes:
+            if metrics:
+                if c.metric not in metrics:
+                    continue
+            elif c.metric != "accuracy" and not (
+                c.metric == "mean_score" and c.cell not in primary
+            ):
+                continue
+            change = c.change
+            if change is None or c.better is not False or abs(change) <= threshold:
+                continue
+            if c.test is not None and not c.test.p_value < alpha:
+                continue
+            c.regression = True
+            found.append(c)
+        return found
+
+    def ordered(self) -> list[MetricChange]:
+        """Significant changes first (regressions, then improvements), then the rest."""
+        rank = {"regression": 0, "improvement": 1, "changed": 2}
+        return sorted(self.changes, key=lambda c: rank[c.verdict])
+
+    def to_json(self) -> dict[str, Any]:
+        """The whole diff as JSON-ready data."""
+        return {
+            "a": {"rev": self.a, "commit": self.a_commit},
+            "b": {"rev": self.b, "commit": self.b_commit},
+            "summary": self.summary(), "counts": self.counts(),
+            "alpha": self.alpha, "confidence": self.confidence, "method": self.method,
+            "changes": [c.to_json() for c in self.changes],
+            "cells_added": self.added, "cells_removed": self.removed,
+            "params": [{"key": p.key, "old": p.old, "new": p.new} for p in self.params],
+            "unchanged_cells": self.unchanged, "notes": self.notes,
+        }  # fmt: skip
+
+    def to_csv(self) -> str:
+        """One row per cell and metric (plus added/removed cells)."""
+        buf = io.StringIO()
+        w = csv.writer(buf, lineterminator="\n")
+        w.writerow(["cell", "metric", "old", "new", "change", "verdict", "method", "n",
+                    "ci_low", "ci_high", "p_value"])  # fmt: skip
+        for c in self.changes:
+            t = c.test
+            test = (
+                [t.method, t.n, _csv(t.ci_low), _csv(t.ci_high), _csv(t.p_value)] if t else [""] * 5
+            )
+            w.writerow(
+                [c.cell, c.metric, _csv(c.old), _csv(c.new), _csv(c.change), c.verdict, *test]
+            )
+        for key in self.added:
+            w.writerow([key, "", "", "", "", "added", "", "", "", "", ""])
+        for key in self.removed:
+            w.writerow([key, "", "", "", "", "removed", "", "", "", "", ""])
+        return buf.getvalue()
+
+    def to_markdown(self) -> str:
+        """A pull-request comment: a summary line, significant changes first, marked."""
+        conf = f"{self.confidence:.0%}"
+        lines = [f"### evalledger diff: `{self.a}` → `{self.b}`", "", f"**{self.summary()}**", ""]
+        significant = [c for c in self.ordered() if c.verdict != "changed"]
+        other = [c for c in self.ordered() if c.verdict == "changed"]
+        head = f"| | cell | metric | old | new | change | {conf} CI | p | n |"
+        rule = "|---|---|---|---:|---:|---:|---|---:|---:|"
+        for title, rows in (("Significant changes", significant), ("Other changes", other)):
+            if not rows:
+                continue
+            lines += [f"#### {title}", "", head, rule]
+            for c in rows:
+                lines.append(_md_row(c))
+            lines.append("")
+        if self.added or self.removed:
+            lines += ["#### Cells added or removed", ""]
+            lines += [f"- added `{k}`" for k in self.added]
+            lines += [f"- removed `{k}`" for k in self.removed]
+            lines.append("")
+        if self.params:
+            lines += ["#### Parameters", "", "| param | old | new |", "|---|---|---|"]
+            for p in self.params:
+                lines.append(f"| `{p.key}` | {_md_param(p.old)} | {_md_param(p.new)} |")
+            lines.append("")
+        lines.append(
+            f"<sub>{self.method} paired tests on per-item scores, alpha {self.alpha:g}; "
+            f"{self.unchanged} cells unchanged. 🟢 significant improvement, 🔴 significant "
+            "regression.</sub>"
+        )
+        for note in self.notes:
+            lines.append(f"<sub>{note}</sub>")
+        return "\n".join(lines) + "\n"
+
+
+_MARK = {"improvement": "🟢", "regression": "🔴", "changed": ""}
+
+
+def _md_row(c: MetricChange) -> str:
+    t = c.test
+    ci = f"[{format_value(t.ci_low, True)}, {format_value(t.ci_high, True)}]" if t else "-"
+    return (
+        f"| {_MARK[c.verdict]} | `{c.cell}` | {c.metric} | {format_value(c.old)} | "
+        f"{format_value(c.new)} | {format_value(c.change, True)} | {ci} | "
+        f"{format_p(t.p_value if t else None)} | {t.n if t else '-'} |"
+    )
+
+
+def _md_param(value: Any) -> str:
+    if value is None:
+        return "-"
+    return f"`{json.dumps(value) if not isinstance(value, str) else value}`"
+
+
+def _csv(value: float | None) -> str:
+    return "" if value is None or math.isnan(value) else repr(value)
+
+
+def _pick_metrics(flat_old: dict[str, Any], flat_new: dict[str, Any],
+                  metrics: list[str] | None, all_metrics: bool) -> list[str]:  # fmt: skip
+    keys = list(dict.fromkeys([*flat_old, *flat_new]))
+    if all_metrics:
+        return [k for k in keys if _number(flat_old.get(k)) is not None
+                or _number(flat_new.get(k)) is not None]  # fmt: skip
+    wanted = metrics or list(DEFAULT_METRICS)
+    return [m for m in wanted if m in flat_old or m in flat_new]
+
+
+def diff_revisions(
+    ledger: Ledger,
+    a_rev: str | None = None,
+    b_rev: str | None = None,
+    *,
+    metrics: list[str] | None = None,
+    all_metrics: bool = False,
+    method: str = "auto",
+    alpha: float = 0.05,
+    confidence: float = 0.95,
+    n_resamples: int = 10_000,
+    seed: int = 0,
+    cluster: str | None = None,
+) -> LedgerDiff:
+    """Compare the ledger at ``a_rev`` (default HEAD) with ``b_rev`` (default the workspace)."""
+    a_rev = a_rev or "HEAD"
+    b_rev = b_rev or WORKSPACE
+    if "HEAD" in (a_rev, b_rev) and not ledger.git.has_commits:
+        raise EvalLedgerError(
+            "the repository has no commits yet, so there is no HEAD to compare with",
+            "commit the ledger first, e.g. `evalledger run --commit`",
+        )
+    a, b = ledger.snapshot(a_rev), ledger.snapshot(b_rev)
+    common = [k for k in b.cells if k in a.cells]
+    changed = [k for k in common if a.cells[k].metrics_oid != b.cells[k].metrics_oid
+               or a.cells[k].scores_oid != b.cells[k].scores_oid]  # fmt: skip
+    old_m, new_m = a.metrics(changed), b.metrics(changed)
+    tested: list[tuple[str, str, str]] = []
+    changes: list[MetricChange] = []
+    for key in changed:
+        flat_old, flat_new = flatten(old_m.get(key, {})), flatten(new_m.get(key, {}))
+        for metric in _pick_metrics(flat_old, flat_new, metrics, all_metrics):
+            old, new = _number(flat_old.get(metric)), _number(flat_new.get(metric))
+            if old == new:
+                continue
+            changes.append(MetricChange(key, metric, old, new))
+            col = column_for(metric)
+            both = old is not None and new is not None
+            if both and col and a.cells[key].scores_oid and b.cells[key].scores_oid:
+                tested.append((key, metric, col))
+    _test_changes(a, b, changes, tested, method=method, alpha=alpha, confidence=confidence,
+                  n_resamples=n_resamples, seed=seed, cluster=cluster)  # fmt: skip
+    params = [
+        ParamChange(k, old, new) for k, (old, new) in _param_changes(a.params, b.params).items()
+    ]
+    return LedgerDiff(
+        a=a.label, b=b.label, a_commit=a.commit, b_commit=b.commit, changes=changes,
+        added=[k for k in b.cells if k not in a.cells],
+        removed=[k for k in a.cells if k not in b.cells],
+        params=params, unchanged=len(common) - len(changed), alpha=alpha,
+        confidence=confidence, method=method,
+    )  # fmt: skip
+
+
+def _param_changes(old: dict[str, Any], new: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
+    fo, fn = flatten(old), flatten(new)
+    return {k: (fo.get(k), fn.get(k)) for k in dict.fromkeys([*fo, *fn])
+            if fo.get(k) != fn.get(k)}  # fmt: skip
+
+
+def _test_changes(
+    a: Snapshot, b: Snapshot, changes: list[MetricChange], tested: list[tuple[str, str, str]],
+    **options: Any,
+) -> None:  # fmt: skip
+    if not tested:
+        return
+    from evalledger.pairing import paired_arrays
+    from evalledger.significance import compare_paired
+
+    keys = list(dict.fromkeys(k for k, _, _ in tested))
+    old_t, new_t = a.score_tables(keys), b.score_tables(keys)
+    by_id = {(c.cell, c.metric): c for c in changes}
+    cluster = options.pop("cluster")
+    alpha = options.pop("alpha")
+    for key, metric, col in tested:
+        if key not in old_t or key not in new_t:
+            continue
+        pair = paired_arrays(old_t[key], new_t[key], col, cluster)
+        if pair is None:
+            continue
+        x, y, clusters = pair
+        result = compare_paired(x, y, clusters=clusters, **options)
+        change = by_id[(key, metric)]
+        change.test = result
+        change.significant = bool(result.p_value < alpha)

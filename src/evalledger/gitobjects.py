@@ -1,0 +1,219 @@
+"""Reading files at any git revision straight from git objects, without a checkout.
+
+Everything goes through git's plumbing commands: ``rev-parse`` to resolve a revision,
+``ls-tree`` to list the files of a commit with their blob ids, one ``cat-file --batch``
+per batch of blobs, and one ``log --raw`` walk for the history of many files at once. The
+working tree and the index are never written, so ``git status`` is the same before and
+after any read.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import os
+import subprocess
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from evalledger.errors import EvalLedgerError, UnknownRevisionError
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+    from pathlib import Path
+
+__all__ = ["WORKSPACE", "Change", "GitObjects", "blob_id"]
+
+#: The revision name of the working tree (as in ``dvc metrics diff``).
+WORKSPACE = "workspace"
+
+
+def blob_id(data: bytes) -> str:
+    """The id git gives a blob with these bytes (so workspace files share the cache)."""
+    h = hashlib.sha1(b"blob %d\0" % len(data))
+    h.update(data)
+    return h.hexdigest()
+
+
+@dataclass(frozen=True)
+class Change:
+    """One file changed by one commit, from ``git log --raw``."""
+
+    commit: str
+    time: int
+    path: str
+    old: str | None
+    new: str | None
+    """The blob id after the commit; None when the commit deleted the file."""
+
+
+class GitObjects:
+    """Plumbing reads of one repository."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self._resolved: dict[str, str] = {}
+
+    def _git(self, *args: str, input: bytes | None = None, check: bool = True) -> bytes:
+        env = {**os.environ, "GIT_OPTIONAL_LOCKS": "0"}  # never touch the index on reads
+        try:
+            proc = subprocess.run(
+                ["git", *args], cwd=self.root, input=input, capture_output=True, env=env
+            )
+        except FileNotFoundError:
+            raise EvalLedgerError("git is not installed", "install git and retry") from None
+        if check and proc.returncode != 0:
+            msg = proc.stderr.decode(errors="replace").strip().splitlines()
+            raise EvalLedgerError(f"git {args[0]} failed: {msg[-1] if msg else proc.returncode}")
+        return proc.stdout
+
+    @property
+    def has_commits(self) -> bool:
+        """Whether HEAD points at a commit."""
+        return bool(self._git("rev-parse", "-q", "--verify", "HEAD^{commit}", check=False))
+
+    def resolve(self, rev: str) -> str:
+        """The commit SHA of a revision: SHA, branch, tag, ``HEAD~3`` or DVC experiment name."""
+        if rev in self._resolved:
+            return self._resolved[rev]
+        sha = ""
+        if not rev.startswith("-"):
+            out = self._git("rev-parse", "-q", "--verify", f"{rev}^{{commit}}", check=False)
+            sha = out.decode().strip()
+        if not sha:
+            sha = self._resolve_experiment(rev)
+        self._resolved[rev] = sha
+        return sha
+
+    def _refs(self, *patterns: str) -> list[str]:
+        out = self._git("for-each-ref", "--format=%(refname)", *patterns, check=False)
+        return out.decode().split()
+
+    def experiment_refs(self) -> dict[str, str]:
+        """DVC experiments: name -> ref (``refs/exps/<baseline>/<name>``)."""
+        return {ref.rsplit("/", 1)[-1]: ref for ref in self._refs("refs/exps")}
+
+    def _resolve_experiment(self, rev: str) -> str:
+        exps = [ref for ref in self._refs("refs/exps") if ref.rsplit("/", 1)[-1] == rev]
+        if len(exps) == 1:
+            return self._git("rev-parse", exps[0]).decode().strip()
+        names = [r.split("/", 2)[-1] for r in self._refs("refs/heads", "refs/tags")]
+        names += [r.rsplit("/", 1)[-1] for r in self._refs("refs/exps")]
+        candidates = sorted({*names, "HEAD", WORKSPACE})
+        close = difflib.get_close_matches(rev, candidates, n=3, cutoff=0.5)
+        if len(exps) > 1:
+            raise UnknownRevisionError(
+                f"revision {rev!r} names {len(exps)} DVC experiments",
+                f"use a full ref, e.g. {exps[0]}",
+            )
+        hint = (
+            f"did you mean {', '.join(close)}?"
+            if close
+            else "use a commit, branch, tag, HEAD~N, a DVC experiment name or 'workspace'"
+        )
+        raise UnknownRevisionError(f"unknown revision {rev!r}", hint)
+
+    def ls_tree(self, commit: str, paths: Iterable[str]) -> dict[str, str]:
+        """Path -> blob id of the files under ``paths`` in a commit."""
+        out = self._git("ls-tree", "-r", "-z", "--full-tree", commit, "--", *paths)
+        files: dict[str, str] = {}
+        for entry in out.split(b"\0"):
+            if not entry:
+                continue
+            meta, _, path = entry.partition(b"\t")
+            parts = meta.split()
+            if len(parts) == 3 and parts[1] == b"blob":
+                files[path.decode()] = parts[2].decode()
+        return files
+
+    def read_blobs(self, oids: Iterable[str]) -> dict[str, bytes]:
+        """The contents of many blobs through one ``git cat-file --batch``."""
+        wanted = list(dict.fromkeys(oids))
+        if not wanted:
+            return {}
+        out = self._git("cat-file", "--batch", input="\n".join(wanted).encode() + b"\n")
+        blobs: dict[str, bytes] = {}
+        pos = 0
+        for oid in wanted:
+            end = out.index(b"\n", pos)
+            header = out[pos:end].split()
+            pos = end + 1
+            if len(header) < 3 or header[1] == b"missing":
+                continue
+            size = int(header[2])
+            blobs[oid] = out[pos : pos + size]
+            pos += size + 1
+        return blobs
+
+    def log_changes(self, paths: Iterable[str], revs: Iterable[str] = ("HEAD",)) -> list[Change]:
+        """Every change to files under ``paths`` reachable from ``revs``: one history walk.
+
+        Newest first. Merge commits are shown against their first parent.
+        """
+        args = ["log", "--raw", "--no-abbrev", "--no-renames", "-m", "--first-parent"]
+        args += ["--format=%x01%H %ct", *revs, "--", *paths]
+        out = self._git(*args, check=False).decode(errors="replace")
+        changes: list[Change] = []
+        commit, when = "", 0
+        for line in out.splitlines():
+            if line.startswith("\x01"):
+                commit, _, ts = line[1:].partition(" ")
+                when = int(ts or 0)
+            elif line.startswith(":"):
+                meta, _, path = line.partition("\t")
+                parts = meta.split()
+                old, new = parts[2], parts[3]
+                zero = "0" * len(old)
+                changes.append(
+                    Change(commit, when, path, None if old == zero else old,
+                           None if new == zero else new)
+                )  # fmt: skip
+        return changes
+
+    def workspace_files(self, paths: Iterable[str]) -> dict[str, str]:
+        """Path -> blob id of the working tree's files under ``paths``.
+
+        Files whose index entry is current keep the index's id without being read;
+        modified and untracked ones are read and hashed, deleted ones are left out.
+        """
+        paths = list(paths)
+        files: dict[str, str] = {}
+        out = self._git("ls-files", "-s", "-z", "--", *paths, check=False)
+        for entry in out.split(b"\0"):
+            if entry:
+                meta, _, path = entry.partition(b"\t")
+                files[path.decode()] = meta.split()[1].decode()
+        changed = self._git("diff-files", "--name-only", "-z", "--", *paths, check=False)
+        others = self._git(
+            "ls-files", "--others", "--exclude-standard", "-z", "--", *paths, check=False
+        )
+        stale = [p.decode() for p in (changed + b"\0" + others).split(b"\0") if p]
+        for rel in stale:
+            try:
+                files[rel] = blob_id((self.root / rel).read_bytes())
+            except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+                files.pop(rel, None)
+        return files
+
+    def read_workspace(self, rel: str) -> bytes | None:
+        """A working-tree file's bytes, or None if it does not exist."""
+        try:
+            return (self.root / rel).read_bytes()
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            return None
+
+    def commit_info(self, commits: Iterable[str]) -> dict[str, tuple[int, str]]:
+        """SHA -> (commit time, subject) for many commits at once."""
+        shas = list(dict.fromkeys(commits))
+        if not shas:
+            return {}
+        out = self._git(
+            "log", "--no-walk=unsorted", "--format=%H %ct %s", *shas, check=False
+        ).decode(errors="replace")
+        info: dict[str, tuple[int, str]] = {}
+        for line in out.splitlines():
+            sha, _, rest = line.partition(" ")
+            ts, _, subject = rest.partition(" ")
+            if ts.isdigit():
+                info[sha] = (int(ts), subject)
+        return info

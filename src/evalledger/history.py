@@ -1,0 +1,357 @@
+"""The ledger across git history: manifests, metrics and per-item scores at any revision.
+
+A :class:`Snapshot` is the ledger at one revision (a commit, branch, tag, ``HEAD~3``, a
+DVC experiment, or the working tree), read straight from git objects: nothing is checked
+out and ``git status`` never changes. Every parsed file is cached by its blob id in
+``.evalledger/cache/``, so a second read of any revision costs a tree listing and one
+cache query. :meth:`Ledger.executions` walks the history once to find every execution
+ever committed.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from evalledger.cache import ParsedCache
+from evalledger.errors import ConfigError, UnknownExecutionError
+from evalledger.gitobjects import WORKSPACE, GitObjects
+from evalledger.manifest import EXECUTION_ID_RE, ExecutionManifest, load_manifest
+from evalledger.params import AXIS_ORDER
+from evalledger.scores import ScoreTable, parse_scores, summarize
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable
+
+    from evalledger.project import Project
+
+__all__ = [
+    "LEDGER_PATHS",
+    "SIGNIFICANCE_DIR",
+    "WORKSPACE",
+    "CellFiles",
+    "ExecutionInfo",
+    "Ledger",
+    "Snapshot",
+]
+
+#: What the reader looks at in a revision.
+LEDGER_PATHS = ("params.yaml", "runs", "metrics")
+#: ``metrics/<this>/`` holds saved significance results, not cells.
+SIGNIFICANCE_DIR = "_significance"
+_MANIFEST = "manifest.yaml"
+
+
+@dataclass(frozen=True)
+class CellFiles:
+    """A cell's files at one revision."""
+
+    key: str
+    axes: dict[str, str]
+    metrics_oid: str
+    scores_oid: str | None
+
+
+@dataclass
+class ExecutionInfo:
+    """Where an execution's manifest lives in history and in the working tree."""
+
+    execution_id: str
+    oid: str
+    """Blob id of the newest version of the manifest (workspace first)."""
+    commit: str | None
+    """The commit that last changed the manifest; None when the newest is uncommitted."""
+    first_commit: str | None = None
+    """The commit that added the manifest."""
+    in_workspace: bool = False
+    committed_time: int | None = None
+
+    @property
+    def where(self) -> str:
+        """``abc1234``, ``workspace`` (uncommitted) or ``abc1234 (deleted)``."""
+        if self.commit is None:
+            return WORKSPACE
+        return self.commit[:7] + ("" if self.in_workspace else " (deleted)")
+
+
+def _load_yaml(data: bytes) -> Any:
+    import yaml
+
+    return yaml.load(data, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+
+
+class Snapshot:
+    """The ledger at one revision."""
+
+    def __init__(self, ledger: Ledger, rev: str, commit: str | None, files: dict[str, str]):
+        self.ledger = ledger
+        self.rev = rev
+        self.commit = commit
+        """The commit SHA, or None for the working tree."""
+        self.files = files
+        """Path -> blob id of every ledger file."""
+
+    @property
+    def label(self) -> str:
+        """``HEAD~1 (abc1234)``, ``abc1234`` or ``workspace``."""
+        if self.commit is None:
+            return WORKSPACE
+        short = self.commit[:7]
+        return short if self.commit.startswith(self.rev) else f"{self.rev} ({short})"
+
+    def read(
+        self, kind: str, paths: Iterable[str], parse: Callable[[bytes], Any]
+    ) -> dict[str, Any]:
+        """Path -> parsed content of files of this revision (through the cache)."""
+        by_oid = {self.files[p]: p for p in paths if p in self.files}
+        values = self.ledger.parsed(kind, by_oid, self.commit is None, parse)
+        return {path: values[oid] for oid, path in by_oid.items() if oid in values}
+
+    @cached_property
+    def params(self) -> dict[str, Any]:
+        """params.yaml at this revision ({} when absent)."""
+
+        def parse(data: bytes) -> Any:
+            try:
+                return _load_yaml(data)
+            except Exception:
+                raise ConfigError(f"params.yaml at {self.label} is not valid YAML") from None
+
+        data = self.read("params", ["params.yaml"], parse).get("params.yaml")
+        return data if isinstance(data, dict) else {}
+
+    @cached_property
+    def axis_names(self) -> list[str]:
+        """The matrix's axes at this revision, in canonical order."""
+        axes = self.params.get("axes")
+        if isinstance(axes, dict):
+            return [a for a in AXIS_ORDER if a in axes]
+        return list(AXIS_ORDER[:2])
+
+    @cached_property
+    def cells(self) -> dict[str, CellFiles]:
+        """Cell key -> its files: every ``metrics/<key>.json`` that is a cell's metrics."""
+        names = self.axis_names
+        cells: dict[str, CellFiles] = {}
+        for path, oid in self.files.items():
+            if not path.startswith("metrics/") or not path.endswith(".json"):
+                continue
+            key = path[len("metrics/") : -len(".json")]
+            parts = key.split("/")
+            if parts[0] == SIGNIFICANCE_DIR or not 2 <= len(parts) <= len(AXIS_ORDER):
+                continue
+            axis_names = names if len(names) == len(parts) else list(AXIS_ORDER[: len(parts)])
+            axes = dict(zip(axis_names, parts, strict=True))
+            scores = self.files.get(f"metrics/{key}.scores.csv")
+            cells[key] = CellFiles(key, axes, oid, scores)
+        return dict(sorted(cells.items()))
+
+    def metrics(self, keys: Iterable[str] | None = None) -> dict[str, dict[str, Any]]:
+        """Cell key -> its metrics dict."""
+        wanted = list(self.cells) if keys is None else [k for k in keys if k in self.cells]
+
+        def parse(data: bytes) -> Any:
+            try:
+                value = json.loads(data)
+            except ValueError:
+                value = None
+            if not isinstance(value, dict):
+                raise ConfigError(f"a metrics file at {self.label} is not a JSON object")
+            return value
+
+        found = self.read("metrics", [f"metrics/{k}.json" for k in wanted], parse)
+        return {k: found[f"metrics/{k}.json"] for k in wanted if f"metrics/{k}.json" in found}
+
+    def scores(self, key: str) -> ScoreTable | None:
+        """The per-item scores of one cell, or None when it has none."""
+        return self.score_tables([key]).get(key)
+
+    def score_tables(self, keys: Iterable[str]) -> dict[str, ScoreTable]:
+        """Cell key -> per-item scores, for the cells that have them."""
+        paths = {f"metrics/{k}.scores.csv": k for k in keys if k in self.cells}
+        found = self.read("scores", paths, lambda d: parse_scores(d).to_json())
+        return {paths[p]: ScoreTable.from_json(v) for p, v in found.items()}
+
+    def summaries(self, keys: Iterable[str] | None = None) -> dict[str, dict[str, Any]]:
+        """Cell key -> per-column score summaries (n, mean, sd, clustered SE)."""
+        wanted = list(self.cells) if keys is None else list(keys)
+        paths = {f"metrics/{k}.scores.csv": k for k in wanted if k in self.cells}
+        found = self.read("summary", paths, lambda d: summarize(parse_scores(d)))
+        return {paths[p]: v for p, v in found.items()}
+
+    @cached_property
+    def manifest_ids(self) -> list[str]:
+        """The executions whose manifests this revision holds, oldest first."""
+        ids = []
+        for path in self.files:
+            parts = path.split("/")
+            is_manifest = len(parts) == 3 and parts[0] == "runs" and parts[2] == _MANIFEST
+            if is_manifest and EXECUTION_ID_RE.match(parts[1]):
+                ids.append(parts[1])
+        return sorted(ids)
+
+    def manifests(self) -> dict[str, ExecutionManifest]:
+        """Every execution manifest of this revision."""
+        paths = {f"runs/{i}/{_MANIFEST}": i for i in self.manifest_ids}
+        raw = self.read("manifest", paths, _load_yaml)
+        return {
+            paths[p]: load_manifest(data, source=f"{p} at {self.label}") for p, data in raw.items()
+        }
+
+    def owners(self) -> dict[str, str]:
+        """Cell key -> the execution whose results its files hold at this revision.
+
+        The newest completed run of a cell wrote its metrics; older executions of the
+        same cell were superseded.
+        """
+        best: dict[str, tuple[datetime, str]] = {}
+        for exec_id, manifest in self.manifests().items():
+            for key, rec in manifest.cells.items():
+                if rec.status.value != "completed":
+                    continue
+                when = rec.finished_at or manifest.updated_at
+                if key not in best or when >= best[key][0]:
+                    best[key] = (when, exec_id)
+        return {k: v[1] for k, v in best.items()}
+
+
+class Ledger:
+    """Reads a project's ledger at any revision; see the module docstring."""
+
+    def __init__(self, project: Project, *, use_cache: bool = True) -> None:
+        self.project = project
+        self.git = GitObjects(project.root)
+        self.cache = ParsedCache(project.state_dir / "cache" if use_cache else None)
+        self._snapshots: dict[str, Snapshot] = {}
+
+    def __enter__(self) -> Ledger:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Write what was parsed to the cache."""
+        self.cache.close()
+
+    def parsed(
+        self, kind: str, by_oid: dict[str, str], workspace: bool, parse: Callable[[bytes], Any]
+    ) -> dict[str, Any]:
+        """Blob id -> parsed value; cached values first, then git objects (or files)."""
+        values = self.cache.get_many(kind, by_oid)
+        missing = [oid for oid in by_oid if oid not in values]
+        if not missing:
+            return values
+        if workspace:
+            raw = {oid: self.git.read_workspace(by_oid[oid]) for oid in missing}
+            blobs = {oid: data for oid, data in raw.items() if data is not None}
+        else:
+            blobs = self.git.read_blobs(missing)
+        for oid, data in blobs.items():
+            value = parse(data)
+            values[oid] = value
+            self.cache.put(kind, oid, value)
+        self.cache.flush()
+        return values
+
+    def snapshot(self, rev: str | None = None) -> Snapshot:
+        """The ledger at ``rev``; None or ``workspace`` is the working tree."""
+        rev = rev or WORKSPACE
+        if rev not in self._snapshots:
+            if rev == WORKSPACE:
+                snap = Snapshot(self, rev, None, self.git.workspace_files(LEDGER_PATHS))
+            else:
+                commit = self.git.resolve(rev)
+                snap = Snapshot(self, rev, commit, self.git.ls_tree(commit, LEDGER_PATHS))
+            self._snapshots[rev] = snap
+        return self._snapshots[rev]
+
+    def file_history(
+        self, path: str, revs: Iterable[str] = ("HEAD",)
+    ) -> list[tuple[str, int, str]]:
+        """Every committed version of one file, newest first: (commit, time, blob id)."""
+        return [
+            (c.commit, c.time, c.new)
+            for c in self.git.log_changes([path], revs)
+            if c.path == path and c.new is not None
+        ]
+
+    @cached_property
+    def _execution_index(self) -> dict[str, ExecutionInfo]:
+        infos: dict[str, ExecutionInfo] = {}
+        if self.git.has_commits:
+            for change in self.git.log_changes(["runs"], ["HEAD"]):
+                parts = change.path.split("/")
+                if len(parts) != 3 or parts[2] != _MANIFEST or not EXECUTION_ID_RE.match(parts[1]):
+                    continue
+                info = infos.get(parts[1])
+                if change.new is not None and info is None:
+                    infos[parts[1]] = info = ExecutionInfo(
+                        parts[1], change.new, change.commit, committed_time=change.time
+                    )
+                if info is not None and change.new is not None:
+                    info.first_commit = change.commit  # older changes come later
+        for path, oid in self.snapshot(WORKSPACE).files.items():
+            parts = path.split("/")
+            if len(parts) == 3 and parts[0] == "runs" and parts[2] == _MANIFEST:
+                if not EXECUTION_ID_RE.match(parts[1]):
+                    continue
+                info = infos.get(parts[1])
+                if info is None or info.oid != oid:
+                    first = info.first_commit if info else None
+                    infos[parts[1]] = info = ExecutionInfo(parts[1], oid, None, first)
+                info.in_workspace = True
+        return dict(sorted(infos.items()))
+
+    def executions(self) -> list[ExecutionInfo]:
+        """Every execution in the history of HEAD and in the working tree, oldest first."""
+        return list(self._execution_index.values())
+
+    def find_execution(self, ref: str) -> ExecutionInfo:
+        """An execution by full ID or any unique part of one; close matches on a miss."""
+        index = self._execution_index
+        if ref in index:
+            return index[ref]
+        matches = [i for i in index if ref in i]
+        if len(matches) == 1:
+            return index[matches[0]]
+        if matches:
+            raise UnknownExecutionError(
+                f"execution {ref!r} is ambiguous; it matches {', '.join(matches[:5])}",
+                "give more of the ID",
+            )
+        close = difflib.get_close_matches(ref, list(index), n=3, cutoff=0.5)
+        hint = f"did you mean {', '.join(close)}?" if close else "see `evalledger list`"
+        raise UnknownExecutionError(f"unknown execution {ref!r}", hint)
+
+    def manifest(self, info: ExecutionInfo) -> ExecutionManifest:
+        """The newest version of an execution's manifest."""
+        path = f"runs/{info.execution_id}/{_MANIFEST}"
+        raw = self.parsed("manifest", {info.oid: path}, info.commit is None, _load_yaml)
+        if info.oid not in raw:
+            raise UnknownExecutionError(f"the manifest of {info.execution_id} cannot be read")
+        return load_manifest(raw[info.oid], source=path)
+
+    def home(self, info: ExecutionInfo) -> Snapshot:
+        """The revision holding the newest version of an execution and its results."""
+        return self.snapshot(info.commit or WORKSPACE)
+
+    def results(self, info: ExecutionInfo) -> dict[str, dict[str, Any] | None]:
+        """Cell key -> the execution's metrics for that cell, None where superseded."""
+        snap = self.home(info)
+        owners = snap.owners()
+        keys = list(self.manifest(info).cells)
+        found = snap.metrics([k for k in keys if owners.get(k) == info.execution_id])
+        return {k: found.get(k) for k in keys}
+
+
+def commit_time(ledger: Ledger, commit: str | None) -> datetime | None:
+    """A commit's time, as a UTC datetime."""
+    if commit is None:
+        return None
+    info = ledger.git.commit_info([commit]).get(commit)
+    return datetime.fromtimestamp(info[0], UTC) if info else None

@@ -1,0 +1,96 @@
+"""``evalledger significance``."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from evalledger.cli._options import current_project, open_ledger, stats_options
+from evalledger.cli._render import print_table
+from evalledger.diff import format_p, format_value
+from evalledger.pairing import run_significance
+
+
+@click.command()
+@click.argument("operands", nargs=-1, required=True)
+@click.option(
+    "-b",
+    "--benchmark",
+    "benchmarks",
+    multiple=True,
+    metavar="NAME",
+    help="Only these benchmarks (repeatable).",
+)
+@click.option(
+    "-m",
+    "--metric",
+    default="accuracy",
+    show_default=True,
+    help="Metric to test: accuracy, mean_score, partial_accuracy, format_accuracy.",
+)
+@stats_options
+@click.option(
+    "--alpha",
+    type=click.FloatRange(0, 1, min_open=True, max_open=True),
+    default=0.05,
+    show_default=True,
+    help="Significance level (after Holm).",
+)
+@click.option("-r", "--rev", default=None, help="Revision to read models at (default: workspace).")
+@click.option(
+    "--items",
+    "items",
+    multiple=True,
+    type=click.IntRange(min=2),
+    metavar="N",
+    help="Also show the minimum detectable effect with N items (repeatable).",
+)
+@click.option("--save", is_flag=True, help="Write the results as JSON to metrics/_significance/.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def significance(
+    ctx: click.Context, operands: tuple[str, ...], benchmarks: tuple[str, ...], metric: str,
+    method: str | None, confidence: float, n_resamples: int, seed: int, cluster: str | None,
+    alpha: float, rev: str | None, items: tuple[int, ...], save: bool, as_json: bool,
+) -> None:  # fmt: skip
+    """Test whether differences are real, on paired per-item scores.
+
+    OPERANDS are models (paired on each benchmark), cells (model/benchmark), execution
+    IDs or revisions (the same cells paired across them); NAME@REV reads one at a
+    revision, e.g. `solver@HEAD~1 solver`. With three or more, every pair is tested and
+    p-values are Holm-Bonferroni adjusted. The default method is the paired bootstrap.
+    """
+    report = run_significance(
+        open_ledger(ctx), list(operands), rev=rev, benchmarks=list(benchmarks) or None,
+        metric=metric, method=method or "bootstrap", alpha=alpha, confidence=confidence,
+        n_resamples=n_resamples, seed=seed, cluster=cluster, items=list(items),
+    )  # fmt: skip
+    saved = report.save(current_project(ctx).metrics_dir) if save else None
+    if as_json:
+        click.echo(json.dumps(report.to_json(), indent=2))
+    else:
+        conf = f"{confidence:.0%} CI"
+        rows, styles = [], []
+        for c in report.comparisons:
+            r = c.result
+            sig = r.significant(alpha)
+            rows.append([f"{c.a} vs {c.b}", c.unit, r.method, str(r.n), format_value(r.mean_a),
+                         format_value(r.mean_b), format_value(r.diff, True),
+                         f"[{format_value(r.ci_low, True)}, {format_value(r.ci_high, True)}]",
+                         format_p(r.p_value), format_p(r.p_adjusted),
+                         format_value(r.effect_size, True), format_value(c.mde),
+                         "yes" if sig else "no"])  # fmt: skip
+            styles.append("bold" if sig else "")
+        cols = ["comparison", "benchmark", "method", "n", "A", "B", "B - A", conf, "p",
+                "p (Holm)", "d_z", "MDE", "significant"]  # fmt: skip
+        print_table(cols, rows, title=f"{metric}: paired tests, alpha {alpha:g}",
+                    styles=styles)  # fmt: skip
+        for c in report.comparisons:
+            for n, mde in c.mde_at.items():
+                click.echo(f"{c.a} vs {c.b} on {c.unit}: with {n} items the minimum "
+                           f"detectable effect is {format_value(mde)} (power 0.8)")  # fmt: skip
+        for note in report.skipped:
+            click.echo(f"skipped {note}")
+    if saved is not None:
+        click.echo(f"saved {saved.relative_to(current_project(ctx).root)}", err=as_json)

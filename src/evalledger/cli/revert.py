@@ -1,0 +1,41 @@
+"""``evalledger revert``."""
+
+from __future__ import annotations
+
+import click
+
+from evalledger.cli._options import current_project
+from evalledger.executions import load_execution
+from evalledger.revert import revert_params
+
+
+@click.command()
+@click.argument("execution_id")
+@click.option("--dry-run", is_flag=True, help="Show the changes without writing params.yaml.")
+@click.pass_context
+def revert(ctx: click.Context, execution_id: str, dry_run: bool) -> None:
+    """Put an execution's configuration back into params.yaml, to re-run it.
+
+    EXECUTION_ID may be a full ID or any unique part of one. Comments and formatting of
+    the rest of params.yaml are kept; redacted secrets keep their current values. Then
+    `evalledger run` evaluates the cells whose configuration changed.
+    """
+    project = current_project(ctx)
+    result = revert_params(project, load_execution(project, execution_id), dry_run=dry_run)
+    exec_id = result.execution_id
+    if not result.changes:
+        click.echo(f"params.yaml already matches {exec_id}; nothing to change")
+        return
+    verb = "would change" if dry_run else "changed"
+    click.echo(f"params.yaml: {len(result.changes)} key(s) {verb} to match {exec_id}:")
+    for change in result.changes:
+        click.echo(f"  {change.describe()}")
+    if result.kept_redacted:
+        click.echo(f"kept the current value of redacted {', '.join(result.kept_redacted)}")
+    cells = result.stale_cells
+    shown = ", ".join(cells[:6]) + (", ..." if len(cells) > 6 else "")
+    todo = f"evaluates {len(cells)} cell(s): {shown}" if cells else "has nothing to evaluate"
+    if dry_run:
+        click.echo(f"dry run: params.yaml not written; after the revert `evalledger run` {todo}")
+    else:
+        click.echo(f"next: `evalledger run` {todo}")

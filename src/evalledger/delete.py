@@ -1,0 +1,61 @@
+"""Deleting an execution from the workspace: its manifest and the cell files it owns."""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from evalledger.errors import UnknownExecutionError
+from evalledger.matrix import cell_from_axes
+
+if TYPE_CHECKING:
+    from evalledger.history import Ledger
+
+__all__ = ["DeletePlan", "apply_delete", "plan_delete"]
+
+
+@dataclass
+class DeletePlan:
+    """What deleting an execution removes."""
+
+    execution_id: str
+    paths: list[str]
+    """Project-relative files and folders, the manifest's folder first."""
+    cells: list[str]
+    """Cells whose current results belong to the execution (and go with it)."""
+
+    def commit_hint(self) -> str:
+        """The git commands that record the deletion."""
+        paths = " ".join(self.paths if len(self.paths) <= 4 else [self.paths[0], "metrics"])
+        return f"git add -A -- {paths} && git commit -m 'Delete {self.execution_id}'"
+
+
+def plan_delete(ledger: Ledger, ref: str) -> DeletePlan:
+    """The files an execution has in the workspace: its folder and the cells it owns."""
+    info = ledger.find_execution(ref)
+    if not info.in_workspace:
+        raise UnknownExecutionError(
+            f"{info.execution_id} is not in the workspace (it was deleted in a later commit)",
+            f"its last version is in commit {info.where.split()[0]}",
+        )
+    ws = ledger.snapshot()
+    owners = ws.owners()
+    cells = [k for k, owner in owners.items() if owner == info.execution_id]
+    paths = [f"runs/{info.execution_id}"]
+    root = ledger.project.root
+    manifest = ledger.manifest(info)
+    for key in cells:
+        cell = cell_from_axes(manifest.cells[key].axes)
+        for rel in (cell.metrics_path, cell.scores_path, cell.predictions_path):
+            if (root / rel).exists():
+                paths.append(rel)
+    return DeletePlan(info.execution_id, paths, cells)
+
+
+def apply_delete(ledger: Ledger, plan: DeletePlan) -> None:
+    """Remove the planned files (the manifest's folder last, so a crash can be redone)."""
+    root = ledger.project.root
+    for rel in plan.paths[1:]:
+        (root / rel).unlink(missing_ok=True)
+    shutil.rmtree(root / plan.paths[0], ignore_errors=True)

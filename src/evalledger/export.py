@@ -1,0 +1,135 @@
+"""Exporting executions (manifest, per-cell metrics and item scores) to JSON, and back.
+
+An export is self-contained: ``evalledger import`` recreates the manifest and the cell
+files in another project. Imports are checked in full before any file is written, and
+every file is written atomically, so a bad export leaves the project as it was.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from evalledger.atomic import atomic_write
+from evalledger.errors import ConfigError
+from evalledger.manifest import EXECUTION_ID_RE, dump_manifest, load_manifest
+from evalledger.matrix import cell_from_axes
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from evalledger.history import Ledger
+    from evalledger.manifest import ExecutionManifest
+    from evalledger.project import Project
+
+__all__ = ["EXPORT_FORMAT", "ImportResult", "export_executions", "import_executions"]
+
+EXPORT_FORMAT = "evalledger-export"
+EXPORT_VERSION = 1
+
+
+def export_executions(ledger: Ledger, refs: list[str] | None) -> dict[str, Any]:
+    """Executions (all when ``refs`` is None) with their results, as JSON-ready data."""
+    infos = ledger.executions() if refs is None else [ledger.find_execution(r) for r in refs]
+    out = []
+    for info in infos:
+        manifest = ledger.manifest(info)
+        home = ledger.home(info)
+        results = ledger.results(info)
+        owned = [k for k, v in results.items() if v is not None]
+        scores = home.read("scores_text", [f"metrics/{k}.scores.csv" for k in owned],
+                           lambda d: d.decode("utf-8"))  # fmt: skip
+        cells = {
+            k: {"metrics": results[k], "scores_csv": scores.get(f"metrics/{k}.scores.csv")}
+            for k in owned
+        }
+        out.append({"manifest": manifest.model_dump(mode="json"), "commit": info.commit,
+                     "cells": cells})  # fmt: skip
+    return {"format": EXPORT_FORMAT, "version": EXPORT_VERSION,
+            "exported_at": datetime.now(UTC).isoformat(), "executions": out}  # fmt: skip
+
+
+@dataclass
+class ImportResult:
+    """What an import wrote and skipped."""
+
+    executions: list[str] = field(default_factory=list)
+    written: list[str] = field(default_factory=list)
+    kept: list[str] = field(default_factory=list)
+    """Cell files that already existed and were left as they were (no ``--force``)."""
+
+
+def _check(data: Any, source: str) -> list[tuple[ExecutionManifest, dict[str, Any]]]:
+    if not isinstance(data, dict) or data.get("format") != EXPORT_FORMAT:
+        raise ConfigError(f"{source} is not an evalledger export",
+                          "create one with `evalledger export`")  # fmt: skip
+    if data.get("version") != EXPORT_VERSION:
+        version = data.get("version")
+        raise ConfigError(
+            f"{source} has export version {version!r}; this evalledger reads {EXPORT_VERSION}",
+            "upgrade evalledger",
+        )
+    entries = data.get("executions")
+    if not isinstance(entries, list):
+        raise ConfigError(f"{source}: 'executions' must be a list")
+    checked = []
+    for i, entry in enumerate(entries):
+        where = f"{source}: executions[{i}]"
+        if not isinstance(entry, dict):
+            raise ConfigError(f"{where} is not an object")
+        manifest = load_manifest(entry.get("manifest"), source=f"{where}.manifest")
+        if not EXECUTION_ID_RE.match(manifest.execution_id):
+            raise ConfigError(f"{where}: bad execution id {manifest.execution_id!r}")
+        cells = entry.get("cells") or {}
+        if not isinstance(cells, dict):
+            raise ConfigError(f"{where}.cells must be an object")
+        for key, cell in cells.items():
+            rec = manifest.cells.get(key)
+            if rec is None or cell_from_axes(rec.axes).key != key:
+                raise ConfigError(f"{where}: cell {key!r} is not a cell of its manifest")
+            if not isinstance(cell, dict) or not isinstance(cell.get("metrics"), dict):
+                raise ConfigError(f"{where}: cell {key!r} has no metrics object")
+            if not isinstance(cell.get("scores_csv"), str | None):
+                raise ConfigError(f"{where}: cell {key!r}: scores_csv must be text")
+        checked.append((manifest, cells))
+    return checked
+
+
+def import_executions(project: Project, path: Path, *, force: bool = False) -> ImportResult:
+    """Recreate exported executions and their cell files in ``project``.
+
+    An execution that already exists is an error unless ``force``; existing cell files
+    are kept unless ``force`` (the workspace may hold newer results for those cells).
+    """
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path} not found") from None
+    except ValueError as exc:
+        raise ConfigError(f"{path} is not valid JSON: {exc}") from None
+    checked = _check(data, path.name)
+    if not force:
+        for manifest, _ in checked:
+            if (project.runs_dir / manifest.execution_id).exists():
+                raise ConfigError(f"execution {manifest.execution_id} already exists",
+                                  "pass --force to overwrite it")  # fmt: skip
+    result = ImportResult()
+    for manifest, cells in checked:
+        for key, cell in cells.items():
+            files = {f"metrics/{key}.json": json.dumps(cell["metrics"], indent=2) + "\n"}
+            if cell.get("scores_csv") is not None:
+                files[f"metrics/{key}.scores.csv"] = cell["scores_csv"]
+            for rel, text in files.items():
+                target = project.path(rel)
+                if target.exists() and not force:
+                    result.kept.append(rel)
+                    continue
+                atomic_write(target, text)
+                result.written.append(rel)
+        rel = f"runs/{manifest.execution_id}/manifest.yaml"
+        atomic_write(project.path(rel), dump_manifest(manifest))
+        result.written.append(rel)
+        result.executions.append(manifest.execution_id)
+    return result

@@ -15,14 +15,14 @@ import re
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from evalledger.atomic import atomic_write
 from evalledger.errors import StatsError, UnknownExecutionError, UnknownRevisionError
 from evalledger.scores import column_for
 
 if TYPE_CHECKING:
     from pathlib import Path
+
+    import numpy as np
 
     from evalledger.history import Ledger, Snapshot
     from evalledger.scores import ScoreTable
@@ -47,6 +47,8 @@ def paired_arrays(
     default the ``cluster`` column is used when the tables have one. Returns None when
     the tables share fewer than two items.
     """
+    import numpy as np
+
     if column not in a.columns or column not in b.columns:
         known = ", ".join(sorted(set(a.columns) & set(b.columns))) or "none"
         raise StatsError(f"no per-item column {column!r} to compare; known: {known}")
@@ -184,6 +186,8 @@ def run_significance(
     items: list[int] | None = None,
 ) -> SignificanceReport:
     """Paired tests between every pair of operands on every unit they share."""
+    import numpy as np
+
     from evalledger.significance import compare_paired, holm_bonferroni, minimum_detectable_effect
 
     if len(operands) < 2:

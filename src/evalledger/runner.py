@@ -109,6 +109,8 @@ class RunPlan:
     items_done: dict[str, int]
     items_total: dict[str, int | None]
     jobs: int
+    duplicates: dict[str, list[str]] = field(default_factory=dict)
+    """Cell -> earlier executions that completed it at the same config, data and code."""
 
     @property
     def items_remaining(self) -> dict[str, int | None]:
@@ -471,6 +473,18 @@ def _commit(project: Project, manifest: ExecutionManifest) -> str:
     return git_commit(project.root, paths, "\n".join(lines))
 
 
+def _previous_runs(project: Project, manifest: ExecutionManifest) -> dict[str, list[str]]:
+    """Earlier identical evaluations of the new execution's cells (a warning, never fatal)."""
+    from evalledger.duplicates import previous_runs
+    from evalledger.history import Ledger
+
+    try:
+        with Ledger(project) as ledger:
+            return previous_runs(ledger, manifest)
+    except EvalLedgerError:
+        return {}
+
+
 def run(project: Project, options: RunOptions, reporter: RunReporter | None = None) -> RunResult:
     """Create (or resume) an execution and evaluate its cells; see the module docstring."""
     from evalledger.params import apply_overrides
@@ -513,6 +527,7 @@ def run(project: Project, options: RunOptions, reporter: RunReporter | None = No
                 for rec in manifest.cells.values():
                     _checkpoint_of(project, rec).unlink(missing_ok=True)
             plan.execution_id = manifest.execution_id
+            plan.duplicates = _previous_runs(project, manifest)
         if options.resume:
             sync_dvc_yaml(project, spec)
         _set_lock_label(project, manifest.execution_id)

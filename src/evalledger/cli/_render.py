@@ -76,6 +76,19 @@ def print_status(manifest: ExecutionManifest) -> None:
     out.print(table)
 
 
+def warn_duplicates(plan: RunPlan) -> None:
+    """Warn about cells already evaluated at the same configuration, data and code."""
+    if not plan.duplicates:
+        return
+    keys = list(plan.duplicates)
+    example = f"{keys[0]} in {plan.duplicates[keys[0]][-1]}"
+    click.echo(
+        f"Warning: {len(keys)} cell(s) were already evaluated with the same configuration, "
+        f"data and code (e.g. {example}); see `evalledger list --duplicates`",
+        err=True,
+    )
+
+
 class _LineReporter:
     """Plain lines, for logs and pipes."""
 
@@ -90,6 +103,7 @@ class _LineReporter:
         skipped = f", {len(plan.up_to_date)} up to date" if plan.up_to_date else ""
         click.echo(f"{verb} {plan.execution_id}: {self.total} cells{skipped}, "
                    f"{plan.jobs} at once")  # fmt: skip
+        warn_duplicates(plan)
 
     def cell_started(self, key: str, done: int, total: int) -> None:
         if done:

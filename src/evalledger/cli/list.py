@@ -8,6 +8,7 @@ import click
 
 from evalledger.cli._options import open_ledger
 from evalledger.cli._render import print_table
+from evalledger.duplicates import find_duplicates
 from evalledger.listing import list_executions
 
 
@@ -18,15 +19,21 @@ from evalledger.listing import list_executions
 @click.option(
     "-v", "--verbose", is_flag=True, help="Also show the command, overrides, models and benchmarks."
 )
+@click.option("--duplicates", is_flag=True,
+              help="List cells completed more than once with the same configuration, data "
+                   "and code.")  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_context
-def list_executions_cmd(ctx: click.Context, limit: int | None, verbose: bool,
+def list_executions_cmd(ctx: click.Context, limit: int | None, verbose: bool, duplicates: bool,
                         as_json: bool) -> None:  # fmt: skip
     """List executions across git history and the workspace, newest first.
 
     COMMIT is the commit that last changed the execution's manifest, `workspace` when
     its newest version is uncommitted, and `(deleted)` when HEAD no longer has it.
     """
+    if duplicates:
+        _print_duplicates(ctx, as_json)
+        return
     rows = list_executions(open_ledger(ctx), limit)
     if as_json:
         click.echo(json.dumps([r.to_json() for r in rows], indent=2))
@@ -50,3 +57,19 @@ def list_executions_cmd(ctx: click.Context, limit: int | None, verbose: bool,
                     " ".join(m.command)]  # fmt: skip
         table.append(row)
     print_table(columns, table)
+
+
+def _print_duplicates(ctx: click.Context, as_json: bool) -> None:
+    groups = find_duplicates(open_ledger(ctx))
+    if as_json:
+        data = [{"cell": g.cell, "fingerprint": g.fingerprint, "config_hash": g.config_hash,
+                 "executions": g.runs} for g in groups]  # fmt: skip
+        click.echo(json.dumps(data, indent=2))
+        return
+    if not groups:
+        click.echo("no duplicates: every completed cell ran at a distinct configuration, "
+                   "data and code")  # fmt: skip
+        return
+    rows = [[g.cell, g.fingerprint, str(len(g.runs)), ", ".join(g.runs)] for g in groups]
+    title = "Cells evaluated more than once with the same configuration, data and code"
+    print_table(["cell", "fingerprint", "runs", "executions (oldest first)"], rows, title=title)

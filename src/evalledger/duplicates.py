@@ -1,0 +1,68 @@
+"""Finding cells evaluated more than once with the same configuration, data and code.
+
+A cell's duplicate key is :func:`evalledger.manifest.cell_fingerprint` of its config
+hash, its benchmark data hash and the project's code hash. Manifests written before the
+code hash existed (schema < 3) use their git commit as the code, so they match only
+runs of the very same commit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from evalledger.manifest import CellStatus, ExecutionManifest, cell_fingerprint
+
+if TYPE_CHECKING:
+    from evalledger.history import Ledger
+
+__all__ = ["DuplicateGroup", "code_key", "find_duplicates", "previous_runs"]
+
+
+def code_key(manifest: ExecutionManifest) -> str | None:
+    """The code an execution ran: its code hash, else its commit."""
+    git = manifest.git
+    return git.code_hash or (f"commit:{git.commit}" if git.commit else None)
+
+
+@dataclass
+class DuplicateGroup:
+    """Completed runs of one cell with one fingerprint."""
+
+    fingerprint: str
+    cell: str
+    config_hash: str
+    runs: list[str] = field(default_factory=list)
+    """Execution IDs, oldest first."""
+
+
+def _fingerprints(ledger: Ledger) -> dict[tuple[str, str], DuplicateGroup]:
+    groups: dict[tuple[str, str], DuplicateGroup] = {}
+    for info in ledger.executions():
+        manifest = ledger.manifest(info)
+        code = code_key(manifest)
+        for key, rec in manifest.cells.items():
+            if rec.status != CellStatus.COMPLETED:
+                continue
+            fp = cell_fingerprint(rec.config_hash, rec.data_hash, code)
+            group = groups.setdefault((key, fp), DuplicateGroup(fp, key, rec.config_hash))
+            group.runs.append(info.execution_id)
+    return groups
+
+
+def find_duplicates(ledger: Ledger) -> list[DuplicateGroup]:
+    """Every cell that was completed more than once with the same fingerprint."""
+    return [g for g in _fingerprints(ledger).values() if len(g.runs) > 1]
+
+
+def previous_runs(ledger: Ledger, manifest: ExecutionManifest) -> dict[str, list[str]]:
+    """Cell key -> earlier executions that completed it with the same fingerprint."""
+    groups = _fingerprints(ledger)
+    code = code_key(manifest)
+    found: dict[str, list[str]] = {}
+    for key, rec in manifest.cells.items():
+        group = groups.get((key, cell_fingerprint(rec.config_hash, rec.data_hash, code)))
+        earlier = [r for r in group.runs if r != manifest.execution_id] if group else []
+        if earlier:
+            found[key] = earlier
+    return found

@@ -7,6 +7,10 @@ The public Python API. Names load lazily, so ``import evalledger`` stays cheap::
     project = Project.find(".")
     result = run(project, RunOptions(filters={"model": ["solver"]}))
     print(load_execution(project, None).summary())
+
+    df = evalledger.load(["HEAD~1", "HEAD"])      # tidy metrics across revisions
+    with evalledger.Ledger(project) as ledger:     # history straight from git objects
+        print(evalledger.diff_revisions(ledger, "HEAD~1", "HEAD").to_markdown())
 """
 
 from __future__ import annotations
@@ -20,11 +24,18 @@ from evalledger.project import Project
 if TYPE_CHECKING:
     from evalledger.benchmarks.base import Benchmark, Item, ItemScore
     from evalledger.cell import CellResult, execute_cell
+    from evalledger.compare import compare_sides
+    from evalledger.dataframe import load
+    from evalledger.diff import LedgerDiff, diff_revisions
     from evalledger.executions import execution_ids, latest_execution_id, load_execution
+    from evalledger.history import Ledger, Snapshot
+    from evalledger.leaderboard import Leaderboard, build_leaderboard
     from evalledger.manifest import CellRecord, ExecutionManifest
     from evalledger.models.base import Completion, Model
+    from evalledger.pairing import run_significance
     from evalledger.runner import RunOptions, RunPlan, RunResult, plan_run, run
     from evalledger.scaffold import init_project
+    from evalledger.significance import PairedResult, compare_paired
 
 __all__ = [
     "Benchmark",
@@ -35,19 +46,30 @@ __all__ = [
     "ExecutionManifest",
     "Item",
     "ItemScore",
+    "Leaderboard",
+    "Ledger",
+    "LedgerDiff",
     "Model",
+    "PairedResult",
     "Project",
     "RunOptions",
     "RunPlan",
     "RunResult",
+    "Snapshot",
     "__version__",
+    "build_leaderboard",
+    "compare_paired",
+    "compare_sides",
+    "diff_revisions",
     "execute_cell",
     "execution_ids",
     "init_project",
     "latest_execution_id",
+    "load",
     "load_execution",
     "plan_run",
     "run",
+    "run_significance",
 ]
 
 __version__ = "0.1.0.dev0"
@@ -71,6 +93,17 @@ _LAZY = {
     "plan_run": "evalledger.runner",
     "run": "evalledger.runner",
     "init_project": "evalledger.scaffold",
+    "Ledger": "evalledger.history",
+    "Snapshot": "evalledger.history",
+    "LedgerDiff": "evalledger.diff",
+    "diff_revisions": "evalledger.diff",
+    "Leaderboard": "evalledger.leaderboard",
+    "build_leaderboard": "evalledger.leaderboard",
+    "compare_sides": "evalledger.compare",
+    "load": "evalledger.dataframe",
+    "run_significance": "evalledger.pairing",
+    "PairedResult": "evalledger.significance",
+    "compare_paired": "evalledger.significance",
 }
 
 

@@ -1,0 +1,53 @@
+"""The ledger as a tidy pandas DataFrame, for notebooks: one row per cell, metric, revision."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from evalledger.diff import flatten
+from evalledger.history import Ledger
+from evalledger.params import AXIS_ORDER
+from evalledger.project import Project
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    import pandas as pd
+
+__all__ = ["load"]
+
+
+def load(
+    revs: list[str] | str | None = None,
+    *,
+    metrics: list[str] | None = None,
+    project: Project | Path | str | None = None,
+) -> pd.DataFrame:
+    """Cell metrics at one or more revisions as a tidy DataFrame.
+
+    Columns: ``rev``, ``commit`` (None for the workspace), ``cell``, one column per axis
+    (``model``, ``benchmark``, ...), ``metric`` (dotted for nested metrics, e.g.
+    ``latency_ms.p50``) and ``value``. ``revs`` defaults to the workspace; ``metrics``
+    keeps only those metrics. Pivot it as you like, e.g.
+    ``df.pivot_table(index="model", columns="benchmark", values="value")``.
+    """
+    import pandas as pd
+
+    proj = project if isinstance(project, Project) else Project.find(project)
+    wanted = [revs] if isinstance(revs, str) else (revs or [None])  # type: ignore[list-item]
+    rows: list[dict[str, object]] = []
+    with Ledger(proj) as ledger:
+        for rev in wanted:
+            snap = ledger.snapshot(rev)
+            for key, data in snap.metrics().items():
+                axes = snap.cells[key].axes
+                for metric, value in flatten(data).items():
+                    if isinstance(value, bool) or not isinstance(value, int | float):
+                        continue
+                    if metrics and metric not in metrics:
+                        continue
+                    rows.append({"rev": snap.label, "commit": snap.commit, "cell": key, **axes,
+                                 "metric": metric, "value": float(value)})  # fmt: skip
+    axis_cols = [a for a in AXIS_ORDER if any(a in r for r in rows)]
+    columns = ["rev", "commit", "cell", *axis_cols, "metric", "value"]
+    return pd.DataFrame(rows, columns=columns)

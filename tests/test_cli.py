@@ -47,7 +47,14 @@ def test_loading_every_command_loads_no_pandas_scipy_dvc_or_git() -> None:
         "[c.cli.get_command(click.Context(c.cli), n) for n in c.COMMANDS]"
     )
     loaded = _imported_after(code)
-    assert not set(loaded) & {"pandas", "scipy", "dvc", "git"}, loaded
+    assert not set(loaded) & {"pandas", "scipy", "dvc", "git", "numpy"}, loaded
+
+
+def test_method_choices_match_the_statistics_library() -> None:
+    from evalledger.cli._options import METHOD_NAMES
+    from evalledger.significance import METHODS
+
+    assert sorted(METHOD_NAMES) == sorted(METHODS)
 
 
 def test_python_dash_m_and_version() -> None:

@@ -22,8 +22,8 @@ __all__ = [
     "RegressionError",
     "RunLockedError",
     "StatsError",
-    "UnknownRevisionError",
     "UnknownExecutionError",
+    "UnknownRevisionError",
 ]
 
 EXIT_OK = 0

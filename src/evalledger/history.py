@@ -107,9 +107,12 @@ class Snapshot:
         self, kind: str, paths: Iterable[str], parse: Callable[[bytes], Any]
     ) -> dict[str, Any]:
         """Path -> parsed content of files of this revision (through the cache)."""
-        by_oid = {self.files[p]: p for p in paths if p in self.files}
+        wanted = {p: self.files[p] for p in paths if p in self.files}
+        by_oid: dict[str, str] = {}
+        for path, oid in wanted.items():  # files with equal bytes share one blob id
+            by_oid.setdefault(oid, path)
         values = self.ledger.parsed(kind, by_oid, self.commit is None, parse)
-        return {path: values[oid] for oid, path in by_oid.items() if oid in values}
+        return {path: values[oid] for path, oid in wanted.items() if oid in values}
 
     @cached_property
     def params(self) -> dict[str, Any]:
@@ -274,9 +277,12 @@ class Ledger:
         self, path: str, revs: Iterable[str] = ("HEAD",)
     ) -> list[tuple[str, int, str]]:
         """Every committed version of one file, newest first: (commit, time, blob id)."""
+        if not self.git.has_commits:
+            return []
+        commits = [self.git.resolve(r) for r in revs]  # experiment names; close matches
         return [
             (c.commit, c.time, c.new)
-            for c in self.git.log_changes([path], revs)
+            for c in self.git.log_changes([path], commits)
             if c.path == path and c.new is not None
         ]
 

@@ -183,7 +183,8 @@ def cell_scores(
             n = int(summary["n"])
             se = summary.get("se_clustered", summary["sd"] / math.sqrt(n) if n else None)
         else:
-            raw_n = flat.get("scored", flat.get("n"))
+            # error_rate is over every item; the other proportions over the scored ones
+            raw_n = flat.get("n") if metric == "error_rate" else flat.get("scored", flat.get("n"))
             if isinstance(raw_n, int) and raw_n > 0 and _proportion(metric) and 0 <= value <= 1:
                 n = raw_n
                 se = math.sqrt(value * (1 - value) / n)
@@ -211,6 +212,11 @@ def build_leaderboard(
         raise ConfigError(f"unknown --by {by!r}; known: model, cell")
     snaps = [ledger.snapshot(r) for r in revs] if revs else [ledger.snapshot()]
     metric = metric or _default_metric(snaps)
+    if benchmarks:  # a misspelt one among several must not be silently left out
+        known = sorted({c.axes.get("benchmark", "") for s in snaps for c in s.cells.values()})
+        missing = [b for b in benchmarks if b not in known]
+        if missing and known:
+            raise ConfigError(f"unknown benchmark {missing[0]!r}; known: {', '.join(known)}")
     scores: list[CellScore] = []
     for snap in snaps:
         scores += cell_scores(snap, metric, benchmarks)

@@ -1,0 +1,154 @@
+"""`evalledger list`, `show` and `stats` over executions across git history."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+import ledger_factory as lf
+from conftest import invoke
+
+ALL = [lf.EXEC_E, lf.EXEC_D, lf.EXEC_C, lf.EXEC_B, lf.EXEC_A]  # newest first
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> lf.Built:
+    return lf.build_ledger(tmp_path_factory.mktemp("listing") / "proj")
+
+
+def _table(text: str) -> list[list[str]]:
+    return [re.split(r"\s{2,}", line.strip()) for line in text.splitlines()]
+
+
+def test_list_newest_first_with_commits(built: lf.Built) -> None:
+    out = invoke(built.project, "list")
+    assert out.exit_code == 0
+    rows = _table(out.stdout)
+    assert rows[0] == ["execution", "created (UTC)", "status", "done", "failed", "commit"]
+    v1, v2, v3 = built.short("v1"), built.short("v2"), built.short("v3")
+    assert rows[1:] == [
+        [lf.EXEC_E, "2026-01-05 10:00:00", "completed", "1/1", "0", "workspace"],
+        [lf.EXEC_D, "2026-01-04 10:00:00", "completed", "1/1", "0", v3],
+        [lf.EXEC_C, "2026-01-03 10:00:00", "completed", "4/4", "0", v2],
+        [lf.EXEC_B, "2026-01-02 10:00:00", "partial", "1/2", "1", f"{v1} (deleted)"],
+        [lf.EXEC_A, "2026-01-01 10:00:00", "completed", "5/5", "0", v1],
+    ]
+
+
+def test_list_limit_verbose_and_json(built: lf.Built) -> None:
+    one = _table(invoke(built.project, "list", "-n", "1").stdout)
+    assert [r[0] for r in one[1:]] == [lf.EXEC_E]
+    two = _table(invoke(built.project, "list", "--limit", "2").stdout)
+    assert [r[0] for r in two[1:]] == [lf.EXEC_E, lf.EXEC_D]
+
+    verbose = _table(invoke(built.project, "list", "-v").stdout)
+    assert verbose[0][-3:] == ["models", "benchmarks", "command"]
+    by_id = {r[0]: r for r in verbose[1:]}
+    assert by_id[lf.EXEC_A][-3:] == ["alpha, beta, gamma", "qa, math", "evalledger run"]
+    assert by_id[lf.EXEC_B][-3:] == ["alpha, gamma", "math, qa", "evalledger run -S run.jobs=1"]
+    assert by_id[lf.EXEC_D][-3:] == ["gamma", "qa", "evalledger run"]
+
+    data = json.loads(invoke(built.project, "list", "--json").stdout)
+    assert [d["execution_id"] for d in data] == ALL
+    b = data[3]
+    assert (b["status"], b["cells"], b["completed"], b["failed"]) == ("partial", 2, 1, 1)
+    assert (b["commit"], b["in_workspace"], b["overrides"]) == (
+        built.shas["v1"], False, ["run.jobs=1"],
+    )  # fmt: skip
+    assert (data[0]["commit"], data[0]["in_workspace"]) == (None, True)
+    assert [d["commit"] for d in data[1:3]] == [built.shas["v3"], built.shas["v2"]]
+    assert data[4]["created_at"] == "2026-01-01T10:00:00+00:00"
+    assert json.loads(invoke(built.project, "list", "--json", "-n", "1").stdout)[0] == data[0]
+
+
+def test_show_prints_config_provenance_and_cell_metrics(built: lf.Built) -> None:
+    out = invoke(built.project, "show", "aaaa0001")  # a unique part of the ID
+    assert out.exit_code == 0
+    lines = out.stdout.splitlines()
+    assert lines[0] == f"{lf.EXEC_A}  completed  5/5 cells completed"
+    assert lines[1].startswith("created   2026-01-01 10:00:00 UTC")
+    assert lines[2] == "command   evalledger run"
+    assert lines[3] == f"git       {built.shas['init'][:10]} on main"
+    assert lines[4] == f"results   read at {built.short('v1')}"
+    assert lines[5] == "config:"
+    config = out.stdout[out.stdout.index("config:\n") + 8 : out.stdout.index("\ncell ")]
+    assert "    alpha:\n      adapter: baseline" in config and "      seed: 1\n" in config
+    rows = {r[0]: r for r in _table(out.stdout[out.stdout.index("\ncell ") + 1 :])}
+    assert rows["cell"][:4] == ["cell", "status", "items", "accuracy"]
+    assert rows["alpha/qa"][:5] == ["alpha/qa", "completed", "40/40", "0.5", "0.5"]
+    assert rows["beta/qa"][:4] == ["beta/qa", "completed", "40/40", "0.75"]
+    assert rows["beta/math"][:4] == ["beta/math", "completed", "20/20", "0.6"]
+    # Execution B re-ran alpha/math later: A's result there is superseded.
+    assert rows["alpha/math"] == ["alpha/math", "superseded", "16/20"]
+
+
+def test_show_reads_results_where_the_execution_lives(built: lf.Built) -> None:
+    deleted = invoke(built.project, "show", "bbbb0002")
+    assert deleted.exit_code == 0
+    assert f"results   read at {built.short('v1')}" in deleted.stdout
+    assert "overrides run.jobs=1" in deleted.stdout
+    rows = {r[0]: r for r in _table(deleted.stdout[deleted.stdout.index("\ncell ") + 1 :])}
+    assert rows["alpha/math"][:4] == ["alpha/math", "completed", "16/20", "0.75"]
+    assert rows["alpha/math"][7] == "4"  # errors
+    assert rows["gamma/qa"] == ["gamma/qa", "failed", "0/40"]
+
+    ws = invoke(built.project, "show", "eeee")
+    assert "results   read at workspace" in ws.stdout
+    assert f"git       {built.shas['v3'][:10]} on main" in ws.stdout
+    assert re.search(r"alpha/math\s+completed\s+16/20\s+0\.875", ws.stdout)
+
+    data = json.loads(invoke(built.project, "show", "cccc0003", "--json").stdout)
+    assert data["execution_id"] == lf.EXEC_C
+    assert data["commit"] == data["first_commit"] == built.shas["v2"]
+    assert data["revision"] == built.short("v2")
+    assert data["manifest"]["config"]["models"]["alpha"]["seed"] == 2
+    assert {k: v["accuracy"] for k, v in data["results"].items()} == {
+        "alpha/qa": 0.725, "beta/qa": 0.55, "gamma/qa": 0.55, "gamma/math": 0.625,
+    }  # fmt: skip
+
+
+def test_stats_counts(built: lf.Built) -> None:
+    out = invoke(built.project, "stats", "--json")
+    assert out.exit_code == 0
+    data = json.loads(out.stdout)
+    # A: 40+40+40+16+20, B: 16 (its failed cell is not counted), C: 3*40+48, D: 40, E: 16
+    assert data["items_scored"] == 156 + 16 + 168 + 40 + 16
+    assert data["items_errored"] == 4 + 4 + 2 + 0 + 4
+    assert data["executions"] == 5
+    assert data["executions_by_status"] == {"completed": 4, "partial": 1}
+    assert data["cell_runs"] == 5 + 2 + 4 + 1 + 1
+    assert data["cell_runs_by_status"] == {"completed": 12, "failed": 1}
+    assert (data["cells_in_workspace"], data["models"], data["benchmarks"]) == (5, 3, 2)
+    # Commits that touched runs/ or metrics/: init (their .gitkeep files), v1, v2, v3.
+    assert data["ledger_commits"] == 4
+    assert data["sizes"]["runs"]["files"] == 1 + 4  # .gitkeep; A, C, D, E (B was deleted)
+    assert data["sizes"]["metrics"]["files"] == 1 + 5 + 4  # .gitkeep, metrics, score CSVs
+    text = invoke(built.project, "stats").stdout
+    assert "executions      5 (4 completed, 1 partial)" in text
+    assert "cell runs       13 (12 completed, 1 failed)" in text
+    assert "workspace       5 cells: 3 models x 2 benchmarks" in text
+
+
+def test_unknown_execution_is_one_line_naming_the_closest(built: lf.Built) -> None:
+    out = invoke(built.project, "show", "exec_2026-01-01_100000_aaaa0009")
+    assert out.exit_code == 2 and out.stdout == ""
+    assert out.stderr.count("\n") == 1
+    assert out.stderr.startswith(
+        f"Error: unknown execution 'exec_2026-01-01_100000_aaaa0009'; did you mean {lf.EXEC_A}"
+    )
+    out = invoke(built.project, "show", "2026-01")
+    assert out.exit_code == 2 and out.stderr.count("\n") == 1
+    assert "is ambiguous" in out.stderr and lf.EXEC_A in out.stderr
+    out = invoke(built.project, "show", "zzz")
+    assert (out.exit_code, out.stderr) == (
+        2,
+        "Error: unknown execution 'zzz'; see `evalledger list`\n",
+    )
+
+
+def test_unknown_revision_suggests_the_branch(built: lf.Built) -> None:
+    out = invoke(built.project, "diff", "mian")
+    assert (out.exit_code, out.stdout) == (2, "")
+    assert out.stderr == "Error: unknown revision 'mian'; did you mean main?\n"

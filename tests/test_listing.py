@@ -121,8 +121,8 @@ def test_stats_counts(built: lf.Built) -> None:
     assert data["cell_runs"] == 5 + 2 + 4 + 1 + 1
     assert data["cell_runs_by_status"] == {"completed": 12, "failed": 1}
     assert (data["cells_in_workspace"], data["models"], data["benchmarks"]) == (5, 3, 2)
-    # Commits that touched runs/ or metrics/: init (their .gitkeep files), v1, v2, v3.
-    assert data["ledger_commits"] == 4
+    # Commits with results: v1, v2, v3 (init only adds the folders' .gitkeep files).
+    assert data["ledger_commits"] == 3
     assert data["sizes"]["runs"]["files"] == 1 + 4  # .gitkeep; A, C, D, E (B was deleted)
     assert data["sizes"]["metrics"]["files"] == 1 + 5 + 4  # .gitkeep, metrics, score CSVs
     text = invoke(built.project, "stats").stdout

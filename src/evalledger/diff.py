@@ -281,10 +281,12 @@ class LedgerDiff:
             for p in self.params:
                 lines.append(f"| `{p.key}` | {_md_param(p.old)} | {_md_param(p.new)} |")
             lines.append("")
+        used = sorted({c.test.method for c in self.changes if c.test is not None})
+        tests = f"paired {' / '.join(used)} tests on per-item scores" if used else "no tests"
+        cells = f"{self.unchanged} cell{'s' if self.unchanged != 1 else ''} unchanged"
         lines.append(
-            f"<sub>{self.method} paired tests on per-item scores, alpha {self.alpha:g}; "
-            f"{self.unchanged} cells unchanged. 🟢 significant improvement, 🔴 significant "
-            "regression.</sub>"
+            f"<sub>{tests}, alpha {self.alpha:g}; {cells}. 🟢 significant improvement, "
+            "🔴 significant regression.</sub>"
         )
         for note in self.notes:
             lines.append(f"<sub>{note}</sub>")

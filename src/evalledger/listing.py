@@ -106,7 +106,8 @@ def ledger_stats(ledger: Ledger) -> dict[str, Any]:
     for name in ("runs", "metrics", "predictions", ".dvc/cache", ".evalledger/cache"):
         files, size = _folder_size(root / name)
         sizes[name] = {"files": files, "bytes": size}
-    commits = {c.commit for c in ledger.git.log_changes(["runs", "metrics"])}
+    changes = ledger.git.log_changes(["runs", "metrics"])
+    commits = {c.commit for c in changes if not c.path.endswith(".gitkeep")}
     return {
         "executions": len(rows), "executions_by_status": statuses,
         "cell_runs": sum(cell_status.values()), "cell_runs_by_status": cell_status,

@@ -38,15 +38,17 @@ class DuplicateGroup:
 
 def _fingerprints(ledger: Ledger) -> dict[tuple[str, str], DuplicateGroup]:
     groups: dict[tuple[str, str], DuplicateGroup] = {}
-    for info in ledger.executions():
-        manifest = ledger.manifest(info)
+    # Oldest first by creation time: IDs made within one second sort randomly.
+    manifests = sorted((ledger.manifest(i) for i in ledger.executions()),
+                       key=lambda m: m.created_at)  # fmt: skip
+    for manifest in manifests:
         code = code_key(manifest)
         for key, rec in manifest.cells.items():
             if rec.status != CellStatus.COMPLETED:
                 continue
             fp = cell_fingerprint(rec.config_hash, rec.data_hash, code)
             group = groups.setdefault((key, fp), DuplicateGroup(fp, key, rec.config_hash))
-            group.runs.append(info.execution_id)
+            group.runs.append(manifest.execution_id)
     return groups
 
 

@@ -87,7 +87,10 @@ def _check(data: Any, source: str) -> list[tuple[ExecutionManifest, dict[str, An
             raise ConfigError(f"{where}.cells must be an object")
         for key, cell in cells.items():
             rec = manifest.cells.get(key)
-            if rec is None or cell_from_axes(rec.axes).key != key:
+            unsafe = rec is not None and any(
+                v in ("", ".", "..") or "/" in v or "\\" in v for v in rec.axes.values()
+            )  # a crafted axis value like `..` would write outside metrics/
+            if rec is None or unsafe or cell_from_axes(rec.axes).key != key:
                 raise ConfigError(f"{where}: cell {key!r} is not a cell of its manifest")
             if not isinstance(cell, dict) or not isinstance(cell.get("metrics"), dict):
                 raise ConfigError(f"{where}: cell {key!r} has no metrics object")
@@ -115,9 +118,17 @@ def import_executions(project: Project, path: Path, *, force: bool = False) -> I
             if (project.runs_dir / manifest.execution_id).exists():
                 raise ConfigError(f"execution {manifest.execution_id} already exists",
                                   "pass --force to overwrite it")  # fmt: skip
+    # A cell several imported executions ran gets the newest one's files (as owners() picks).
+    newest: dict[str, tuple[datetime, str]] = {}
+    for manifest, cells in checked:
+        for key in cells:
+            when = (manifest.cells[key].finished_at or manifest.updated_at, manifest.execution_id)
+            newest[key] = max(newest.get(key, when), when)
     result = ImportResult()
     for manifest, cells in checked:
         for key, cell in cells.items():
+            if newest[key][1] != manifest.execution_id:
+                continue
             files = {f"metrics/{key}.json": json.dumps(cell["metrics"], indent=2) + "\n"}
             if cell.get("scores_csv") is not None:
                 files[f"metrics/{key}.scores.csv"] = cell["scores_csv"]

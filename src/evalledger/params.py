@@ -27,6 +27,7 @@ __all__ = [
     "load_params",
     "override_params",
     "parse_spec",
+    "plain_data",
 ]
 
 #: Known axes and the params.yaml section that defines each axis value.
@@ -230,6 +231,15 @@ def parse_spec(data: dict[str, Any]) -> MatrixSpec:
         axes=axes, sections=sections, run=RunSettings(jobs=jobs), raw=data,
         judges={_check_name("judge", k): v for k, v in judges.items()},
     )  # fmt: skip
+
+
+def plain_data(node: Any) -> Any:
+    """Plain dicts and lists from ruamel.yaml's round-trip nodes."""
+    if isinstance(node, dict):
+        return {str(k): plain_data(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [plain_data(v) for v in node]
+    return node
 
 
 def _parse_override(text: str) -> tuple[list[str], Any]:

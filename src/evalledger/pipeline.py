@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from evalledger.atomic import atomic_write
 from evalledger.errors import ConfigError, EvalLedgerError
 from evalledger.matrix import STAGE, Cell
-from evalledger.params import AXES
+from evalledger.params import AXES, plain_data
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -80,21 +80,13 @@ def sync_dvc_yaml(project: Project, spec: MatrixSpec) -> bool:
     if stages is None:
         stages = doc["stages"] = {}
     wanted = render_stage(spec.axis_names, bool(spec.judges))
-    if _plain(stages.get(STAGE)) == wanted:
+    if plain_data(stages.get(STAGE)) == wanted:
         return False
     stages[STAGE] = wanted
     buf = io.StringIO()
     y.dump(doc, buf)
     atomic_write(path, buf.getvalue())
     return True
-
-
-def _plain(node: Any) -> Any:
-    if isinstance(node, dict):
-        return {str(k): _plain(v) for k, v in node.items()}
-    if isinstance(node, list):
-        return [_plain(v) for v in node]
-    return node
 
 
 def record_cells(project: Project, cells: list[Cell]) -> int:

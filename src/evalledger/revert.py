@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from evalledger.atomic import atomic_write, locked_file
 from evalledger.errors import ConfigError, RunLockedError
+from evalledger.params import plain_data
 from evalledger.redact import REDACTED
 
 if TYPE_CHECKING:
@@ -78,24 +79,15 @@ class RevertResult:
 def _short(value: Any, width: int) -> str:
     if value is MISSING:
         return "(absent)"
-    text = json.dumps(_plain(value), ensure_ascii=False, default=str)
+    text = json.dumps(plain_data(value), ensure_ascii=False, default=str)
     return text if len(text) <= width else text[: width - 3] + "..."
-
-
-def _plain(node: Any) -> Any:
-    """Plain data from ruamel.yaml's round-trip nodes."""
-    if isinstance(node, dict):
-        return {str(k): _plain(v) for k, v in node.items()}
-    if isinstance(node, list):
-        return [_plain(v) for v in node]
-    return node
 
 
 def _same(current: Any, wanted: Any) -> bool:
     """Equal as configuration: the way config hashes see them (1 != 1.0 != true)."""
 
     def canon(v: Any) -> str:
-        return json.dumps(_plain(v), sort_keys=True, default=str)
+        return json.dumps(plain_data(v), sort_keys=True, default=str)
 
     return canon(current) == canon(wanted)
 
@@ -167,7 +159,7 @@ class _Reverter:
             return node
         new = self.resolve(target, node, path)
         if node is MISSING or not _same(node, new):
-            self.changes.append(ParamChange(path, _plain(node), _plain(new)))
+            self.changes.append(ParamChange(path, plain_data(node), plain_data(new)))
             return _styled(new, node)
         return node
 
@@ -176,7 +168,7 @@ class _Reverter:
         keys = {str(k): k for k in node}
         for name in [n for n in keys if n not in target]:
             key = keys.pop(name)
-            self.changes.append(ParamChange(prefix + name, _plain(node[key]), MISSING))
+            self.changes.append(ParamChange(prefix + name, plain_data(node[key]), MISSING))
             del node[key]
         order = list(target)
         for i, (name, value) in enumerate(target.items()):

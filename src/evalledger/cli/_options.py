@@ -12,7 +12,15 @@ from evalledger.project import Project
 if TYPE_CHECKING:
     from evalledger.history import Ledger
 
-__all__ = ["METHOD_NAMES", "current_project", "format_options", "open_ledger", "stats_options"]
+__all__ = [
+    "METHOD_NAMES",
+    "alpha_option",
+    "benchmarks_option",
+    "current_project",
+    "format_options",
+    "open_ledger",
+    "stats_options",
+]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -68,3 +76,19 @@ def stats_options(fn: F) -> F:
     ]):  # fmt: skip
         fn = option(fn)
     return fn
+
+
+#: ``-b/--benchmark``, repeatable, into ``benchmarks``.
+benchmarks_option = click.option(
+    "-b", "--benchmark", "benchmarks", multiple=True, metavar="NAME",
+    help="Only these benchmarks (repeatable).",
+)  # fmt: skip
+
+
+def alpha_option(help: str = "Significance level.") -> Callable[[F], F]:
+    """``--alpha``, the significance level, strictly between 0 and 1."""
+    option: Callable[[F], F] = click.option(
+        "--alpha", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.05,
+        show_default=True, help=help,
+    )  # fmt: skip
+    return option

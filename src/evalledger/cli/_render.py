@@ -14,7 +14,14 @@ if TYPE_CHECKING:
     from evalledger.manifest import CellRecord, ExecutionManifest
     from evalledger.runner import RunPlan
 
-__all__ = ["console", "make_reporter", "print_status", "print_table", "status_json"]
+__all__ = [
+    "console",
+    "echo_formatted",
+    "make_reporter",
+    "print_status",
+    "print_table",
+    "status_json",
+]
 
 _STYLE = {"completed": "green", "failed": "red", "in_progress": "yellow", "pending": "dim"}
 
@@ -31,6 +38,21 @@ def console() -> Any:
     from rich.console import Console
 
     return Console(highlight=False, soft_wrap=False, width=None if sys.stdout.isatty() else 160)
+
+
+def echo_formatted(result: Any, fmt: str) -> bool:
+    """Print ``result`` as json, csv, md or html through its ``to_<format>`` method.
+
+    Returns False for ``table`` (the caller draws it), True when printed.
+    """
+    if fmt == "json":
+        click.echo(json.dumps(result.to_json(), indent=2))
+        return True
+    method = {"csv": "to_csv", "md": "to_markdown", "html": "to_html"}.get(fmt)
+    if method is None:
+        return False
+    click.echo(getattr(result, method)(), nl=False)
+    return True
 
 
 def print_table(

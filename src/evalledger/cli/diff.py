@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import json
-
 import click
 
-from evalledger.cli._options import format_options, open_ledger, stats_options
-from evalledger.cli._render import print_table
+from evalledger.cli._options import alpha_option, format_options, open_ledger, stats_options
+from evalledger.cli._render import echo_formatted, print_table
 from evalledger.diff import LedgerDiff, diff_revisions, format_p, format_value
 from evalledger.errors import RegressionError
 
@@ -27,13 +25,7 @@ from evalledger.errors import RegressionError
 @click.option("--all", "all_metrics", is_flag=True, help="Compare every numeric metric.")
 @format_options("table", "md", "json", "csv")
 @stats_options
-@click.option(
-    "--alpha",
-    type=click.FloatRange(0, 1, min_open=True, max_open=True),
-    default=0.05,
-    show_default=True,
-    help="Significance level.",
-)
+@alpha_option()
 @click.option(
     "--fail-on-regression",
     is_flag=True,
@@ -66,13 +58,7 @@ def diff(
         n_resamples=n_resamples, seed=seed, cluster=cluster,
     )  # fmt: skip
     regressions = result.regressions(list(metrics) or None, threshold) if fail_on_regression else []
-    if fmt == "json":
-        click.echo(json.dumps(result.to_json(), indent=2))
-    elif fmt == "csv":
-        click.echo(result.to_csv(), nl=False)
-    elif fmt == "md":
-        click.echo(result.to_markdown(), nl=False)
-    else:
+    if not echo_formatted(result, fmt):
         _print(result)
     if regressions:
         worst = min(regressions, key=lambda c: c.change or 0.0)

@@ -2,24 +2,15 @@
 
 from __future__ import annotations
 
-import json
-
 import click
 
-from evalledger.cli._options import format_options, open_ledger
-from evalledger.cli._render import print_table
+from evalledger.cli._options import benchmarks_option, format_options, open_ledger
+from evalledger.cli._render import echo_formatted, print_table
 from evalledger.leaderboard import build_leaderboard
 
 
 @click.command()
-@click.option(
-    "-b",
-    "--benchmark",
-    "benchmarks",
-    multiple=True,
-    metavar="NAME",
-    help="Only these benchmarks (repeatable).",
-)
+@benchmarks_option
 @click.option(
     "-m",
     "--metric",
@@ -65,14 +56,6 @@ def leaderboard(
         open_ledger(ctx), list(revs) or None, metric=metric, benchmarks=list(benchmarks) or None,
         by=by, top=top, confidence=confidence,
     )  # fmt: skip
-    if fmt == "json":
-        click.echo(json.dumps(board.to_json(), indent=2))
-    elif fmt == "csv":
-        click.echo(board.to_csv(), nl=False)
-    elif fmt == "md":
-        click.echo(board.to_markdown(), nl=False)
-    elif fmt == "html":
-        click.echo(board.to_html(), nl=False)
-    else:
+    if not echo_formatted(board, fmt):
         print_table(board.columns(), board.rows(), title=board.title(),
                     right=len(board.columns()) - 2)  # fmt: skip

@@ -6,7 +6,13 @@ import json
 
 import click
 
-from evalledger.cli._options import current_project, open_ledger, stats_options
+from evalledger.cli._options import (
+    alpha_option,
+    benchmarks_option,
+    current_project,
+    open_ledger,
+    stats_options,
+)
 from evalledger.cli._render import print_table
 from evalledger.diff import format_p, format_value
 from evalledger.pairing import run_significance
@@ -14,14 +20,7 @@ from evalledger.pairing import run_significance
 
 @click.command()
 @click.argument("operands", nargs=-1, required=True)
-@click.option(
-    "-b",
-    "--benchmark",
-    "benchmarks",
-    multiple=True,
-    metavar="NAME",
-    help="Only these benchmarks (repeatable).",
-)
+@benchmarks_option
 @click.option(
     "-m",
     "--metric",
@@ -30,13 +29,7 @@ from evalledger.pairing import run_significance
     help="Metric to test: accuracy, mean_score, partial_accuracy, format_accuracy.",
 )
 @stats_options
-@click.option(
-    "--alpha",
-    type=click.FloatRange(0, 1, min_open=True, max_open=True),
-    default=0.05,
-    show_default=True,
-    help="Significance level (after Holm).",
-)
+@alpha_option("Significance level (after Holm).")
 @click.option("-r", "--rev", default=None, help="Revision to read models at (default: workspace).")
 @click.option(
     "--items",

@@ -25,7 +25,7 @@ def load(
 ) -> pd.DataFrame:
     """Cell metrics at one or more revisions as a tidy DataFrame.
 
-    Columns: ``rev``, ``commit`` (None for the workspace), ``cell``, one column per axis
+    Columns: ``rev``, ``commit`` (missing, NaN, for the workspace), ``cell``, one column per axis
     (``model``, ``benchmark``, ...), ``metric`` (dotted for nested metrics, e.g.
     ``latency_ms.p50``) and ``value``. ``revs`` defaults to the workspace; ``metrics``
     keeps only those metrics. Pivot it as you like, e.g.

@@ -42,10 +42,10 @@ class ExecutionRow:
 
 def list_executions(ledger: Ledger, limit: int | None = None) -> list[ExecutionRow]:
     """Executions in HEAD's history and the working tree, newest first."""
-    infos = ledger.executions()[::-1]
-    if limit is not None:
-        infos = infos[:limit]
-    return [ExecutionRow(info, ledger.manifest(info)) for info in infos]
+    rows = [ExecutionRow(info, ledger.manifest(info)) for info in ledger.executions()]
+    # IDs made within one second share their time part, and their suffix is random.
+    rows.sort(key=lambda r: (r.manifest.created_at, r.info.execution_id), reverse=True)
+    return rows if limit is None else rows[:limit]
 
 
 @dataclass

@@ -14,6 +14,7 @@ from evalledger.benchmarks.base import hash_data_files
 from evalledger.cell import DATA_HASH_CACHE, benchmark_data_hash
 from evalledger.executions import load_execution
 from evalledger.gitinfo import code_hash
+from evalledger.manifest import SCHEMA_VERSION
 from evalledger.project import Project
 
 JSONL_PARAMS = """\
@@ -161,7 +162,7 @@ def test_run_writes_code_and_data_hashes_into_the_manifest(qa_project: Project) 
     result = invoke(qa_project, "run")
     assert result.exit_code == 0, result.output
     manifest = load_execution(qa_project, None)
-    assert manifest.schema_version == 3
+    assert manifest.schema_version == SCHEMA_VERSION
     assert manifest.git.code_hash == code_hash(qa_project.root)
     qa, arith = manifest.cells["solver/qa"], manifest.cells["solver/arith"]
     spec = qa_project.spec()

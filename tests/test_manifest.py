@@ -7,6 +7,7 @@ import yaml
 
 from evalledger.errors import ConfigError
 from evalledger.manifest import (
+    SCHEMA_VERSION,
     CellStatus,
     ExecutionManifest,
     cell_fingerprint,
@@ -18,11 +19,12 @@ from evalledger.manifest import (
 GOLDEN_V1 = Path(__file__).parent / "data" / "manifest_v1.yaml"
 GOLDEN_V2 = Path(__file__).parent / "data" / "manifest_v2.yaml"
 GOLDEN_V3 = Path(__file__).parent / "data" / "manifest_v3.yaml"
+GOLDEN_V4 = Path(__file__).parent / "data" / "manifest_v4.yaml"
 
 
 def test_golden_schema_v1_loads_and_upgrades() -> None:
     m = read_manifest(GOLDEN_V1)
-    assert m.schema_version == 3
+    assert m.schema_version == SCHEMA_VERSION == 4
     assert all(rec.examples_errored == 0 for rec in m.cells.values())
     assert m.git.code_hash is None
     assert all(rec.data_hash is None for rec in m.cells.values())
@@ -85,8 +87,38 @@ def test_v1_file_with_a_v2_field_is_rejected() -> None:
         load_manifest(data, source="m.yaml")
 
 
-def test_golden_file_is_byte_stable_through_a_round_trip() -> None:
-    text = GOLDEN_V3.read_text()
+def test_v3_golden_loads_as_a_matrix_execution_without_provenance() -> None:
+    v3 = read_manifest(GOLDEN_V3)
+    assert (v3.kind, v3.name, v3.provenance, v3.git.diff_hash) == ("matrix", None, None, None)
+    assert (v3.params, v3.last_metrics, v3.checkpoints, v3.artifacts) == ({}, {}, [], [])
+
+
+@pytest.mark.parametrize("field", ["kind", "provenance", "last_metrics", "checkpoints"])
+def test_v3_file_with_a_v4_field_is_rejected(field: str) -> None:
+    data = yaml.safe_load(GOLDEN_V3.read_text())
+    data[field] = None
+    with pytest.raises(ConfigError) as err:
+        load_manifest(data, source="m.yaml")
+    assert str(err.value) == f"m.yaml: {field} is not a schema 3 field"
+
+
+def test_v4_golden_is_a_tracked_experiment_with_provenance() -> None:
+    m = read_manifest(GOLDEN_V4)
+    assert (m.kind, m.name, m.status.value) == ("experiment", "lr-sweep-1e-4", "completed")
+    assert m.execution_id.startswith("exp_")
+    assert m.provenance is not None and m.provenance.accelerators == ["NVIDIA A100-SXM4-80GB"]
+    assert m.provenance.env["HF_TOKEN"] == "<redacted>"
+    assert m.checkpoints[0].step == 500 and m.last_metrics["train/loss"] == 0.4125
+    assert m.git.diff_hash == "9b1e77f0a2c4d6e8"
+
+
+@pytest.mark.parametrize("golden", [GOLDEN_V3, GOLDEN_V4])
+def test_golden_file_is_byte_stable_through_a_round_trip(golden: Path) -> None:
+    if golden is GOLDEN_V3:  # an upgraded v3 file is written as v4: compare the v4 text
+        text = dump_manifest(read_manifest(GOLDEN_V3))
+        assert text.startswith("schema_version: 4\n")
+    else:
+        text = golden.read_text()
     m = load_manifest(yaml.safe_load(text))
     assert dump_manifest(m) == text
     again = load_manifest(yaml.safe_load(dump_manifest(m)))
@@ -119,7 +151,7 @@ def test_unknown_schema_version_names_the_fix() -> None:
     with pytest.raises(ConfigError) as err:
         load_manifest(data, source="m.yaml")
     assert err.value.one_line() == (
-        "m.yaml has schema_version 99; this evalledger reads 1, 2, 3; upgrade evalledger"
+        "m.yaml has schema_version 99; this evalledger reads 1, 2, 3, 4; upgrade evalledger"
     )
 
 

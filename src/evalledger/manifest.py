@@ -9,6 +9,10 @@ by any earlier evalledger keep loading. History of the format:
 3. ``git.code_hash`` (the project's code, ledger files aside) and cells' ``data_hash``
    (their benchmark's data files): with ``config_hash`` they make a cell's fingerprint,
    which finds identical configurations already evaluated at the same code and data.
+4. Tracked experiments (``kind: experiment``, IDs ``exp_...``, from the Tracker API) beside
+   evaluation matrices: ``name``, ``notes``, ``params``, ``last_metrics``, ``checkpoints``,
+   ``artifacts``, ``error``; a ``failed`` execution status; ``provenance`` (machine,
+   packages, environment, data versions); ``git.diff_hash``.
 """
 
 from __future__ import annotations
@@ -32,22 +36,26 @@ if TYPE_CHECKING:
 
 __all__ = [
     "SCHEMA_VERSION",
+    "ArtifactRecord",
     "CellRecord",
     "CellStatus",
     "ExecutionManifest",
     "ExecutionStatus",
     "GitState",
+    "Provenance",
     "cell_fingerprint",
     "dump_manifest",
     "load_manifest",
     "new_execution_id",
+    "new_experiment_id",
     "new_experiment_name",
     "read_manifest",
     "write_manifest",
 ]
 
-SCHEMA_VERSION: Literal[3] = 3
-EXECUTION_ID_RE = re.compile(r"^exec_\d{4}-\d{2}-\d{2}_\d{6}_[0-9a-f]{8}$")
+SCHEMA_VERSION: Literal[4] = 4
+#: ``exec_...`` for evaluation matrices, ``exp_...`` for tracked experiments.
+EXECUTION_ID_RE = re.compile(r"^(exec|exp)_\d{4}-\d{2}-\d{2}_\d{6}_[0-9a-f]{8}$")
 
 
 class CellStatus(StrEnum):
@@ -65,6 +73,7 @@ class ExecutionStatus(StrEnum):
     IN_PROGRESS = "in_progress"
     COMPLETED = "completed"
     PARTIAL = "partial"
+    FAILED = "failed"
 
 
 class _Strict(BaseModel):
@@ -86,6 +95,47 @@ class GitState(_Strict):
     Committing results leaves it unchanged; editing code changes it. None outside git
     and in executions recorded before schema 3.
     """
+    diff_hash: str | None = None
+    """Hash of ``git diff HEAD`` (tracked files' uncommitted changes); None when clean."""
+
+
+class Provenance(_Strict):
+    """Where and with what an execution ran. Secrets are redacted before it is written."""
+
+    captured_at: datetime
+    """When it was captured (UTC)."""
+    user: str | None = None
+    hostname: str | None = None
+    os: str | None = None
+    """e.g. ``Linux-6.1.0-x86_64-with-glibc2.36``."""
+    python: str | None = None
+    """Python version, e.g. ``3.11.7``."""
+    executable: str | None = None
+    packages: dict[str, str] = Field(default_factory=dict)
+    """Installed distributions, name -> version (what ``pip freeze`` lists)."""
+    cpu: str | None = None
+    cpu_count: int | None = None
+    memory_bytes: int | None = None
+    accelerators: list[str] = Field(default_factory=list)
+    """GPUs or other accelerators found (e.g. from ``nvidia-smi -L``); empty for CPU only."""
+    data: dict[str, str] = Field(default_factory=dict)
+    """DVC-tracked data files or folders -> their DVC hash (md5) at the time."""
+    env: dict[str, str] = Field(default_factory=dict)
+    """Selected environment variables; values of secret-looking ones are redacted."""
+
+
+class ArtifactRecord(_Strict):
+    """A checkpoint or artifact, recorded by path and content hash (its bytes stay in DVC)."""
+
+    path: str
+    """Project-relative when inside the project, else absolute."""
+    sha256: str
+    """Content hash (of every file, by relative name, for a folder)."""
+    size: int
+    """Bytes (all files, for a folder)."""
+    step: int | None = None
+    name: str | None = None
+    logged_at: datetime
 
 
 class CellRecord(_Strict):
@@ -127,7 +177,7 @@ class CellRecord(_Strict):
 class ExecutionManifest(_Strict):
     """An execution: one ``evalledger run`` and its resumes, over a set of cells."""
 
-    schema_version: Literal[3] = SCHEMA_VERSION
+    schema_version: Literal[4] = SCHEMA_VERSION
     """Format version of this file."""
     execution_id: str
     """``exec_YYYY-MM-DD_HHMMSS_<8 hex>``."""
@@ -151,6 +201,21 @@ class ExecutionManifest(_Strict):
     """Cells evaluated at once."""
     cells: dict[str, CellRecord] = Field(default_factory=dict)
     """Cell key (``model/benchmark``) -> record."""
+    kind: Literal["matrix", "experiment"] = "matrix"
+    """``matrix``: an ``evalledger run``; ``experiment``: a run tracked with the Tracker."""
+    name: str | None = None
+    """An experiment's name (its evaluations are cells ``<name>/<benchmark>``)."""
+    notes: str | None = None
+    params: dict[str, Any] = Field(default_factory=dict)
+    """Hyperparameters logged with ``log_params`` (secrets redacted)."""
+    last_metrics: dict[str, float] = Field(default_factory=dict)
+    """The last logged value of each step metric, and ``step``: the last step."""
+    checkpoints: list[ArtifactRecord] = Field(default_factory=list)
+    artifacts: list[ArtifactRecord] = Field(default_factory=list)
+    error: str | None = None
+    """``ErrorClass: message`` when an experiment failed."""
+    provenance: Provenance | None = None
+    """The machine, packages, environment and data versions (schema 4 on)."""
 
     def counts(self) -> dict[str, int]:
         """Number of cells per status."""
@@ -178,6 +243,12 @@ def new_execution_id(now: datetime | None = None) -> str:
     """``exec_YYYY-MM-DD_HHMMSS_<8 hex>``."""
     now = now or utcnow()
     return f"exec_{now:%Y-%m-%d_%H%M%S}_{secrets.token_hex(4)}"
+
+
+def new_experiment_id(now: datetime | None = None) -> str:
+    """``exp_YYYY-MM-DD_HHMMSS_<8 hex>``: the ID of a tracked experiment."""
+    now = now or utcnow()
+    return f"exp_{now:%Y-%m-%d_%H%M%S}_{secrets.token_hex(4)}"
 
 
 def new_experiment_name(values: tuple[str, ...], judge: str | None = None) -> str:
@@ -218,10 +289,25 @@ def _v2_to_v3(data: dict[str, Any]) -> dict[str, Any]:
     return {**data, "schema_version": 3}
 
 
+_V4_FIELDS = ("kind", "name", "notes", "params", "last_metrics", "checkpoints", "artifacts",
+              "error", "provenance")  # fmt: skip
+
+
+def _v3_to_v4(data: dict[str, Any]) -> dict[str, Any]:
+    for name in _V4_FIELDS:
+        if name in data:
+            raise ConfigError(f"{name} is not a schema 3 field")
+    git = data.get("git")
+    if isinstance(git, dict) and "diff_hash" in git:
+        raise ConfigError("git.diff_hash is not a schema 3 field")
+    return {**data, "schema_version": 4}
+
+
 #: ``version -> function`` upgrading a manifest of that version to the next one.
 _MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {
     1: _v1_to_v2,
     2: _v2_to_v3,
+    3: _v3_to_v4,
 }
 
 

@@ -120,3 +120,19 @@ def test_unknown_nested_setting_lists_the_nested_fields(project: Project) -> Non
     result = invoke(project, "run", "--models", "adder")
     assert result.exit_code == 2
     assert "models.adder: unknown setting 'price.outptu'; known: input, output" in result.output
+
+
+def test_axis_values_cannot_start_with_an_underscore() -> None:
+    # metrics/_<name>/ folders are reserved (saved significance results, series).
+    from evalledger.errors import ConfigError
+    from evalledger.params import parse_spec
+
+    data = {
+        "axes": {"model": ["_hidden"], "benchmark": ["b"]},
+        "models": {"_hidden": {"adapter": "baseline"}},
+        "benchmarks": {"b": {"loader": "arith"}},
+    }
+    with pytest.raises(ConfigError) as err:
+        parse_spec(data)
+    assert "model name '_hidden' is not allowed" in err.value.one_line()
+    assert "start with a letter or digit" in err.value.one_line()

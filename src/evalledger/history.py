@@ -41,7 +41,8 @@ __all__ = [
 
 #: What the reader looks at in a revision.
 LEDGER_PATHS = ("params.yaml", "runs", "metrics")
-#: ``metrics/<this>/`` holds saved significance results, not cells.
+#: ``metrics/<this>/`` holds saved significance results, not cells. Every folder of
+#: ``metrics/`` whose name starts with ``_`` is reserved like it (axis values cannot).
 SIGNIFICANCE_DIR = "_significance"
 _MANIFEST = "manifest.yaml"
 
@@ -145,7 +146,7 @@ class Snapshot:
                 continue
             key = path[len("metrics/") : -len(".json")]
             parts = key.split("/")
-            if parts[0] == SIGNIFICANCE_DIR or not 2 <= len(parts) <= len(AXIS_ORDER):
+            if parts[0].startswith("_") or not 2 <= len(parts) <= len(AXIS_ORDER):
                 continue
             axis_names = names if len(names) == len(parts) else list(AXIS_ORDER[: len(parts)])
             axes = dict(zip(axis_names, parts, strict=True))

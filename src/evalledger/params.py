@@ -39,7 +39,8 @@ AXES: dict[str, str] = {
 }
 AXIS_ORDER = tuple(AXES)
 REQUIRED_AXES = ("model", "benchmark")
-_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_+-]*$")
+# No leading "_": metrics/_<name>/ folders are reserved for evalledger's own files.
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_+-]*$")
 _TOP_LEVEL = {"axes", "run", "judges", *AXES.values()}
 
 
@@ -149,7 +150,7 @@ def _check_name(kind: str, name: Any) -> str:
     if not _NAME_RE.match(text):
         raise ConfigError(
             f"{kind} name {text!r} is not allowed",
-            "use letters, digits, '_', '+' or '-' (no dots, slashes or spaces)",
+            "start with a letter or digit; then letters, digits, '_', '+' or '-'",
         )
     return text
 

@@ -22,7 +22,7 @@ from evalledger.errors import ConfigError, UnknownExecutionError
 from evalledger.gitobjects import WORKSPACE, GitObjects
 from evalledger.manifest import EXECUTION_ID_RE, ExecutionManifest, load_manifest
 from evalledger.params import AXIS_ORDER
-from evalledger.scores import ScoreTable, parse_scores, summarize
+from evalledger.scores import ScoreTable, parse_scores, summarize, summarize_many
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
@@ -105,14 +105,21 @@ class Snapshot:
         return short if self.commit.startswith(self.rev) else f"{self.rev} ({short})"
 
     def read(
-        self, kind: str, paths: Iterable[str], parse: Callable[[bytes], Any]
+        self,
+        kind: str,
+        paths: Iterable[str],
+        parse: Callable[[bytes], Any],
+        parse_many: Callable[[dict[str, bytes]], dict[str, Any]] | None = None,
     ) -> dict[str, Any]:
-        """Path -> parsed content of files of this revision (through the cache)."""
+        """Path -> parsed content of files of this revision (through the cache).
+
+        ``parse_many``, when given, parses all uncached blobs in one call (vectorised).
+        """
         wanted = {p: self.files[p] for p in paths if p in self.files}
         by_oid: dict[str, str] = {}
         for path, oid in wanted.items():  # files with equal bytes share one blob id
             by_oid.setdefault(oid, path)
-        values = self.ledger.parsed(kind, by_oid, self.commit is None, parse)
+        values = self.ledger.parsed(kind, by_oid, self.commit is None, parse, parse_many)
         return {path: values[oid] for path, oid in wanted.items() if oid in values}
 
     @cached_property
@@ -184,7 +191,7 @@ class Snapshot:
         """Cell key -> per-column score summaries (n, mean, sd, clustered SE)."""
         wanted = list(self.cells) if keys is None else list(keys)
         paths = {f"metrics/{k}.scores.csv": k for k in wanted if k in self.cells}
-        found = self.read("summary", paths, lambda d: summarize(parse_scores(d)))
+        found = self.read("summary", paths, lambda d: summarize(parse_scores(d)), summarize_many)
         return {paths[p]: v for p, v in found.items()}
 
     @cached_property
@@ -243,7 +250,12 @@ class Ledger:
         self.cache.close()
 
     def parsed(
-        self, kind: str, by_oid: dict[str, str], workspace: bool, parse: Callable[[bytes], Any]
+        self,
+        kind: str,
+        by_oid: dict[str, str],
+        workspace: bool,
+        parse: Callable[[bytes], Any],
+        parse_many: Callable[[dict[str, bytes]], dict[str, Any]] | None = None,
     ) -> dict[str, Any]:
         """Blob id -> parsed value; cached values first, then git objects (or files)."""
         values = self.cache.get_many(kind, by_oid)
@@ -255,8 +267,8 @@ class Ledger:
             blobs = {oid: data for oid, data in raw.items() if data is not None}
         else:
             blobs = self.git.read_blobs(missing)
-        for oid, data in blobs.items():
-            value = parse(data)
+        fresh = parse_many(blobs) if parse_many else {o: parse(d) for o, d in blobs.items()}
+        for oid, value in fresh.items():
             values[oid] = value
             self.cache.put(kind, oid, value)
         self.cache.flush()

@@ -96,15 +96,20 @@ class Leaderboard:
             return "-"
         return f"[{format_value(e.ci_low)}, {format_value(e.ci_high)}]"
 
-    def columns(self) -> list[str]:
-        """Header of the text formats."""
-        conf = f"{self.confidence:.0%} CI"
-        pivot = self.benchmarks if self.by == "model" and len(self.benchmarks) > 1 else []
-        return ["rank", self.by, self.metric, conf, "items", *pivot]
+    def pivot(self, limit: int | None = None) -> list[str]:
+        """The benchmarks shown as columns (by model, several benchmarks, at most ``limit``)."""
+        if self.by != "model" or len(self.benchmarks) < 2:
+            return []
+        return self.benchmarks if limit is None or len(self.benchmarks) <= limit else []
 
-    def rows(self) -> list[list[str]]:
+    def columns(self, limit: int | None = None) -> list[str]:
+        """Header of the text formats (per-benchmark columns up to ``limit`` of them)."""
+        conf = f"{self.confidence:.0%} CI"
+        return ["rank", self.by, self.metric, conf, "items", *self.pivot(limit)]
+
+    def rows(self, limit: int | None = None) -> list[list[str]]:
         """Rows of the text formats, matching :meth:`columns`."""
-        pivot = self.benchmarks if self.by == "model" and len(self.benchmarks) > 1 else []
+        pivot = self.pivot(limit)
         return [
             [str(e.rank), e.name, format_value(e.value), self.ci_text(e),
              "-" if e.n_items is None else str(e.n_items),
@@ -173,8 +178,8 @@ def cell_scores(
     summaries = snap.summaries(keys) if col else {}
     out = []
     for key in keys:
-        flat = flatten(metrics.get(key, {}))
-        value = flat.get(metric)
+        data = metrics.get(key, {})
+        value = _lookup(data, metric)
         if isinstance(value, bool) or not isinstance(value, int | float):
             continue
         se, n = None, None
@@ -184,12 +189,24 @@ def cell_scores(
             se = summary.get("se_clustered", summary["sd"] / math.sqrt(n) if n else None)
         else:
             # error_rate is over every item; the other proportions over the scored ones
-            raw_n = flat.get("n") if metric == "error_rate" else flat.get("scored", flat.get("n"))
+            raw_n = data.get("n") if metric == "error_rate" else data.get("scored", data.get("n"))
             if isinstance(raw_n, int) and raw_n > 0 and _proportion(metric) and 0 <= value <= 1:
                 n = raw_n
                 se = math.sqrt(value * (1 - value) / n)
         out.append(CellScore(snap.label, key, snap.cells[key].axes, float(value), se, n))
     return out
+
+
+def _lookup(data: dict[str, Any], metric: str) -> Any:
+    """A metric by name, or by dotted path into nested metrics (``latency_ms.p50``)."""
+    if metric in data:
+        return data[metric]
+    node: Any = data
+    for part in metric.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+    return node
 
 
 def _proportion(metric: str) -> bool:

@@ -22,6 +22,7 @@ __all__ = [
     "column_for",
     "parse_scores",
     "summarize",
+    "summarize_many",
 ]
 
 #: cell metric -> the per-item column it is the mean of.
@@ -149,3 +150,84 @@ def summarize(table: ScoreTable) -> dict[str, dict[str, float]]:
             entry["clusters"] = float(len(sums))
         out[col] = entry
     return out
+
+
+def summarize_many(blobs: dict[str, bytes]) -> dict[str, dict[str, dict[str, float]]]:
+    """:func:`summarize` for many score files at once, vectorised (same results).
+
+    Files that share a header are concatenated and parsed in one pass by pandas' C
+    reader, and every cell's n, mean, sd and clustered SE come from ``np.bincount``; a
+    leaderboard over 10,000 cells needs this, not a Python loop over two million rows.
+    Files with quoted fields (commas in error messages) take :func:`summarize`.
+    """
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    groups: dict[bytes, list[tuple[str, bytes]]] = {}
+    for oid, data in blobs.items():
+        head, nl, body = data.partition(b"\n")
+        if not nl or b'"' in data or b"\r" in head:
+            out[oid] = summarize(parse_scores(data))
+            continue
+        groups.setdefault(head, []).append((oid, body))
+    for head, members in groups.items():
+        out.update(_summarize_group(head.decode("utf-8", errors="replace").split(","), members))
+    return out
+
+
+def _summarize_group(
+    header: list[str], members: list[tuple[str, bytes]]
+) -> dict[str, dict[str, dict[str, float]]]:
+    import numpy as np
+    import pandas as pd
+
+    columns = [c for c in _SUMMARISED if c in header]
+    wanted = [*columns, *[c for c in ("error", "cluster") if c in header]]
+    bodies = [body if body.endswith(b"\n") or not body else body + b"\n" for _, body in members]
+    counts = np.array([b.count(b"\n") for b in bodies], dtype=np.int64)
+    result: dict[str, dict[str, dict[str, float]]] = {oid: {} for oid, _ in members}
+    if not columns or counts.sum() == 0:
+        return result
+    # Only empty fields are missing: an empty error means the item was scored.
+    frame = pd.read_csv(
+        io.BytesIO(b"".join(bodies)), header=None, names=header, usecols=wanted,
+        dtype={"cluster": str} if "cluster" in header else None,
+        keep_default_na=False, na_values={c: [""] for c in wanted}, engine="c",
+    )  # fmt: skip
+    index = np.repeat(np.arange(len(members)), counts)
+    keep = np.ones(len(frame), dtype=bool)
+    if "error" in frame:
+        keep &= frame["error"].isna().to_numpy()
+    clusters = None
+    if "cluster" in frame:
+        pair = pd.MultiIndex.from_arrays([index, frame["cluster"].to_numpy()])
+        clusters = pd.factorize(pair)[0]
+    groups = len(members)
+    for col in columns:
+        x = pd.to_numeric(frame[col], errors="coerce").to_numpy(dtype=float)
+        ok = keep & ~np.isnan(x)
+        idx, vals = index[ok], x[ok]
+        n = np.bincount(idx, minlength=groups).astype(float)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean = np.bincount(idx, weights=vals, minlength=groups) / n
+            dev = vals - mean[idx]
+            ss = np.bincount(idx, weights=dev * dev, minlength=groups)
+            sd = np.where(n > 1, np.sqrt(ss / np.maximum(n - 1, 1)), 0.0)
+        se_c = n_c = None
+        if clusters is not None:
+            codes = clusters[ok]
+            sums = np.bincount(codes, weights=dev, minlength=int(clusters.max()) + 1)
+            owner = np.zeros(len(sums), dtype=np.int64)
+            owner[codes] = idx
+            present = np.bincount(codes, minlength=len(sums)) > 0
+            sq = np.bincount(owner[present], weights=sums[present] ** 2, minlength=groups)
+            n_c = np.bincount(owner[present], minlength=groups)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                se_c = np.sqrt(sq) / n
+        for g, (oid, _) in enumerate(members):
+            if n[g] == 0:
+                continue
+            entry = {"n": float(n[g]), "mean": float(mean[g]), "sd": float(sd[g])}
+            if se_c is not None and n_c is not None:
+                entry["se_clustered"] = float(se_c[g])
+                entry["clusters"] = float(n_c[g])
+            result[oid][col] = entry
+    return result

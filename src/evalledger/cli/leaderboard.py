@@ -8,6 +8,9 @@ from evalledger.cli._options import benchmarks_option, format_options, open_ledg
 from evalledger.cli._render import echo_formatted, print_table
 from evalledger.leaderboard import build_leaderboard
 
+#: More benchmark columns than this do not fit a terminal table.
+_PIVOT_LIMIT = 8
+
 
 @click.command()
 @benchmarks_option
@@ -57,5 +60,10 @@ def leaderboard(
         by=by, top=top, confidence=confidence,
     )  # fmt: skip
     if not echo_formatted(board, fmt):
-        print_table(board.columns(), board.rows(), title=board.title(),
-                    right=len(board.columns()) - 2)  # fmt: skip
+        columns = board.columns(_PIVOT_LIMIT)
+        print_table(columns, board.rows(_PIVOT_LIMIT), title=board.title(), right=len(columns) - 2)
+        if len(board.pivot()) > len(board.pivot(_PIVOT_LIMIT)):
+            click.echo(
+                f"({len(board.benchmarks)} benchmarks: per-benchmark columns left out; "
+                "see --format csv or md, or pick some with --benchmark)"
+            )

@@ -13,7 +13,6 @@ from __future__ import annotations
 import difflib
 import json
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +25,7 @@ from evalledger.scores import ScoreTable, parse_scores, summarize, summarize_man
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
+    from datetime import datetime
 
     from evalledger.project import Project
 
@@ -366,11 +366,3 @@ class Ledger:
         keys = list(self.manifest(info).cells)
         found = snap.metrics([k for k in keys if owners.get(k) == info.execution_id])
         return {k: found.get(k) for k in keys}
-
-
-def commit_time(ledger: Ledger, commit: str | None) -> datetime | None:
-    """A commit's time, as a UTC datetime."""
-    if commit is None:
-        return None
-    info = ledger.git.commit_info([commit]).get(commit)
-    return datetime.fromtimestamp(info[0], UTC) if info else None

@@ -1,0 +1,110 @@
+"""Step series of tracked experiments: ``metrics/_series/<exp id>/<metric>.tsv``.
+
+One file per metric, in the format DVCLive writes and ``dvc plots show`` (and the DVC VS
+Code extension) draws: a header ``step<TAB><leaf name>`` and one ``<step><TAB><value>``
+row per logged step. A metric named ``train/loss`` lives in ``train/loss.tsv``.
+
+Rows are only ever appended, each batch with a single ``write`` on an ``O_APPEND``
+descriptor, so a process killed between two system calls leaves whole lines; a reader
+still ignores a trailing line without its newline. Values are written with ``repr`` and
+read back bit-identical.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import TYPE_CHECKING
+
+from evalledger.errors import EvalLedgerError
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+__all__ = [
+    "SERIES_DIR",
+    "SUMMARY_DIR",
+    "append_rows",
+    "check_metric_name",
+    "read_series",
+    "read_series_dir",
+    "series_path",
+]
+
+#: Folder (below ``metrics/``) of the step series, one subfolder per experiment.
+SERIES_DIR = "_series"
+#: Folder (below ``metrics/``) of each experiment's latest values, ``<exp id>.json``.
+SUMMARY_DIR = "_experiments"
+
+_SEGMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
+_SUFFIX = ".tsv"
+
+
+def check_metric_name(name: object) -> str:
+    """``name`` if it is a valid metric name, else an :class:`EvalLedgerError`.
+
+    Segments separated by ``/`` start with a letter or digit, then letters, digits,
+    ``_ . + -``; ``step`` is the x axis and cannot be a metric.
+    """
+    if not isinstance(name, str):
+        raise EvalLedgerError(f"metric name {name!r} must be a string")
+    parts = name.split("/")
+    if name == "step" or not all(_SEGMENT.match(p) for p in parts):
+        raise EvalLedgerError(
+            f"metric name {name!r} is not allowed",
+            "use segments of letters, digits, '_', '.', '+' or '-' separated by '/', "
+            "each starting with a letter or digit (and not 'step')",
+        )
+    return name
+
+
+def series_path(folder: Path, metric: str) -> Path:
+    """The file of ``metric`` below an experiment's series folder."""
+    *parents, leaf = metric.split("/")
+    return folder.joinpath(*parents, leaf + _SUFFIX)
+
+
+def append_rows(path: Path, rows: str, *, fsync: bool = False) -> None:
+    """Append complete ``step<TAB>value`` lines with one write; a new file gets its header.
+
+    A short write (a full disk) is continued until every byte is out or the write fails;
+    whatever reached the file before a crash is whole lines plus at most one partial one,
+    which :func:`read_series` ignores.
+    """
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    except FileNotFoundError:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        if os.fstat(fd).st_size == 0:
+            rows = f"step\t{path.name[: -len(_SUFFIX)]}\n{rows}"
+        data = rows.encode()
+        while data:
+            written = os.write(fd, data)
+            data = data[written:]
+        if fsync:
+            os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def read_series(path: Path) -> list[tuple[int, float]]:
+    """``(step, value)`` rows of one series file; a trailing partial line is ignored."""
+    text = path.read_text(encoding="utf-8")
+    lines = text.split("\n")
+    lines.pop()  # "" after the last newline, or a line cut short by a crash
+    rows = []
+    for line in lines[1:]:
+        step, _, value = line.partition("\t")
+        rows.append((int(step), float(value)))
+    return rows
+
+
+def read_series_dir(folder: Path) -> dict[str, list[tuple[int, float]]]:
+    """Metric name -> rows, for every series file of one experiment."""
+    out = {}
+    for path in sorted(folder.rglob(f"*{_SUFFIX}")):
+        rel = path.relative_to(folder).as_posix()
+        out[rel[: -len(_SUFFIX)]] = read_series(path)
+    return out

@@ -1,0 +1,105 @@
+"""``evalledger reproduce``."""
+
+from __future__ import annotations
+
+import sys
+from typing import TYPE_CHECKING
+
+import click
+
+from evalledger.cli._options import alpha_option, current_project, format_options
+from evalledger.cli._render import echo_formatted, print_table
+from evalledger.errors import EXIT_CELLS_FAILED
+
+if TYPE_CHECKING:
+    from evalledger.reproduce import ReproduceReport
+
+__all__ = ["reproduce"]
+
+_STYLE = {"match": "green", "consistent": "green", "differs": "red", "failed": "red",
+          "missing": "yellow"}  # fmt: skip
+
+
+def _split(values: tuple[str, ...]) -> list[str]:
+    return [v.strip() for chunk in values for v in chunk.split(",") if v.strip()]
+
+
+@click.command()
+@click.argument("rev", required=False, default="HEAD")
+@click.option(
+    "--cells",
+    "cells",
+    multiple=True,
+    metavar="MODEL/BENCH",
+    help="Only these cells (repeatable; default: every cell with metrics at REV).",
+)
+@click.option("--models", multiple=True, metavar="A,B", help="Only these models.")
+@click.option("--benchmarks", multiple=True, metavar="A,B", help="Only these benchmarks.")
+@click.option(
+    "-j",
+    "--jobs",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Cells evaluated at once (default: run.jobs in REV's params.yaml).",
+)
+@click.option(
+    "--confidence",
+    type=click.FloatRange(0.5, 0.999),
+    default=0.95,
+    show_default=True,
+    help="Confidence level of the intervals.",
+)
+@alpha_option("A differing cell is within noise when its paired test has p >= alpha.")
+@format_options("table", "json")
+@click.option("-q", "--quiet", is_flag=True, help="Do not show the runs' progress.")
+@click.pass_context
+def reproduce(
+    ctx: click.Context, rev: str, cells: tuple[str, ...], models: tuple[str, ...],
+    benchmarks: tuple[str, ...], jobs: int | None, confidence: float, alpha: float, fmt: str,
+    quiet: bool,
+) -> None:  # fmt: skip
+    """Re-run REV's cells (default: HEAD) in a temporary git worktree and check the results.
+
+    The cells run with REV's params.yaml and code in a throwaway checkout; your working
+    tree is not touched. Each cell is `match` (metrics equal), `consistent` (different,
+    but a paired test on the items finds no significant change: sampling noise),
+    `differs`, `failed` (it did not run) or `missing` (no recorded metrics). Latency and
+    timing metrics are not compared. Exits 1 unless every cell matches or is consistent.
+    """
+    from evalledger.reproduce import reproduce as reproduce_rev
+
+    def log(line: str) -> None:
+        click.echo(f"  | {line}", err=True)
+
+    report = reproduce_rev(
+        current_project(ctx), rev, cells=list(cells),
+        filters={"model": _split(models), "benchmark": _split(benchmarks)},
+        alpha=alpha, confidence=confidence, jobs=jobs, log=None if quiet else log,
+    )  # fmt: skip
+    if not echo_formatted(report, fmt):
+        _print(report)
+    if not report.ok:
+        sys.exit(EXIT_CELLS_FAILED)
+
+
+def _print(report: ReproduceReport) -> None:
+    from evalledger.diff import format_p, format_value
+
+    click.echo(report.summary())
+    rows, styles = [], []
+    for c in report.checks:
+        t = c.test
+        metric = f" ({c.metric})" if c.metric and c.metric != "accuracy" else ""
+        note = c.note or ""
+        if c.verdict == "differs" and c.differing and not note.startswith("n "):
+            note = f"{', '.join(c.differing[:4])}{'...' if len(c.differing) > 4 else ''}; {note}"
+        rows.append([c.cell + metric, c.verdict, format_value(c.recorded),
+                     format_value(c.reproduced), format_value(c.change, True),
+                     format_p(t.p_value if t else None), note.strip("; ")])  # fmt: skip
+        styles.append(_STYLE.get(c.verdict, ""))
+    print_table(["cell", "verdict", "recorded", "reproduced", "change", "p", "note"], rows,
+                styles=styles, right=4)  # fmt: skip
+    if report.ignored:
+        click.echo(f"not compared (vary run to run): {', '.join(report.ignored)}")
+    for note in report.notes:
+        click.echo(note)

@@ -1,0 +1,471 @@
+"""``evalledger reproduce``: re-run a committed revision's cells and check the results.
+
+The revision is checked out into a temporary, detached git worktree, and its cells are
+re-run there by ``python -m evalledger -C <worktree> run --force`` in a fresh process:
+that commit's params.yaml and project code (python callables, data files in git) apply,
+nothing leaks from this process's imports, ``sys.path`` or working directory, and the
+run's lock, checkpoints and DVC cache live inside the worktree, which is always removed
+afterwards. The user's working tree, index and DVC cache are never touched.
+
+Each cell's new metrics are compared with the recorded ones: the score metrics exactly
+(up to 1e-9); metrics that vary from run to run (latency, timings) are ignored. When a
+metric differs and both runs have per-item scores, a paired test on the shared items
+(McNemar for 0/1 scores, else a paired t-test) decides whether the difference is within
+the noise of sampled decoding.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from evalledger.errors import ConfigError, EvalLedgerError
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+
+    from evalledger.history import Snapshot
+    from evalledger.project import Project
+    from evalledger.scores import ScoreTable
+    from evalledger.significance import PairedResult
+
+__all__ = [
+    "IGNORED_PARTS",
+    "VERDICTS",
+    "CellCheck",
+    "ReproduceReport",
+    "compare_cell",
+    "reproduce",
+    "temporary_worktree",
+]
+
+#: Per-cell verdicts, best first.
+VERDICTS = ("match", "consistent", "differs", "failed", "missing")
+#: A metric whose dotted name has a part containing one of these varies from run to run
+#: (wall-clock latency and timings) and is not compared.
+IGNORED_PARTS = ("latency", "time")
+#: Metrics that must be equal even under sampled decoding: the benchmark's item count.
+_STRUCTURAL = ("n",)
+_PRIMARY = ("accuracy", "mean_score")
+_TOLERANCE = 1e-9
+#: ``evalledger run`` warns that the cells were evaluated before: here that is the point.
+_EXPECTED_WARNING = "already evaluated with the same configuration"
+_AXIS_FLAGS = {"model": "--models", "benchmark": "--benchmarks",
+               "prompt_set": "--prompt-sets", "decoding": "--decodings"}  # fmt: skip
+
+
+@dataclass
+class CellCheck:
+    """The verdict on one reproduced cell."""
+
+    cell: str
+    verdict: str
+    metric: str | None = None
+    """The cell's headline metric (accuracy, else mean_score)."""
+    recorded: float | None = None
+    reproduced: float | None = None
+    differing: list[str] = field(default_factory=list)
+    """Compared metrics whose values differ."""
+    tests: dict[str, PairedResult] = field(default_factory=dict)
+    """Metric -> paired test of its per-item column, for differing metrics that have one."""
+    note: str | None = None
+
+    @property
+    def change(self) -> float | None:
+        """Reproduced - recorded, for the headline metric."""
+        if self.recorded is None or self.reproduced is None:
+            return None
+        return self.reproduced - self.recorded
+
+    @property
+    def test(self) -> PairedResult | None:
+        """The test with the smallest p-value (the one that decides the verdict)."""
+        if not self.tests:
+            return None
+        return min(self.tests.values(), key=lambda t: t.p_value)
+
+    @property
+    def ok(self) -> bool:
+        """Whether the cell reproduced: exactly, or within the noise."""
+        return self.verdict in ("match", "consistent")
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-ready."""
+        return {
+            "cell": self.cell, "verdict": self.verdict, "metric": self.metric,
+            "recorded": self.recorded, "reproduced": self.reproduced, "change": self.change,
+            "p_value": self.test.p_value if self.test else None,
+            "differing": self.differing,
+            "tests": {m: t.to_dict() for m, t in self.tests.items()}, "note": self.note,
+        }  # fmt: skip
+
+
+@dataclass
+class ReproduceReport:
+    """Every checked cell of one ``evalledger reproduce``."""
+
+    rev: str
+    commit: str
+    alpha: float
+    checks: list[CellCheck]
+    ignored: list[str]
+    """Metrics not compared because they vary from run to run."""
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """True when every cell matched or was consistent."""
+        return all(c.ok for c in self.checks)
+
+    def counts(self) -> dict[str, int]:
+        """Verdict -> number of cells."""
+        out = dict.fromkeys(VERDICTS, 0)
+        for c in self.checks:
+            out[c.verdict] += 1
+        return out
+
+    def summary(self) -> str:
+        """One line: the revision and how many cells got each verdict."""
+        counts = ", ".join(f"{n} {v}" for v, n in self.counts().items() if n)
+        return f"reproduced {self.rev} ({self.commit[:7]}): {counts or 'no cells'}"
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-ready."""
+        return {"rev": self.rev, "commit": self.commit, "alpha": self.alpha, "ok": self.ok,
+                "summary": self.summary(), "counts": self.counts(),
+                "cells": [c.to_json() for c in self.checks], "ignored_metrics": self.ignored,
+                "notes": self.notes}  # fmt: skip
+
+
+# ------------------------------------------------------------------------ comparison
+
+
+def _ignored(name: str) -> bool:
+    return any(word in part for part in name.split(".") for word in IGNORED_PARTS)
+
+
+def _numbers(metrics: dict[str, Any]) -> dict[str, float]:
+    from evalledger.diff import flatten
+
+    out = {}
+    for key, value in flatten(metrics).items():
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            out[key] = float(value)
+    return out
+
+
+def _equal(a: float | None, b: float | None) -> bool:
+    if a is None or b is None:
+        return a is b
+    if math.isnan(a) or math.isnan(b):
+        return math.isnan(a) and math.isnan(b)
+    return math.isclose(a, b, rel_tol=_TOLERANCE, abs_tol=_TOLERANCE)
+
+
+def compare_cell(
+    key: str,
+    recorded: dict[str, Any],
+    reproduced: dict[str, Any],
+    recorded_scores: ScoreTable | None,
+    reproduced_scores: ScoreTable | None,
+    *,
+    alpha: float = 0.05,
+    confidence: float = 0.95,
+) -> CellCheck:
+    """Compare one cell's reproduced metrics with its recorded ones.
+
+    ``match`` when every compared metric is equal; otherwise ``consistent`` when the item
+    count is equal and a paired test of every differing metric with a per-item column
+    has p >= ``alpha``, else ``differs``.
+    """
+    from evalledger.pairing import paired_arrays
+    from evalledger.scores import column_for
+    from evalledger.significance import compare_paired
+
+    old, new = _numbers(recorded), _numbers(reproduced)
+    metric = next((m for m in _PRIMARY if m in old), None)
+    check = CellCheck(key, "match", metric, old.get(metric) if metric else None,
+                      new.get(metric) if metric else None)  # fmt: skip
+    names = [k for k in dict.fromkeys([*old, *new]) if not _ignored(k)]
+    check.differing = [k for k in names if not _equal(old.get(k), new.get(k))]
+    if not check.differing:
+        return check
+    check.verdict = "differs"
+    structural = [k for k in check.differing if k in _STRUCTURAL]
+    if structural:
+        check.note = f"{', '.join(structural)} differs: not the same items"
+        return check
+    if recorded_scores is None or reproduced_scores is None:
+        check.note = "no per-item scores to test the difference"
+        return check
+    untested, columns = [], set()
+    for name in check.differing:
+        column = column_for(name)
+        if column is None:
+            untested.append(name)
+            continue
+        if column in columns:
+            continue
+        columns.add(column)
+        try:
+            pair = paired_arrays(recorded_scores, reproduced_scores, column)
+            if pair is None:
+                check.note = "fewer than 2 items in common"
+                return check
+            x, y, _ = pair
+            check.tests[name] = compare_paired(x, y, method="auto", confidence=confidence)
+        except EvalLedgerError as exc:
+            check.note = f"{name}: {exc.message}"
+            return check
+    if not check.tests:
+        check.note = f"{', '.join(untested[:3])} differ(s) and have no per-item scores to test"
+        return check
+    worst = check.test
+    assert worst is not None
+    if worst.p_value >= alpha:
+        check.verdict = "consistent"
+        ci = f"[{worst.ci_low:+.4g}, {worst.ci_high:+.4g}]"
+        check.note = f"within noise: {worst.method}, {confidence:.0%} CI {ci}"
+    else:
+        check.note = f"{worst.method} p={worst.p_value:.3g} < alpha {alpha:g}"
+    return check
+
+
+# -------------------------------------------------------------------------- worktree
+
+
+def _git(root: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    try:
+        proc = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True)
+    except FileNotFoundError:
+        raise EvalLedgerError("git is not installed", "install git and retry") from None
+    if check and proc.returncode != 0:
+        lines = (proc.stderr or proc.stdout).strip().splitlines()
+        raise EvalLedgerError(f"git {args[0]} failed: {lines[-1] if lines else proc.returncode}")
+    return proc
+
+
+@contextmanager
+def temporary_worktree(root: Path, commit: str) -> Iterator[Path]:
+    """A detached worktree of ``commit`` in a temporary folder, removed on any exit.
+
+    Hooks are disabled for the checkout (a DVC post-checkout hook would run there).
+    Yields the worktree's top-level folder.
+    """
+    tmp = Path(tempfile.mkdtemp(prefix="evalledger-reproduce-"))
+    tree = tmp / "tree"
+    try:
+        _git(root, "-c", f"core.hooksPath={os.devnull}", "worktree", "add", "--detach",
+             "--quiet", str(tree), commit)  # fmt: skip
+        yield tree
+    finally:
+        _git(root, "worktree", "remove", "--force", str(tree), check=False)
+        shutil.rmtree(tmp, ignore_errors=True)
+        _git(root, "worktree", "prune", check=False)
+
+
+# --------------------------------------------------------------------------- running
+
+
+def _known_cells(snap: Snapshot) -> dict[str, dict[str, str]]:
+    """Cell key -> axes of the matrix at the revision (params.yaml), in order."""
+    from evalledger.matrix import expand
+    from evalledger.params import parse_spec
+
+    try:
+        cells = expand(parse_spec(snap.params), {})
+    except EvalLedgerError:
+        return {}
+    return {c.key: dict(c.axes) for c in cells}
+
+
+def _select(
+    snap: Snapshot, cells: list[str], filters: dict[str, list[str]]
+) -> tuple[list[str], dict[str, dict[str, str]], list[str]]:
+    """The cells to check, the axes of the runnable ones, and notes about skipped ones."""
+    matrix = _known_cells(snap)
+    recorded = {k: c.axes for k, c in snap.cells.items()}
+    known = {**recorded, **matrix}
+    notes = []
+    if cells:
+        unknown = [c for c in cells if c not in known]
+        if unknown:
+            close = difflib.get_close_matches(unknown[0], list(known), n=3, cutoff=0.5)
+            hint = f"known cells: {', '.join(known) or 'none'}"
+            if close:
+                hint = f"did you mean {', '.join(close)}? {hint}"
+            raise ConfigError(f"unknown cell {unknown[0]!r} at {snap.label}", hint)
+        selected = list(dict.fromkeys(cells))
+    else:
+        selected = [k for k in recorded if k in matrix]
+        stale = [k for k in recorded if k not in matrix]
+        if stale:
+            notes.append(f"{len(stale)} cell(s) with metrics but not in params.yaml at "
+                         f"{snap.label} were skipped (e.g. {stale[0]})")  # fmt: skip
+    for axis, values in filters.items():
+        if not values:
+            continue
+        seen = {a.get(axis) for a in known.values()} - {None}
+        bad = [v for v in values if v not in seen]
+        if bad:
+            raise ConfigError(f"unknown {axis} {bad[0]!r} at {snap.label}",
+                              f"known: {', '.join(sorted(str(s) for s in seen))}")  # fmt: skip
+        selected = [k for k in selected if known[k].get(axis) in values]
+    if not selected:
+        raise ConfigError(f"no cells to reproduce at {snap.label}",
+                          "commit an evaluation first (`evalledger run --commit`)")  # fmt: skip
+    return selected, {k: matrix[k] for k in selected if k in matrix}, notes
+
+
+def _run_groups(axes: dict[str, dict[str, str]]) -> list[dict[str, list[str]]]:
+    """Axis filters for ``evalledger run`` that cover exactly the given cells.
+
+    One run when the cells form a full product of their axis values; otherwise one run
+    per combination of the non-benchmark axes.
+    """
+    if not axes:
+        return []
+    names = list(next(iter(axes.values())))
+    values = {n: list(dict.fromkeys(a[n] for a in axes.values())) for n in names}
+    if math.prod(len(v) for v in values.values()) == len(axes):
+        return [values]
+    groups: dict[tuple[str, ...], list[str]] = {}
+    for a in axes.values():
+        rest = tuple(a[n] for n in names if n != "benchmark")
+        groups.setdefault(rest, []).append(a["benchmark"])
+    out = []
+    for rest, benches in groups.items():
+        others = [n for n in names if n != "benchmark"]
+        group = {n: [v] for n, v in zip(others, rest, strict=True)}
+        group["benchmark"] = benches
+        out.append(group)
+    return out
+
+
+def _run_in(
+    root: Path, group: dict[str, list[str]], jobs: int | None, log: Callable[[str], None]
+) -> int:
+    """``evalledger run --force`` in a fresh interpreter; its output goes to ``log``."""
+    cmd = [sys.executable, "-P", "-m", "evalledger", "-C", str(root), "run", "--force"]
+    for axis, vals in group.items():
+        cmd += [_AXIS_FLAGS[axis], ",".join(vals)]
+    if jobs:
+        cmd += ["--jobs", str(jobs)]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(cmd, cwd=root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, env=env)  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            if _EXPECTED_WARNING not in line:
+                log(line.rstrip("\n"))
+        return proc.wait()
+    finally:
+        if proc.poll() is None:  # interrupted: the child got the same SIGINT; give it time
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def _cell_statuses(root: Path, before: set[str]) -> dict[str, tuple[str, str | None]]:
+    """Cell key -> (status, error) from the executions the runs created."""
+    from evalledger.manifest import read_manifest
+
+    out: dict[str, tuple[str, str | None]] = {}
+    runs = root / "runs"
+    for path in sorted(runs.glob("*/manifest.yaml")) if runs.is_dir() else []:
+        if path.parent.name in before:
+            continue
+        for key, rec in read_manifest(path).cells.items():
+            out[key] = (rec.status.value, rec.error)
+    return out
+
+
+def _read_new(root: Path, key: str) -> tuple[dict[str, Any] | None, ScoreTable | None]:
+    from evalledger.scores import parse_scores
+
+    metrics_file = root / "metrics" / f"{key}.json"
+    scores_file = root / "metrics" / f"{key}.scores.csv"
+    try:
+        metrics = json.loads(metrics_file.read_text())
+    except (OSError, ValueError):
+        return None, None
+    scores = parse_scores(scores_file.read_bytes()) if scores_file.is_file() else None
+    return metrics if isinstance(metrics, dict) else None, scores
+
+
+def reproduce(
+    project: Project,
+    rev: str = "HEAD",
+    *,
+    cells: list[str] | None = None,
+    filters: dict[str, list[str]] | None = None,
+    alpha: float = 0.05,
+    confidence: float = 0.95,
+    jobs: int | None = None,
+    log: Callable[[str], None] | None = None,
+) -> ReproduceReport:
+    """Re-run ``rev``'s cells in a temporary worktree and compare them with the record.
+
+    ``cells`` (keys) or ``filters`` (axis -> values) select cells; by default every cell
+    with metrics at ``rev``. ``log`` receives the runs' output lines.
+    """
+    from evalledger.gitobjects import WORKSPACE
+    from evalledger.history import Ledger
+
+    log = log or (lambda line: None)
+    with Ledger(project) as ledger:
+        if rev == WORKSPACE:
+            raise ConfigError("reproduce needs a commit, not the workspace",
+                              "commit the results first (`evalledger run --commit`)")  # fmt: skip
+        snap = ledger.snapshot(rev)
+        assert snap.commit is not None
+        selected, runnable, notes = _select(snap, cells or [], filters or {})
+        recorded = snap.metrics(selected)
+        recorded_scores = snap.score_tables(selected)
+    prefix = _git(project.root, "rev-parse", "--show-prefix").stdout.strip()
+    to_run = {k: a for k, a in runnable.items() if k in recorded}
+    checks: dict[str, CellCheck] = {}
+    ignored: set[str] = set()
+    with temporary_worktree(project.root, snap.commit) as tree:
+        root = tree / prefix if prefix else tree
+        before = {p.name for p in (root / "runs").iterdir()} if (root / "runs").is_dir() else set()
+        failed_runs = []
+        for group in _run_groups(to_run):
+            code = _run_in(root, group, jobs, log)
+            if code not in (0, 1):  # 1: some cells failed, which the verdicts say
+                failed_runs.append(code)
+        statuses = _cell_statuses(root, before)
+        for key in selected:
+            if key not in recorded:
+                checks[key] = CellCheck(key, "missing", note=f"no metrics at {snap.label}")
+                continue
+            if key not in to_run:
+                checks[key] = CellCheck(key, "failed", note=f"not in params.yaml at {snap.label}")
+                continue
+            status, error = statuses.get(key, ("not run", None))
+            new, new_scores = _read_new(root, key)
+            if status != "completed" or new is None:
+                reason = error or (f"the run exited with {failed_runs[0]}"
+                                   if failed_runs else f"status {status}")  # fmt: skip
+                checks[key] = CellCheck(key, "failed", note=reason)
+                continue
+            ignored.update(k for k in [*_numbers(recorded[key]), *_numbers(new)] if _ignored(k))
+            checks[key] = compare_cell(
+                key, recorded[key], new, recorded_scores.get(key), new_scores,
+                alpha=alpha, confidence=confidence,
+            )  # fmt: skip
+    ordered = [checks[k] for k in selected]
+    return ReproduceReport(snap.rev, snap.commit, alpha, ordered, sorted(ignored), notes)

@@ -1,0 +1,77 @@
+"""``evalledger push``, ``pull`` and ``archive``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+
+from evalledger.cli._options import current_project
+from evalledger.share import archive_execution, pull_ledger, push_ledger
+
+__all__ = ["archive", "pull", "push"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _transfer_options(fn: F) -> F:
+    for option in reversed([
+        click.option("--remote", default=None, metavar="NAME",
+                     help="git remote (default: the branch's upstream, else origin)."),
+        click.option("-r", "--dvc-remote", default=None, metavar="NAME",
+                     help="DVC remote (default: the default DVC remote)."),
+        click.option("--git-only", is_flag=True, help="Only git: skip DVC."),
+        click.option("--dvc-only", is_flag=True, help="Only DVC: skip git."),
+    ]):  # fmt: skip
+        fn = option(fn)
+    return fn
+
+
+def _which(git_only: bool, dvc_only: bool) -> tuple[bool, bool]:
+    if git_only and dvc_only:
+        raise click.UsageError("--git-only and --dvc-only exclude each other")
+    return not dvc_only, not git_only
+
+
+@click.command()
+@_transfer_options
+@click.option("--tags", is_flag=True, help="Also push the run/* tags made by `archive`.")
+@click.pass_context
+def push(
+    ctx: click.Context, remote: str | None, dvc_remote: str | None, git_only: bool,
+    dvc_only: bool, tags: bool,
+) -> None:  # fmt: skip
+    """Share the ledger: `git push` the branch, then `dvc push` the cached predictions."""
+    git, dvc = _which(git_only, dvc_only)
+    result = push_ledger(current_project(ctx), remote=remote, dvc_remote=dvc_remote,
+                         tags=tags, git=git, dvc=dvc)  # fmt: skip
+    for line in result.lines:
+        click.echo(line)
+
+
+@click.command()
+@_transfer_options
+@click.pass_context
+def pull(
+    ctx: click.Context, remote: str | None, dvc_remote: str | None, git_only: bool,
+    dvc_only: bool,
+) -> None:  # fmt: skip
+    """Get others' results: `git pull --ff-only`, then `dvc pull` the predictions."""
+    git, dvc = _which(git_only, dvc_only)
+    result = pull_ledger(current_project(ctx), remote=remote, dvc_remote=dvc_remote,
+                         git=git, dvc=dvc)  # fmt: skip
+    for line in result.lines:
+        click.echo(line)
+
+
+@click.command()
+@click.argument("execution_id")
+@click.option("-f", "--force", is_flag=True, help="Move the tag if it already exists.")
+@click.pass_context
+def archive(ctx: click.Context, execution_id: str, force: bool) -> None:
+    """Tag the commit holding EXECUTION_ID (any unique part) as run/<id>, to share it."""
+    result = archive_execution(current_project(ctx), execution_id, force=force)
+    verb = "moved" if result.replaced else "tagged"
+    click.echo(f"{verb} {result.tag} -> {result.commit[:10]}: {result.message}")
+    click.echo("share it with `evalledger push --tags`")

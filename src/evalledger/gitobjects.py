@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterable
     from pathlib import Path
 
-__all__ = ["WORKSPACE", "Change", "GitObjects", "blob_id"]
+__all__ = ["WORKSPACE", "Change", "ExperimentRef", "GitObjects", "blob_id"]
 
 #: The revision name of the working tree (as in ``dvc metrics diff``).
 WORKSPACE = "workspace"
@@ -35,6 +35,10 @@ def blob_id(data: bytes) -> str:
     return h.hexdigest()
 
 
+def _is_hex(text: str) -> bool:
+    return all(c in "0123456789abcdef" for c in text)
+
+
 @dataclass(frozen=True)
 class Change:
     """One file changed by one commit, from ``git log --raw``."""
@@ -45,6 +49,24 @@ class Change:
     old: str | None
     new: str | None
     """The blob id after the commit; None when the commit deleted the file."""
+
+
+@dataclass(frozen=True)
+class ExperimentRef:
+    """A DVC experiment: the ref ``refs/exps/<ba>/<seline sha>/<name>`` and its commit."""
+
+    name: str
+    ref: str
+    commit: str
+    baseline: str
+    """The commit the experiment was run from (the ref's two middle parts)."""
+    time: int
+    """The experiment commit's committer time (Unix seconds)."""
+
+
+#: DVC's own refs under ``refs/exps/`` (``exec/EXEC_HEAD``, ``celery/...``) are not
+#: experiments: only ``refs/exps/<2 hex>/<38 hex>/<name>`` are.
+_EXP_REF_PARTS = 5
 
 
 class GitObjects:
@@ -92,6 +114,22 @@ class GitObjects:
     def experiment_refs(self) -> dict[str, str]:
         """DVC experiments: name -> ref (``refs/exps/<baseline>/<name>``)."""
         return {ref.rsplit("/", 1)[-1]: ref for ref in self._refs("refs/exps")}
+
+    def experiments(self) -> list[ExperimentRef]:
+        """Every DVC experiment ref with its commit, baseline and time; newest first."""
+        fmt = "%(refname)%00%(objectname)%00%(committerdate:unix)"
+        out = self._git("for-each-ref", f"--format={fmt}", "refs/exps", check=False)
+        found: list[ExperimentRef] = []
+        for line in out.decode(errors="replace").splitlines():
+            ref, _, rest = line.partition("\0")
+            commit, _, when = rest.partition("\0")
+            parts = ref.split("/")
+            baseline = "".join(parts[2:4])
+            if len(parts) != _EXP_REF_PARTS or len(baseline) != 40 or not _is_hex(baseline):
+                continue
+            found.append(ExperimentRef(parts[4], ref, commit, baseline, int(when or 0)))
+        found.sort(key=lambda e: (e.time, e.name), reverse=True)
+        return found
 
     def _resolve_experiment(self, rev: str) -> str:
         exps = [ref for ref in self._refs("refs/exps") if ref.rsplit("/", 1)[-1] == rev]

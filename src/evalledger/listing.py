@@ -3,17 +3,28 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from evalledger.errors import EvalLedgerError
 from evalledger.manifest import CellStatus
 
 if TYPE_CHECKING:
+    from evalledger.gitobjects import ExperimentRef
     from evalledger.history import ExecutionInfo, Ledger
     from evalledger.manifest import ExecutionManifest
 
-__all__ = ["ExecutionRow", "ExecutionView", "ledger_stats", "list_executions", "show_execution"]
+__all__ = [
+    "ExecutionRow",
+    "ExecutionView",
+    "ExperimentRow",
+    "ledger_stats",
+    "list_executions",
+    "list_experiments",
+    "show_execution",
+]
 
 
 @dataclass
@@ -27,6 +38,7 @@ class ExecutionRow:
         """JSON-ready summary."""
         counts = self.manifest.counts()
         return {
+            "kind": "execution",
             "execution_id": self.info.execution_id,
             "created_at": self.manifest.created_at.isoformat(),
             "status": self.manifest.status.value,
@@ -46,6 +58,77 @@ def list_executions(ledger: Ledger, limit: int | None = None) -> list[ExecutionR
     # IDs made within one second share their time part, and their suffix is random.
     rows.sort(key=lambda r: (r.manifest.created_at, r.info.execution_id), reverse=True)
     return rows if limit is None else rows[:limit]
+
+
+@dataclass
+class ExperimentRow:
+    """One DVC experiment (a ``refs/exps/...`` ref) in a listing."""
+
+    exp: ExperimentRef
+    cells: int
+    """Cells with a metrics file in the experiment's commit."""
+    changed: dict[str, tuple[Any, Any]] | None
+    """Flattened params.yaml key -> (baseline value, experiment value) for the keys that
+    differ; None when the baseline commit is not in this repository."""
+    executions: list[str] = field(default_factory=list)
+    """Execution manifests the experiment's commit added to its baseline's."""
+
+    @property
+    def created_at(self) -> datetime:
+        """The experiment commit's time, UTC."""
+        return datetime.fromtimestamp(self.exp.time, UTC)
+
+    def changed_text(self) -> str:
+        """``key=value`` for each changed param, like the ``-S`` that made it."""
+        if self.changed is None:
+            return "? (baseline not in this repository)"
+        text = ", ".join(f"{k}={_param_text(new)}" for k, (_, new) in self.changed.items())
+        return text or "(same as baseline)"
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-ready summary."""
+        changed = None
+        if self.changed is not None:
+            changed = {k: {"old": old, "new": new} for k, (old, new) in self.changed.items()}
+        return {
+            "kind": "dvc-experiment", "name": self.exp.name, "ref": self.exp.ref,
+            "commit": self.exp.commit, "baseline": self.exp.baseline,
+            "created_at": self.created_at.isoformat(), "cells": self.cells,
+            "params": changed, "executions": self.executions,
+        }  # fmt: skip
+
+
+def _param_text(value: Any) -> str:
+    import json
+
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, separators=(",", ":"))
+
+
+def list_experiments(ledger: Ledger, limit: int | None = None) -> list[ExperimentRow]:
+    """DVC experiments (``refs/exps/``), newest first, with what each changed in params.yaml."""
+    from evalledger.diff import flatten
+
+    rows = []
+    for exp in ledger.git.experiments()[:limit]:
+        snap = ledger.snapshot(exp.ref)
+        changed: dict[str, tuple[Any, Any]] | None = None
+        executions = list(snap.manifest_ids)
+        try:
+            base = ledger.snapshot(exp.baseline)
+        except EvalLedgerError:  # the baseline was not fetched with the experiment
+            pass
+        else:
+            old, new = flatten(base.params), flatten(snap.params)
+            changed = {
+                k: (old.get(k), new.get(k))
+                for k in dict.fromkeys([*old, *new])
+                if old.get(k) != new.get(k)
+            }
+            executions = [i for i in executions if i not in set(base.manifest_ids)]
+        rows.append(ExperimentRow(exp, len(snap.cells), changed, executions))
+    return rows
 
 
 @dataclass

@@ -9,7 +9,7 @@ import click
 from evalledger.cli._options import open_ledger
 from evalledger.cli._render import print_table
 from evalledger.duplicates import find_duplicates
-from evalledger.listing import list_executions
+from evalledger.listing import ExecutionRow, ExperimentRow, list_executions, list_experiments
 
 
 @click.command(name="list")
@@ -22,25 +22,47 @@ from evalledger.listing import list_executions
 @click.option("--duplicates", is_flag=True,
               help="List cells completed more than once with the same configuration, data "
                    "and code.")  # fmt: skip
+@click.option("-e", "--experiments", is_flag=True,
+              help="Also list DVC experiments (refs/exps: `dvc exp run`, `evalledger sweep`) "
+                   "with the params each changed.")  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_context
 def list_executions_cmd(ctx: click.Context, limit: int | None, verbose: bool, duplicates: bool,
-                        as_json: bool) -> None:  # fmt: skip
+                        experiments: bool, as_json: bool) -> None:  # fmt: skip
     """List executions across git history and the workspace, newest first.
 
+    With --experiments, DVC experiments too (shown anyway when there is no execution).
+
     COMMIT is the commit that last changed the execution's manifest, `workspace` when
-    its newest version is uncommitted, and `(deleted)` when HEAD no longer has it.
+    its newest version is uncommitted, and `(deleted)` when HEAD no longer has it. An
+    experiment's name is a revision for `leaderboard --rev`, `diff` and `compare`.
     """
     if duplicates:
         _print_duplicates(ctx, as_json)
         return
-    rows = list_executions(open_ledger(ctx), limit)
+    ledger = open_ledger(ctx)
+    rows = list_executions(ledger, limit)
     if as_json:
-        click.echo(json.dumps([r.to_json() for r in rows], indent=2))
+        data = [r.to_json() for r in rows]
+        if experiments:
+            data += [e.to_json() for e in list_experiments(ledger, limit)]
+        click.echo(json.dumps(data, indent=2))
         return
-    if not rows:
+    exps = list_experiments(ledger, limit) if experiments or not rows else []
+    if not rows and not exps:
         click.echo("no executions yet; start one with `evalledger run`")
         return
+    if rows:
+        _print_executions(rows, verbose)
+        if not experiments and (n := len(ledger.git.experiments())):
+            click.echo(f"({n} DVC experiment(s) not shown; add --experiments)", err=True)
+    if exps:
+        if rows:
+            click.echo()
+        _print_experiments(exps)
+
+
+def _print_executions(rows: list[ExecutionRow], verbose: bool) -> None:
     columns = ["execution", "created (UTC)", "status", "done", "failed", "commit"]
     if verbose:
         columns += ["models", "benchmarks", "command"]
@@ -57,6 +79,18 @@ def list_executions_cmd(ctx: click.Context, limit: int | None, verbose: bool, du
                     " ".join(m.command)]  # fmt: skip
         table.append(row)
     print_table(columns, table)
+
+
+def _print_experiments(exps: list[ExperimentRow]) -> None:
+    from rich.markup import escape
+
+    table = [
+        [e.exp.name, e.exp.baseline[:7], f"{e.created_at:%Y-%m-%d %H:%M:%S}", str(e.cells),
+         escape(e.changed_text())]
+        for e in exps
+    ]  # fmt: skip
+    columns = ["experiment", "baseline", "created (UTC)", "cells", "changed params"]
+    print_table(columns, table, title="DVC experiments")
 
 
 def _print_duplicates(ctx: click.Context, as_json: bool) -> None:

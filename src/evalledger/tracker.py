@@ -576,8 +576,8 @@ class Tracker:
             run = self._require()
             run.manifest.checkpoints.append(record)
             run.dirty = True
+            self._flush(run, fsync=self.fsync)  # mirrors see the steps before it
             self._mirrors.call("log_artifact", record, "checkpoint")
-            self._flush(run, fsync=self.fsync)
         return record
 
     def log_artifact(
@@ -656,8 +656,8 @@ class Tracker:
                 examples_errored=errored, started_at=now, finished_at=now, attempts=1,
             )  # fmt: skip
             run.dirty = True
-            self._mirrors.call("log_evaluation", benchmark, metrics)
             self._flush(run, fsync=self.fsync)
+            self._mirrors.call("log_evaluation", benchmark, metrics)
         return metrics
 
     # ----------------------------------------------------------------- flushing

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import git, invoke
+from conftest import dvc, git, invoke
 from evalledger.project import Project
-from evalledger.reproduce import _run_groups, compare_cell
+from evalledger.reproduce import _run_groups, compare_cell, temporary_worktree
 from evalledger.scores import parse_scores
 
 
@@ -164,3 +164,30 @@ def test_compare_cell_structural_and_no_scores() -> None:
     table = parse_scores(b"id,correct\na,1\nb,0\n")
     check = compare_cell("m/b", old, {**old, "n": 11}, table, table)
     assert check.verdict == "differs" and check.note and check.note.startswith("n differs")
+
+
+def test_dvc_tracked_benchmark_data_is_restored_in_the_worktree(project: Project) -> None:
+    data = project.root / "data"
+    data.mkdir()
+    rows = [{"id": f"q{i}", "input": f"{i}+{i}", "target": str(2 * i)} for i in range(12)]
+    (data / "items.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    dvc(project.root, "add", "data/items.jsonl")
+    local = "benchmarks:\n  local: {loader: jsonl, path: data/items.jsonl}\n"
+    params = project.params_path.read_text().replace("benchmarks:\n", local)
+    project.params_path.write_text(params.replace("[arith, arith_hard]", "[local]"))
+    git(project.root, "add", "data/items.jsonl.dvc", "data/.gitignore")
+    assert invoke(project, "run", "--models", "solver", "--commit").exit_code == 0
+    before = _state(project.root)
+    result = invoke(project, "reproduce", "--json", "-q")
+    assert result.exit_code == 0, result.output
+    assert _verdicts(result.stdout) == {"solver/local": "match"}
+    assert _state(project.root) == before
+
+
+def test_worktree_is_removed_on_interrupt(project: Project) -> None:
+    head = git(project.root, "rev-parse", "HEAD").strip()
+    with pytest.raises(KeyboardInterrupt), temporary_worktree(project.root, head) as tree:
+        assert (tree / "params.yaml").is_file()
+        raise KeyboardInterrupt
+    assert not tree.exists() and not tree.parent.exists()
+    assert len(git(project.root, "worktree", "list").splitlines()) == 1

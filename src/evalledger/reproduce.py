@@ -2,7 +2,8 @@
 
 The revision is checked out into a temporary, detached git worktree, and its cells are
 re-run there by ``python -m evalledger -C <worktree> run --force`` in a fresh process:
-that commit's params.yaml and project code (python callables, data files in git) apply,
+that commit's params.yaml and project code (python callables, data files in git, and
+DVC-tracked inputs, copied out of the project's DVC cache) apply,
 nothing leaks from this process's imports, ``sys.path`` or working directory, and the
 run's lock, checkpoints and DVC cache live inside the worktree, which is always removed
 afterwards. The user's working tree, index and DVC cache are never touched.
@@ -354,8 +355,11 @@ def _run_groups(axes: dict[str, dict[str, str]]) -> list[dict[str, list[str]]]:
 
 def _run_in(
     root: Path, group: dict[str, list[str]], jobs: int | None, log: Callable[[str], None]
-) -> int:
-    """``evalledger run --force`` in a fresh interpreter; its output goes to ``log``."""
+) -> tuple[int, str | None]:
+    """``evalledger run --force`` in a fresh interpreter; its output goes to ``log``.
+
+    Returns the exit code and the last ``Error:`` line, if any.
+    """
     cmd = [sys.executable, "-P", "-m", "evalledger", "-C", str(root), "run", "--force"]
     for axis, vals in group.items():
         cmd += [_AXIS_FLAGS[axis], ",".join(vals)]
@@ -364,12 +368,15 @@ def _run_in(
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(cmd, cwd=root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True, env=env)  # fmt: skip
+    error = None
     try:
         assert proc.stdout is not None
         for line in proc.stdout:
+            if line.startswith("Error: "):
+                error = line[len("Error: ") :].strip()
             if _EXPECTED_WARNING not in line:
                 log(line.rstrip("\n"))
-        return proc.wait()
+        return proc.wait(), error
     finally:
         if proc.poll() is None:  # interrupted: the child got the same SIGINT; give it time
             try:
@@ -377,6 +384,38 @@ def _run_in(
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+
+
+def _checkout_data(root: Path, project: Project) -> str | None:
+    """Restore the worktree's DVC-tracked inputs (``*.dvc`` files) from the user's cache.
+
+    The worktree reads the project's cache only for this checkout (copies, no links);
+    the run afterwards writes to the worktree's own cache. Returns a note on failure.
+    """
+    tracked = _git(root, "ls-files", "--", "*.dvc").stdout.split()
+    tracked = [t for t in tracked if not t.startswith(".dvc/")]
+    if not tracked:
+        return None
+
+    def dvc(where: Path, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "dvc", *args], cwd=where,
+                              capture_output=True, text=True, check=False)  # fmt: skip
+
+    cache = dvc(project.root, "cache", "dir").stdout.strip()
+    local = root / ".dvc" / "config.local"
+    try:
+        if cache:
+            dvc(root, "config", "--local", "cache.dir", cache)
+            dvc(root, "config", "--local", "cache.type", "copy")
+        proc = dvc(root, "checkout", *tracked)
+    finally:
+        local.unlink(missing_ok=True)
+    if proc.returncode != 0:
+        lines = (proc.stderr or proc.stdout).strip().splitlines()
+        return f"dvc checkout of {len(tracked)} data file(s) failed: " + (
+            lines[-1] if lines else str(proc.returncode)
+        )
+    return None
 
 
 def _cell_statuses(root: Path, before: set[str]) -> dict[str, tuple[str, str | None]]:
@@ -442,11 +481,14 @@ def reproduce(
     with temporary_worktree(project.root, snap.commit) as tree:
         root = tree / prefix if prefix else tree
         before = {p.name for p in (root / "runs").iterdir()} if (root / "runs").is_dir() else set()
-        failed_runs = []
+        note = _checkout_data(root, project) if to_run else None
+        if note:
+            notes.append(note + " (`dvc pull` in the project first?)")
+        run_error = None
         for group in _run_groups(to_run):
-            code = _run_in(root, group, jobs, log)
+            code, error = _run_in(root, group, jobs, log)
             if code not in (0, 1):  # 1: some cells failed, which the verdicts say
-                failed_runs.append(code)
+                run_error = run_error or error or f"the run exited with {code}"
         statuses = _cell_statuses(root, before)
         for key in selected:
             if key not in recorded:
@@ -458,8 +500,7 @@ def reproduce(
             status, error = statuses.get(key, ("not run", None))
             new, new_scores = _read_new(root, key)
             if status != "completed" or new is None:
-                reason = error or (f"the run exited with {failed_runs[0]}"
-                                   if failed_runs else f"status {status}")  # fmt: skip
+                reason = error or run_error or f"status {status}"
                 checks[key] = CellCheck(key, "failed", note=reason)
                 continue
             ignored.update(k for k in [*_numbers(recorded[key]), *_numbers(new)] if _ignored(k))

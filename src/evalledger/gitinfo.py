@@ -12,7 +12,7 @@ from evalledger.manifest import GitState
 if TYPE_CHECKING:
     from pathlib import Path
 
-__all__ = ["LEDGER_PATHS", "code_hash", "git", "git_commit", "git_state"]
+__all__ = ["LEDGER_PATHS", "code_hash", "git", "git_commit", "git_diff_hash", "git_state"]
 
 #: Top-level paths of a project that hold results and ledger state, not code: their
 #: changes (new results, a params edit) leave :func:`code_hash` unchanged.
@@ -39,11 +39,57 @@ def git(root: Path, *args: str, check: bool = True, input: str | None = None) ->
 
 
 def git_state(root: Path) -> GitState:
-    """HEAD commit, branch and whether tracked files have uncommitted changes."""
+    """HEAD commit, branch, whether tracked files have uncommitted changes and their hash.
+
+    ``diff_hash`` (:func:`git_diff_hash`) is computed only when the tree is dirty, so a
+    clean tree costs no extra git call. ``code_hash`` is left to :func:`code_hash`.
+    """
     commit = git(root, "rev-parse", "--verify", "-q", "HEAD", check=False).strip() or None
     branch = git(root, "symbolic-ref", "--short", "-q", "HEAD", check=False).strip() or None
     dirty = bool(git(root, "status", "--porcelain", "--untracked-files=no", check=False).strip())
-    return GitState(commit=commit, branch=branch, dirty=dirty)
+    diff_hash = git_diff_hash(root, head=commit) if dirty else None
+    return GitState(commit=commit, branch=branch, dirty=dirty, diff_hash=diff_hash)
+
+
+def git_diff_hash(root: Path, head: str | None = "HEAD") -> str | None:
+    """sha256 (16 hex) of ``git diff HEAD --binary``: tracked files' uncommitted changes.
+
+    Staged and unstaged changes both count (untracked files do not); None when there are
+    none, or outside git. Before the first commit (``head=None``, or no HEAD) the diff is
+    taken against the empty tree. The patch is streamed into the hash, so a large binary
+    change costs no memory.
+    """
+    base = head or _EMPTY_TREE
+    if head == "HEAD" and not _git_ok(root, "rev-parse", "--verify", "-q", "HEAD"):
+        base = _EMPTY_TREE
+    cmd = ["git", "-c", "core.quotepath=false", "diff", "--binary", "--no-color",
+           "--no-ext-diff", "--no-textconv", base, "--"]  # fmt: skip
+    h = hashlib.sha256()
+    empty = True
+    try:
+        with subprocess.Popen(
+            cmd, cwd=root, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
+        ) as proc:
+            assert proc.stdout is not None
+            while chunk := proc.stdout.read(1 << 16):
+                empty = False
+                h.update(chunk)
+    except OSError:  # git is not installed
+        return None
+    if proc.returncode != 0 or empty:
+        return None
+    return h.hexdigest()[:16]
+
+
+def _git_ok(root: Path, *args: str) -> bool:
+    """Whether a git command succeeds in ``root`` (output discarded)."""
+    try:
+        return (
+            subprocess.run(["git", *args], cwd=root, capture_output=True, check=False).returncode
+            == 0
+        )
+    except OSError:
+        return False
 
 
 def git_commit(root: Path, paths: list[str], message: str) -> str:

@@ -304,7 +304,8 @@ def _new_manifest(
     project: Project, spec: MatrixSpec, cells: list[Cell], options: RunOptions, jobs: int
 ) -> ExecutionManifest:
     from evalledger.gitinfo import code_hash, git_state
-    from evalledger.redact import redact
+    from evalledger.provenance import capture_provenance
+    from evalledger.redact import redact, redact_command
 
     now = utcnow()
     records = {}
@@ -320,13 +321,14 @@ def _new_manifest(
             experiment=new_experiment_name(cell.values, judge), config_hash=chash,
             data_hash=data_hashes[bench],
         )  # fmt: skip
-    git = git_state(project.root)
+    git = git_state(project.root)  # with git.diff_hash when tracked files changed
     git.code_hash = code_hash(project.root)
     return ExecutionManifest(
         execution_id=new_execution_id(now), created_at=now, updated_at=now,
-        command=list(options.command), overrides=list(options.overrides),
+        command=redact_command(list(options.command)),
+        overrides=redact_command(list(options.overrides)),
         filters=_axis_filters(options.filters), config=redact(spec.raw),
-        git=git, jobs=jobs, cells=records,
+        git=git, jobs=jobs, cells=records, provenance=capture_provenance(project.root),
     )  # fmt: skip
 
 

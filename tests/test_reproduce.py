@@ -191,3 +191,13 @@ def test_worktree_is_removed_on_interrupt(project: Project) -> None:
         raise KeyboardInterrupt
     assert not tree.exists() and not tree.parent.exists()
     assert len(git(project.root, "worktree", "list").splitlines()) == 1
+
+
+def test_metric_that_disagrees_with_its_items_differs() -> None:
+    table = parse_scores(b"id,correct\na,1\nb,0\nc,1\nd,1\n")
+    old = {"accuracy": 0.5, "n": 4}  # edited by hand: the items say 0.75
+    check = compare_cell("m/b", old, {**old, "accuracy": 0.75}, table, table)
+    assert check.verdict == "differs" and check.note and "recorded accuracy" in check.note
+    flipped = parse_scores(b"id,correct\na,1\nb,1\nc,1\nd,1\n")
+    check = compare_cell("m/b", {**old, "accuracy": 0.75}, {**old, "accuracy": 1.0}, table, flipped)
+    assert check.verdict == "consistent" and check.test and check.test.method == "mcnemar"

@@ -59,6 +59,8 @@ IGNORED_PARTS = ("latency", "time")
 _STRUCTURAL = ("n",)
 _PRIMARY = ("accuracy", "mean_score")
 _TOLERANCE = 1e-9
+#: Rates in metrics files are rounded to 6 decimals.
+_ROUNDING = 1e-6
 #: ``evalledger run`` warns that the cells were evaluated before: here that is the point.
 _EXPECTED_WARNING = "already evaluated with the same configuration"
 _AXIS_FLAGS = {"model": "--models", "benchmark": "--benchmarks",
@@ -209,6 +211,10 @@ def compare_cell(
     if recorded_scores is None or reproduced_scores is None:
         check.note = "no per-item scores to test the difference"
         return check
+    inconsistent = _disagreeing(check.differing, old, new, recorded_scores, reproduced_scores)
+    if inconsistent:
+        check.note = inconsistent
+        return check
     untested, columns = [], set()
     for name in check.differing:
         column = column_for(name)
@@ -240,6 +246,37 @@ def compare_cell(
     else:
         check.note = f"{worst.method} p={worst.p_value:.3g} < alpha {alpha:g}"
     return check
+
+
+def _disagreeing(
+    names: list[str],
+    old: dict[str, float],
+    new: dict[str, float],
+    old_scores: ScoreTable,
+    new_scores: ScoreTable,
+) -> str | None:
+    """A note when a mean metric does not equal the mean of its own per-item column.
+
+    Then the per-item test would judge items the metric was not computed from (e.g. a
+    hand-edited metrics file), so the difference cannot be put down to noise.
+    """
+    from evalledger.scores import METRIC_COLUMNS
+
+    for name in names:
+        column = METRIC_COLUMNS.get(name)
+        if column is None:
+            continue
+        for side, metrics, table in (("recorded", old, old_scores),
+                                     ("reproduced", new, new_scores)):  # fmt: skip
+            values = [v for v in table.columns.get(column, []) if not math.isnan(v)]
+            value = metrics.get(name)
+            if not values or value is None:
+                continue
+            mean = math.fsum(values) / len(values)
+            if abs(value - mean) > _ROUNDING:
+                return (f"the {side} {name} ({value:.4g}) is not the mean of its per-item "
+                        f"{column} ({mean:.4g})")  # fmt: skip
+    return None
 
 
 # -------------------------------------------------------------------------- worktree

@@ -19,7 +19,9 @@ from evalledger.errors import EvalLedgerError
                    "together (the lists must have one length).")  # fmt: skip
 @click.option("-n", "--name", "prefix", default="sweep", show_default=True,
               help="Name experiments PREFIX-1, PREFIX-2, ... (after any in use).")  # fmt: skip
-@click.option("--run", is_flag=True, help="Start DVC's queue workers and wait for the sweep.")
+@click.option("--run", is_flag=True,
+              help="Start DVC's queue workers (they also run anything queued before) and "
+                   "wait for the sweep.")  # fmt: skip
 @click.option("-j", "--jobs", type=click.IntRange(min=1), default=1, show_default=True,
               help="Queue workers (experiments at once) with --run.")  # fmt: skip
 @click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=None,
@@ -37,7 +39,7 @@ def sweep(
     params.yaml before anything is queued. Each is queued as `dvc exp run --queue -S ...
     -n PREFIX-I`; with --run, `dvc queue start -j N` runs them and a leaderboard of the
     finished experiments is printed. Experiment names are revisions: see `evalledger
-    list`, `leaderboard --rev NAME` and `diff NAME1 NAME2`.
+    list -e`, `leaderboard --rev NAME` and `diff NAME1 NAME2`.
     """
     from evalledger.sweep import experiment_names, override_args, plan_sweep, queue_sweep
 

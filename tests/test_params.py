@@ -136,3 +136,21 @@ def test_axis_values_cannot_start_with_an_underscore() -> None:
         parse_spec(data)
     assert "model name '_hidden' is not allowed" in err.value.one_line()
     assert "start with a letter or digit" in err.value.one_line()
+
+
+def test_own_sections_are_allowed_and_near_misses_refused() -> None:
+    from evalledger.errors import ConfigError
+    from evalledger.params import parse_spec
+
+    base = {
+        "axes": {"model": ["m"], "benchmark": ["b"]},
+        "models": {"m": {"adapter": "baseline"}},
+        "benchmarks": {"b": {"loader": "arith"}},
+    }
+    spec = parse_spec({**base, "train": {"lr": 0.1, "epochs": 3}})  # a training stage's knobs
+    assert spec.raw["train"] == {"lr": 0.1, "epochs": 3}
+    with pytest.raises(ConfigError) as err:
+        parse_spec({**base, "benchmark": {}})
+    assert err.value.one_line().startswith(
+        "unknown section 'benchmark' in params.yaml; did you mean 'benchmarks'?"
+    )

@@ -145,8 +145,8 @@ def test_revert_library_api_and_refusals(project: Project) -> None:
     assert result.stale_cells == []  # jobs is not part of any cell's configuration
     assert "jobs: 3" in result.text
     # a snapshot that is not a valid matrix today is refused before writing
-    bad = manifest.model_copy(update={"config": {**manifest.config, "surprise": {}}})
-    with pytest.raises(ConfigError, match="is not valid today: unknown section 'surprise'"):
+    bad = manifest.model_copy(update={"config": {**manifest.config, "modles": {}}})
+    with pytest.raises(ConfigError, match="is not valid today: unknown section 'modles'"):
         revert_params(project, bad)
     assert "jobs: 2" in project.params_path.read_text()
     # not while a run holds the project's run lock

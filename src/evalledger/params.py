@@ -157,13 +157,17 @@ def _check_name(kind: str, name: Any) -> str:
 
 def parse_spec(data: dict[str, Any]) -> MatrixSpec:
     """Validate params data and return the matrix it defines."""
-    unknown_top = sorted(set(data) - _TOP_LEVEL)
-    if unknown_top:
-        raise ConfigError(
-            f"unknown section {unknown_top[0]!r} in params.yaml; "
-            f"known: {', '.join(sorted(_TOP_LEVEL))}",
-            "rename or remove it",
-        )
+    import difflib
+
+    # Other sections are the user's own knobs (a `train:` stage's params, say); only a
+    # near-miss of one of ours is refused, since it is almost surely a typo.
+    for name in sorted(set(data) - _TOP_LEVEL):
+        close = difflib.get_close_matches(str(name), sorted(_TOP_LEVEL), n=1, cutoff=0.75)
+        if close:
+            raise ConfigError(
+                f"unknown section {name!r} in params.yaml; did you mean {close[0]!r}?",
+                f"rename it, or give your own section a name unlike {close[0]!r}",
+            )
     axes_raw = data.get("axes")
     if not isinstance(axes_raw, dict) or not axes_raw:
         raise ConfigError(

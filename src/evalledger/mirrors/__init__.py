@@ -1,0 +1,96 @@
+"""Mirrors: copies of what the Tracker logs in another tracking service (W&B, ...).
+
+The git ledger stays the source of truth; a mirror only copies. Mirrors are registered
+under the entry-point group ``evalledger.mirrors`` (evalledger's own ``wandb`` included,
+in its ``pyproject.toml``), so a third-party package adds one the same way::
+
+    [project.entry-points."evalledger.mirrors"]
+    mine = "my_package.mirror:MyMirror"
+
+A mirror class is called with the user's options as keyword arguments and implements
+:class:`Mirror`. Its backend library is an optional extra (``pip install
+'evalledger[wandb]'``), imported only when a mirror is built.
+"""
+
+from __future__ import annotations
+
+from importlib.metadata import EntryPoint, entry_points
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+from evalledger.errors import ConfigError
+
+if TYPE_CHECKING:
+    from evalledger.manifest import ArtifactRecord, ExecutionManifest
+
+__all__ = ["MIRRORS_GROUP", "Mirror", "MissingBackendError", "known_mirrors", "load_mirror"]
+
+MIRRORS_GROUP = "evalledger.mirrors"
+
+
+@runtime_checkable
+class Mirror(Protocol):
+    """What the Tracker calls, in this order: ``start``, the ``log_*`` methods, ``finish``."""
+
+    def start(self, manifest: ExecutionManifest) -> None:
+        """Open the mirrored run for a new experiment (its manifest as first written)."""
+
+    def log_metrics(self, metrics: dict[str, float], step: int) -> None:
+        """Step metrics, e.g. ``{"train/loss": 0.4}`` at ``step``."""
+
+    def log_params(self, params: dict[str, Any]) -> None:
+        """Hyperparameters (merged into the run's configuration)."""
+
+    def log_artifact(self, record: ArtifactRecord, kind: str) -> None:
+        """A checkpoint or artifact (``kind``: ``checkpoint`` or ``artifact``), by reference."""
+
+    def log_evaluation(self, benchmark: str, metrics: dict[str, Any]) -> None:
+        """An evaluation's metrics on ``benchmark``."""
+
+    def finish(self, status: str) -> None:
+        """Close the run; ``status`` is the experiment's (``completed`` or ``failed``)."""
+
+
+class MissingBackendError(ConfigError):
+    """A mirror's backend library (an optional extra) is not installed."""
+
+
+def _group() -> dict[str, EntryPoint]:
+    return {ep.name: ep for ep in entry_points(group=MIRRORS_GROUP)}
+
+
+def known_mirrors() -> list[str]:
+    """Names of the installed mirrors, sorted."""
+    return sorted(_group())
+
+
+def load_mirror(name: str, **options: Any) -> Mirror:
+    """Build the mirror registered as ``name`` with ``options`` (e.g. ``project=``).
+
+    Raises ConfigError for an unknown name (listing the known ones) or a mirror that fails
+    to build, and :class:`MissingBackendError` (a ConfigError) naming the ``pip install``
+    when its backend library is missing.
+    """
+    eps = _group()
+    if name not in eps:
+        known = ", ".join(sorted(eps)) or "none installed"
+        raise ConfigError(
+            f"unknown mirror {name!r}; known: {known}",
+            "fix the name, or install the package that provides it",
+        )
+    try:
+        cls = eps[name].load()
+        mirror = cls(**options)
+    except ConfigError:
+        raise
+    except ImportError as exc:
+        builtin = eps[name].value.startswith("evalledger.")
+        missing = exc.name or str(exc)
+        raise MissingBackendError(
+            f"the {name} mirror needs the {missing} package, which is not installed",
+            f"pip install 'evalledger[{name}]'" if builtin else f"pip install {missing}",
+        ) from None
+    except Exception as exc:  # a broken plugin or bad options: one line, not a traceback
+        raise ConfigError(f"mirror {name!r} failed to load: {type(exc).__name__}: {exc}") from None
+    if not isinstance(mirror, Mirror):
+        raise ConfigError(f"mirror {name!r} ({cls!r}) does not implement the Mirror protocol")
+    return mirror

@@ -22,12 +22,24 @@ def _table(text: str) -> list[list[str]]:
     return [re.split(r"\s{2,}", line.strip()) for line in text.splitlines()]
 
 
+def _executions(text: str) -> list[list[str]]:
+    """The executions table: the rows before the DVC experiments section."""
+    rows = _table(text)
+    return rows[: rows.index([""])] if [""] in rows else rows
+
+
 def test_list_newest_first_with_commits(built: lf.Built) -> None:
     out = invoke(built.project, "list")
     assert out.exit_code == 0
-    rows = _table(out.stdout)
+    rows = _executions(out.stdout)
     assert rows[0] == ["execution", "created (UTC)", "status", "done", "failed", "commit"]
     v1, v2, v3 = built.short("v1"), built.short("v2"), built.short("v3")
+    exps = _table(out.stdout)[len(rows) + 1 :]
+    assert exps[0] == ["DVC experiments"]
+    assert exps[1] == ["experiment", "baseline", "created (UTC)", "cells", "changed params"]
+    assert exps[2][:2] == ["myexp", v1] and exps[2][3:] == ["5", "(same as baseline)"]
+    assert _executions(invoke(built.project, "list", "--no-experiments").stdout) == rows
+    assert "DVC experiments" not in invoke(built.project, "list", "-E").stdout
     assert rows[1:] == [
         [lf.EXEC_E, "2026-01-05 10:00:00", "completed", "1/1", "0", "workspace"],
         [lf.EXEC_D, "2026-01-04 10:00:00", "completed", "1/1", "0", v3],
@@ -38,19 +50,22 @@ def test_list_newest_first_with_commits(built: lf.Built) -> None:
 
 
 def test_list_limit_verbose_and_json(built: lf.Built) -> None:
-    one = _table(invoke(built.project, "list", "-n", "1").stdout)
+    one = _executions(invoke(built.project, "list", "-n", "1").stdout)
     assert [r[0] for r in one[1:]] == [lf.EXEC_E]
-    two = _table(invoke(built.project, "list", "--limit", "2").stdout)
+    two = _executions(invoke(built.project, "list", "--limit", "2").stdout)
     assert [r[0] for r in two[1:]] == [lf.EXEC_E, lf.EXEC_D]
 
-    verbose = _table(invoke(built.project, "list", "-v").stdout)
+    verbose = _executions(invoke(built.project, "list", "-v").stdout)
     assert verbose[0][-3:] == ["models", "benchmarks", "command"]
     by_id = {r[0]: r for r in verbose[1:]}
     assert by_id[lf.EXEC_A][-3:] == ["alpha, beta, gamma", "qa, math", "evalledger run"]
     assert by_id[lf.EXEC_B][-3:] == ["alpha, gamma", "math, qa", "evalledger run -S run.jobs=1"]
     assert by_id[lf.EXEC_D][-3:] == ["gamma", "qa", "evalledger run"]
 
-    data = json.loads(invoke(built.project, "list", "--json").stdout)
+    everything = json.loads(invoke(built.project, "list", "--json").stdout)
+    assert [d["kind"] for d in everything] == ["execution"] * 5 + ["dvc-experiment"]
+    assert everything[-1]["name"] == "myexp" and everything[-1]["baseline"] == built.shas["v1"]
+    data = everything[:5]
     assert [d["execution_id"] for d in data] == ALL
     b = data[3]
     assert (b["status"], b["cells"], b["completed"], b["failed"]) == ("partial", 2, 1, 1)
@@ -61,6 +76,7 @@ def test_list_limit_verbose_and_json(built: lf.Built) -> None:
     assert [d["commit"] for d in data[1:3]] == [built.shas["v3"], built.shas["v2"]]
     assert data[4]["created_at"] == "2026-01-01T10:00:00+00:00"
     assert json.loads(invoke(built.project, "list", "--json", "-n", "1").stdout)[0] == data[0]
+    assert json.loads(invoke(built.project, "list", "--json", "-E").stdout) == data
 
 
 def test_show_prints_config_provenance_and_cell_metrics(built: lf.Built) -> None:

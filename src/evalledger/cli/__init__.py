@@ -35,6 +35,11 @@ COMMANDS: dict[str, str] = {
     "leaderboard": "evalledger.cli.leaderboard:leaderboard",
     "significance": "evalledger.cli.significance:significance",
     "revert": "evalledger.cli.revert:revert",
+    "sweep": "evalledger.cli.sweep:sweep",
+    "reproduce": "evalledger.cli.reproduce:reproduce",
+    "push": "evalledger.cli.share:push",
+    "pull": "evalledger.cli.share:pull",
+    "archive": "evalledger.cli.share:archive",
 }
 
 

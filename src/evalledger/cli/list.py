@@ -22,7 +22,7 @@ from evalledger.listing import ExecutionRow, ExperimentRow, list_executions, lis
 @click.option("--duplicates", is_flag=True,
               help="List cells completed more than once with the same configuration, data "
                    "and code.")  # fmt: skip
-@click.option("-e", "--experiments", is_flag=True,
+@click.option("-e/-E", "--experiments/--no-experiments", default=True, show_default=True,
               help="Also list DVC experiments (refs/exps: `dvc exp run`, `evalledger sweep`) "
                    "with the params each changed.")  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
@@ -31,7 +31,8 @@ def list_executions_cmd(ctx: click.Context, limit: int | None, verbose: bool, du
                         experiments: bool, as_json: bool) -> None:  # fmt: skip
     """List executions across git history and the workspace, newest first.
 
-    With --experiments, DVC experiments too (shown anyway when there is no execution).
+    DVC experiments (`dvc exp run`, `evalledger sweep`) follow in a section of their own,
+    with the params each changed; --no-experiments leaves them out.
 
     COMMIT is the commit that last changed the execution's manifest, `workspace` when
     its newest version is uncommitted, and `(deleted)` when HEAD no longer has it. An
@@ -48,14 +49,12 @@ def list_executions_cmd(ctx: click.Context, limit: int | None, verbose: bool, du
             data += [e.to_json() for e in list_experiments(ledger, limit)]
         click.echo(json.dumps(data, indent=2))
         return
-    exps = list_experiments(ledger, limit) if experiments or not rows else []
+    exps = list_experiments(ledger, limit) if experiments else []
     if not rows and not exps:
         click.echo("no executions yet; start one with `evalledger run`")
         return
     if rows:
         _print_executions(rows, verbose)
-        if not experiments and (n := len(ledger.git.experiments())):
-            click.echo(f"({n} DVC experiment(s) not shown; add --experiments)", err=True)
     if exps:
         if rows:
             click.echo()

@@ -304,8 +304,11 @@ def test_selected_env_allow_list_and_redaction() -> None:
 # -- end to end: nothing planted leaks into any file ----------------------------------------
 
 LEAKY_MODEL = """\
-def generate(prompt, item, api_key=None, base_url=None, auth_token=None):
-    assert api_key and base_url  # the model does get its settings
+import os
+
+
+def generate(prompt, item, base_url=None):
+    assert base_url and os.environ["OPENAI_API_KEY"]  # the model does get its settings
     return f"The answer is {item.target}."
 """
 
@@ -344,13 +347,12 @@ def test_run_writes_no_planted_secret_anywhere(
             callable: leaky_model:generate
             path: {model_dir}
             options:
-              api_key: {PARAMS_KEY}
-              base_url: https://alice:{URL_PW}@models.example.com/v1
+              base_url: https://models.example.com/v1
         benchmarks:
           arith: {{loader: arith, n_items: 5, seed: 1, difficulty: easy}}
         """)
     project = make_project(tmp_path / "proj", params)
-    result = invoke(project, "run", "-S", f"models.leaky.options.auth_token={OVERRIDE_TOKEN}")
+    result = invoke(project, "run", "-S", "models.leaky.options.base_url=https://other.example/v1")
     assert result.exit_code == 0, result.output
     for secret in ENV_SECRETS + PARAMS_SECRETS:
         assert secret not in result.output
@@ -363,10 +365,7 @@ def test_run_writes_no_planted_secret_anywhere(
     assert env["HTTPS_PROXY"] == f"http://me:{REDACTED}@proxy:3128"
     assert env["EVALLEDGER_NOTE"] == "hello"
     assert "CUSTOM_VAR" not in env and "GITHUB_TOKEN" not in env
-    options = m.config["models"]["leaky"]["options"]
-    assert options == {"api_key": REDACTED, "base_url": REDACTED, "auth_token": REDACTED}
-    assert m.overrides == [f"models.leaky.options.auth_token={REDACTED}"]
-    assert m.command[-1] == f"models.leaky.options.auth_token={REDACTED}"
+    assert m.config["models"]["leaky"]["options"] == {"base_url": "https://other.example/v1"}
     assert m.provenance.packages["evalledger"] == importlib.metadata.version("evalledger")
     assert m.git.dirty and m.git.diff_hash  # -S edited params.yaml
 
@@ -378,10 +377,52 @@ def test_run_writes_no_planted_secret_anywhere(
     for path in files:
         data = path.read_bytes()
         rel = path.relative_to(project.root).as_posix()
-        user_params = rel in ("params.yaml", "dvc.lock")
-        for secret in ENV_SECRETS + ([] if user_params else PARAMS_SECRETS):
+        for secret in ENV_SECRETS:
             if secret.encode() in data:
                 leaks.append(f"{rel}: {secret}")
     assert leaks == []
     # The manifest is plain YAML: the redacted provenance survives a JSON round trip too.
     assert json.loads(m.model_dump_json())["provenance"]["env"]["EVALLEDGER_NOTE"] == "hello"
+
+
+@pytest.mark.parametrize(
+    ("settings", "override", "where"),
+    [
+        ({"api_key": PARAMS_KEY}, None, "models.m.api_key"),
+        ({"base_url": f"https://alice:{URL_PW}@models.example.com/v1"}, None, "models.m.base_url"),
+        ({}, f"models.m.auth_token={OVERRIDE_TOKEN}", "models.m.auth_token"),
+    ],
+)
+def test_a_secret_in_params_is_refused_before_anything_is_written(
+    tmp_path: Path, settings: dict[str, str], override: str | None, where: str
+) -> None:
+    # DVC copies a stage's params into dvc.lock verbatim, and git keeps both forever.
+    lines = "".join(f"\n    {k}: {v}" for k, v in settings.items())
+    params = (
+        "axes: {model: [m], benchmark: [b]}\n"
+        f"models:\n  m:\n    adapter: baseline{lines}\n"
+        "benchmarks: {b: {loader: arith, n_items: 5}}\n"
+    )
+    root = tmp_path / "proj"
+    if override is None:
+        root.mkdir()
+        project = make_project(
+            root,
+            "axes: {model: [m], benchmark: [b]}\nmodels: {m: "
+            "{adapter: baseline}}\nbenchmarks: {b: {loader: arith}}\n",
+        )
+        (root / "params.yaml").write_text(params)
+        result = invoke(project, "run")
+    else:
+        project = make_project(root, params)
+        result = invoke(project, "run", "-S", override)
+    assert result.exit_code == 2
+    assert result.output.count("\n") == 1
+    assert f"params.yaml holds a secret at {where}" in result.output
+    assert "api_key_env" in result.output
+    assert not (root / "dvc.lock").exists()
+    assert not [p for p in (root / "runs").iterdir() if p.name != ".gitkeep"]
+    for secret in PARAMS_SECRETS:
+        assert secret not in result.output
+    if override is not None:
+        assert OVERRIDE_TOKEN not in (root / "params.yaml").read_text()

@@ -155,6 +155,20 @@ def _check_name(kind: str, name: Any) -> str:
     return text
 
 
+def _refuse_secrets(data: dict[str, Any]) -> None:
+    """A secret in params.yaml would be copied into dvc.lock and git history: refuse it."""
+    from evalledger.redact import secret_paths
+
+    leaks = secret_paths(data)
+    if leaks:
+        raise ConfigError(
+            f"params.yaml holds a secret at {leaks[0]}; DVC copies params into dvc.lock and "
+            "git keeps them forever",
+            "put it in an environment variable and name the variable instead, e.g. "
+            "api_key_env: OPENAI_API_KEY",
+        )
+
+
 def parse_spec(data: dict[str, Any]) -> MatrixSpec:
     """Validate params data and return the matrix it defines."""
     import difflib
@@ -168,6 +182,7 @@ def parse_spec(data: dict[str, Any]) -> MatrixSpec:
                 f"unknown section {name!r} in params.yaml; did you mean {close[0]!r}?",
                 f"rename it, or give your own section a name unlike {close[0]!r}",
             )
+    _refuse_secrets(data)
     axes_raw = data.get("axes")
     if not isinstance(axes_raw, dict) or not axes_raw:
         raise ConfigError(

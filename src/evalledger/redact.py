@@ -28,6 +28,7 @@ __all__ = [
     "redact_assignment",
     "redact_command",
     "redact_text",
+    "secret_paths",
 ]
 
 REDACTED = "<redacted>"
@@ -139,3 +140,21 @@ def redact(data: Any) -> Any:
     if isinstance(data, str) and contains_secret(data):
         return REDACTED
     return data
+
+
+def secret_paths(data: Any, prefix: str = "") -> list[str]:
+    """Dotted paths of the values :func:`redact` would hide, in document order."""
+    found: list[str] = []
+
+    def walk(original: Any, hidden: Any, path: str) -> None:
+        if isinstance(original, dict) and isinstance(hidden, dict):
+            for key, value in original.items():
+                walk(value, hidden.get(key), f"{path}.{key}" if path else str(key))
+        elif isinstance(original, list | tuple) and isinstance(hidden, list):
+            for i, (value, masked) in enumerate(zip(original, hidden, strict=True)):
+                walk(value, masked, f"{path}[{i}]")
+        elif original != hidden:
+            found.append(path)
+
+    walk(data, redact(data), prefix)
+    return found

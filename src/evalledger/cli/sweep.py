@@ -39,7 +39,7 @@ def sweep(
     params.yaml before anything is queued. Each is queued as `dvc exp run --queue -S ...
     -n PREFIX-I`; with --run, `dvc queue start -j N` runs them and a leaderboard of the
     finished experiments is printed. Experiment names are revisions: see `evalledger
-    list -e`, `leaderboard --rev NAME` and `diff NAME1 NAME2`.
+    list`, `leaderboard --rev NAME` and `diff NAME1 NAME2`.
     """
     from evalledger.sweep import experiment_names, override_args, plan_sweep, queue_sweep
 

@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 import yaml
-from tests.conftest import dvc, invoke
 
+from conftest import dvc, invoke
 from evalledger.errors import EvalLedgerError
 from evalledger.manifest import ArtifactRecord, ExecutionManifest, read_manifest
 from evalledger.project import Project
@@ -425,3 +425,10 @@ def test_public_exports() -> None:
 
     assert evalledger.Tracker is Tracker
     assert evalledger.ExperimentConfig is ExperimentConfig
+
+
+def test_an_unknown_mirror_name_is_a_config_error_before_training(project: Project) -> None:
+    from evalledger.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="unknown mirror 'nope'"):
+        Tracker(project, mirrors=["nope"])

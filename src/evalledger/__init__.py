@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from evalledger.runner import RunOptions, RunPlan, RunResult, plan_run, run
     from evalledger.scaffold import init_project
     from evalledger.significance import PairedResult, compare_paired
+    from evalledger.tracker import ExperimentConfig, Tracker
 
 __all__ = [
     "Benchmark",
@@ -44,6 +45,7 @@ __all__ = [
     "Completion",
     "EvalLedgerError",
     "ExecutionManifest",
+    "ExperimentConfig",
     "Item",
     "ItemScore",
     "Leaderboard",
@@ -56,6 +58,7 @@ __all__ = [
     "RunPlan",
     "RunResult",
     "Snapshot",
+    "Tracker",
     "__version__",
     "build_leaderboard",
     "compare_paired",
@@ -104,6 +107,8 @@ _LAZY = {
     "run_significance": "evalledger.pairing",
     "PairedResult": "evalledger.significance",
     "compare_paired": "evalledger.significance",
+    "ExperimentConfig": "evalledger.tracker",
+    "Tracker": "evalledger.tracker",
 }
 
 

@@ -274,29 +274,23 @@ def _hash_path(path: Path) -> tuple[str, int]:
     raise EvalLedgerError(f"{path} does not exist", "log a checkpoint after writing it")
 
 
-def _provenance(root: Path) -> Provenance | None:
-    try:
-        from evalledger.provenance import capture_provenance
-    except ImportError:  # evalledger.provenance is not installed in this build
-        return None
+def _provenance(root: Path) -> Provenance:
+    from evalledger.provenance import capture_provenance
+
     prov = capture_provenance(root)
     prov.env = redact(prov.env)  # a second guard: nothing secret leaves the process
     return prov
 
 
 def _git(root: Path) -> GitState:
-    from evalledger.gitinfo import code_hash, git_state
+    from evalledger.gitinfo import code_hash, git_diff_hash, git_state
 
     try:
         state = git_state(root)
         state.code_hash = code_hash(root)
+        state.diff_hash = git_diff_hash(root)
     except EvalLedgerError:  # git is not installed
         return GitState()
-    try:
-        from evalledger.provenance import git_diff_hash
-    except ImportError:
-        return state
-    state.diff_hash = git_diff_hash(root)
     return state
 
 

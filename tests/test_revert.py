@@ -10,6 +10,7 @@ from conftest import SMALL_PARAMS, invoke, make_project
 from evalledger.atomic import locked_file
 from evalledger.errors import ConfigError
 from evalledger.executions import execution_ids, load_execution
+from evalledger.manifest import dump_manifest
 from evalledger.params import load_params
 from evalledger.project import Project
 from evalledger.redact import REDACTED
@@ -22,9 +23,8 @@ SECRET_PARAMS = (
 judges:
   grader:
     adapter: openai
-    base_url: http://127.0.0.1:9/v1
+    base_url: http://127.0.0.1:9/v1   # once had a password in it
     model: judge
-    auth_token: first-secret   # never written to a manifest
 """
 )
 
@@ -96,29 +96,32 @@ def test_dry_run_writes_nothing(project: Project) -> None:
 
 
 def test_redacted_values_keep_the_current_value(tmp_path: Path) -> None:
+    # params.yaml can no longer hold a secret (it is refused), but a manifest written when
+    # judges.grader.base_url carried a password holds that value redacted.
     project = make_project(tmp_path / "proj", SECRET_PARAMS)
     first = _run(project)
     manifest = load_execution(project, first)
-    assert manifest.config["judges"]["grader"]["auth_token"] == REDACTED
-    _edit(project, "first-secret", "second-secret")
+    manifest.config["judges"]["grader"]["base_url"] = REDACTED
+    path = project.runs_dir / first / "manifest.yaml"
+    path.write_text(dump_manifest(manifest))
     _edit(project, "n_items: 20", "n_items: 5")
     result = invoke(project, "revert", first)
     assert result.exit_code == 0, result.output
     text = project.params_path.read_text()
-    assert "auth_token: second-secret   # never written to a manifest" in text
+    assert "base_url: http://127.0.0.1:9/v1   # once had a password in it" in text
     assert REDACTED not in text
-    assert "kept the current value of redacted judges.grader.auth_token" in result.output
+    assert "kept the current value of redacted judges.grader.base_url" in result.output
     assert "n_items: 20" in text
     # no current value to keep: a one-line error naming the key, nothing written
-    _edit(project, "    auth_token: second-secret   # never written to a manifest\n", "")
+    _edit(project, "    base_url: http://127.0.0.1:9/v1   # once had a password in it\n", "")
     _edit(project, "n_items: 20", "n_items: 5")
     before = project.params_path.read_bytes()
     failed = invoke(project, "revert", first)
     assert failed.exit_code == 2
     assert failed.output.count("\n") == 1
     assert failed.output.startswith(
-        f"Error: judges.grader.auth_token was redacted in {first} and params.yaml has no "
-        "current value for it; set judges.grader.auth_token in params.yaml"
+        f"Error: judges.grader.base_url was redacted in {first} and params.yaml has no "
+        "current value for it; set judges.grader.base_url in params.yaml"
     )
     assert project.params_path.read_bytes() == before
 

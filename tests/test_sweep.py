@@ -264,11 +264,6 @@ def test_a_tracker_experiment_is_listed_with_its_params(trained: tuple[Project, 
     assert exp["params"] == {"train.lr": {"old": 0.01, "new": 0.1}}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="DVC commits only tracked files, declared outputs and top-level metrics/plots "
-    "into an experiment; the Tracker's runs/<exp id>/manifest.yaml is a new untracked file",
-)
 def test_a_tracker_experiment_commits_its_manifest(trained: tuple[Project, str]) -> None:
     project, ref = trained
     tree = git(project.root, "ls-tree", "-r", "--name-only", ref).split()

@@ -236,7 +236,7 @@ def test_evaluations_become_ledger_cells(project: Project) -> None:
     listed = json.loads(invoke(project, "list", "--json").output)
     mine = [row for row in listed if row["execution_id"] == exp_id]
     assert len(mine) == 1 and mine[0]["status"] == "completed"
-    assert mine[0].get("kind", "experiment") in ("experiment", "execution")
+    assert mine[0]["kind"] == "experiment"
     result = invoke(project, "significance", "grpo-7b", "noisy", "--benchmark", "arith")
     assert result.exit_code == 0, result.output
 

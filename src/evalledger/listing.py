@@ -38,7 +38,7 @@ class ExecutionRow:
         """JSON-ready summary."""
         counts = self.manifest.counts()
         return {
-            "kind": "execution",
+            "kind": "experiment" if self.manifest.kind == "experiment" else "execution",
             "execution_id": self.info.execution_id,
             "created_at": self.manifest.created_at.isoformat(),
             "status": self.manifest.status.value,

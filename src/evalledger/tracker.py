@@ -43,7 +43,9 @@ import io
 import json
 import numbers
 import operator
+import os
 import re
+import subprocess
 import sys
 import threading
 from collections.abc import Iterator, Mapping
@@ -467,10 +469,27 @@ class Tracker:
                 run.manifest.error = error
                 run.dirty = True
                 self._flush(run, fsync=True)
+                self._stage_for_dvc_experiment(run.manifest)
             finally:
                 self._run = None
                 _ACTIVE.discard(self)
                 self._mirrors.call("finish", final.value)
+
+    def _stage_for_dvc_experiment(self, manifest: ExecutionManifest) -> None:
+        """Under ``dvc exp run``, stage the files DVC would otherwise leave out.
+
+        DVC commits an experiment's tracked files and declared outputs only; the manifest
+        and evaluation cells are new files, so they are added to git's index here (the
+        series and summary are declared in dvc.yaml and need nothing).
+        """
+        if "DVC_EXP_BASELINE_REV" not in os.environ:
+            return
+        paths = [f"runs/{manifest.execution_id}/manifest.yaml"]
+        for key in manifest.cells:
+            paths += [f"metrics/{key}.json", f"metrics/{key}.scores.csv"]
+        existing = [p for p in paths if (self.project.root / p).exists()]
+        subprocess.run(["git", "add", "--", *existing], cwd=self.project.root,
+                       capture_output=True, check=False)  # fmt: skip
 
     @contextmanager
     def experiment(

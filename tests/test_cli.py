@@ -81,3 +81,12 @@ def test_public_api_names_resolve() -> None:
         assert getattr(evalledger, name) is not None, name
     assert callable(evalledger.run) and evalledger.run.__module__ == "evalledger.runner"
     assert callable(evalledger.init_project)
+
+
+@pytest.mark.parametrize("name", sorted(COMMANDS))
+def test_every_command_is_documented_in_the_readme(name: str) -> None:
+    from pathlib import Path
+
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    table = [line for line in readme.splitlines() if line.startswith("| `evalledger ")]
+    assert any(f"`evalledger {name}" in line or f"/ `{name}" in line for line in table), name

@@ -26,7 +26,14 @@ if TYPE_CHECKING:
     from evalledger.params import MatrixSpec
     from evalledger.project import Project
 
-__all__ = ["record_cells", "render_stage", "stale_cells", "sync_dvc_yaml"]
+__all__ = [
+    "load_dvc_yaml",
+    "record_cells",
+    "render_stage",
+    "stale_cells",
+    "sync_dvc_yaml",
+    "write_dvc_yaml",
+]
 
 
 def render_stage(axis_names: list[str], judges: bool = False) -> dict[str, Any]:
@@ -59,14 +66,12 @@ def _yaml_rt() -> Any:
     return y
 
 
-def sync_dvc_yaml(project: Project, spec: MatrixSpec) -> bool:
-    """Make dvc.yaml's ``eval`` stage match the axes; keep every other stage. True if changed."""
-    y = _yaml_rt()
-    path = project.dvc_yaml
+def load_dvc_yaml(project: Project) -> Any:
+    """dvc.yaml as a round-trip document (comments and order kept); {} when absent."""
     doc: Any = None
-    if path.exists():
+    if project.dvc_yaml.exists():
         try:
-            doc = y.load(path.read_text(encoding="utf-8"))
+            doc = _yaml_rt().load(project.dvc_yaml.read_text(encoding="utf-8"))
         except Exception as exc:
             raise ConfigError(
                 f"dvc.yaml is not valid YAML: {str(exc).splitlines()[0]}",
@@ -76,6 +81,19 @@ def sync_dvc_yaml(project: Project, spec: MatrixSpec) -> bool:
         doc = {}
     if not isinstance(doc, dict):
         raise ConfigError("dvc.yaml must be a mapping")
+    return doc
+
+
+def write_dvc_yaml(project: Project, doc: Any) -> None:
+    """Write a document from :func:`load_dvc_yaml` back, atomically."""
+    buf = io.StringIO()
+    _yaml_rt().dump(doc, buf)
+    atomic_write(project.dvc_yaml, buf.getvalue())
+
+
+def sync_dvc_yaml(project: Project, spec: MatrixSpec) -> bool:
+    """Make dvc.yaml's ``eval`` stage match the axes; keep every other stage. True if changed."""
+    doc = load_dvc_yaml(project)
     stages = doc.setdefault("stages", {})
     if stages is None:
         stages = doc["stages"] = {}
@@ -83,9 +101,7 @@ def sync_dvc_yaml(project: Project, spec: MatrixSpec) -> bool:
     if plain_data(stages.get(STAGE)) == wanted:
         return False
     stages[STAGE] = wanted
-    buf = io.StringIO()
-    y.dump(doc, buf)
-    atomic_write(path, buf.getvalue())
+    write_dvc_yaml(project, doc)
     return True
 
 

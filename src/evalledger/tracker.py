@@ -302,23 +302,11 @@ def declare_outputs(project: Project) -> bool:
     Idempotent and under a file lock, so concurrent trackers never lose each other's
     edit; every other part of dvc.yaml (stages, comments, order) is kept as written.
     """
-    from evalledger.pipeline import _yaml_rt
+    from evalledger.pipeline import load_dvc_yaml, write_dvc_yaml
 
     series, summary = f"metrics/{SERIES_DIR}", f"metrics/{SUMMARY_DIR}"
     with locked_file(project.state_dir / "dvcyaml.lock", blocking=True):
-        y = _yaml_rt()
-        path = project.dvc_yaml
-        doc: Any = None
-        if path.exists():
-            try:
-                doc = y.load(path.read_text(encoding="utf-8"))
-            except Exception as exc:
-                first = str(exc).splitlines()[0]
-                raise ConfigError(f"dvc.yaml is not valid YAML: {first}") from None
-        if doc is None:
-            doc = {}
-        if not isinstance(doc, dict):
-            raise ConfigError("dvc.yaml must be a mapping")
+        doc = load_dvc_yaml(project)
         changed = False
         plots = doc.get("plots")
         if plots is None:
@@ -338,9 +326,7 @@ def declare_outputs(project: Project) -> bool:
             metrics.append(summary)
             changed = True
         if changed:
-            buf = io.StringIO()
-            y.dump(doc, buf)
-            atomic_write(path, buf.getvalue())
+            write_dvc_yaml(project, doc)
     return changed
 
 

@@ -16,6 +16,7 @@ __all__ = [
     "METHOD_NAMES",
     "alpha_option",
     "benchmarks_option",
+    "confidence_option",
     "current_project",
     "format_options",
     "open_ledger",
@@ -64,8 +65,7 @@ def stats_options(fn: F) -> F:
     for option in reversed([
         click.option("--method", type=click.Choice(METHOD_NAMES), default=None,
                      help="Paired test (default: see the command's help)."),
-        click.option("--confidence", type=click.FloatRange(0.5, 0.999), default=0.95,
-                     show_default=True, help="Confidence level of intervals."),
+        confidence_option,
         click.option("--n-resamples", type=click.IntRange(min=100), default=10_000,
                      show_default=True, help="Resamples for bootstrap and permutation."),
         click.option("--seed", type=int, default=0, show_default=True,
@@ -92,3 +92,10 @@ def alpha_option(help: str = "Significance level.") -> Callable[[F], F]:
         show_default=True, help=help,
     )  # fmt: skip
     return option
+
+
+#: ``--confidence``, the level of confidence intervals.
+confidence_option = click.option(
+    "--confidence", type=click.FloatRange(0.5, 0.999), default=0.95, show_default=True,
+    help="Confidence level of the intervals.",
+)  # fmt: skip

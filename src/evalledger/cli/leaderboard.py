@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import click
 
-from evalledger.cli._options import benchmarks_option, format_options, open_ledger
+from evalledger.cli._options import (
+    benchmarks_option,
+    confidence_option,
+    format_options,
+    open_ledger,
+)
 from evalledger.cli._render import echo_formatted, print_table
 from evalledger.leaderboard import build_leaderboard
 
@@ -36,13 +41,7 @@ _PIVOT_LIMIT = 8
     metavar="REV",
     help="Revision(s) to rank (repeatable; default: the workspace).",
 )
-@click.option(
-    "--confidence",
-    type=click.FloatRange(0.5, 0.999),
-    default=0.95,
-    show_default=True,
-    help="Confidence level of the intervals.",
-)
+@confidence_option
 @format_options("table", "md", "csv", "json", "html")
 @click.pass_context
 def leaderboard(

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from evalledger.cli._options import alpha_option, current_project, format_options
+from evalledger.cli._options import alpha_option, confidence_option, current_project, format_options
 from evalledger.cli._render import echo_formatted, print_table
 from evalledger.errors import EXIT_CELLS_FAILED
 
@@ -42,13 +42,7 @@ def _split(values: tuple[str, ...]) -> list[str]:
     default=None,
     help="Cells evaluated at once (default: run.jobs in REV's params.yaml).",
 )
-@click.option(
-    "--confidence",
-    type=click.FloatRange(0.5, 0.999),
-    default=0.95,
-    show_default=True,
-    help="Confidence level of the intervals.",
-)
+@confidence_option
 @alpha_option("A differing cell is within noise when its paired test has p >= alpha.")
 @format_options("table", "json")
 @click.option("-q", "--quiet", is_flag=True, help="Do not show the runs' progress.")

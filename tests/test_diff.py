@@ -269,3 +269,23 @@ def test_agrees_with_dvc_metrics_diff(built: lf.Built) -> None:
         if all(v.get("old") is not None and v.get("new") is not None for v in ms.values())
     }
     assert changed_by_dvc == set(ours.changed_cells)
+
+
+def test_cells_that_differ_only_in_other_metrics_are_counted(tmp_path: Path) -> None:
+    from conftest import make_project
+
+    project = make_project(tmp_path / "proj")
+    assert invoke(project, "run", "--models", "solver", "--commit").exit_code == 0
+    path = project.root / "metrics/solver/arith.json"
+    data = json.loads(path.read_text())
+    data["latency_ms"]["p50"] += 1.0  # a rerun: same answers, other timings
+    path.write_text(json.dumps(data, indent=2) + "\n")
+    out = invoke(project, "diff")
+    assert out.exit_code == 0
+    assert "no change in the compared metrics; 1 cells differ only in others" in out.output
+    report = json.loads(invoke(project, "diff", "--json").stdout)
+    assert (report["changes"], report["other_changes"]) == ([], 1)
+    shown = json.loads(invoke(project, "diff", "--all", "--json").stdout)
+    assert [(c["cell"], c["metric"]) for c in shown["changes"]] == [
+        ("solver/arith", "latency_ms.p50")
+    ]

@@ -160,6 +160,8 @@ class LedgerDiff:
     confidence: float
     method: str
     notes: list[str] = field(default_factory=list)
+    other_changes: int = 0
+    """Cells whose files changed only in metrics not compared (e.g. latency)."""
 
     @property
     def changed_cells(self) -> list[str]:
@@ -176,6 +178,9 @@ class LedgerDiff:
     def summary(self) -> str:
         """One line: cells changed, significant moves, cells added/removed, params."""
         if not (self.changes or self.added or self.removed or self.params):
+            if self.other_changes:
+                return (f"no change in the compared metrics; {self.other_changes} cells differ "
+                        "only in others (--all shows them)")  # fmt: skip
             return f"no changes between {self.a} and {self.b}"
         c = self.counts()
         parts = [f"{len(self.changed_cells)} cells changed"]
@@ -233,7 +238,8 @@ class LedgerDiff:
             "changes": [c.to_json() for c in self.changes],
             "cells_added": self.added, "cells_removed": self.removed,
             "params": [{"key": p.key, "old": p.old, "new": p.new} for p in self.params],
-            "unchanged_cells": self.unchanged, "notes": self.notes,
+            "unchanged_cells": self.unchanged, "other_changes": self.other_changes,
+            "notes": self.notes,
         }  # fmt: skip
 
     def to_csv(self) -> str:
@@ -368,6 +374,7 @@ def diff_revisions(
                 tested.append((key, metric, col))
     _test_changes(a, b, changes, tested, method=method, alpha=alpha, confidence=confidence,
                   n_resamples=n_resamples, seed=seed, cluster=cluster)  # fmt: skip
+    other = len([k for k in changed if not any(c.cell == k for c in changes)])
     params = [
         ParamChange(k, old, new) for k, (old, new) in _param_changes(a.params, b.params).items()
     ]
@@ -376,7 +383,7 @@ def diff_revisions(
         added=[k for k in b.cells if k not in a.cells],
         removed=[k for k in a.cells if k not in b.cells],
         params=params, unchanged=len(common) - len(changed), alpha=alpha,
-        confidence=confidence, method=method,
+        confidence=confidence, method=method, other_changes=other,
     )  # fmt: skip
 
 

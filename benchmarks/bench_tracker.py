@@ -29,6 +29,9 @@ from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
 
+# init_project runs `git init` and `dvc init`: use this interpreter's dvc, as a venv would.
+os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+
 TARGET = 200_000.0
 """Points per second the Tracker aims for (at least 50x DVCLive)."""
 

@@ -87,8 +87,9 @@ def test_show_prints_config_provenance_and_cell_metrics(built: lf.Built) -> None
     assert lines[1].startswith("created   2026-01-01 10:00:00 UTC")
     assert lines[2] == "command   evalledger run"
     assert lines[3] == f"git       {built.shas['init'][:10]} on main"
-    assert lines[4] == f"results   read at {built.short('v1')}"
-    assert lines[5] == "config:"
+    assert lines[4] == "code      c0dec0dec0dec0de"
+    assert lines[5] == f"results   read at {built.short('v1')}"
+    assert lines[6] == "config:"
     config = out.stdout[out.stdout.index("config:\n") + 8 : out.stdout.index("\ncell ")]
     assert "    alpha:\n      adapter: baseline" in config and "      seed: 1\n" in config
     rows = {r[0]: r for r in _table(out.stdout[out.stdout.index("\ncell ") + 1 :])}

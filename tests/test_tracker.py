@@ -432,3 +432,32 @@ def test_an_unknown_mirror_name_is_a_config_error_before_training(project: Proje
 
     with pytest.raises(ConfigError, match="unknown mirror 'nope'"):
         Tracker(project, mirrors=["nope"])
+
+
+def test_show_prints_an_experiment_with_its_provenance(project: Project) -> None:
+    import importlib.metadata
+    import platform
+    import socket
+
+    (project.root / "ckpt.bin").write_bytes(b"\0" * 2048)
+    tracker = Tracker(project)
+    with tracker.experiment({"lr": 0.1}, name="lr_0_1", notes="a short run") as run:
+        run.log_params({"lr": 0.1, "rank": 8})
+        run.log_metrics({"train/loss": 0.5}, step=0)
+        run.log_metrics({"train/loss": 0.25}, step=1)
+        run.log_checkpoint(project.root / "ckpt.bin", step=1)
+        exp_id = run.experiment_id
+    out = invoke(project, "show", exp_id)
+    assert out.exit_code == 0, out.output
+    lines = {line.split()[0]: line for line in out.output.splitlines() if line.strip()}
+    assert lines["name"].split()[1] == "lr_0_1"
+    assert lines["notes"] == "notes     a short run"
+    assert lines["params"] == "params    lr=0.1, rank=8"
+    assert "train/loss=0.25" in lines["last"] and "step=1" in lines["last"]
+    assert lines["checkpoint"].startswith("checkpoint ckpt.bin step 1  sha256 ")
+    assert lines["checkpoint"].endswith("2,048 B")
+    assert f"@{socket.gethostname()}," in lines["host"]
+    assert lines["python"].startswith(f"python    {platform.python_version()} (")
+    version = importlib.metadata.version("evalledger")
+    listed = invoke(project, "show", exp_id, "--packages").output
+    assert f"  evalledger=={version}" in listed.splitlines()

@@ -225,7 +225,10 @@ class ExecutionManifest(_Strict):
         return out
 
     def summary(self) -> str:
-        """e.g. ``5/6 cells completed, 1 failed``."""
+        """e.g. ``5/6 cells completed, 1 failed``; for an experiment ``2 evaluations``."""
+        if self.kind == "experiment":
+            n = len(self.cells)
+            return f"{n} evaluation{'s' if n != 1 else ''}" if n else "no evaluations"
         c = self.counts()
         parts = [f"{c['completed']}/{len(self.cells)} cells completed"]
         for key in ("failed", "in_progress", "pending"):

@@ -11,13 +11,15 @@ from typing import TYPE_CHECKING, Any
 import click
 
 if TYPE_CHECKING:
-    from evalledger.manifest import CellRecord, ExecutionManifest
+    from evalledger.manifest import CellRecord, ExecutionManifest, Provenance
     from evalledger.runner import RunPlan
 
 __all__ = [
     "console",
     "echo_formatted",
     "make_reporter",
+    "print_experiment",
+    "print_provenance",
     "print_status",
     "print_table",
     "status_json",
@@ -72,6 +74,41 @@ def print_table(
     for i, row in enumerate(rows):
         table.add_row(*row, style=styles[i] if styles else None)
     out.print(table)
+
+
+def print_experiment(m: ExecutionManifest) -> None:
+    """A tracked experiment's name, notes, params, last metrics, checkpoints and error."""
+    click.echo(f"name      {m.name or '-'}")
+    if m.notes:
+        click.echo(f"notes     {m.notes}")
+    if m.error:
+        click.echo(f"error     {m.error}")
+    if m.params:
+        click.echo("params    " + ", ".join(f"{k}={v}" for k, v in m.params.items()))
+    if m.last_metrics:
+        click.echo("last      " + ", ".join(f"{k}={v:g}" for k, v in m.last_metrics.items()))
+    for kind, records in (("checkpoint", m.checkpoints), ("artifact", m.artifacts)):
+        for rec in records:
+            step = f" step {rec.step}" if rec.step is not None else ""
+            click.echo(f"{kind} {rec.path}{step}  sha256 {rec.sha256[:12]}  {rec.size:,} B")
+
+
+def print_provenance(p: Provenance, packages: bool = False) -> None:
+    """Where an execution ran: machine, Python, accelerators, data versions, environment."""
+    gib = f", {p.memory_bytes / 2**30:.1f} GiB" if p.memory_bytes else ""
+    cpus = f" x{p.cpu_count}" if p.cpu_count else ""
+    click.echo(f"host      {p.user or '?'}@{p.hostname or '?'}, {p.os or '?'}")
+    click.echo(f"machine   {p.cpu or '?'}{cpus}{gib}; "
+               f"accelerators: {', '.join(p.accelerators) or 'none'}")  # fmt: skip
+    click.echo(f"python    {p.python or '?'} ({p.executable or '?'}), "
+               f"{len(p.packages)} packages")  # fmt: skip
+    for path, md5 in p.data.items():
+        click.echo(f"data      {path} md5 {md5}")
+    if p.env:
+        click.echo("env       " + ", ".join(f"{k}={v}" for k, v in p.env.items()))
+    if packages:
+        for name, ver in p.packages.items():
+            click.echo(f"  {name}=={ver}")
 
 
 def print_status(manifest: ExecutionManifest) -> None:

@@ -7,7 +7,7 @@ import json
 import click
 
 from evalledger.cli._options import open_ledger
-from evalledger.cli._render import print_table
+from evalledger.cli._render import print_experiment, print_provenance, print_table
 from evalledger.diff import flatten, format_value
 from evalledger.listing import show_execution
 
@@ -17,9 +17,10 @@ _COLUMNS = ("accuracy", "mean_score", "partial_accuracy", "format_accuracy", "er
 
 @click.command()
 @click.argument("execution_id")
+@click.option("--packages", is_flag=True, help="List every installed package version.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_context
-def show(ctx: click.Context, execution_id: str, as_json: bool) -> None:
+def show(ctx: click.Context, execution_id: str, packages: bool, as_json: bool) -> None:
     """Show one execution: provenance, configuration and per-cell metrics.
 
     EXECUTION_ID may be any unique part of an ID. Metrics are read at the commit that
@@ -43,9 +44,18 @@ def show(ctx: click.Context, execution_id: str, as_json: bool) -> None:
         click.echo("filters   " + "; ".join(f"{k}={','.join(v)}" for k, v in m.filters.items()))
     click.echo(f"git       {(git.commit or 'no commit')[:10]} on {git.branch or 'detached HEAD'}"
                f"{' (dirty)' if git.dirty else ''}")  # fmt: skip
+    if git.code_hash or git.diff_hash:
+        click.echo(f"code      {git.code_hash or '-'}" +
+                   (f", uncommitted diff {git.diff_hash}" if git.diff_hash else ""))  # fmt: skip
     click.echo(f"results   read at {view.revision}")
+    if m.kind == "experiment":
+        print_experiment(m)
+    if m.provenance is not None:
+        print_provenance(m.provenance, packages)
     click.echo("config:")
     click.echo("  " + yaml.safe_dump(m.config, sort_keys=False).rstrip().replace("\n", "\n  "))
+    if not m.cells:
+        return
     rows = []
     for key, rec in m.cells.items():
         metrics = view.results.get(key)

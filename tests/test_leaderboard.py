@@ -67,6 +67,27 @@ def _check(entry: Entry, value: float, se: float, n: int | None) -> None:
     assert entry.n_items == n
 
 
+def _wilson(p: float, n: int) -> tuple[float, float]:
+    """The Wilson score interval, by hand."""
+    center = (p + Z * Z / (2 * n)) / (1 + Z * Z / n)
+    half = Z / (1 + Z * Z / n) * math.sqrt(p * (1 - p) / n + Z * Z / (4 * n * n))
+    return center - half, center + half
+
+
+def _check_cell(entry: Entry, cell: lf.Cell) -> None:
+    """A cell of 0/1 items: the Wilson interval; with clusters, mean +- z x clustered SE."""
+    if cell.cluster_size:
+        _check(entry, cell.accuracy, _se_clustered(cell), cell.n_scored)
+        return
+    assert entry.value == pytest.approx(cell.accuracy, abs=1e-12)
+    low, high = _wilson(cell.accuracy, cell.n_scored)
+    assert (entry.ci_low, entry.ci_high) == (
+        pytest.approx(low, abs=TOL),
+        pytest.approx(high, abs=TOL),
+    )
+    assert entry.n_items == cell.n_scored
+
+
 def _by_model(cells: dict[str, lf.Cell]) -> dict[str, tuple[float, float, int]]:
     """model -> (mean over benchmarks, sqrt(sum SE^2) / B, items), by hand."""
     out = {}
@@ -95,14 +116,18 @@ def test_by_cell_order_and_cis(built: lf.Built) -> None:
         "alpha/math", "alpha/qa", "gamma/math", "beta/qa", "gamma/qa",
     ]  # fmt: skip
     for e in entries:
-        cell = lf.WORKSPACE[e.name]
-        _check(e, cell.accuracy, _se(cell), cell.n_scored)
+        _check_cell(e, lf.WORKSPACE[e.name])
 
 
 def test_binomial_ci_for_a_cell_without_scores(built: lf.Built) -> None:
     (entry,) = [e for e in _board(built, by="cell") if e.name == "gamma/math"]
-    # 30 of 48 scored items (2 more errored): the binomial SE of 0.625 over 48 items.
-    _check(entry, 0.625, math.sqrt(0.625 * 0.375 / 48), 48)
+    # 30 of 48 scored items (2 more errored): the Wilson interval of 0.625 over 48 items.
+    low, high = _wilson(0.625, 48)
+    assert (entry.ci_low, entry.ci_high) == (
+        pytest.approx(low, abs=TOL),
+        pytest.approx(high, abs=TOL),
+    )
+    assert entry.n_items == 48
 
 
 def test_clustered_ci_from_the_cluster_column(built: lf.Built) -> None:
@@ -113,7 +138,7 @@ def test_clustered_ci_from_the_cluster_column(built: lf.Built) -> None:
     assert se != pytest.approx(_se_items(cell))  # the clusters matter
     _check(entries["beta/math"], 0.6, se, 20)
     for key in ("alpha/qa", "beta/qa", "gamma/qa", "alpha/math"):
-        _check(entries[key], lf.V1[key].accuracy, _se_items(lf.V1[key]), lf.V1[key].n_scored)
+        _check_cell(entries[key], lf.V1[key])
 
 
 def test_top_and_benchmark_filter(built: lf.Built) -> None:
@@ -144,7 +169,9 @@ def test_lower_is_better_metric_sorts_ascending(built: lf.Built) -> None:
     _check(alpha, 0.1, se, 40 + 20)
     cells = _board(built, metric="error_rate", by="cell")
     assert [e.name for e in cells][-2:] == ["gamma/math", "alpha/math"]
-    _check(cells[-1], 0.2, _se_binomial(0.2, 20), 20)
+    low, high = _wilson(0.2, 20)  # a proportion without per-item scores: Wilson
+    assert (cells[-1].value, cells[-1].n_items) == (0.2, 20)
+    assert (cells[-1].ci_low, cells[-1].ci_high) == (pytest.approx(low), pytest.approx(high))
 
 
 def test_older_and_several_revisions(built: lf.Built) -> None:
@@ -254,3 +281,12 @@ def test_unknown_metric_or_benchmark_is_one_line(built: lf.Built) -> None:
         2,
         "Error: unknown revision 'mian'; did you mean main?\n",
     )
+
+
+def test_wilson_interval_stays_inside_0_1_where_the_normal_one_collapses() -> None:
+    from evalledger.leaderboard import wilson_interval
+
+    low, high = wilson_interval(1.0, 300, Z)
+    assert (low, high) == (pytest.approx(300 / (300 + Z * Z)), 1.0)  # all correct: not [1, 1]
+    low, high = wilson_interval(0.0, 20, Z)
+    assert low == 0.0 and high == pytest.approx(Z * Z / (20 + Z * Z))

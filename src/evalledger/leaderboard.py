@@ -1,9 +1,11 @@
 """Rankings of models (or cells) on a metric, with 95% confidence intervals.
 
 A cell's interval comes from its per-item scores: the mean +- z x SE, with the clustered
-SE when items share a cluster (Miller 2024); without scores, from the binomial SE of a
-proportion. A model's value is the mean over the benchmarks it was run on, and its SE
-combines the benchmarks' SEs as independent (sqrt(sum SE^2) / B).
+SE when items share a cluster (Miller 2024). For 0/1 scores without clusters (and for a
+proportion with no scores) it is the Wilson score interval, which stays sensible near 0
+and 1 where mean +- z x SE collapses to a point (300 of 300 correct is not [1, 1]). A
+model's value is the mean over the benchmarks it was run on, and its SE combines the
+benchmarks' SEs as independent (sqrt(sum SE^2) / B).
 """
 
 from __future__ import annotations
@@ -23,7 +25,14 @@ from evalledger.scores import METRIC_COLUMNS, column_for
 if TYPE_CHECKING:
     from evalledger.history import Ledger, Snapshot
 
-__all__ = ["CellScore", "Entry", "Leaderboard", "build_leaderboard", "cell_scores"]
+__all__ = [
+    "CellScore",
+    "Entry",
+    "Leaderboard",
+    "build_leaderboard",
+    "cell_scores",
+    "wilson_interval",
+]
 
 FORMATS = ("table", "md", "csv", "json", "html")
 
@@ -38,6 +47,8 @@ class CellScore:
     value: float
     se: float | None
     n: int | None
+    binary: bool = False
+    """The value is a proportion of n independent 0/1 items (Wilson interval applies)."""
 
     @property
     def benchmark(self) -> str:
@@ -182,19 +193,41 @@ def cell_scores(
         value = _lookup(data, metric)
         if isinstance(value, bool) or not isinstance(value, int | float):
             continue
-        se, n = None, None
+        se, n, binary = None, None, False
         summary = summaries.get(key, {}).get(col or "")
         if summary:
             n = int(summary["n"])
             se = summary.get("se_clustered", summary["sd"] / math.sqrt(n) if n else None)
+            binary = "se_clustered" not in summary and _all_zero_or_one(summary)
         else:
             # error_rate is over every item; the other proportions over the scored ones
             raw_n = data.get("n") if metric == "error_rate" else data.get("scored", data.get("n"))
             if isinstance(raw_n, int) and raw_n > 0 and _proportion(metric) and 0 <= value <= 1:
                 n = raw_n
                 se = math.sqrt(value * (1 - value) / n)
-        out.append(CellScore(snap.label, key, snap.cells[key].axes, float(value), se, n))
+                binary = True
+        axes = snap.cells[key].axes
+        out.append(CellScore(snap.label, key, axes, float(value), se, n, binary))
     return out
+
+
+def _all_zero_or_one(summary: dict[str, float]) -> bool:
+    """Whether scores in [0, 1] were all 0 or 1.
+
+    Exactly then sum x^2 = sum x, so the sample variance is n p (1 - p) / (n - 1).
+    """
+    n, p, sd = summary["n"], summary["mean"], summary["sd"]
+    if n < 2 or not 0.0 <= p <= 1.0:
+        return False
+    return math.isclose(sd * sd, n * p * (1 - p) / (n - 1), rel_tol=1e-9, abs_tol=1e-12)
+
+
+def wilson_interval(p: float, n: int, z: float) -> tuple[float, float]:
+    """The Wilson score interval of a proportion ``p`` of ``n`` items."""
+    denom = 1 + z * z / n
+    center = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return max(0.0, center - half), min(1.0, center + half)
 
 
 def _lookup(data: dict[str, Any], metric: str) -> Any:
@@ -245,7 +278,10 @@ def build_leaderboard(
     if by == "cell":
         for s in scores:
             name = f"{s.key}@{s.rev}" if multi else s.key
-            entries.append(_entry(name, s.value, s.se, s.n, z, {s.benchmark: s.value}))
+            entry = _entry(name, s.value, s.se, s.n, z, {s.benchmark: s.value})
+            if s.binary and s.n:
+                entry.ci_low, entry.ci_high = wilson_interval(s.value, s.n, z)
+            entries.append(entry)
     else:
         groups: dict[str, list[CellScore]] = {}
         for s in scores:

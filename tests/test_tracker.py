@@ -461,3 +461,29 @@ def test_show_prints_an_experiment_with_its_provenance(project: Project) -> None
     version = importlib.metadata.version("evalledger")
     listed = invoke(project, "show", exp_id, "--packages").output
     assert f"  evalledger=={version}" in listed.splitlines()
+
+
+def test_a_config_comes_back_from_an_earlier_experiment(project: Project) -> None:
+    class GRPOConfig(ExperimentConfig):
+        learning_rate: float = 5e-5
+        lora_rank: int = 8
+
+    tracker = Tracker(project)
+    cfg = GRPOConfig(learning_rate=1e-4, dataset={"name": "gsm8k", "train_size": 8000},
+                     wandb={"api_key": "secret-value-123"})  # fmt: skip
+    with tracker.experiment(cfg, name="grpo") as run:
+        run.log_metrics({"loss": 1.0}, step=0)
+        exp_id = run.experiment_id
+    assert exp_id is not None
+    again = GRPOConfig.from_experiment(exp_id[-8:], project=project)  # a unique part
+    assert isinstance(again, GRPOConfig)
+    assert (again.learning_rate, again.lora_rank) == (1e-4, 8)
+    assert again.to_dict()["dataset"] == {"name": "gsm8k", "train_size": 8000}
+    assert again.to_dict()["wandb"] == {"api_key": "<redacted>"}  # secrets are not kept
+    result = invoke(project, "run", "--models", "solver", "--benchmarks", "arith")
+    assert result.exit_code == 0
+    matrix = next(i for i in os.listdir(project.runs_dir) if i.startswith("exec_"))
+    with pytest.raises(EvalLedgerError, match="is an evaluation matrix"):
+        ExperimentConfig.from_experiment(matrix, project=project)
+    with pytest.raises(EvalLedgerError, match="unknown execution"):
+        ExperimentConfig.from_experiment("exp_nope", project=project)

@@ -51,7 +51,7 @@ import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Self
 
 from pydantic import BaseModel, ConfigDict
 
@@ -114,6 +114,27 @@ class ExperimentConfig(BaseModel):
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready data: declared fields and extra sections."""
         return self.model_dump(mode="json")
+
+    @classmethod
+    def from_experiment(cls, ref: str, project: Project | Path | str | None = None) -> Self:
+        """The configuration an earlier experiment ran with, to run it again.
+
+        ``ref`` is its ID or any unique part of one, found anywhere in the history of
+        HEAD or in the working tree. Values that were redacted when it was recorded
+        (secrets) stay ``<redacted>``: set them again before use.
+        """
+        from evalledger.history import Ledger
+
+        proj = project if isinstance(project, Project) else Project.find(project)
+        with Ledger(proj) as ledger:
+            info = ledger.find_execution(ref)
+            manifest = ledger.manifest(info)
+        if manifest.kind != "experiment":
+            raise ConfigError(
+                f"{info.execution_id} is an evaluation matrix, not a tracked experiment",
+                f"use `evalledger revert {info.execution_id}` to restore its params.yaml",
+            )
+        return cls.model_validate(manifest.config)
 
 
 @dataclasses.dataclass(eq=False)

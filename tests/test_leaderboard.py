@@ -99,13 +99,22 @@ def _by_model(cells: dict[str, lf.Cell]) -> dict[str, tuple[float, float, int]]:
     return out
 
 
+def _check_model(e: Entry, cells: dict[str, lf.Cell], model: str | None = None) -> None:
+    """A model on several benchmarks: combined SEs; on one: that cell's interval."""
+    model = model or e.name
+    if len(e.benchmarks) == 1:
+        _check_cell(e, cells[f"{model}/{next(iter(e.benchmarks))}"])
+    else:
+        _check(e, *_by_model(cells)[model])
+
+
 def test_by_model_order_values_and_cis(built: lf.Built) -> None:
     entries = _board(built)
     assert [(e.rank, e.name) for e in entries] == [(1, "alpha"), (2, "gamma"), (3, "beta")]
     expected = _by_model(lf.WORKSPACE)
     assert expected["alpha"][0] == pytest.approx((0.725 + 0.875) / 2)
     for e in entries:
-        _check(e, *expected[e.name])
+        _check_model(e, lf.WORKSPACE)
     assert entries[0].benchmarks == {"math": 0.875, "qa": 0.725}
     assert entries[2].benchmarks == {"qa": 0.55}
 
@@ -148,7 +157,8 @@ def test_top_and_benchmark_filter(built: lf.Built) -> None:
     assert [e.name for e in qa] == ["alpha", "beta", "gamma"]
     for e in qa:
         cell = lf.WORKSPACE[f"{e.name}/qa"]
-        _check(e, cell.accuracy, _se_items(cell), 40)
+        _check_cell(e, cell)  # one benchmark each: the cell's Wilson interval
+        assert e.n_items == 40
         assert e.benchmarks == {"qa": cell.accuracy}
     out = invoke(built.project, "leaderboard", "-b", "math", "-k", "1", "--json")
     data = json.loads(out.stdout)
@@ -177,20 +187,18 @@ def test_lower_is_better_metric_sorts_ascending(built: lf.Built) -> None:
 def test_older_and_several_revisions(built: lf.Built) -> None:
     v1 = _board(built, ["v1"])
     assert [e.name for e in v1] == ["beta", "alpha", "gamma"]  # HEAD: alpha, gamma, beta
-    expected = _by_model(lf.V1)
     for e in v1:
-        _check(e, *expected[e.name])
+        _check_model(e, lf.V1)
     assert v1[0].benchmarks == {"math": 0.6, "qa": 0.75}
 
     both = _board(built, ["v1", "HEAD"])
     v1_label, head = f"v1 ({built.short('v1')})", f"HEAD ({built.short('v3')})"
-    at_head = _by_model(lf.V3)
     names = [e.name for e in both]
     assert names == [f"alpha@{head}", f"beta@{v1_label}", f"alpha@{v1_label}",
                      f"gamma@{v1_label}", f"gamma@{head}", f"beta@{head}"]  # fmt: skip
     for e in both:
         model, _, rev = e.name.partition("@")
-        _check(e, *(expected if rev == v1_label else at_head)[model])
+        _check_model(e, lf.V1 if rev == v1_label else lf.V3, model)
 
     out = invoke(built.project, "leaderboard", "--rev", "v1", "--rev", "HEAD", "--json")
     data = json.loads(out.stdout)

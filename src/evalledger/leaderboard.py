@@ -278,15 +278,15 @@ def build_leaderboard(
     if by == "cell":
         for s in scores:
             name = f"{s.key}@{s.rev}" if multi else s.key
-            entry = _entry(name, s.value, s.se, s.n, z, {s.benchmark: s.value})
-            if s.binary and s.n:
-                entry.ci_low, entry.ci_high = wilson_interval(s.value, s.n, z)
-            entries.append(entry)
+            entries.append(_cell_entry(name, s, z))
     else:
         groups: dict[str, list[CellScore]] = {}
         for s in scores:
             groups.setdefault(f"{s.system}@{s.rev}" if multi else s.system, []).append(s)
         for name, cells in groups.items():
+            if len(cells) == 1:  # one benchmark: the model's interval is its cell's
+                entries.append(_cell_entry(name, cells[0], z))
+                continue
             value = math.fsum(c.value for c in cells) / len(cells)
             ses = [c.se for c in cells]
             se = None if None in ses else math.sqrt(math.fsum(x * x for x in ses)) / len(cells)  # type: ignore[operator]
@@ -301,6 +301,13 @@ def build_leaderboard(
         entries = entries[:top]
     benches = sorted({s.benchmark for s in scores})
     return Leaderboard(metric, by, [s.label for s in snaps], confidence, entries, benches)
+
+
+def _cell_entry(name: str, s: CellScore, z: float) -> Entry:
+    entry = _entry(name, s.value, s.se, s.n, z, {s.benchmark: s.value})
+    if s.binary and s.n:
+        entry.ci_low, entry.ci_high = wilson_interval(s.value, s.n, z)
+    return entry
 
 
 def _entry(name: str, value: float, se: float | None, n: int | None, z: float,

@@ -408,3 +408,18 @@ def test_mcnemar_error_names_the_fix():
         "McNemar's test needs binary (0/1) scores; B has values like 0.5; "
         "use --method bootstrap or permutation"
     )
+
+
+def test_threads_never_change_the_bootstrap(monkeypatch: pytest.MonkeyPatch) -> None:
+    import evalledger.significance as sig
+
+    rng = np.random.default_rng(11)
+    a = rng.normal(0.5, 0.2, 4000)
+    b = a + rng.normal(0.02, 0.2, 4000)
+    monkeypatch.setattr(sig, "_THREADED_ELEMENTS", 1)  # thread even this small case
+    results = []
+    for cores in (1, 2, 3):
+        monkeypatch.setattr(sig, "_cpu_count", lambda cores=cores: cores)
+        results.append(sig.paired_bootstrap(a, b, n_resamples=2000, seed=4))
+    assert results[0].details["path"] == "index"
+    assert results[0] == results[1] == results[2]

@@ -9,6 +9,7 @@ either score is NaN are dropped and the number of pairs used is reported.
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, field, fields, replace
 from statistics import NormalDist
 from typing import TYPE_CHECKING, Any
@@ -59,6 +60,8 @@ _CHUNK_ELEMENTS = 1 << 20
 # Drawing one multinomial/binomial cell costs roughly as much as drawing and summing
 # ~16 resampled items, so the counts path wins when there are < n/16 distinct values.
 _COUNTS_PATH_RATIO = 16
+# Below this many drawn indices, starting threads costs more than it saves.
+_THREADED_ELEMENTS = 1 << 23
 
 
 @dataclass(frozen=True)
@@ -368,13 +371,36 @@ def _bootstrap_means(
     means = np.empty(n_resamples, dtype=np.float64)
     rows = max(1, _CHUNK_ELEMENTS // n_units)
     size_floats = sizes.astype(np.float64)
-    for start in range(0, n_resamples, rows):
-        stop = min(start + rows, n_resamples)
+    spans = [(s, min(s + rows, n_resamples)) for s in range(0, n_resamples, rows)]
+    # One child generator per chunk: the draws depend on the seed and the chunk plan,
+    # never on how many threads run the chunks.
+    children = rng.spawn(len(spans))
+
+    def chunk(i: int) -> None:
+        start, stop = spans[i]
         # intp indices: numpy would convert narrower ones to intp before every gather.
-        idx = rng.integers(0, n_units, size=(stop - start, n_units), dtype=np.intp)
+        idx = children[i].integers(0, n_units, size=(stop - start, n_units), dtype=np.intp)
         totals = sums.take(idx).sum(axis=1)
         means[start:stop] = totals / (n_units if plain else size_floats.take(idx).sum(axis=1))
+
+    workers = min(len(spans), _cpu_count())
+    if workers < 2 or n_resamples * n_units < _THREADED_ELEMENTS:
+        for i in range(len(spans)):
+            chunk(i)
+    else:
+        # numpy releases the GIL while it draws and gathers: chunks run on every core.
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(workers) as pool:
+            list(pool.map(chunk, range(len(spans))))
     return means, path
+
+
+def _cpu_count() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not on Linux
+        return os.cpu_count() or 1
 
 
 def _units(d: FloatArray, codes: NDArray[np.intp] | None) -> tuple[FloatArray, NDArray[np.int64]]:

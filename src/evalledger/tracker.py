@@ -317,6 +317,16 @@ def _git(root: Path) -> GitState:
     return state
 
 
+def _top_level_list(doc: dict[str, Any], key: str) -> list[Any]:
+    """dvc.yaml's top-level ``plots:`` or ``metrics:`` list, created when absent."""
+    items = doc.get(key)
+    if items is None:
+        items = doc[key] = []
+    if not isinstance(items, list):
+        raise ConfigError(f"dvc.yaml: {key} must be a list")
+    return items
+
+
 def declare_outputs(project: Project) -> bool:
     """Declare the series (plots) and summaries (metrics) in dvc.yaml once; True if changed.
 
@@ -329,20 +339,12 @@ def declare_outputs(project: Project) -> bool:
     with locked_file(project.state_dir / "dvcyaml.lock", blocking=True):
         doc = load_dvc_yaml(project)
         changed = False
-        plots = doc.get("plots")
-        if plots is None:
-            plots = doc["plots"] = []
-        if not isinstance(plots, list):
-            raise ConfigError("dvc.yaml: plots must be a list")
+        plots = _top_level_list(doc, "plots")
         names = {p if isinstance(p, str) else next(iter(p), None) for p in plots if p}
         if series not in names:
             plots.append({series: {"x": "step"}})
             changed = True
-        metrics = doc.get("metrics")
-        if metrics is None:
-            metrics = doc["metrics"] = []
-        if not isinstance(metrics, list):
-            raise ConfigError("dvc.yaml: metrics must be a list")
+        metrics = _top_level_list(doc, "metrics")
         if summary not in metrics:
             metrics.append(summary)
             changed = True

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from evalledger.errors import ConfigError, EvalLedgerError
+from evalledger.gitinfo import git
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -282,17 +283,6 @@ def _disagreeing(
 # -------------------------------------------------------------------------- worktree
 
 
-def _git(root: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    try:
-        proc = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True)
-    except FileNotFoundError:
-        raise EvalLedgerError("git is not installed", "install git and retry") from None
-    if check and proc.returncode != 0:
-        lines = (proc.stderr or proc.stdout).strip().splitlines()
-        raise EvalLedgerError(f"git {args[0]} failed: {lines[-1] if lines else proc.returncode}")
-    return proc
-
-
 @contextmanager
 def temporary_worktree(root: Path, commit: str) -> Iterator[Path]:
     """A detached worktree of ``commit`` in a temporary folder, removed on any exit.
@@ -303,13 +293,13 @@ def temporary_worktree(root: Path, commit: str) -> Iterator[Path]:
     tmp = Path(tempfile.mkdtemp(prefix="evalledger-reproduce-"))
     tree = tmp / "tree"
     try:
-        _git(root, "-c", f"core.hooksPath={os.devnull}", "worktree", "add", "--detach",
+        git(root, "-c", f"core.hooksPath={os.devnull}", "worktree", "add", "--detach",
              "--quiet", str(tree), commit)  # fmt: skip
         yield tree
     finally:
-        _git(root, "worktree", "remove", "--force", str(tree), check=False)
+        git(root, "worktree", "remove", "--force", str(tree), check=False)
         shutil.rmtree(tmp, ignore_errors=True)
-        _git(root, "worktree", "prune", check=False)
+        git(root, "worktree", "prune", check=False)
 
 
 # --------------------------------------------------------------------------- running
@@ -429,7 +419,7 @@ def _checkout_data(root: Path, project: Project) -> str | None:
     The worktree reads the project's cache only for this checkout (copies, no links);
     the run afterwards writes to the worktree's own cache. Returns a note on failure.
     """
-    tracked = _git(root, "ls-files", "--", "*.dvc").stdout.split()
+    tracked = git(root, "ls-files", "--", "*.dvc").split()
     tracked = [t for t in tracked if not t.startswith(".dvc/")]
     if not tracked:
         return None
@@ -511,7 +501,7 @@ def reproduce(
         selected, runnable, notes = _select(snap, cells or [], filters or {})
         recorded = snap.metrics(selected)
         recorded_scores = snap.score_tables(selected)
-    prefix = _git(project.root, "rev-parse", "--show-prefix").stdout.strip()
+    prefix = git(project.root, "rev-parse", "--show-prefix").strip()
     to_run = {k: a for k, a in runnable.items() if k in recorded}
     checks: dict[str, CellCheck] = {}
     ignored: set[str] = set()

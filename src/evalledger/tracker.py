@@ -306,12 +306,11 @@ def _provenance(root: Path) -> Provenance:
 
 
 def _git(root: Path) -> GitState:
-    from evalledger.gitinfo import code_hash, git_diff_hash, git_state
+    from evalledger.gitinfo import code_hash, git_state
 
     try:
-        state = git_state(root)
+        state = git_state(root)  # with diff_hash when tracked files changed
         state.code_hash = code_hash(root)
-        state.diff_hash = git_diff_hash(root)
     except EvalLedgerError:  # git is not installed
         return GitState()
     return state

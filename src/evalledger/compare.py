@@ -13,7 +13,7 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from evalledger.diff import flatten, lower_is_better
+from evalledger.diff import as_number, flatten, lower_is_better
 from evalledger.errors import StatsError, UnknownExecutionError, UnknownRevisionError
 
 if TYPE_CHECKING:
@@ -115,7 +115,7 @@ def compare_sides(ledger: Ledger, refs: list[str], primary: str = "accuracy") ->
     performance = []
     for unit in units:
         for metric in COMPARED_METRICS:
-            values = [_num(s.metrics.get(unit, {}).get(metric)) for s in sides]
+            values = [as_number(s.metrics.get(unit, {}).get(metric)) for s in sides]
             if all(v is None for v in values):
                 continue
             performance.append((unit, metric, values, _best(values, metric)))
@@ -124,12 +124,12 @@ def compare_sides(ledger: Ledger, refs: list[str], primary: str = "accuracy") ->
         totals = [_total(s.metrics, name) for s in sides]
         if any(t is not None for t in totals):
             costs[name] = totals
-    common = [u for u in units if all(_num(s.metrics.get(u, {}).get(primary)) is not None
+    common = [u for u in units if all(as_number(s.metrics.get(u, {}).get(primary)) is not None
                                       for s in sides)]  # fmt: skip
     pool = common or units
     means = []
     for s in sides:
-        vals = [_num(s.metrics.get(u, {}).get(primary)) for u in pool]
+        vals = [as_number(s.metrics.get(u, {}).get(primary)) for u in pool]
         got = [v for v in vals if v is not None]
         means.append(math.fsum(got) / len(got) if got else None)
     winner = _best(means, primary)
@@ -148,12 +148,6 @@ def _system(axes: dict[str, str]) -> str:
     return "/".join(v for a, v in axes.items() if a != "benchmark")
 
 
-def _num(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return float(value)
-
-
 def _best(values: list[float | None], metric: str) -> int | None:
     present = [(v, i) for i, v in enumerate(values) if v is not None]
     if len(present) < 2 or len({v for v, _ in present}) == 1:
@@ -163,6 +157,6 @@ def _best(values: list[float | None], metric: str) -> int | None:
 
 
 def _total(metrics: dict[str, dict[str, Any]], name: str) -> float | None:
-    values = [_num(m.get(name)) for m in metrics.values()]
+    values = [as_number(m.get(name)) for m in metrics.values()]
     got = [v for v in values if v is not None]
     return math.fsum(got) if got else None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from evalledger.diff import flatten
+from evalledger.diff import as_number, flatten
 from evalledger.history import Ledger
 from evalledger.params import AXIS_ORDER
 from evalledger.project import Project
@@ -41,13 +41,12 @@ def load(
             snap = ledger.snapshot(rev)
             for key, data in snap.metrics().items():
                 axes = snap.cells[key].axes
-                for metric, value in flatten(data).items():
-                    if isinstance(value, bool) or not isinstance(value, int | float):
-                        continue
-                    if metrics and metric not in metrics:
+                for metric, raw in flatten(data).items():
+                    value = as_number(raw)
+                    if value is None or (metrics and metric not in metrics):
                         continue
                     rows.append({"rev": snap.label, "commit": snap.commit, "cell": key, **axes,
-                                 "metric": metric, "value": float(value)})  # fmt: skip
+                                 "metric": metric, "value": value})  # fmt: skip
     axis_cols = [a for a in AXIS_ORDER if any(a in r for r in rows)]
     columns = ["rev", "commit", "cell", *axis_cols, "metric", "value"]
     return pd.DataFrame(rows, columns=columns)

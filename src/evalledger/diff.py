@@ -29,6 +29,7 @@ __all__ = [
     "LedgerDiff",
     "MetricChange",
     "ParamChange",
+    "as_number",
     "diff_revisions",
     "flatten",
     "format_value",
@@ -62,7 +63,8 @@ def flatten(data: Any, prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def _number(value: Any) -> float | None:
+def as_number(value: Any) -> float | None:
+    """A metric value as a float, or None for anything that is not a number (or a bool)."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
     return float(value)
@@ -326,8 +328,8 @@ def _pick_metrics(flat_old: dict[str, Any], flat_new: dict[str, Any],
                   metrics: list[str] | None, all_metrics: bool) -> list[str]:  # fmt: skip
     keys = list(dict.fromkeys([*flat_old, *flat_new]))
     if all_metrics:
-        return [k for k in keys if _number(flat_old.get(k)) is not None
-                or _number(flat_new.get(k)) is not None]  # fmt: skip
+        return [k for k in keys if as_number(flat_old.get(k)) is not None
+                or as_number(flat_new.get(k)) is not None]  # fmt: skip
     wanted = metrics or list(DEFAULT_METRICS)
     return [m for m in wanted if m in flat_old or m in flat_new]
 
@@ -364,7 +366,7 @@ def diff_revisions(
     for key in changed:
         flat_old, flat_new = flatten(old_m.get(key, {})), flatten(new_m.get(key, {}))
         for metric in _pick_metrics(flat_old, flat_new, metrics, all_metrics):
-            old, new = _number(flat_old.get(metric)), _number(flat_new.get(metric))
+            old, new = as_number(flat_old.get(metric)), as_number(flat_new.get(metric))
             if old == new:
                 continue
             changes.append(MetricChange(key, metric, old, new))

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from statistics import NormalDist
 from typing import TYPE_CHECKING, Any
 
-from evalledger.diff import flatten, format_value, lower_is_better
+from evalledger.diff import as_number, flatten, format_value, lower_is_better
 from evalledger.errors import ConfigError
 from evalledger.scores import METRIC_COLUMNS, column_for
 
@@ -190,8 +190,8 @@ def cell_scores(
     out = []
     for key in keys:
         data = metrics.get(key, {})
-        value = _lookup(data, metric)
-        if isinstance(value, bool) or not isinstance(value, int | float):
+        value = as_number(_lookup(data, metric))
+        if value is None:
             continue
         se, n, binary = None, None, False
         summary = summaries.get(key, {}).get(col or "")

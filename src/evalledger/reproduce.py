@@ -159,13 +159,10 @@ def _ignored(name: str) -> bool:
 
 
 def _numbers(metrics: dict[str, Any]) -> dict[str, float]:
-    from evalledger.diff import flatten
+    from evalledger.diff import as_number, flatten
 
-    out = {}
-    for key, value in flatten(metrics).items():
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            out[key] = float(value)
-    return out
+    values = {key: as_number(value) for key, value in flatten(metrics).items()}
+    return {key: value for key, value in values.items() if value is not None}
 
 
 def _equal(a: float | None, b: float | None) -> bool:

@@ -30,6 +30,12 @@ def _clone(bare: Path, where: Path) -> Path:
     return where
 
 
+def _only_execution(project: Project) -> str:
+    """The single execution ID under runs/ (skipping .gitkeep)."""
+    (exec_id,) = [p.name for p in project.runs_dir.iterdir() if not p.name.startswith(".")]
+    return exec_id
+
+
 def _one_line_error(result: Result, code: int, text: str) -> None:
     assert result.exit_code == code, result.output
     assert result.stderr.count("\n") == 1 and text in result.stderr, result.stderr
@@ -101,7 +107,7 @@ def test_archive_tags_the_execution_commit(project: Project, tmp_path: Path) -> 
     bare = _remotes(project, tmp_path)
     assert invoke(project, "run", "--models", "solver", "--commit").exit_code == 0
     run_commit = git(project.root, "rev-parse", "HEAD").strip()
-    exec_id = next(p.name for p in (project.root / "runs").iterdir())
+    exec_id = _only_execution(project)
     git(project.root, "commit", "-q", "--allow-empty", "-m", "later work")
     result = invoke(project, "archive", exec_id[-8:])
     assert result.exit_code == 0, result.output
@@ -126,7 +132,7 @@ def test_archive_tags_the_execution_commit(project: Project, tmp_path: Path) -> 
 
 def test_archive_refuses_uncommitted_and_unknown(project: Project) -> None:
     assert invoke(project, "run", "--models", "solver").exit_code == 0
-    exec_id = next(p.name for p in (project.root / "runs").iterdir())
+    exec_id = _only_execution(project)
     _one_line_error(invoke(project, "archive", exec_id), 2, "commit it first")
     _one_line_error(invoke(project, "archive", "exec_1999"), 2, "unknown execution")
     assert git(project.root, "tag", "-l") == ""

@@ -178,6 +178,29 @@ def discordant(old: Cell, new: Cell) -> tuple[int, int]:
     return a_only, b_only
 
 
+def newcombe_ci(old: Cell, new: Cell, confidence: float = 0.95) -> tuple[float, float]:
+    """Newcombe's square-and-add CI of new - old accuracy, built on scipy's Wilson intervals."""
+    import scipy.stats
+
+    n = old.n_scored
+    both = len(old.correct & new.correct)
+    a_only, b_only = discordant(old, new)
+    neither = n - both - a_only - b_only
+    p_new, p_old = (both + b_only) / n, (both + a_only) / n
+    w_new = scipy.stats.binomtest(both + b_only, n).proportion_ci(confidence, "wilson")
+    w_old = scipy.stats.binomtest(both + a_only, n).proportion_ci(confidence, "wilson")
+    # Newcombe (1998) method 10: phi with its continuity correction.
+    cross = both * neither - b_only * a_only
+    cross = cross - n / 2 if cross > n / 2 else (0 if cross >= 0 else cross)
+    margins = (both + b_only) * (n - both - b_only) * (both + a_only) * (n - both - a_only)
+    phi = cross / math.sqrt(margins) if margins else 0.0
+    dl, uu = p_new - w_new.low, w_old.high - p_old
+    ll, ul = p_old - w_old.low, w_new.high - p_new
+    low = p_new - p_old - math.sqrt(dl**2 + uu**2 - 2 * phi * dl * uu)
+    high = p_new - p_old + math.sqrt(ll**2 + ul**2 - 2 * phi * ll * ul)
+    return low, high
+
+
 def write_cells(root: Path, cells: dict[str, Cell]) -> None:
     """Write the metrics (and scores) of these cells; delete other cells' files."""
     metrics = root / "metrics"

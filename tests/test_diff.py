@@ -16,7 +16,6 @@ from evalledger.diff import LedgerDiff, ParamChange, diff_revisions
 from evalledger.history import Ledger
 
 GOLDEN = Path(__file__).parent / "data" / "diff_golden.md"
-Z95 = 1.959963984540054
 METRICS = ("accuracy", "mean_score", "partial_accuracy")  # each the mean of a 0/1 column
 
 
@@ -31,13 +30,11 @@ def _diff(built: lf.Built, a: str | None = None, b: str | None = None, **kw: obj
 
 
 def _hand(old: lf.Cell, new: lf.Cell) -> dict[str, float]:
-    """McNemar exact p and the Wald CI of the paired difference, from the counts alone."""
+    """McNemar exact p and Newcombe's CI of the paired difference, from the counts alone."""
     a_only, b_only = lf.discordant(old, new)
-    n = old.n_scored
-    change = new.accuracy - old.accuracy
-    se = math.sqrt(a_only + b_only - (b_only - a_only) ** 2 / n) / n
-    return {"p": lf.mcnemar_p(a_only, b_only), "change": change,
-            "ci_low": change - Z95 * se, "ci_high": change + Z95 * se}  # fmt: skip
+    low, high = lf.newcombe_ci(old, new)
+    return {"p": lf.mcnemar_p(a_only, b_only), "change": new.accuracy - old.accuracy,
+            "ci_low": low, "ci_high": high}  # fmt: skip
 
 
 def test_hand_computed_mcnemar_values() -> None:

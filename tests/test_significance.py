@@ -95,14 +95,35 @@ def test_mcnemar_matches_binomtest(a_only, b_only):
     se = math.sqrt(a_only + b_only - (b_only - a_only) ** 2 / n) / n
     assert result.se == pytest.approx(se)
     assert result.diff == pytest.approx((b_only - a_only) / n)
-    assert result.ci_high - result.diff == pytest.approx(1.959963984540054 * se)
+    assert -1.0 <= result.ci_low < result.diff < result.ci_high <= 1.0
+
+
+def test_mcnemar_ci_is_newcombes_published_example():
+    # Fagerland, Lydersen & Laake, "Statistical Analysis of Contingency Tables" (2017),
+    # table 8.x (Cavo et al., 2012): 59 both, 6 first only, 16 second only, 80 neither;
+    # the square-and-add interval printed there is -0.0621 (-0.1186 to -0.0046).
+    a, b = _mcnemar_arrays(16, 6, both=59, neither=80)
+    result = mcnemar_exact(a, b)
+    assert round(result.diff, 4) == -0.0621
+    assert (round(result.ci_low, 4), round(result.ci_high, 4)) == (-0.1186, -0.0046)
+
+
+def test_mcnemar_ci_stays_inside_minus_one_one_at_tiny_n():
+    # Every pair discordant one way: the Wald interval had zero width here, and at
+    # n = 3 with mixed pairs it reached past -1.
+    for a_only, b_only, both, neither in [(3, 0, 0, 0), (2, 1, 0, 0), (0, 2, 0, 0)]:
+        a, b = _mcnemar_arrays(a_only, b_only, both=both, neither=neither)
+        result = mcnemar_exact(a, b)
+        assert -1.0 <= result.ci_low <= result.diff <= result.ci_high <= 1.0
+        assert result.ci_high - result.ci_low > 0.3
 
 
 def test_mcnemar_without_discordant_pairs_has_p_one():
     a, b = _mcnemar_arrays(0, 0)
     result = mcnemar_exact(a, b)
-    assert result.p_value == 1.0
-    assert (result.ci_low, result.ci_high, result.se) == (0.0, 0.0, 0.0)
+    assert result.p_value == 1.0 and result.se == 0.0
+    # Agreement on 11 items does not prove the models equal: the interval keeps width.
+    assert -1.0 < result.ci_low < 0.0 < result.ci_high < 1.0
 
 
 def _scipy_sign_flip(d, n_resamples, seed=None):

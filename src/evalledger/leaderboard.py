@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from evalledger.diff import as_number, flatten, format_value, lower_is_better
 from evalledger.errors import ConfigError
+from evalledger.intervals import wilson_interval
 from evalledger.scores import METRIC_COLUMNS, column_for
 
 if TYPE_CHECKING:
@@ -220,14 +221,6 @@ def _all_zero_or_one(summary: dict[str, float]) -> bool:
     if n < 2 or not 0.0 <= p <= 1.0:
         return False
     return math.isclose(sd * sd, n * p * (1 - p) / (n - 1), rel_tol=1e-9, abs_tol=1e-12)
-
-
-def wilson_interval(p: float, n: int, z: float) -> tuple[float, float]:
-    """The Wilson score interval of a proportion ``p`` of ``n`` items."""
-    denom = 1 + z * z / n
-    center = (p + z * z / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return max(0.0, center - half), min(1.0, center + half)
 
 
 def _lookup(data: dict[str, Any], metric: str) -> Any:

@@ -18,6 +18,7 @@ import numpy as np
 import scipy.special
 
 from evalledger.errors import StatsError
+from evalledger.intervals import newcombe_paired_interval
 
 # scipy.stats takes ~0.7 s to import (scipy.special ~0.2 s): only the t-test and
 # Wilcoxon import it, so a diff of many cells with McNemar's test does not pay for it.
@@ -550,9 +551,9 @@ def mcnemar_exact(a: ArrayLike, b: ArrayLike, *, confidence: float = 0.95) -> Pa
     """Exact McNemar test of binary (0/1) paired scores.
 
     With b10 = #(a=1, b=0) and b01 = #(a=0, b=1), p = min(1, 2 * BinomCDF(min(b10,
-    b01); b10 + b01, 1/2)), and 1 when no pair is discordant. The CI is the Wald
-    interval of a paired difference of proportions, diff +- z * se with
-    se = sqrt(b10 + b01 - (b01 - b10)**2 / n) / n (also reported as ``se``).
+    b01); b10 + b01, 1/2)), and 1 when no pair is discordant. The CI is Newcombe's
+    square-and-add score interval of the paired difference (it stays inside [-1, 1]);
+    ``se`` is the usual sqrt(b10 + b01 - (b01 - b10)**2 / n) / n.
     """
     confidence = _check_confidence(confidence)
     a_arr, b_arr, _, dropped = _prepare(a, b)
@@ -575,10 +576,11 @@ def mcnemar_exact(a: ArrayLike, b: ArrayLike, *, confidence: float = 0.95) -> Pa
     se = math.sqrt(max(0.0, discordant - (b_only - a_only) ** 2 / n)) / n
     base = _base("mcnemar", a_arr, b_arr, dropped, confidence)
     base["details"].update({"a_only": a_only, "b_only": b_only})
-    half = _z(confidence) * se
-    return PairedResult(
-        **base, ci_low=base["diff"] - half, ci_high=base["diff"] + half, p_value=p, se=se
+    both = int(np.count_nonzero((a_arr == 1.0) & (b_arr == 1.0)))
+    low, high = newcombe_paired_interval(
+        both, b_only, a_only, n - both - discordant, _z(confidence)
     )
+    return PairedResult(**base, ci_low=low, ci_high=high, p_value=p, se=se)
 
 
 def paired_ttest(a: ArrayLike, b: ArrayLike, *, confidence: float = 0.95) -> PairedResult:

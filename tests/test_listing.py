@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 import pytest
 
 import ledger_factory as lf
-from conftest import invoke
+from conftest import git, invoke
+from evalledger.manifest import CellStatus
 
 ALL = [lf.EXEC_E, lf.EXEC_D, lf.EXEC_C, lf.EXEC_B, lf.EXEC_A]  # newest first
 
@@ -169,3 +171,59 @@ def test_unknown_revision_suggests_the_branch(built: lf.Built) -> None:
     out = invoke(built.project, "diff", "mian")
     assert (out.exit_code, out.stdout) == (2, "")
     assert out.stderr == "Error: unknown revision 'mian'; did you mean main?\n"
+
+
+EXEC_F = "exec_2026-01-06_100000_ffff0006"
+EXEC_G = "exec_2026-01-07_100000_99990007"
+
+
+def test_all_branches_lists_executions_that_only_other_refs_hold(
+    built: lf.Built, tmp_path: Path
+) -> None:
+    copy = lf.copy_ledger(built, tmp_path / "proj")
+    root, done = copy.root, CellStatus.COMPLETED
+    # F is committed on branch feature (made in a worktree: main's workspace is dirty),
+    # G only on a remote-tracking branch, as after `git fetch` of a teammate's work.
+    tree = tmp_path / "feature"
+    git(root, "worktree", "add", "-q", "-b", "feature", str(tree), "v3")
+    cells = {**lf.V3, "beta/qa": lf.Cell("qa", lf.QA_N, set(range(0, 33)))}
+    lf.write_cells(tree, cells)
+    lf.write_execution(tree, EXEC_F, 6, {"beta/qa": (cells["beta/qa"], done)},
+                       lf.PARAMS_V2, copy.shas["v3"])  # fmt: skip
+    git(tree, "add", "-A")
+    git(tree, "commit", "-qm", "feature results")
+    lf.write_execution(tree, EXEC_G, 7, {"beta/qa": (cells["beta/qa"], done)},
+                       lf.PARAMS_V2, copy.shas["v3"])  # fmt: skip
+    git(tree, "add", "-A")
+    git(tree, "commit", "-qm", "teammate results")
+    teammate = git(tree, "rev-parse", "HEAD").strip()
+    git(tree, "reset", "-q", "--hard", "HEAD~1")
+    git(root, "update-ref", "refs/remotes/origin/teammate", teammate)
+    feature = git(root, "rev-parse", "feature").strip()
+
+    head_only = [r[0] for r in _executions(invoke(copy.project, "list", "-E").stdout)[1:]]
+    assert head_only == [lf.EXEC_E, lf.EXEC_D, lf.EXEC_C, lf.EXEC_B, lf.EXEC_A]
+
+    out = invoke(copy.project, "list", "-a", "-E")
+    assert out.exit_code == 0
+    rows = _executions(out.stdout)[1:]
+    assert [r[0] for r in rows] == [EXEC_G, EXEC_F, *head_only]
+    assert rows[0][-1] == f"{teammate[:7]} (on origin/teammate)"
+    assert rows[1][-1] == f"{feature[:7]} (on feature)"
+    # HEAD's view of its own executions does not change: B stays deleted on main.
+    assert rows[2:] == _executions(invoke(copy.project, "list", "-E").stdout)[1:]
+    data = json.loads(invoke(copy.project, "list", "--all-branches", "-E", "--json").stdout)
+    assert [(d["execution_id"], d["ref"]) for d in data[:3]] == [
+        (EXEC_G, "origin/teammate"), (EXEC_F, "feature"), (lf.EXEC_E, None),
+    ]  # fmt: skip
+
+    # `show` finds an execution on another branch and reads its results there.
+    shown = invoke(copy.project, "show", "ffff0006")
+    assert shown.exit_code == 0, shown.output
+    assert f"results   read at {feature[:7]}" in shown.stdout
+    assert re.search(r"beta/qa\s+completed\s+40/40\s+0\.825", shown.stdout)
+    # `delete` acts on the workspace, so it names the branch to check out instead.
+    refused = invoke(copy.project, "delete", "ffff0006", "--yes")
+    assert refused.exit_code == 2 and refused.stderr.count("\n") == 1
+    assert "is committed on feature" in refused.stderr and "check out feature" in refused.stderr
+    assert (tree / "runs" / EXEC_F / "manifest.yaml").is_file()

@@ -34,6 +34,11 @@ class DeletePlan:
 def plan_delete(ledger: Ledger, ref: str) -> DeletePlan:
     """The files an execution has in the workspace: its folder and the cells it owns."""
     info = ledger.find_execution(ref)
+    if info.ref is not None:
+        raise UnknownExecutionError(
+            f"{info.execution_id} is committed on {info.ref}, not in this branch",
+            f"check out {info.ref} to delete it there",
+        )
     if not info.in_workspace:
         raise UnknownExecutionError(
             f"{info.execution_id} is not in the workspace (it was deleted in a later commit)",

@@ -49,6 +49,8 @@ class Change:
     old: str | None
     new: str | None
     """The blob id after the commit; None when the commit deleted the file."""
+    source: str = ""
+    """The ref the walk reached the commit from (``refs/heads/x``), with ``source=True``."""
 
 
 @dataclass(frozen=True)
@@ -183,19 +185,25 @@ class GitObjects:
             pos += size + 1
         return blobs
 
-    def log_changes(self, paths: Iterable[str], revs: Iterable[str] = ("HEAD",)) -> list[Change]:
+    def log_changes(
+        self, paths: Iterable[str], revs: Iterable[str] = ("HEAD",), *, source: bool = False
+    ) -> list[Change]:
         """Every change to files under ``paths`` reachable from ``revs``: one history walk.
 
-        Newest first. Merge commits are shown against their first parent.
+        Newest first. Merge commits are shown against their first parent. ``revs`` may
+        include ``--branches``, ``--tags`` and ``--remotes``; with ``source`` each change
+        names the ref its commit was reached from.
         """
         args = ["log", "--raw", "--no-abbrev", "--no-renames", "-m", "--first-parent"]
-        args += ["--format=%x01%H %ct", *revs, "--", *paths]
+        fmt = "--format=%x01%H %ct %S" if source else "--format=%x01%H %ct"
+        args += [fmt, *revs, "--", *paths]
         out = self._git(*args, check=False).decode(errors="replace")
         changes: list[Change] = []
-        commit, when = "", 0
+        commit, when, ref = "", 0, ""
         for line in out.splitlines():
             if line.startswith("\x01"):
-                commit, _, ts = line[1:].partition(" ")
+                commit, _, rest = line[1:].partition(" ")
+                ts, _, ref = rest.partition(" ")
                 when = int(ts or 0)
             elif line.startswith(":"):
                 meta, _, path = line.partition("\t")
@@ -204,7 +212,7 @@ class GitObjects:
                 zero = "0" * len(old)
                 changes.append(
                     Change(commit, when, path, None if old == zero else old,
-                           None if new == zero else new)
+                           None if new == zero else new, ref)
                 )  # fmt: skip
         return changes
 

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
     from datetime import datetime
 
+    from evalledger.gitobjects import Change
     from evalledger.project import Project
 
 __all__ = [
@@ -70,13 +71,46 @@ class ExecutionInfo:
     """The commit that added the manifest."""
     in_workspace: bool = False
     committed_time: int | None = None
+    ref: str | None = None
+    """The branch or tag holding it, for an execution not in HEAD's history."""
 
     @property
     def where(self) -> str:
-        """``abc1234``, ``workspace`` (uncommitted) or ``abc1234 (deleted)``."""
+        """``abc1234``, ``workspace`` (uncommitted), ``abc1234 (deleted)`` or ``abc1234 (on x)``."""
         if self.commit is None:
             return WORKSPACE
+        if self.ref is not None:
+            return f"{self.commit[:7]} (on {self.ref})"
         return self.commit[:7] + ("" if self.in_workspace else " (deleted)")
+
+
+# Refs whose histories ``executions(all_refs=True)`` walks besides HEAD's.
+_OTHER_REFS = ("--branches", "--tags", "--remotes")
+
+
+def _short_ref(ref: str) -> str:
+    for prefix in ("refs/heads/", "refs/remotes/", "refs/tags/"):
+        if ref.startswith(prefix):
+            return ref[len(prefix) :]
+    return ref
+
+
+def _index_changes(changes: Iterable[Change]) -> dict[str, ExecutionInfo]:
+    """Execution ID -> where its newest manifest is, from a newest-first walk of runs/."""
+    infos: dict[str, ExecutionInfo] = {}
+    for change in changes:
+        parts = change.path.split("/")
+        if len(parts) != 3 or parts[2] != _MANIFEST or not EXECUTION_ID_RE.match(parts[1]):
+            continue
+        info = infos.get(parts[1])
+        if change.new is not None and info is None:
+            infos[parts[1]] = info = ExecutionInfo(
+                parts[1], change.new, change.commit, committed_time=change.time,
+                ref=_short_ref(change.source) if change.source else None,
+            )  # fmt: skip
+        if info is not None and change.new is not None:
+            info.first_commit = change.commit  # older changes come later
+    return infos
 
 
 def _load_yaml(data: bytes) -> Any:
@@ -303,17 +337,7 @@ class Ledger:
     def _execution_index(self) -> dict[str, ExecutionInfo]:
         infos: dict[str, ExecutionInfo] = {}
         if self.git.has_commits:
-            for change in self.git.log_changes(["runs"], ["HEAD"]):
-                parts = change.path.split("/")
-                if len(parts) != 3 or parts[2] != _MANIFEST or not EXECUTION_ID_RE.match(parts[1]):
-                    continue
-                info = infos.get(parts[1])
-                if change.new is not None and info is None:
-                    infos[parts[1]] = info = ExecutionInfo(
-                        parts[1], change.new, change.commit, committed_time=change.time
-                    )
-                if info is not None and change.new is not None:
-                    info.first_commit = change.commit  # older changes come later
+            infos = _index_changes(self.git.log_changes(["runs"], ["HEAD"]))
         for path, oid in self.snapshot(WORKSPACE).files.items():
             parts = path.split("/")
             if len(parts) == 3 and parts[0] == "runs" and parts[2] == _MANIFEST:
@@ -326,13 +350,37 @@ class Ledger:
                 info.in_workspace = True
         return dict(sorted(infos.items()))
 
-    def executions(self) -> list[ExecutionInfo]:
-        """Every execution in the history of HEAD and in the working tree, oldest first."""
-        return list(self._execution_index.values())
+    @cached_property
+    def _other_refs_index(self) -> dict[str, ExecutionInfo]:
+        """Executions committed only on other branches, tags or remote-tracking branches."""
+        if not self.git.has_commits:
+            return {}
+        # Commits HEAD reaches are walked but their executions are already indexed; one
+        # walk with --source names the ref that holds each of the others.
+        changes = self.git.log_changes(["runs"], [*_OTHER_REFS], source=True)
+        found = _index_changes(changes)
+        return {k: v for k, v in sorted(found.items()) if k not in self._execution_index}
+
+    def executions(self, *, all_refs: bool = False) -> list[ExecutionInfo]:
+        """Every execution in the history of HEAD and in the working tree, oldest first.
+
+        With ``all_refs``, also those committed only on other branches, tags or
+        remote-tracking branches (each with ``ref`` naming where).
+        """
+        if not all_refs:
+            return list(self._execution_index.values())
+        both = {**self._execution_index, **self._other_refs_index}
+        return [both[k] for k in sorted(both)]
 
     def find_execution(self, ref: str) -> ExecutionInfo:
-        """An execution by full ID or any unique part of one; close matches on a miss."""
+        """An execution by full ID or any unique part of one; close matches on a miss.
+
+        HEAD's history and the workspace come first; other branches and tags are
+        searched when nothing there matches.
+        """
         index = self._execution_index
+        if ref not in index and not any(ref in i for i in index) and self._other_refs_index:
+            index = {**index, **self._other_refs_index}
         if ref in index:
             return index[ref]
         matches = [i for i in index if ref in i]

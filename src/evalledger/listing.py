@@ -46,15 +46,23 @@ class ExecutionRow:
             "completed": counts["completed"],
             "failed": counts["failed"],
             "commit": self.info.commit,
+            "ref": self.info.ref,
             "in_workspace": self.info.in_workspace,
             "command": self.manifest.command,
             "overrides": self.manifest.overrides,
         }
 
 
-def list_executions(ledger: Ledger, limit: int | None = None) -> list[ExecutionRow]:
-    """Executions in HEAD's history and the working tree, newest first."""
-    rows = [ExecutionRow(info, ledger.manifest(info)) for info in ledger.executions()]
+def list_executions(
+    ledger: Ledger, limit: int | None = None, *, all_refs: bool = False
+) -> list[ExecutionRow]:
+    """Executions in HEAD's history and the working tree, newest first.
+
+    With ``all_refs``, also those committed only on other branches, tags or
+    remote-tracking branches.
+    """
+    infos = ledger.executions(all_refs=all_refs)
+    rows = [ExecutionRow(info, ledger.manifest(info)) for info in infos]
     # IDs made within one second share their time part, and their suffix is random.
     rows.sort(key=lambda r: (r.manifest.created_at, r.info.execution_id), reverse=True)
     return rows if limit is None else rows[:limit]

@@ -22,27 +22,31 @@ from evalledger.listing import ExecutionRow, ExperimentRow, list_executions, lis
 @click.option("--duplicates", is_flag=True,
               help="List cells completed more than once with the same configuration, data "
                    "and code.")  # fmt: skip
+@click.option("-a", "--all-branches", "all_refs", is_flag=True,
+              help="Also list executions committed only on other branches, tags or "
+                   "remote-tracking branches (after `git fetch`).")  # fmt: skip
 @click.option("-e/-E", "--experiments/--no-experiments", default=True, show_default=True,
               help="Also list DVC experiments (refs/exps: `dvc exp run`, `evalledger sweep`) "
                    "with the params each changed.")  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_context
 def list_executions_cmd(ctx: click.Context, limit: int | None, verbose: bool, duplicates: bool,
-                        experiments: bool, as_json: bool) -> None:  # fmt: skip
+                        all_refs: bool, experiments: bool, as_json: bool) -> None:  # fmt: skip
     """List executions across git history and the workspace, newest first.
 
     DVC experiments (`dvc exp run`, `evalledger sweep`) follow in a section of their own,
     with the params each changed; --no-experiments leaves them out.
 
     COMMIT is the commit that last changed the execution's manifest, `workspace` when
-    its newest version is uncommitted, and `(deleted)` when HEAD no longer has it. An
+    its newest version is uncommitted, `(deleted)` when HEAD no longer has it, and
+    `(on BRANCH)` for one that only another branch or tag holds (--all-branches). An
     experiment's name is a revision for `leaderboard --rev`, `diff` and `compare`.
     """
     if duplicates:
         _print_duplicates(ctx, as_json)
         return
     ledger = open_ledger(ctx)
-    rows = list_executions(ledger, limit)
+    rows = list_executions(ledger, limit, all_refs=all_refs)
     if as_json:
         data = [r.to_json() for r in rows]
         if experiments:

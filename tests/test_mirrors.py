@@ -19,7 +19,9 @@ from evalledger.manifest import (
     utcnow,
 )
 from evalledger.mirrors import Mirror, MissingBackendError, known_mirrors, load_mirror
+from evalledger.project import Project
 from evalledger.redact import REDACTED
+from evalledger.series import read_series_dir
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -225,3 +227,95 @@ def test_wandb_mirror_failed_experiment_and_two_runs_in_one_process(
     assert two.run.display_name == second.execution_id  # no name: the ID
     with pytest.raises(RuntimeError, match="start"):
         m1.log_metrics({"loss": 0.5}, step=1)
+
+
+# -- the MLflow mirror, driven by a real Tracker into a local MLflow store -------------------
+
+
+@pytest.fixture
+def mlflow_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """A local MLflow file store (no server) and a client that reads it back."""
+    pytest.importorskip("mlflow", reason="the mlflow extra is not installed")
+    from mlflow.tracking import MlflowClient
+
+    uri = (tmp_path / "mlruns").as_uri()
+    # MLflow 3 keeps its file store only behind this switch; a database needs the full
+    # (heavy) mlflow package, and the mirror is the same code against either.
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    yield MlflowClient(tracking_uri=uri)
+
+
+def _mlflow_run(client: Any, exp_id: str) -> Any:
+    (run,) = client.search_runs(
+        [client.get_experiment_by_name("evalledger").experiment_id],
+        filter_string=f"tags.`evalledger.execution_id` = '{exp_id}'",
+    )
+    return run
+
+
+def test_mlflow_mirror_copies_a_tracked_experiment(
+    project: Project, tmp_path: Path, mlflow_store: Any
+) -> None:
+    from evalledger.tracker import Tracker
+
+    tracker = Tracker(project, mirrors=["mlflow"])
+    config = {"model": {"base": "tiny", "layers": 2}, "api_key": "sk-live-abcdefghijklmnop0123"}
+    exp_id = tracker.start_experiment(config, name="mlflow-run", notes="first try")
+    for step in range(2_500):  # over 1,000 metrics per flush: several log_batch calls
+        tracker.log_metrics({"train/loss": 1.0 / (step + 1), "lr": 1e-3 * 0.999**step}, step)
+    tracker.log_params({"batch_size": 32, "hf_token": "hf_abcdefghijklmnopqrstuv"})
+    tracker.log_params({"batch_size": 64})  # MLflow params are immutable: becomes a tag
+    ckpt = tmp_path / "ckpt.bin"
+    ckpt.write_bytes(b"weights")
+    record = tracker.log_checkpoint(ckpt, step=2_499)
+    # A checkpoint flushes the Tracker, and the Tracker's flush sends the mirror's batch.
+    live = _mlflow_run(mlflow_store, exp_id)
+    assert live.info.status == "RUNNING"
+    assert len(mlflow_store.get_metric_history(live.info.run_id, "train/loss")) == 2_500
+    tracker.log_evaluation("arith", {"accuracy": 0.75, "n": 40, "model": "x"})
+    tracker.finish_experiment("completed")
+
+    client = mlflow_store
+    run = _mlflow_run(client, exp_id)
+    assert run.info.run_name == "mlflow-run" and run.info.status == "FINISHED"
+    assert run.data.tags["mlflow.note.content"] == "first try"
+    assert run.data.tags["evalledger.status"] == "completed"
+    assert run.data.params["model.base"] == "tiny" and run.data.params["model.layers"] == "2"
+    assert run.data.params["api_key"] == REDACTED and run.data.params["hf_token"] == REDACTED
+    assert run.data.params["batch_size"] == "32" and run.data.tags["params.batch_size"] == "64"
+    # Every step arrives, with the ledger's exact values.
+    series = read_series_dir(project.metrics_dir / "_series" / exp_id)
+    for key in ("train/loss", "lr"):
+        history = client.get_metric_history(run.info.run_id, key)
+        assert sorted((m.step, m.value) for m in history) == series[key]
+    assert run.data.metrics["eval/arith/accuracy"] == 0.75
+    assert run.data.metrics["eval/arith/n"] == 40 and "eval/arith/model" not in run.data.metrics
+    latest = json.loads(run.data.tags["checkpoint/latest"])
+    assert (latest["sha256"], latest["step"]) == (record.sha256, 2_499)
+    raw = b"".join(p.read_bytes() for p in (tmp_path / "mlruns").rglob("*") if p.is_file())
+    assert b"sk-live-abcdefghijklmnop0123" not in raw
+    assert b"hf_abcdefghijklmnopqrstuv" not in raw
+
+
+def test_mlflow_mirror_marks_a_raising_block_failed(project: Project, mlflow_store: Any) -> None:
+    from evalledger.tracker import Tracker
+
+    tracker = Tracker(project, mirrors=["mlflow"])
+    with pytest.raises(ZeroDivisionError), tracker.experiment({"lr": 0.1}, name="boom"):
+        tracker.log_metrics({"loss": 2.0}, step=0)
+        exp_id = tracker.experiment_id
+        _ = 1 / 0
+    run = _mlflow_run(mlflow_store, exp_id)
+    assert run.info.status == "FAILED" and run.data.tags["evalledger.status"] == "failed"
+    assert [m.value for m in mlflow_store.get_metric_history(run.info.run_id, "loss")] == [2.0]
+
+
+def test_mlflow_keys_are_normalised_relative_paths() -> None:
+    from evalledger.mirrors.mlflow import mlflow_key
+
+    assert mlflow_key("train/loss") == "train/loss"
+    assert mlflow_key("checkpoint//tmp/run/ckpt.bin") == "checkpoint/tmp/run/ckpt.bin"
+    assert mlflow_key("a/../b/./c:d") == "a/b/c_d"
+    assert mlflow_key("///") == "_"
+    assert len(mlflow_key("k" * 400)) == 250

@@ -166,9 +166,12 @@ class _Mirrors:
     def __init__(self, mirrors: list[tuple[str, Any]]) -> None:
         self.active = mirrors
 
-    def call(self, method: str, *args: Any) -> None:
+    def call(self, method: str, *args: Any, optional: bool = False) -> None:
+        """Call ``method`` on every mirror; ``optional`` skips those without it."""
         for entry in list(self.active):
             label, mirror = entry
+            if optional and not callable(getattr(mirror, method, None)):
+                continue
             try:
                 getattr(mirror, method)(*args)
             except Exception as exc:
@@ -732,6 +735,7 @@ class Tracker:
                 for step, values in batch:
                     self._mirrors.call("log_metrics", {k: float(v) for k, v in values.items()},
                                        step)  # fmt: skip
+                self._mirrors.call("flush", optional=True)  # batching mirrors send now
         if run.dirty:
             self._write_state(run, fsync=fsync)
 

@@ -1,4 +1,4 @@
-"""Mirrors: copies of what the Tracker logs in another tracking service (W&B, ...).
+"""Mirrors: copies of what the Tracker logs in another tracking service (W&B, MLflow).
 
 The git ledger stays the source of truth; a mirror only copies. Mirrors are registered
 under the entry-point group ``evalledger.mirrors`` (evalledger's own ``wandb`` included,
@@ -9,7 +9,7 @@ in its ``pyproject.toml``), so a third-party package adds one the same way::
 
 A mirror class is called with the user's options as keyword arguments and implements
 :class:`Mirror`. Its backend library is an optional extra (``pip install
-'evalledger[wandb]'``), imported only when a mirror is built.
+'evalledger[wandb]'``, ``'evalledger[mlflow]'``), imported only when a mirror is built.
 """
 
 from __future__ import annotations
@@ -47,7 +47,11 @@ class Mirror(Protocol):
         """An evaluation's metrics on ``benchmark``."""
 
     def finish(self, status: str) -> None:
-        """Close the run; ``status`` is the experiment's (``completed`` or ``failed``)."""
+        """Close the run; ``status`` is the experiment's (``completed`` or ``failed``).
+
+        A mirror may also define ``flush()``: the Tracker calls it after each flush's
+        ``log_metrics`` calls, so a mirror can buffer steps and send them in batches.
+        """
 
 
 class MissingBackendError(ConfigError):

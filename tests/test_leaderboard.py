@@ -234,7 +234,7 @@ def test_every_format_has_the_same_numbers(built: lf.Built) -> None:
 
     md = invoke(p, "leaderboard", "--md").stdout.splitlines()
     assert md[0] == "**accuracy by model at workspace**"
-    assert md[2] == "| rank | model | accuracy | 95% CI | items | math | qa |"
+    assert md[2] == "| rank | model | mean accuracy | 95% CI | items | math | qa |"
     md_rows = [[c.strip().strip("`") for c in line.strip("|").split("|")] for line in md[4:]]
     assert md_rows == [shown(e) for e in api]
 
@@ -264,12 +264,14 @@ def test_every_format_has_the_same_numbers(built: lf.Built) -> None:
     parser = Cells()
     parser.feed(page)
     assert parser.title == "accuracy by model at workspace"
-    assert parser.rows[0] == ["rank", "model", "accuracy", "95% CI", "items", "math", "qa"]
+    assert parser.rows[0] == ["rank", "model", "mean accuracy", "95% CI", "items", "math", "qa"]
     assert parser.rows[1:] == [shown(e) for e in api]
 
     table = invoke(p, "leaderboard").stdout.splitlines()
     assert table[0] == "accuracy by model at workspace"
-    assert table[1].split() == ["rank", "model", "accuracy", "95%", "CI", "items", "math", "qa"]
+    assert table[1].split() == [
+        "rank", "model", "mean", "accuracy", "95%", "CI", "items", "math", "qa"
+    ]  # fmt: skip
     parsed = [re.split(r"\s{2,}", line.strip()) for line in table[2:]]
     assert parsed == [shown(e) for e in api]
 

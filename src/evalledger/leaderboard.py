@@ -115,9 +115,15 @@ class Leaderboard:
         return self.benchmarks if limit is None or len(self.benchmarks) <= limit else []
 
     def columns(self, limit: int | None = None) -> list[str]:
-        """Header of the text formats (per-benchmark columns up to ``limit`` of them)."""
+        """Header of the text formats (per-benchmark columns up to ``limit`` of them).
+
+        By model over several benchmarks the value is their mean, and its column says so.
+        """
         conf = f"{self.confidence:.0%} CI"
-        return ["rank", self.by, self.metric, conf, "items", *self.pivot(limit)]
+        value = self.metric
+        if self.by == "model" and len(self.benchmarks) > 1:
+            value = f"mean {self.metric}"
+        return ["rank", self.by, value, conf, "items", *self.pivot(limit)]
 
     def rows(self, limit: int | None = None) -> list[list[str]]:
         """Rows of the text formats, matching :meth:`columns`."""

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import yaml
 
-from conftest import dvc, invoke
+from conftest import dvc, git, invoke
 from evalledger.errors import EvalLedgerError
 from evalledger.manifest import ArtifactRecord, ExecutionManifest, read_manifest
 from evalledger.project import Project
@@ -227,6 +227,14 @@ def test_evaluations_become_ledger_cells(project: Project) -> None:
     cell = manifest.cells["grpo-7b/arith"]
     assert cell.axes == {"model": "grpo-7b", "benchmark": "arith"}
     assert cell.status.value == "completed" and cell.examples_completed == 40
+    # Declared in dvc.yaml, so DVC's own metrics commands see the evaluations too.
+    declared = yaml.safe_load(project.dvc_yaml.read_text())["metrics"]
+    assert declared == [
+        "metrics/_experiments", "metrics/grpo-7b/arith.json", "metrics/grpo-7b/arith_hard.json",
+    ]  # fmt: skip
+    shown = json.loads(dvc(project.root, "metrics", "show", "--json").stdout)[""]["data"]
+    assert shown["metrics/grpo-7b/arith.json"]["data"]["accuracy"] == 0.75
+    assert shown["metrics/grpo-7b/arith_hard.json"]["data"] == {"accuracy": 0.25, "n": 8}
 
     invoke(project, "run")
     board = json.loads(invoke(project, "leaderboard", "--format", "json").output)
@@ -487,3 +495,29 @@ def test_a_config_comes_back_from_an_earlier_experiment(project: Project) -> Non
         ExperimentConfig.from_experiment(matrix, project=project)
     with pytest.raises(EvalLedgerError, match="unknown execution"):
         ExperimentConfig.from_experiment("exp_nope", project=project)
+
+
+def test_delete_removes_an_experiments_files_and_its_dvc_yaml_entries(project: Project) -> None:
+    tracker = Tracker(project)
+    with tracker.experiment({"lr": 0.1}, name="short") as run:
+        run.log_metrics({"loss": 0.5}, step=0)
+        run.log_evaluation("arith", {"accuracy": 0.5, "n": 2})
+        exp_id = str(run.experiment_id)
+    with tracker.experiment({"lr": 0.2}, name="kept") as run:
+        run.log_evaluation("arith", {"accuracy": 0.7, "n": 2})
+    git(project.root, "add", "-A")
+    git(project.root, "commit", "-qm", "two experiments")
+
+    out = invoke(project, "delete", exp_id, "--yes")
+    assert out.exit_code == 0, out.output
+    assert not (project.runs_dir / exp_id).exists()
+    assert not (project.metrics_dir / "_series" / exp_id).exists()
+    assert not (project.metrics_dir / "_experiments" / f"{exp_id}.json").exists()
+    assert not (project.metrics_dir / "short").exists()
+    assert "dvc.yaml" in out.output and "dvc.lock still records" not in out.output
+    declared = yaml.safe_load(project.dvc_yaml.read_text())["metrics"]
+    assert declared == ["metrics/_experiments", "metrics/kept/arith.json"]
+    # DVC no longer looks for the deleted file (the unrun matrix cells still err).
+    data = json.loads(dvc(project.root, "metrics", "show", "--json").stdout)[""]["data"]
+    assert "metrics/short/arith.json" not in data
+    assert data["metrics/kept/arith.json"]["data"] == {"accuracy": 0.7, "n": 2}

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from evalledger.errors import UnknownExecutionError
 from evalledger.matrix import cell_from_axes
+from evalledger.series import SERIES_DIR, SUMMARY_DIR
 
 if TYPE_CHECKING:
     from evalledger.history import Ledger
@@ -24,11 +25,17 @@ class DeletePlan:
     """Project-relative files and folders, the manifest's folder first."""
     cells: list[str]
     """Cells whose current results belong to the execution (and go with it)."""
+    kind: str = "matrix"
+    undeclare: list[str] = field(default_factory=list)
+    """Metrics files dvc.yaml's top-level ``metrics:`` lists that go with it (a tracked
+    experiment's evaluations), so ``dvc metrics show`` does not look for them."""
 
     def commit_hint(self) -> str:
         """The git commands that record the deletion."""
-        paths = " ".join(self.paths if len(self.paths) <= 4 else [self.paths[0], "metrics"])
-        return f"git add -A -- {paths} && git commit -m 'Delete {self.execution_id}'"
+        paths = self.paths if len(self.paths) <= 4 else [self.paths[0], "metrics"]
+        if self.undeclare:
+            paths = [*paths, "dvc.yaml"]
+        return f"git add -A -- {' '.join(paths)} && git commit -m 'Delete {self.execution_id}'"
 
 
 def plan_delete(ledger: Ledger, ref: str) -> DeletePlan:
@@ -55,12 +62,30 @@ def plan_delete(ledger: Ledger, ref: str) -> DeletePlan:
         for rel in (cell.metrics_path, cell.scores_path, cell.predictions_path):
             if (root / rel).exists():
                 paths.append(rel)
-    return DeletePlan(info.execution_id, paths, cells)
+    undeclare: list[str] = []
+    if manifest.kind == "experiment":
+        exp_id = info.execution_id
+        for rel in (f"metrics/{SERIES_DIR}/{exp_id}", f"metrics/{SUMMARY_DIR}/{exp_id}.json"):
+            if (root / rel).exists():
+                paths.append(rel)
+        undeclare = [f"metrics/{key}.json" for key in cells]
+    return DeletePlan(info.execution_id, paths, cells, manifest.kind, undeclare)
 
 
 def apply_delete(ledger: Ledger, plan: DeletePlan) -> None:
     """Remove the planned files (the manifest's folder last, so a crash can be redone)."""
+    from evalledger.tracker import undeclare_metrics
+
     root = ledger.project.root
     for rel in plan.paths[1:]:
-        (root / rel).unlink(missing_ok=True)
+        if (root / rel).is_dir():
+            shutil.rmtree(root / rel, ignore_errors=True)
+        else:
+            (root / rel).unlink(missing_ok=True)
+    for rel in plan.paths[1:]:  # a model's folder the execution emptied goes too
+        parent = (root / rel).parent
+        if parent != root / "metrics" and parent.is_dir() and not any(parent.iterdir()):
+            parent.rmdir()
+    if plan.undeclare:
+        undeclare_metrics(ledger.project, plan.undeclare)
     shutil.rmtree(root / plan.paths[0], ignore_errors=True)

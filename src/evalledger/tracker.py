@@ -48,7 +48,7 @@ import re
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self
@@ -329,11 +329,14 @@ def _top_level_list(doc: dict[str, Any], key: str) -> list[Any]:
     return items
 
 
-def declare_outputs(project: Project) -> bool:
+def declare_outputs(project: Project, metrics_files: Sequence[str] = ()) -> bool:
     """Declare the series (plots) and summaries (metrics) in dvc.yaml once; True if changed.
 
-    Idempotent and under a file lock, so concurrent trackers never lose each other's
-    edit; every other part of dvc.yaml (stages, comments, order) is kept as written.
+    ``metrics_files`` (evaluation cells' ``metrics/<name>/<benchmark>.json``) join the
+    top-level ``metrics:`` list too, so ``dvc metrics show`` and ``dvc exp show`` see
+    them; DVC lists a file once even when a matrix stage also outputs it. Idempotent
+    and under a file lock, so concurrent trackers never lose each other's edit; every
+    other part of dvc.yaml (stages, comments, order) is kept as written.
     """
     from evalledger.pipeline import load_dvc_yaml, write_dvc_yaml
 
@@ -347,12 +350,30 @@ def declare_outputs(project: Project) -> bool:
             plots.append({series: {"x": "step"}})
             changed = True
         metrics = _top_level_list(doc, "metrics")
-        if summary not in metrics:
-            metrics.append(summary)
-            changed = True
+        for path in (summary, *metrics_files):
+            if path not in metrics:
+                metrics.append(path)
+                changed = True
         if changed:
             write_dvc_yaml(project, doc)
     return changed
+
+
+def undeclare_metrics(project: Project, paths: Sequence[str]) -> bool:
+    """Drop ``paths`` from dvc.yaml's top-level ``metrics:`` list; True if it changed."""
+    from evalledger.pipeline import load_dvc_yaml, write_dvc_yaml
+
+    gone = set(paths)
+    with locked_file(project.state_dir / "dvcyaml.lock", blocking=True):
+        doc = load_dvc_yaml(project)
+        metrics = doc.get("metrics")
+        if not isinstance(metrics, list) or not gone.intersection(metrics):
+            return False
+        for i in reversed(range(len(metrics))):  # in place: ruamel keeps the comments
+            if metrics[i] in gone:
+                del metrics[i]
+        write_dvc_yaml(project, doc)
+    return True
 
 
 class Tracker:
@@ -669,6 +690,7 @@ class Tracker:
         else:
             (metrics_dir / f"{key}.scores.csv").unlink(missing_ok=True)
         atomic_write(metrics_dir / f"{key}.json", json.dumps(metrics, indent=2) + "\n")
+        declare_outputs(self.project, [f"metrics/{key}.json"])
         now = utcnow()
         n = len(records) if records is not None else 0
         errored = sum(1 for r in records or [] if r["error"])

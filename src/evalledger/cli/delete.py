@@ -27,5 +27,5 @@ def delete(ctx: click.Context, execution_id: str, yes: bool) -> None:
         click.confirm("Delete these files?", abort=True)
     apply_delete(ledger, plan)
     click.echo(f"deleted {plan.execution_id}; commit it with: {plan.commit_hint()}")
-    if plan.cells:
+    if plan.cells and plan.kind == "matrix":
         click.echo("dvc.lock still records those cells; `evalledger run` evaluates them again")

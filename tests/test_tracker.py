@@ -514,6 +514,8 @@ def test_delete_removes_an_experiments_files_and_its_dvc_yaml_entries(project: P
     assert not (project.metrics_dir / "_series" / exp_id).exists()
     assert not (project.metrics_dir / "_experiments" / f"{exp_id}.json").exists()
     assert not (project.metrics_dir / "short").exists()
+    # Emptied, but dvc.yaml declares it: kept, so `dvc metrics show` does not miss it.
+    assert (project.metrics_dir / "_experiments").is_dir()
     assert "dvc.yaml" in out.output and "dvc.lock still records" not in out.output
     declared = yaml.safe_load(project.dvc_yaml.read_text())["metrics"]
     assert declared == ["metrics/_experiments", "metrics/kept/arith.json"]

@@ -82,9 +82,12 @@ def apply_delete(ledger: Ledger, plan: DeletePlan) -> None:
             shutil.rmtree(root / rel, ignore_errors=True)
         else:
             (root / rel).unlink(missing_ok=True)
+    tops = (root / "metrics", root / "predictions")
     for rel in plan.paths[1:]:  # a model's folder the execution emptied goes too
         parent = (root / rel).parent
-        if parent != root / "metrics" and parent.is_dir() and not any(parent.iterdir()):
+        # Not metrics/_series or _experiments: dvc.yaml declares those folders.
+        reserved = parent.parent not in tops or parent.name.startswith("_")
+        if not reserved and parent.is_dir() and not any(parent.iterdir()):
             parent.rmdir()
     if plan.undeclare:
         undeclare_metrics(ledger.project, plan.undeclare)

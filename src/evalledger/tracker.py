@@ -48,7 +48,7 @@ import re
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self
@@ -329,20 +329,32 @@ def _top_level_list(doc: dict[str, Any], key: str) -> list[Any]:
     return items
 
 
+def _edit_dvc_yaml(project: Project, edit: Callable[[Any], bool]) -> bool:
+    """Apply ``edit`` to dvc.yaml under a file lock; write it back if ``edit`` says it changed.
+
+    The lock keeps concurrent trackers from losing each other's edits, and the round trip
+    keeps every other part of dvc.yaml (stages, comments, order) as written.
+    """
+    from evalledger.pipeline import load_dvc_yaml, write_dvc_yaml
+
+    with locked_file(project.state_dir / "dvcyaml.lock", blocking=True):
+        doc = load_dvc_yaml(project)
+        changed = edit(doc)
+        if changed:
+            write_dvc_yaml(project, doc)
+    return changed
+
+
 def declare_outputs(project: Project, metrics_files: Sequence[str] = ()) -> bool:
     """Declare the series (plots) and summaries (metrics) in dvc.yaml once; True if changed.
 
     ``metrics_files`` (evaluation cells' ``metrics/<name>/<benchmark>.json``) join the
     top-level ``metrics:`` list too, so ``dvc metrics show`` and ``dvc exp show`` see
-    them; DVC lists a file once even when a matrix stage also outputs it. Idempotent
-    and under a file lock, so concurrent trackers never lose each other's edit; every
-    other part of dvc.yaml (stages, comments, order) is kept as written.
+    them; DVC lists a file once even when a matrix stage also outputs it. Idempotent.
     """
-    from evalledger.pipeline import load_dvc_yaml, write_dvc_yaml
-
     series, summary = f"metrics/{SERIES_DIR}", f"metrics/{SUMMARY_DIR}"
-    with locked_file(project.state_dir / "dvcyaml.lock", blocking=True):
-        doc = load_dvc_yaml(project)
+
+    def edit(doc: Any) -> bool:
         changed = False
         plots = _top_level_list(doc, "plots")
         names = {p if isinstance(p, str) else next(iter(p), None) for p in plots if p}
@@ -354,26 +366,25 @@ def declare_outputs(project: Project, metrics_files: Sequence[str] = ()) -> bool
             if path not in metrics:
                 metrics.append(path)
                 changed = True
-        if changed:
-            write_dvc_yaml(project, doc)
-    return changed
+        return changed
+
+    return _edit_dvc_yaml(project, edit)
 
 
 def undeclare_metrics(project: Project, paths: Sequence[str]) -> bool:
     """Drop ``paths`` from dvc.yaml's top-level ``metrics:`` list; True if it changed."""
-    from evalledger.pipeline import load_dvc_yaml, write_dvc_yaml
-
     gone = set(paths)
-    with locked_file(project.state_dir / "dvcyaml.lock", blocking=True):
-        doc = load_dvc_yaml(project)
+
+    def edit(doc: Any) -> bool:
         metrics = doc.get("metrics")
         if not isinstance(metrics, list) or not gone.intersection(metrics):
             return False
         for i in reversed(range(len(metrics))):  # in place: ruamel keeps the comments
             if metrics[i] in gone:
                 del metrics[i]
-        write_dvc_yaml(project, doc)
-    return True
+        return True
+
+    return _edit_dvc_yaml(project, edit)
 
 
 class Tracker:

@@ -16,6 +16,7 @@ import time
 from numbers import Real
 from typing import TYPE_CHECKING, Any
 
+from evalledger.diff import flatten
 from evalledger.redact import redact
 
 if TYPE_CHECKING:
@@ -38,15 +39,6 @@ def mlflow_key(key: str) -> str:
     parts = re.sub(r"[^\w\-. /]", "_", key).split("/")
     kept = [p.strip() for p in parts if p.strip() not in ("", ".", "..")]
     return "/".join(kept)[:_KEY_LIMIT] or "_"
-
-
-def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(value, dict):
-        out: dict[str, Any] = {}
-        for k, v in value.items():
-            out.update(_flatten(v, f"{prefix}.{k}" if prefix else str(k)))
-        return out
-    return {prefix: value} if prefix else {}
 
 
 def _param_text(value: Any) -> str:
@@ -143,7 +135,7 @@ class MlflowMirror:
         run_id = self._active()
         new: list[Param] = []
         changed: list[RunTag] = []
-        for key, value in _flatten(redact(dict(params))).items():
+        for key, value in flatten(redact(dict(params))).items():
             name, text = mlflow_key(key), _param_text(value)
             if name not in self._params:
                 self._params[name] = text
@@ -174,7 +166,7 @@ class MlflowMirror:
         now = int(time.time() * 1000)
         found = [
             Metric(mlflow_key(f"eval/{benchmark}/{key.replace('.', '/')}"), float(v), now, 0)
-            for key, v in _flatten(metrics).items()
+            for key, v in flatten(metrics).items()
             if _is_number(v)
         ]
         for i in range(0, len(found), _METRIC_BATCH):

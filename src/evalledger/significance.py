@@ -583,6 +583,16 @@ def mcnemar_exact(a: ArrayLike, b: ArrayLike, *, confidence: float = 0.95) -> Pa
     return PairedResult(**base, ci_low=low, ci_high=high, p_value=p, se=se)
 
 
+def _with_t_interval(
+    base: dict[str, Any], d: FloatArray, confidence: float, result: Any
+) -> PairedResult:
+    """A scipy test's statistic and p-value, with the t CI and SE of the mean difference."""
+    low, high = _t_interval(d, confidence)
+    base["details"]["statistic"] = float(result.statistic)
+    se = _standard_error_codes(d, None)
+    return PairedResult(**base, ci_low=low, ci_high=high, p_value=float(result.pvalue), se=se)
+
+
 def paired_ttest(a: ArrayLike, b: ArrayLike, *, confidence: float = 0.95) -> PairedResult:
     """Paired t-test (``scipy.stats.ttest_rel(b, a)``) with a t CI on n - 1 df.
 
@@ -600,16 +610,7 @@ def paired_ttest(a: ArrayLike, b: ArrayLike, *, confidence: float = 0.95) -> Pai
         return PairedResult(**base, ci_low=float(d[0]), ci_high=float(d[0]), p_value=p, se=0.0)
     import scipy.stats
 
-    result = scipy.stats.ttest_rel(b_arr, a_arr)
-    low, high = _t_interval(d, confidence)
-    base["details"]["statistic"] = float(result.statistic)
-    return PairedResult(
-        **base,
-        ci_low=low,
-        ci_high=high,
-        p_value=float(result.pvalue),
-        se=_standard_error_codes(d, None),
-    )
+    return _with_t_interval(base, d, confidence, scipy.stats.ttest_rel(b_arr, a_arr))
 
 
 def wilcoxon_test(a: ArrayLike, b: ArrayLike, *, confidence: float = 0.95) -> PairedResult:
@@ -627,16 +628,7 @@ def wilcoxon_test(a: ArrayLike, b: ArrayLike, *, confidence: float = 0.95) -> Pa
         return PairedResult(**base, ci_low=0.0, ci_high=0.0, p_value=1.0, se=0.0)
     import scipy.stats
 
-    result = scipy.stats.wilcoxon(d)
-    low, high = _t_interval(d, confidence)
-    base["details"]["statistic"] = float(result.statistic)
-    return PairedResult(
-        **base,
-        ci_low=low,
-        ci_high=high,
-        p_value=float(result.pvalue),
-        se=_standard_error_codes(d, None),
-    )
+    return _with_t_interval(base, d, confidence, scipy.stats.wilcoxon(d))
 
 
 # -------------------------------------------------------------------------- dispatch

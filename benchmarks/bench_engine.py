@@ -80,7 +80,7 @@ def make_project(root: Path, base_url: str, items: int, concurrency: int) -> Non
 
 def bench_engine(root: Path) -> tuple[float, float, dict[str, object]]:
     """Evaluate the cell in this process; return wall s, CPU s and its metrics."""
-    from evalledger.cell import evaluate_cell, prepare_cell
+    from evalledger.execution.cell import evaluate_cell, prepare_cell
     from evalledger.matrix import expand
     from evalledger.project import Project
 

@@ -13,7 +13,7 @@ benchmarks with new seeds, so ``HEAD~1..HEAD`` changes 200 cells and two models'
 (b) diff: ``evalledger diff HEAD~1 HEAD``, cold and warm, against
     ``dvc metrics diff HEAD~1`` (DVC compares HEAD~1 with the workspace, which is HEAD
     in the clean synthetic repo).
-(c) paired bootstrap: ``evalledger.significance.paired_bootstrap`` against
+(c) paired bootstrap: ``evalledger.analysis.resampling.paired_bootstrap`` against
     ``scipy.stats.bootstrap(..., paired=True, vectorized=True, method="percentile")`` on
     the same 10,000 paired items, 10,000 resamples, binary and continuous scores.
 
@@ -691,9 +691,9 @@ def bench_bootstrap(kind: str, n: int, resamples: int, seeds: int) -> BootResult
 
     res = BootResult(kind)
     try:
-        from evalledger.significance import paired_bootstrap
+        from evalledger.analysis.resampling import paired_bootstrap
     except ImportError as exc:
-        res.error = f"evalledger.significance.paired_bootstrap not importable: {exc}"
+        res.error = f"evalledger.analysis.resampling.paired_bootstrap not importable: {exc}"
         log(f"  {res.error}")
         return res
     a, b = paired_data(kind, n, seed=1)

@@ -68,9 +68,9 @@ def make_values(steps: int, metrics: int, seed: int = 0) -> Steps:
 
 
 def bench_evalledger(work: Path, values: Steps, interval: float, fsync: bool) -> Result:
-    from evalledger.scaffold import init_project
-    from evalledger.series import read_series_dir
-    from evalledger.tracker import Tracker
+    from evalledger.execution.scaffold import init_project
+    from evalledger.track.series import read_series_dir
+    from evalledger.track.tracker import Tracker
 
     root = work / ("evalledger-fsync" if fsync else "evalledger")
     with contextlib.redirect_stdout(io.StringIO()):

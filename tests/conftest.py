@@ -12,8 +12,8 @@ import pytest
 from click.testing import CliRunner, Result
 
 from evalledger.cli import cli
+from evalledger.execution.scaffold import init_project
 from evalledger.project import Project
-from evalledger.scaffold import init_project
 
 # The console scripts (evalledger, dvc) of this interpreter must be the ones on PATH:
 # dvc repro runs `evalledger cell` through the shell.
@@ -83,7 +83,7 @@ def dvc(root: Path, *args: str, check: bool = True) -> subprocess.CompletedProce
 def make_project(root: Path, params: str = SMALL_PARAMS) -> Project:
     project, _ = init_project(root)
     (root / "params.yaml").write_text(params)
-    from evalledger.pipeline import sync_dvc_yaml
+    from evalledger.execution.pipeline import sync_dvc_yaml
 
     sync_dvc_yaml(project, project.spec(reload=True))
     git(root, "add", "-A")

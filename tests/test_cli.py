@@ -51,8 +51,8 @@ def test_loading_every_command_loads_no_pandas_scipy_dvc_or_git() -> None:
 
 
 def test_method_choices_match_the_statistics_library() -> None:
+    from evalledger.analysis.significance import METHODS
     from evalledger.cli._options import METHOD_NAMES
-    from evalledger.significance import METHODS
 
     assert sorted(METHOD_NAMES) == sorted(METHODS)
 
@@ -79,7 +79,7 @@ def test_public_api_names_resolve() -> None:
 
     for name in evalledger.__all__:
         assert getattr(evalledger, name) is not None, name
-    assert callable(evalledger.run) and evalledger.run.__module__ == "evalledger.runner"
+    assert callable(evalledger.run) and evalledger.run.__module__ == "evalledger.execution.runner"
     assert callable(evalledger.init_project)
 
 

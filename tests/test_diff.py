@@ -12,8 +12,8 @@ import pytest
 
 import ledger_factory as lf
 from conftest import dvc, invoke
-from evalledger.diff import LedgerDiff, ParamChange, diff_revisions
-from evalledger.history import Ledger
+from evalledger.analysis.diff import LedgerDiff, ParamChange, diff_revisions
+from evalledger.ledger.history import Ledger
 
 GOLDEN = Path(__file__).parent / "data" / "diff_golden.md"
 METRICS = ("accuracy", "mean_score", "partial_accuracy")  # each the mean of a 0/1 column

@@ -13,7 +13,7 @@ from click.testing import CliRunner, Result
 
 from conftest import git, invoke, make_project
 from evalledger.cli import cli
-from evalledger.history import Ledger
+from evalledger.ledger.history import Ledger
 from evalledger.project import Project
 
 BENCHES = ["arith", "arith_hard"]

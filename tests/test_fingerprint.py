@@ -11,8 +11,8 @@ import pytest
 
 from conftest import git, invoke, make_project
 from evalledger.benchmarks.base import hash_data_files
-from evalledger.cell import DATA_HASH_CACHE, benchmark_data_hash
-from evalledger.executions import load_execution
+from evalledger.execution.cell import DATA_HASH_CACHE, benchmark_data_hash
+from evalledger.execution.executions import load_execution
 from evalledger.gitinfo import code_hash
 from evalledger.manifest import SCHEMA_VERSION
 from evalledger.project import Project

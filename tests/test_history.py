@@ -11,8 +11,8 @@ import pytest
 import ledger_factory as lf
 from conftest import git, invoke
 from evalledger.errors import UnknownExecutionError, UnknownRevisionError
-from evalledger.gitobjects import GitObjects
-from evalledger.history import Ledger
+from evalledger.ledger.gitobjects import GitObjects
+from evalledger.ledger.history import Ledger
 
 
 @pytest.fixture(scope="module")

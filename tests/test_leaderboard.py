@@ -13,8 +13,8 @@ import pytest
 
 import ledger_factory as lf
 from conftest import invoke
-from evalledger.history import Ledger
-from evalledger.leaderboard import Entry, build_leaderboard
+from evalledger.analysis.leaderboard import Entry, build_leaderboard
+from evalledger.ledger.history import Ledger
 
 Z = 1.959964  # the 95% normal quantile, by hand
 TOL = 1e-6
@@ -294,7 +294,7 @@ def test_unknown_metric_or_benchmark_is_one_line(built: lf.Built) -> None:
 
 
 def test_wilson_interval_stays_inside_0_1_where_the_normal_one_collapses() -> None:
-    from evalledger.leaderboard import wilson_interval
+    from evalledger.analysis.leaderboard import wilson_interval
 
     low, high = wilson_interval(1.0, 300, Z)
     assert (low, high) == (pytest.approx(300 / (300 + Z * Z)), 1.0)  # all correct: not [1, 1]

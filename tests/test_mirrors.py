@@ -21,7 +21,7 @@ from evalledger.manifest import (
 from evalledger.mirrors import Mirror, MissingBackendError, known_mirrors, load_mirror
 from evalledger.project import Project
 from evalledger.redact import REDACTED
-from evalledger.series import read_series_dir
+from evalledger.track.series import read_series_dir
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -257,7 +257,7 @@ def _mlflow_run(client: Any, exp_id: str) -> Any:
 def test_mlflow_mirror_copies_a_tracked_experiment(
     project: Project, tmp_path: Path, mlflow_store: Any
 ) -> None:
-    from evalledger.tracker import Tracker
+    from evalledger.track.tracker import Tracker
 
     tracker = Tracker(project, mirrors=["mlflow"])
     config = {"model": {"base": "tiny", "layers": 2}, "api_key": "sk-live-abcdefghijklmnop0123"}
@@ -299,7 +299,7 @@ def test_mlflow_mirror_copies_a_tracked_experiment(
 
 
 def test_mlflow_mirror_marks_a_raising_block_failed(project: Project, mlflow_store: Any) -> None:
-    from evalledger.tracker import Tracker
+    from evalledger.track.tracker import Tracker
 
     tracker = Tracker(project, mirrors=["mlflow"])
     with pytest.raises(ZeroDivisionError), tracker.experiment({"lr": 0.1}, name="boom"):

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from conftest import dvc, invoke, make_project
-from evalledger.executions import load_execution
+from evalledger.execution.executions import load_execution
 from evalledger.project import Project
 from evalledger.testing.openai_server import ReferenceServer, ServerConfig
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from conftest import dvc, invoke, make_project
-from evalledger.executions import load_execution
+from evalledger.execution.executions import load_execution
 
 PLUGIN = '''
 """A third-party plugin package: a model, a benchmark and a scorer."""

@@ -21,7 +21,7 @@ import yaml
 
 from conftest import dvc, git, invoke, make_project
 from evalledger import provenance
-from evalledger.executions import load_execution
+from evalledger.execution.executions import load_execution
 from evalledger.gitinfo import git_diff_hash, git_state
 from evalledger.project import Project
 from evalledger.provenance import capture_provenance, data_versions, selected_env

@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 
 from conftest import dvc, git, invoke
+from evalledger.ledger.scores import parse_scores
 from evalledger.project import Project
-from evalledger.reproduce import _run_groups, compare_cell, temporary_worktree
-from evalledger.scores import parse_scores
+from evalledger.share.reproduce import _run_groups, temporary_worktree
+from evalledger.share.verdicts import compare_cell
 
 
 def _state(root: Path) -> tuple[str, list[str]]:

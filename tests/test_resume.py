@@ -11,7 +11,7 @@ from pathlib import Path
 
 from conftest import calls, counting_params, dvc, invoke
 from evalledger.errors import EXIT_NOTHING_TO_RESUME
-from evalledger.executions import execution_ids, load_execution
+from evalledger.execution.executions import execution_ids, load_execution
 from evalledger.project import Project
 
 

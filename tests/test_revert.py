@@ -9,12 +9,12 @@ import pytest
 from conftest import SMALL_PARAMS, invoke, make_project
 from evalledger.atomic import locked_file
 from evalledger.errors import ConfigError
-from evalledger.executions import execution_ids, load_execution
+from evalledger.execution.executions import execution_ids, load_execution
+from evalledger.execution.revert import MISSING, ParamChange, revert_params
 from evalledger.manifest import dump_manifest
 from evalledger.params import load_params
 from evalledger.project import Project
 from evalledger.redact import REDACTED
-from evalledger.revert import MISSING, ParamChange, revert_params
 
 NOISY = "  noisy: {adapter: baseline, strategy: solver, error_rate: 0.3, seed: 3}\n"
 SECRET_PARAMS = (

@@ -9,7 +9,7 @@ from pathlib import Path
 import yaml
 
 from conftest import dvc, git, invoke, make_project
-from evalledger.executions import execution_ids, load_execution
+from evalledger.execution.executions import execution_ids, load_execution
 from evalledger.project import Project
 
 CELLS = [

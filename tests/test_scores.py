@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from evalledger.scores import parse_scores, summarize, summarize_many
+from evalledger.ledger.scores import parse_scores, summarize, summarize_many
 
 HEADER = (
     "id,category,correct,score,partial,formatted,latency_ms,prompt_tokens,completion_tokens,error"

@@ -9,26 +9,24 @@ import numpy as np
 import pytest
 import scipy.stats
 
-from evalledger.errors import StatsError
-from evalledger.significance import (
+from evalledger.analysis.paired import (
+    mean_ci,
+    mean_ci_from_moments,
+    paired_standard_error,
+    standard_error,
+)
+from evalledger.analysis.power import minimum_detectable_effect, power, required_items
+from evalledger.analysis.resampling import _bootstrap_means, paired_bootstrap, paired_permutation
+from evalledger.analysis.significance import (
     METHODS,
-    _bootstrap_means,
     all_pairs,
     compare_paired,
     holm_bonferroni,
     mcnemar_exact,
-    mean_ci,
-    mean_ci_from_moments,
-    minimum_detectable_effect,
-    paired_bootstrap,
-    paired_permutation,
-    paired_standard_error,
     paired_ttest,
-    power,
-    required_items,
-    standard_error,
     wilcoxon_test,
 )
+from evalledger.errors import StatsError
 
 
 def _mean_diff(x, y, axis=-1):
@@ -432,7 +430,7 @@ def test_mcnemar_error_names_the_fix():
 
 
 def test_threads_never_change_the_bootstrap(monkeypatch: pytest.MonkeyPatch) -> None:
-    import evalledger.significance as sig
+    import evalledger.analysis.resampling as sig
 
     rng = np.random.default_rng(11)
     a = rng.normal(0.5, 0.2, 4000)

@@ -19,7 +19,7 @@ import pytest
 from conftest import dvc, git, invoke, make_project
 from evalledger.errors import ConfigError
 from evalledger.project import Project
-from evalledger.sweep import plan_sweep
+from evalledger.share.sweep import plan_sweep
 
 TINY = """\
 axes:
@@ -225,7 +225,7 @@ def test_sweep_run_queues_runs_and_ranks(tmp_path: Path) -> None:
 TRAIN_PY = """\
 import yaml
 
-from evalledger.tracker import Tracker
+from evalledger.track.tracker import Tracker
 
 params = yaml.safe_load(open("params.yaml"))["train"]
 with Tracker().experiment({"lr": params["lr"]}, name="trainer") as run:

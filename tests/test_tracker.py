@@ -20,8 +20,8 @@ from conftest import dvc, git, invoke
 from evalledger.errors import EvalLedgerError
 from evalledger.manifest import ArtifactRecord, ExecutionManifest, read_manifest
 from evalledger.project import Project
-from evalledger.series import read_series, read_series_dir
-from evalledger.tracker import EXITED_WITHOUT_FINISH, ExperimentConfig, Tracker
+from evalledger.track.series import read_series, read_series_dir
+from evalledger.track.tracker import EXITED_WITHOUT_FINISH, ExperimentConfig, Tracker
 
 METRICS = ("train/loss", "train/reward", "train/lr", "grad_norm", "eval/accuracy")
 
@@ -115,7 +115,7 @@ def test_dvc_plots_and_metrics_show_the_series(project: Project) -> None:
 
 TRAIN_SCRIPT = """\
 import sys, time
-from evalledger.tracker import Tracker
+from evalledger.track.tracker import Tracker
 
 tracker = Tracker(sys.argv[1], flush_interval=0.1)
 exp_id = tracker.start_experiment({"lr": 0.1}, name="killed")
@@ -176,7 +176,7 @@ def test_exit_without_finish_marks_failed(project: Project, tmp_path: Path) -> N
     script.write_text(
         textwrap.dedent("""\
         import sys
-        from evalledger.tracker import Tracker
+        from evalledger.track.tracker import Tracker
         tracker = Tracker(sys.argv[1], flush_interval=60)
         print(tracker.start_experiment())
         tracker.log_metrics({"loss": 0.5}, step=3)

@@ -22,21 +22,24 @@ from evalledger.errors import EvalLedgerError
 from evalledger.project import Project
 
 if TYPE_CHECKING:
-    from evalledger.benchmarks.base import Benchmark, Item, ItemScore
-    from evalledger.cell import CellResult, execute_cell
-    from evalledger.compare import compare_sides
-    from evalledger.dataframe import load
-    from evalledger.diff import LedgerDiff, diff_revisions
-    from evalledger.executions import execution_ids, latest_execution_id, load_execution
-    from evalledger.history import Ledger, Snapshot
-    from evalledger.leaderboard import Leaderboard, build_leaderboard
+    from evalledger.analysis.compare import compare_sides
+    from evalledger.analysis.dataframe import load
+    from evalledger.analysis.diff import LedgerDiff, diff_revisions
+    from evalledger.analysis.leaderboard import Leaderboard, build_leaderboard
+    from evalledger.analysis.paired import PairedResult
+    from evalledger.analysis.pairing import run_significance
+    from evalledger.analysis.significance import compare_paired
+    from evalledger.benchmarks.base import Benchmark
+    from evalledger.execution.cell import CellResult, execute_cell
+    from evalledger.execution.executions import execution_ids, latest_execution_id, load_execution
+    from evalledger.execution.plan import RunOptions, RunPlan, plan_run
+    from evalledger.execution.runner import RunResult, run
+    from evalledger.execution.scaffold import init_project
+    from evalledger.ledger.history import Ledger, Snapshot
     from evalledger.manifest import CellRecord, ExecutionManifest
-    from evalledger.models.base import Completion, Model
-    from evalledger.pairing import run_significance
-    from evalledger.runner import RunOptions, RunPlan, RunResult, plan_run, run
-    from evalledger.scaffold import init_project
-    from evalledger.significance import PairedResult, compare_paired
-    from evalledger.tracker import ExperimentConfig, Tracker
+    from evalledger.models.base import Model
+    from evalledger.plugin_types import Completion, Item, ItemScore
+    from evalledger.track.tracker import ExperimentConfig, Tracker
 
 __all__ = [
     "Benchmark",
@@ -79,36 +82,36 @@ __version__ = "0.1.0.dev0"
 
 _LAZY = {
     "Benchmark": "evalledger.benchmarks.base",
-    "Item": "evalledger.benchmarks.base",
-    "ItemScore": "evalledger.benchmarks.base",
-    "CellResult": "evalledger.cell",
-    "execute_cell": "evalledger.cell",
-    "execution_ids": "evalledger.executions",
-    "latest_execution_id": "evalledger.executions",
-    "load_execution": "evalledger.executions",
+    "Item": "evalledger.plugin_types",
+    "ItemScore": "evalledger.plugin_types",
+    "CellResult": "evalledger.execution.cell",
+    "execute_cell": "evalledger.execution.cell",
+    "execution_ids": "evalledger.execution.executions",
+    "latest_execution_id": "evalledger.execution.executions",
+    "load_execution": "evalledger.execution.executions",
     "CellRecord": "evalledger.manifest",
     "ExecutionManifest": "evalledger.manifest",
-    "Completion": "evalledger.models.base",
+    "Completion": "evalledger.plugin_types",
     "Model": "evalledger.models.base",
-    "RunOptions": "evalledger.runner",
-    "RunPlan": "evalledger.runner",
-    "RunResult": "evalledger.runner",
-    "plan_run": "evalledger.runner",
-    "run": "evalledger.runner",
-    "init_project": "evalledger.scaffold",
-    "Ledger": "evalledger.history",
-    "Snapshot": "evalledger.history",
-    "LedgerDiff": "evalledger.diff",
-    "diff_revisions": "evalledger.diff",
-    "Leaderboard": "evalledger.leaderboard",
-    "build_leaderboard": "evalledger.leaderboard",
-    "compare_sides": "evalledger.compare",
-    "load": "evalledger.dataframe",
-    "run_significance": "evalledger.pairing",
-    "PairedResult": "evalledger.significance",
-    "compare_paired": "evalledger.significance",
-    "ExperimentConfig": "evalledger.tracker",
-    "Tracker": "evalledger.tracker",
+    "RunOptions": "evalledger.execution.plan",
+    "RunPlan": "evalledger.execution.plan",
+    "RunResult": "evalledger.execution.runner",
+    "plan_run": "evalledger.execution.plan",
+    "run": "evalledger.execution.runner",
+    "init_project": "evalledger.execution.scaffold",
+    "Ledger": "evalledger.ledger.history",
+    "Snapshot": "evalledger.ledger.history",
+    "LedgerDiff": "evalledger.analysis.diff",
+    "diff_revisions": "evalledger.analysis.diff",
+    "Leaderboard": "evalledger.analysis.leaderboard",
+    "build_leaderboard": "evalledger.analysis.leaderboard",
+    "compare_sides": "evalledger.analysis.compare",
+    "load": "evalledger.analysis.dataframe",
+    "run_significance": "evalledger.analysis.pairing",
+    "PairedResult": "evalledger.analysis.paired",
+    "compare_paired": "evalledger.analysis.significance",
+    "ExperimentConfig": "evalledger.track.tracker",
+    "Tracker": "evalledger.track.tracker",
 }
 
 

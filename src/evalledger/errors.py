@@ -24,6 +24,7 @@ __all__ = [
     "StatsError",
     "UnknownExecutionError",
     "UnknownRevisionError",
+    "describe",
 ]
 
 EXIT_OK = 0
@@ -111,3 +112,9 @@ class RegressionError(EvalLedgerError):
     """A metric got significantly worse; raised for ``diff --fail-on-regression``."""
 
     exit_code = EXIT_REGRESSION
+
+
+def describe(exc: BaseException) -> str:
+    """An exception as one line, ``Type: message`` (whitespace folded)."""
+    msg = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {msg}" if msg else type(exc).__name__

@@ -65,7 +65,7 @@ def check_plugins(spec: MatrixSpec, cells: list[Cell]) -> None:
 
     Run before anything is evaluated, so a typo costs one line, not a failed execution.
     """
-    from evalledger.models.base import validate_settings
+    from evalledger.plugin_types import validate_settings
 
     def check(group: str, cfg: dict[str, Any], key: str, what: str, where: str) -> None:
         name = cfg.get(key)

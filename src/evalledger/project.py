@@ -13,10 +13,14 @@ if TYPE_CHECKING:
     from evalledger.matrix import Cell
     from evalledger.params import MatrixSpec
 
-__all__ = ["STATE_DIR", "Project"]
+__all__ = ["SERIES_DIR", "STATE_DIR", "SUMMARY_DIR", "Project"]
 
 #: Local, git-ignored state: run lock, item checkpoints, caches. Safe to delete when idle.
 STATE_DIR = ".evalledger"
+#: Folder (below ``metrics/``) of tracked experiments' step series, one subfolder each.
+SERIES_DIR = "_series"
+#: Folder (below ``metrics/``) of each tracked experiment's latest values, ``<exp id>.json``.
+SUMMARY_DIR = "_experiments"
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,10 @@
-"""Benchmarks: the interface and the bundled arithmetic word problems."""
+"""Benchmarks: the interface, the bundled arithmetic problems and file loaders.
 
-from evalledger.benchmarks.base import Benchmark, Item, ItemScore
+Registered under the ``evalledger.benchmarks`` entry points. May import the core, and
+``scorers/`` for the default answer extraction.
+"""
+
+from evalledger.benchmarks.base import Benchmark
+from evalledger.plugin_types import Item, ItemScore
 
 __all__ = ["Benchmark", "Item", "ItemScore"]

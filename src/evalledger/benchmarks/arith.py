@@ -9,8 +9,8 @@ from __future__ import annotations
 import random
 from typing import Literal
 
-from evalledger.benchmarks.base import Benchmark, Item
-from evalledger.models.base import AdapterSettings
+from evalledger.benchmarks.base import Benchmark
+from evalledger.plugin_types import AdapterSettings, Item
 
 __all__ = ["ArithBenchmark", "generate"]
 

@@ -5,11 +5,10 @@ from __future__ import annotations
 import hashlib
 import json
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Self
 
-from evalledger.models.base import AdapterSettings, validate_settings
-from evalledger.scorers.base import ItemScore
+# Item and ItemScore are re-exported: plugins written against this module keep working.
+from evalledger.plugin_types import AdapterSettings, Item, ItemScore, validate_settings
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -21,18 +20,6 @@ _CHUNK = 1 << 20
 #: A file modified this recently (seconds) may change again within the same mtime tick,
 #: so its content hash is not cached (git's "racy clean" rule).
 _RACY_S = 2.0
-
-
-@dataclass(frozen=True)
-class Item:
-    """One benchmark item. ``id`` is stable so two runs can be paired item by item."""
-
-    id: str
-    input: str
-    target: str
-    category: str = ""
-    choices: tuple[str, ...] | None = None
-    meta: dict[str, Any] = field(default_factory=dict)
 
 
 class Benchmark(ABC):

@@ -18,9 +18,9 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import Field, field_validator
 
-from evalledger.benchmarks.base import Benchmark, Item
+from evalledger.benchmarks.base import Benchmark
 from evalledger.errors import ConfigError
-from evalledger.models.base import AdapterSettings
+from evalledger.plugin_types import AdapterSettings, Item
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator

@@ -8,11 +8,10 @@ from typing import TYPE_CHECKING
 
 from pydantic import Field
 
-from evalledger.benchmarks.base import Benchmark, Item
+from evalledger.benchmarks.base import Benchmark
 from evalledger.benchmarks.files import data_file, iter_jsonl
 from evalledger.errors import ConfigError
-from evalledger.models.base import AdapterSettings
-from evalledger.scorers.base import ItemScore
+from evalledger.plugin_types import AdapterSettings, Item, ItemScore
 from evalledger.scorers.match import answer_is, compare_numeric, has_answer_tag, numbers
 
 if TYPE_CHECKING:

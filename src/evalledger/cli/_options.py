@@ -10,7 +10,7 @@ import click
 from evalledger.project import Project
 
 if TYPE_CHECKING:
-    from evalledger.history import Ledger
+    from evalledger.ledger.history import Ledger
 
 __all__ = [
     "METHOD_NAMES",
@@ -25,7 +25,7 @@ __all__ = [
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-#: The paired tests of evalledger.significance (a test keeps the two lists equal); kept
+#: The paired tests of evalledger.analysis.significance (a test keeps the two lists equal); kept
 #: here so that building the CLI imports no numpy or scipy.
 METHOD_NAMES = ("auto", "bootstrap", "permutation", "mcnemar", "t-test", "wilcoxon")
 
@@ -38,7 +38,7 @@ def current_project(ctx: click.Context) -> Project:
 
 def open_ledger(ctx: click.Context) -> Ledger:
     """The project's ledger reader, closed (its cache written) when the command ends."""
-    from evalledger.history import Ledger
+    from evalledger.ledger.history import Ledger
 
     ledger = Ledger(current_project(ctx))
     ctx.call_on_close(ledger.close)

@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING, Any
 import click
 
 if TYPE_CHECKING:
+    from evalledger.execution.plan import RunPlan
     from evalledger.manifest import CellRecord, ExecutionManifest, Provenance
-    from evalledger.runner import RunPlan
 
 __all__ = [
     "console",

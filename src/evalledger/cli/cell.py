@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import click
 
-from evalledger.cell import execute_cell
 from evalledger.cli._options import current_project
+from evalledger.execution.cell import execute_cell
 from evalledger.matrix import parse_cell_args
 
 

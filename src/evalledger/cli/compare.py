@@ -7,10 +7,10 @@ from typing import Any
 
 import click
 
+from evalledger.analysis.compare import compare_sides
+from evalledger.analysis.diff import format_value
 from evalledger.cli._options import open_ledger
 from evalledger.cli._render import print_table
-from evalledger.compare import compare_sides
-from evalledger.diff import format_value
 
 
 def _cfg(value: Any) -> str:

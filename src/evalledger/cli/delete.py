@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from evalledger.cli._options import open_ledger
-from evalledger.delete import apply_delete, plan_delete
+from evalledger.ledger.delete import apply_delete, plan_delete
 
 
 @click.command()

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import click
 
+from evalledger.analysis.diff import LedgerDiff, diff_revisions, format_p, format_value
 from evalledger.cli._options import alpha_option, format_options, open_ledger, stats_options
 from evalledger.cli._render import echo_formatted, print_table
-from evalledger.diff import LedgerDiff, diff_revisions, format_p, format_value
 from evalledger.errors import RegressionError
 
 

@@ -9,7 +9,7 @@ import click
 
 from evalledger.atomic import atomic_write
 from evalledger.cli._options import current_project, open_ledger
-from evalledger.export import export_executions, import_executions
+from evalledger.ledger.export import export_executions, import_executions
 
 
 @click.command()

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from evalledger.scaffold import init_project
+from evalledger.execution.scaffold import init_project
 
 
 @click.command()

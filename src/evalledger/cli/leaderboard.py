@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from evalledger.analysis.leaderboard import build_leaderboard
 from evalledger.cli._options import (
     benchmarks_option,
     confidence_option,
@@ -11,7 +12,6 @@ from evalledger.cli._options import (
     open_ledger,
 )
 from evalledger.cli._render import echo_formatted, print_table
-from evalledger.leaderboard import build_leaderboard
 
 #: More benchmark columns than this do not fit a terminal table.
 _PIVOT_LIMIT = 8

@@ -8,8 +8,8 @@ import click
 
 from evalledger.cli._options import open_ledger
 from evalledger.cli._render import print_table
-from evalledger.duplicates import find_duplicates
-from evalledger.listing import ExecutionRow, ExperimentRow, list_executions, list_experiments
+from evalledger.ledger.duplicates import find_duplicates
+from evalledger.ledger.listing import ExecutionRow, ExperimentRow, list_executions, list_experiments
 
 
 @click.command(name="list")

@@ -12,7 +12,7 @@ from evalledger.cli._render import echo_formatted, print_table
 from evalledger.errors import EXIT_CELLS_FAILED
 
 if TYPE_CHECKING:
-    from evalledger.reproduce import ReproduceReport
+    from evalledger.share.verdicts import ReproduceReport
 
 __all__ = ["reproduce"]
 
@@ -60,7 +60,7 @@ def reproduce(
     `differs`, `failed` (it did not run) or `missing` (no recorded metrics). Latency and
     timing metrics are not compared. Exits 1 unless every cell matches or is consistent.
     """
-    from evalledger.reproduce import reproduce as reproduce_rev
+    from evalledger.share.reproduce import reproduce as reproduce_rev
 
     def log(line: str) -> None:
         click.echo(f"  | {line}", err=True)
@@ -77,7 +77,7 @@ def reproduce(
 
 
 def _print(report: ReproduceReport) -> None:
-    from evalledger.diff import format_p, format_value
+    from evalledger.analysis.diff import format_p, format_value
 
     click.echo(report.summary())
     rows, styles = [], []

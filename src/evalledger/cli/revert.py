@@ -5,8 +5,8 @@ from __future__ import annotations
 import click
 
 from evalledger.cli._options import current_project
-from evalledger.executions import load_execution
-from evalledger.revert import revert_params
+from evalledger.execution.executions import load_execution
+from evalledger.execution.revert import revert_params
 
 
 @click.command()

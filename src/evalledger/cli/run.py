@@ -11,8 +11,9 @@ import click
 from evalledger.cli._options import current_project
 from evalledger.cli._render import make_reporter
 from evalledger.errors import EXIT_CELLS_FAILED
-from evalledger.runner import RunOptions, RunResult
-from evalledger.runner import run as run_execution
+from evalledger.execution.plan import RunOptions
+from evalledger.execution.runner import RunResult
+from evalledger.execution.runner import run as run_execution
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -8,7 +8,7 @@ from typing import Any, TypeVar
 import click
 
 from evalledger.cli._options import current_project
-from evalledger.share import archive_execution, pull_ledger, push_ledger
+from evalledger.share.remote import archive_execution, pull_ledger, push_ledger
 
 __all__ = ["archive", "pull", "push"]
 

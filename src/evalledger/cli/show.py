@@ -6,10 +6,11 @@ import json
 
 import click
 
+from evalledger.analysis.diff import format_value
 from evalledger.cli._options import open_ledger
 from evalledger.cli._render import print_experiment, print_provenance, print_table
-from evalledger.diff import flatten, format_value
-from evalledger.listing import show_execution
+from evalledger.ledger.listing import show_execution
+from evalledger.metrics import flatten
 
 _COLUMNS = ("accuracy", "mean_score", "partial_accuracy", "format_accuracy", "errors", "cost",
             "latency_ms.p50")  # fmt: skip

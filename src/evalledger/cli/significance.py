@@ -6,6 +6,8 @@ import json
 
 import click
 
+from evalledger.analysis.diff import format_p, format_value
+from evalledger.analysis.pairing import run_significance
 from evalledger.cli._options import (
     alpha_option,
     benchmarks_option,
@@ -14,8 +16,6 @@ from evalledger.cli._options import (
     stats_options,
 )
 from evalledger.cli._render import print_table
-from evalledger.diff import format_p, format_value
-from evalledger.pairing import run_significance
 
 
 @click.command()

@@ -7,7 +7,7 @@ import json
 import click
 
 from evalledger.cli._options import open_ledger
-from evalledger.listing import ledger_stats
+from evalledger.ledger.listing import ledger_stats
 
 
 def _size(n: int) -> str:

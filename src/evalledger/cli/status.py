@@ -6,7 +6,7 @@ import click
 
 from evalledger.cli._options import current_project
 from evalledger.cli._render import print_status, status_json
-from evalledger.executions import load_execution
+from evalledger.execution.executions import load_execution
 
 
 @click.command()

@@ -41,7 +41,7 @@ def sweep(
     finished experiments is printed. Experiment names are revisions: see `evalledger
     list`, `leaderboard --rev NAME` and `diff NAME1 NAME2`.
     """
-    from evalledger.sweep import experiment_names, override_args, plan_sweep, queue_sweep
+    from evalledger.share.sweep import experiment_names, override_args, plan_sweep, queue_sweep
 
     project = current_project(ctx)
     combos = plan_sweep(project, list(overrides), "grid" if grid else "list")
@@ -66,8 +66,8 @@ def sweep(
 def _run_and_summarize(
     ctx: click.Context, names: list[str], jobs: int, timeout: float | None, metric: str | None
 ) -> None:
-    from evalledger.leaderboard import build_leaderboard
-    from evalledger.sweep import SweepFailedError, run_queue
+    from evalledger.analysis.leaderboard import build_leaderboard
+    from evalledger.share.sweep import SweepFailedError, run_queue
 
     def report(name: str, status: str) -> None:
         click.echo(f"{name}: {status.lower()}", err=True)

@@ -14,15 +14,23 @@ A mirror class is called with the user's options as keyword arguments and implem
 
 from __future__ import annotations
 
+import sys
 from importlib.metadata import EntryPoint, entry_points
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from evalledger.errors import ConfigError
+from evalledger.errors import ConfigError, EvalLedgerError, describe
 
 if TYPE_CHECKING:
     from evalledger.manifest import ArtifactRecord, ExecutionManifest
 
-__all__ = ["MIRRORS_GROUP", "Mirror", "MissingBackendError", "known_mirrors", "load_mirror"]
+__all__ = [
+    "MIRRORS_GROUP",
+    "Mirror",
+    "MirrorGroup",
+    "MissingBackendError",
+    "known_mirrors",
+    "load_mirror",
+]
 
 MIRRORS_GROUP = "evalledger.mirrors"
 
@@ -98,3 +106,50 @@ def load_mirror(name: str, **options: Any) -> Mirror:
     if not isinstance(mirror, Mirror):
         raise ConfigError(f"mirror {name!r} ({cls!r}) does not implement the Mirror protocol")
     return mirror
+
+
+def _warn(text: str) -> None:
+    sys.stderr.write(f"evalledger: {text}\n")
+    sys.stderr.flush()
+
+
+class MirrorGroup:
+    """Mirrors called beside the ledger; one that raises is dropped with one warning."""
+
+    def __init__(self, mirrors: list[tuple[str, Any]]) -> None:
+        self.active = mirrors
+
+    @classmethod
+    def load(cls, entries: list[str | Mirror]) -> MirrorGroup:
+        """Build mirrors from names (see :func:`load_mirror`) or ready objects.
+
+        An unknown name raises (a configuration error, before any training); a mirror
+        whose backend fails to build is left out with a warning.
+        """
+        loaded: list[tuple[str, Any]] = []
+        for entry in entries:
+            if not isinstance(entry, str):
+                loaded.append((type(entry).__name__, entry))
+                continue
+            try:
+                loaded.append((entry, load_mirror(entry)))
+            except EvalLedgerError:
+                raise
+            except Exception as exc:
+                _warn(f"mirror {entry} could not be loaded ({describe(exc)}); it is disabled")
+        return cls(loaded)
+
+    def call(self, method: str, *args: Any, optional: bool = False) -> None:
+        """Call ``method`` on every mirror; ``optional`` skips those without it."""
+        for entry in list(self.active):
+            label, mirror = entry
+            if optional and not callable(getattr(mirror, method, None)):
+                continue
+            try:
+                getattr(mirror, method)(*args)
+            except Exception as exc:
+                self.active.remove(entry)
+                _warn(
+                    f"mirror {label} failed in {method} ({describe(exc)}); it is disabled, "
+                    "the ledger keeps recording"
+                )

@@ -16,7 +16,7 @@ import time
 from numbers import Real
 from typing import TYPE_CHECKING, Any
 
-from evalledger.diff import flatten
+from evalledger.metrics import flatten
 from evalledger.redact import redact
 
 if TYPE_CHECKING:

@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-import typing
 from abc import ABC
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Self
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field
 
-from evalledger.errors import ConfigError
+# Re-exported: plugins written against this module keep working.
+from evalledger.plugin_types import AdapterSettings, Completion, validate_settings
 
 if TYPE_CHECKING:
-    from evalledger.benchmarks.base import Item
+    from evalledger.plugin_types import Item
 
 __all__ = [
     "AdapterSettings",
@@ -23,21 +22,6 @@ __all__ = [
     "Price",
     "validate_settings",
 ]
-
-
-@dataclass(frozen=True)
-class Completion:
-    """What a model returned for one prompt."""
-
-    text: str
-    prompt_tokens: int | None = None
-    completion_tokens: int | None = None
-
-
-class AdapterSettings(BaseModel):
-    """Base of plugin settings: unknown keys in params.yaml are errors, not silence."""
-
-    model_config = ConfigDict(extra="forbid")
 
 
 class Price(AdapterSettings):
@@ -54,38 +38,6 @@ class ModelSettings(AdapterSettings):
     """Items of one cell in flight at once (and, for HTTP adapters, per endpoint)."""
     price: Price | None = None
     """Price table for cost metrics."""
-
-
-def validate_settings(
-    cls: type[AdapterSettings], settings: dict[str, Any], where: str
-) -> AdapterSettings:
-    """Validate ``settings`` with a one-line error naming the key and the valid ones."""
-    try:
-        return cls.model_validate(settings)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        loc = ".".join(str(p) for p in err["loc"])
-        if err["type"] == "extra_forbidden":
-            known = ", ".join(_model_at(cls, err["loc"][:-1]).model_fields)
-            raise ConfigError(f"{where}: unknown setting {loc!r}; known: {known}") from None
-        raise ConfigError(f"{where}{'.' + loc if loc else ''}: {err['msg']}") from None
-
-
-def _model_at(cls: type[BaseModel], path: tuple[int | str, ...]) -> type[BaseModel]:
-    """The (nested) settings model that a validation error's location points into."""
-    model = cls
-    for part in path:
-        field = model.model_fields.get(str(part))
-        if field is None:
-            break
-        candidates = typing.get_args(field.annotation) or (field.annotation,)
-        nested = next(
-            (c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), None
-        )
-        if nested is None:
-            break
-        model = nested
-    return model
 
 
 class Model(ABC):

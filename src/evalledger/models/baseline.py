@@ -14,10 +14,11 @@ import re
 import time
 from typing import TYPE_CHECKING, Any, Literal
 
-from evalledger.models.base import Completion, Model, ModelSettings
+from evalledger.models.base import Model, ModelSettings
+from evalledger.plugin_types import Completion
 
 if TYPE_CHECKING:
-    from evalledger.benchmarks.base import Item
+    from evalledger.plugin_types import Item
 
 __all__ = ["BaselineModel", "solve"]
 

@@ -21,14 +21,15 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from pydantic import Field
 
 from evalledger.errors import ConfigError
-from evalledger.models.base import Completion, Model, ModelSettings
+from evalledger.models.base import Model, ModelSettings
+from evalledger.plugin_types import Completion
 
 if TYPE_CHECKING:
     import aiohttp
     from aiolimiter import AsyncLimiter
     from tenacity import RetryCallState
 
-    from evalledger.benchmarks.base import Item
+    from evalledger.plugin_types import Item
 
 __all__ = [
     "APIConnectionError",

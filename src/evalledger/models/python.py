@@ -9,12 +9,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from evalledger.errors import ConfigError
-from evalledger.models.base import Completion, Model, ModelSettings
+from evalledger.models.base import Model, ModelSettings
+from evalledger.plugin_types import Completion
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from evalledger.benchmarks.base import Item
+    from evalledger.plugin_types import Item
 
 __all__ = ["PythonModel"]
 

@@ -1,5 +1,10 @@
-"""Scorers: turn a model's output into a score for one item."""
+"""Scorers: turn a model's output into a score for one item.
 
-from evalledger.scorers.base import ItemScore, Scorer
+Registered under the ``evalledger.scorers`` entry points. May import the core, and
+``models/`` for the judge's model.
+"""
+
+from evalledger.plugin_types import ItemScore
+from evalledger.scorers.base import Scorer
 
 __all__ = ["ItemScore", "Scorer"]

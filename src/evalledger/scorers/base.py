@@ -3,34 +3,16 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Self
 
-from evalledger.models.base import AdapterSettings, validate_settings
+# ItemScore is re-exported: plugins written against this module keep working.
+from evalledger.plugin_types import AdapterSettings, ItemScore, validate_settings
 
 if TYPE_CHECKING:
-    from evalledger.benchmarks.base import Item
     from evalledger.models.base import Model
+    from evalledger.plugin_types import Item
 
 __all__ = ["ItemScore", "Scorer"]
-
-
-@dataclass(frozen=True)
-class ItemScore:
-    """How one answer scored."""
-
-    correct: bool
-    """Whether the answer counts as right (accuracy)."""
-    score: float
-    """A score in [0, 1]; 1.0/0.0 for binary scorers."""
-    extracted: str | None = None
-    """The answer pulled out of the output, if any."""
-    partial: bool = False
-    """Right within tolerance (partial accuracy), e.g. a number within 10%."""
-    formatted: bool = False
-    """The output had the expected format, e.g. ``<answer>...</answer>`` (format accuracy)."""
-    detail: str | None = None
-    """Free text from the scorer, e.g. an LLM judge's verdict."""
 
 
 class Scorer(ABC):

@@ -8,12 +8,12 @@ from typing import TYPE_CHECKING
 
 from pydantic import Field, field_validator
 
-from evalledger.models.base import AdapterSettings
-from evalledger.scorers.base import ItemScore, Scorer
+from evalledger.plugin_types import AdapterSettings, ItemScore
+from evalledger.scorers.base import Scorer
 from evalledger.scorers.match import normalize
 
 if TYPE_CHECKING:
-    from evalledger.benchmarks.base import Item
+    from evalledger.plugin_types import Item
 
 __all__ = ["ChoiceSettings", "MultipleChoice"]
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING
 
-from evalledger.models.base import AdapterSettings
-from evalledger.scorers.base import ItemScore, Scorer
+from evalledger.plugin_types import AdapterSettings, ItemScore
+from evalledger.scorers.base import Scorer
 
 if TYPE_CHECKING:
-    from evalledger.benchmarks.base import Item
     from evalledger.models.base import Model
+    from evalledger.plugin_types import Item
 
 __all__ = ["DEFAULT_RUBRIC", "JudgeScorer"]
 

@@ -7,11 +7,11 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field
 
-from evalledger.models.base import AdapterSettings
-from evalledger.scorers.base import ItemScore, Scorer
+from evalledger.plugin_types import AdapterSettings, ItemScore
+from evalledger.scorers.base import Scorer
 
 if TYPE_CHECKING:
-    from evalledger.benchmarks.base import Item
+    from evalledger.plugin_types import Item
 
 __all__ = [
     "ExactMatch",

@@ -236,7 +236,7 @@ def archive_execution(project: Project, ref: str, *, force: bool = False) -> Arc
     The annotated tag's message is the execution's summary. Refuses an execution whose
     newest manifest is not committed, and an existing tag unless ``force``.
     """
-    from evalledger.history import Ledger
+    from evalledger.ledger.history import Ledger
 
     with Ledger(project) as ledger:
         info = ledger.find_execution(ref)

@@ -14,7 +14,7 @@ import hashlib
 import io
 from typing import TYPE_CHECKING, Any
 
-from evalledger.atomic import atomic_write
+from evalledger.dvcyaml import load_dvc_yaml, write_dvc_yaml
 from evalledger.errors import ConfigError, EvalLedgerError
 from evalledger.matrix import STAGE, Cell
 from evalledger.params import AXES, plain_data
@@ -27,12 +27,10 @@ if TYPE_CHECKING:
     from evalledger.project import Project
 
 __all__ = [
-    "load_dvc_yaml",
     "record_cells",
     "render_stage",
     "stale_cells",
     "sync_dvc_yaml",
-    "write_dvc_yaml",
 ]
 
 
@@ -55,40 +53,6 @@ def render_stage(axis_names: list[str], judges: bool = False) -> dict[str, Any]:
         ],
         "metrics": [{f"metrics/{key}.json": {"cache": False}}],
     }
-
-
-def _yaml_rt() -> Any:
-    from ruamel.yaml import YAML
-
-    y = YAML()
-    y.indent(mapping=2, sequence=4, offset=2)
-    y.width = 4096
-    return y
-
-
-def load_dvc_yaml(project: Project) -> Any:
-    """dvc.yaml as a round-trip document (comments and order kept); {} when absent."""
-    doc: Any = None
-    if project.dvc_yaml.exists():
-        try:
-            doc = _yaml_rt().load(project.dvc_yaml.read_text(encoding="utf-8"))
-        except Exception as exc:
-            raise ConfigError(
-                f"dvc.yaml is not valid YAML: {str(exc).splitlines()[0]}",
-                "fix it, or delete it and run `evalledger init --force`",
-            ) from None
-    if doc is None:
-        doc = {}
-    if not isinstance(doc, dict):
-        raise ConfigError("dvc.yaml must be a mapping")
-    return doc
-
-
-def write_dvc_yaml(project: Project, doc: Any) -> None:
-    """Write a document from :func:`load_dvc_yaml` back, atomically."""
-    buf = io.StringIO()
-    _yaml_rt().dump(doc, buf)
-    atomic_write(project.dvc_yaml, buf.getvalue())
 
 
 def sync_dvc_yaml(project: Project, spec: MatrixSpec) -> bool:

@@ -3,31 +3,31 @@
 The orchestrator is the only writer of the execution manifest; each cell writes only its
 own files. Finished cells are recorded in dvc.lock in one batch at the end, exactly as
 ``dvc commit -f`` would record them, so ``dvc status`` is clean afterwards.
+What a run will evaluate, and the run lock, are decided in ``execution/plan.py``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
-import os
 import signal
 import threading
 import time
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
-from evalledger.atomic import locked_file
-from evalledger.cell import benchmark_data_hash, cell_context, evaluate_cell, prepare_cell
-from evalledger.checkpoint import count_scored
-from evalledger.errors import (
-    ConfigError,
-    EvalLedgerError,
-    InterruptedRun,
-    NothingToResumeError,
-    RunLockedError,
+from evalledger.errors import EvalLedgerError, InterruptedRun
+from evalledger.execution.cell import benchmark_data_hash, cell_context, evaluate_cell, prepare_cell
+from evalledger.execution.executions import manifest_path
+from evalledger.execution.plan import (
+    RunOptions,
+    RunPlan,
+    axis_filters,
+    cell_done,
+    checkpoint_of,
+    plan_run,
+    run_lock,
+    set_lock_label,
 )
-from evalledger.executions import latest_execution_id, manifest_path, resolve_execution_id
 from evalledger.manifest import (
     CellRecord,
     CellStatus,
@@ -35,22 +35,19 @@ from evalledger.manifest import (
     ExecutionStatus,
     new_execution_id,
     new_experiment_name,
-    read_manifest,
     utcnow,
     write_manifest,
 )
-from evalledger.matrix import Cell, cell_from_axes, expand
-from evalledger.params import override_params, parse_spec
-from evalledger.plugins import check_plugins
+from evalledger.matrix import Cell, cell_from_axes
+from evalledger.params import override_params
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
     from pathlib import Path
 
     from evalledger.params import MatrixSpec
     from evalledger.project import Project
 
-__all__ = ["RunOptions", "RunPlan", "RunReporter", "RunResult", "plan_run", "run"]
+__all__ = ["RunReporter", "RunResult", "run"]
 
 
 class RunReporter(Protocol):
@@ -84,45 +81,6 @@ class _NullReporter:
 
 
 @dataclass
-class RunOptions:
-    """What the user asked ``evalledger run`` to do."""
-
-    resume: bool = False
-    execution_id: str | None = None
-    filters: dict[str, list[str]] = field(default_factory=dict)
-    overrides: list[str] = field(default_factory=list)
-    jobs: int | None = None
-    force: bool = False
-    commit: bool = False
-    dry_run: bool = False
-    command: list[str] = field(default_factory=list)
-
-
-@dataclass
-class RunPlan:
-    """Which cells, and how many of their items, a run will evaluate."""
-
-    execution_id: str | None
-    resume: bool
-    cells: list[str]
-    up_to_date: list[str]
-    items_done: dict[str, int]
-    items_total: dict[str, int | None]
-    jobs: int
-    duplicates: dict[str, list[str]] = field(default_factory=dict)
-    """Cell -> earlier executions that completed it at the same config, data and code."""
-
-    @property
-    def items_remaining(self) -> dict[str, int | None]:
-        """Items left per cell; None when the cell never started (total unknown yet)."""
-        out: dict[str, int | None] = {}
-        for key in self.cells:
-            total = self.items_total.get(key)
-            out[key] = None if total is None else max(0, total - self.items_done.get(key, 0))
-        return out
-
-
-@dataclass
 class RunResult:
     """The outcome of a run."""
 
@@ -137,121 +95,6 @@ class RunResult:
     def ok(self) -> bool:
         """True when every cell of the execution completed (or nothing needed running)."""
         return self.manifest is None or self.manifest.status == ExecutionStatus.COMPLETED
-
-
-def _checkpoint_of(project: Project, rec: CellRecord) -> Path:
-    return project.checkpoint_path(cell_from_axes(rec.axes), rec.config_hash)
-
-
-def _axis_filters(filters: dict[str, list[str]]) -> dict[str, list[str]]:
-    return {k: list(v) for k, v in filters.items() if v}
-
-
-@contextmanager
-def _run_lock(project: Project, label: str) -> Iterator[None]:
-    with locked_file(project.run_lock_path) as fh:
-        if fh is None:
-            try:
-                holder = json.loads(project.run_lock_path.read_text() or "{}")
-            except (OSError, ValueError):
-                holder = {}
-            who = f"pid {holder.get('pid', '?')}, {holder.get('execution', 'starting')}"
-            raise RunLockedError(
-                f"another evalledger run is in progress in this project ({who})",
-                "wait for it to finish; a killed run releases the lock by itself",
-            )
-        _set_lock_label(project, label)
-        yield
-
-
-def _set_lock_label(project: Project, label: str) -> None:
-    data = json.dumps({"pid": os.getpid(), "execution": label})
-    with open(project.run_lock_path, "w") as fh:
-        fh.write(data)
-
-
-def _load_for_resume(project: Project, options: RunOptions) -> ExecutionManifest:
-    if options.overrides:
-        raise ConfigError(
-            "--resume continues an execution with its own params; -S is not allowed",
-            "drop -S, or start a new execution with `evalledger run -S ...`",
-        )
-    if any(options.filters.values()):
-        raise ConfigError(
-            "--resume continues every unfinished cell of the execution; filters are not allowed",
-            "drop the axis filters",
-        )
-    if options.execution_id is None and latest_execution_id(project) is None:
-        raise NothingToResumeError(
-            "no execution to resume", "start one with `evalledger run` first"
-        )
-    exec_id = resolve_execution_id(project, options.execution_id)
-    return read_manifest(manifest_path(project, exec_id))
-
-
-def _check_resume_config(spec: MatrixSpec, manifest: ExecutionManifest) -> list[Cell]:
-    cells, changed = [], []
-    for key, rec in manifest.cells.items():
-        try:
-            cell = cell_from_axes(rec.axes)
-            _, chash = cell_context(spec, cell)
-        except (KeyError, ConfigError):
-            changed.append(key)
-            continue
-        if chash != rec.config_hash:
-            changed.append(key)
-        cells.append(cell)
-    if changed:
-        raise ConfigError(
-            f"params.yaml changed since {manifest.execution_id} for {len(changed)} cell(s) "
-            f"(e.g. {changed[0]}); resuming would mix two configurations",
-            "restore params.yaml (`git checkout params.yaml`) or start a new `evalledger run`",
-        )
-    return cells
-
-
-def plan_run(project: Project, options: RunOptions) -> tuple[RunPlan, MatrixSpec, object]:
-    """Decide what a run would do, without evaluating or writing anything.
-
-    Returns the plan, the spec it was made with, and either the execution manifest to
-    resume or the list of cells for a new execution.
-    """
-    from evalledger.pipeline import stale_cells
-
-    if options.resume:
-        spec = project.spec()
-        manifest = _load_for_resume(project, options)
-        cells = _check_resume_config(spec, manifest)
-        check_plugins(spec, cells)
-        todo = [k for k, r in manifest.cells.items() if not _cell_done(r)]
-        done: dict[str, int] = {}
-        total: dict[str, int | None] = {}
-        for key in todo:
-            rec = manifest.cells[key]
-            done[key] = count_scored(_checkpoint_of(project, rec))
-            total[key] = rec.examples_total
-        plan = RunPlan(
-            execution_id=manifest.execution_id, resume=True, cells=todo, up_to_date=[],
-            items_done=done, items_total=total, jobs=options.jobs or manifest.jobs,
-        )  # fmt: skip
-        return plan, spec, manifest
-    _, data = override_params(project.params_path, options.overrides)
-    spec = parse_spec(data)
-    cells = expand(spec, _axis_filters(options.filters))
-    check_plugins(spec, cells)
-    stale = cells if options.force else stale_cells(project, spec, cells)
-    stale_keys = {c.key for c in stale}
-    done, total = {}, {}
-    for cell in stale:
-        _, chash = cell_context(spec, cell)
-        done[cell.key] = count_scored(project.checkpoint_path(cell, chash))
-        total[cell.key] = None
-    plan = RunPlan(
-        execution_id=None, resume=False, cells=[c.key for c in stale],
-        up_to_date=[c.key for c in cells if c.key not in stale_keys],
-        items_done=done, items_total=total, jobs=options.jobs or spec.run.jobs,
-    )  # fmt: skip
-    return plan, spec, stale
 
 
 class _ManifestWriter:
@@ -327,7 +170,7 @@ def _new_manifest(
         execution_id=new_execution_id(now), created_at=now, updated_at=now,
         command=redact_command(list(options.command)),
         overrides=redact_command(list(options.overrides)),
-        filters=_axis_filters(options.filters), config=redact(spec.raw),
+        filters=axis_filters(options.filters), config=redact(spec.raw),
         git=git, jobs=jobs, cells=records, provenance=capture_provenance(project.root),
     )  # fmt: skip
 
@@ -439,19 +282,14 @@ async def _evaluate(
     return interrupted
 
 
-def _cell_done(rec: CellRecord) -> bool:
-    """Completed with every item scored: nothing left for a resume to do."""
-    return rec.status == CellStatus.COMPLETED and rec.examples_errored == 0
-
-
 def _finish_status(manifest: ExecutionManifest) -> ExecutionStatus:
-    if all(_cell_done(r) for r in manifest.cells.values()):
+    if all(cell_done(r) for r in manifest.cells.values()):
         return ExecutionStatus.COMPLETED
     return ExecutionStatus.PARTIAL
 
 
 def _record_completed(project: Project, spec: MatrixSpec, manifest: ExecutionManifest) -> int:
-    from evalledger.pipeline import record_cells, stale_cells
+    from evalledger.execution.pipeline import record_cells, stale_cells
 
     completed = [cell_from_axes(r.axes) for r in manifest.cells.values()
                  if r.status == CellStatus.COMPLETED]  # fmt: skip
@@ -460,8 +298,8 @@ def _record_completed(project: Project, spec: MatrixSpec, manifest: ExecutionMan
 
 def _drop_checkpoints(project: Project, manifest: ExecutionManifest) -> None:
     for rec in manifest.cells.values():
-        if _cell_done(rec):
-            _checkpoint_of(project, rec).unlink(missing_ok=True)
+        if cell_done(rec):
+            checkpoint_of(project, rec).unlink(missing_ok=True)
 
 
 def _commit(project: Project, manifest: ExecutionManifest) -> str:
@@ -477,8 +315,8 @@ def _commit(project: Project, manifest: ExecutionManifest) -> str:
 
 def _previous_runs(project: Project, manifest: ExecutionManifest) -> dict[str, list[str]]:
     """Earlier identical evaluations of the new execution's cells (a warning, never fatal)."""
-    from evalledger.duplicates import previous_runs
-    from evalledger.history import Ledger
+    from evalledger.ledger.duplicates import previous_runs
+    from evalledger.ledger.history import Ledger
 
     try:
         with Ledger(project) as ledger:
@@ -489,8 +327,8 @@ def _previous_runs(project: Project, manifest: ExecutionManifest) -> dict[str, l
 
 def run(project: Project, options: RunOptions, reporter: RunReporter | None = None) -> RunResult:
     """Create (or resume) an execution and evaluate its cells; see the module docstring."""
+    from evalledger.execution.pipeline import sync_dvc_yaml
     from evalledger.params import apply_overrides
-    from evalledger.pipeline import sync_dvc_yaml
 
     reporter = reporter or _NullReporter()
     started = time.perf_counter()
@@ -499,7 +337,7 @@ def run(project: Project, options: RunOptions, reporter: RunReporter | None = No
     if options.dry_run:  # read-only: works while another run holds the lock
         plan, _, _ = plan_run(project, options)
         return RunResult(plan=plan, message="dry run: nothing was evaluated")
-    with _run_lock(project, options.execution_id or "new execution"):
+    with run_lock(project, options.execution_id or "new execution"):
         plan, spec, target = plan_run(project, options)
         if options.resume:
             assert isinstance(target, ExecutionManifest)
@@ -527,12 +365,12 @@ def run(project: Project, options: RunOptions, reporter: RunReporter | None = No
             if options.force:
                 # --force asks for a fresh evaluation: items left by earlier runs don't count.
                 for rec in manifest.cells.values():
-                    _checkpoint_of(project, rec).unlink(missing_ok=True)
+                    checkpoint_of(project, rec).unlink(missing_ok=True)
             plan.execution_id = manifest.execution_id
             plan.duplicates = _previous_runs(project, manifest)
         if options.resume:
             sync_dvc_yaml(project, spec)
-        _set_lock_label(project, manifest.execution_id)
+        set_lock_label(project, manifest.execution_id)
         manifest.status = ExecutionStatus.IN_PROGRESS
         path = manifest_path(project, manifest.execution_id)
         writer = _ManifestWriter(path, manifest)

@@ -74,8 +74,8 @@ def init_project(directory: Path, *, force: bool = False) -> tuple[Project, list
 
     Returns the project and the paths created. Existing files are kept unless ``force``.
     """
+    from evalledger.execution.pipeline import sync_dvc_yaml
     from evalledger.params import load_params, parse_spec
-    from evalledger.pipeline import sync_dvc_yaml
 
     root = directory.resolve()
     root.mkdir(parents=True, exist_ok=True)

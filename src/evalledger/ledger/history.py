@@ -16,18 +16,18 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from evalledger.cache import ParsedCache
 from evalledger.errors import ConfigError, UnknownExecutionError
-from evalledger.gitobjects import WORKSPACE, GitObjects
+from evalledger.ledger.cache import ParsedCache
+from evalledger.ledger.gitobjects import WORKSPACE, GitObjects
+from evalledger.ledger.scores import ScoreTable, parse_scores, summarize, summarize_many
 from evalledger.manifest import EXECUTION_ID_RE, ExecutionManifest, load_manifest
 from evalledger.params import AXIS_ORDER
-from evalledger.scores import ScoreTable, parse_scores, summarize, summarize_many
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
     from datetime import datetime
 
-    from evalledger.gitobjects import Change
+    from evalledger.ledger.gitobjects import Change
     from evalledger.project import Project
 
 __all__ = [

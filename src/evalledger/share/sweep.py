@@ -206,7 +206,7 @@ def experiment_names(project: Project, prefix: str, count: int) -> list[str]:
     Numbered after every name in use (finished experiments and the queue's tasks), so a
     second sweep never collides with the first.
     """
-    from evalledger.gitobjects import GitObjects
+    from evalledger.ledger.gitobjects import GitObjects
 
     taken = {e.name for e in GitObjects(project.root).experiments()}
     with _dvc_repo(project) as repo:
@@ -222,7 +222,7 @@ def queue_sweep(
     Validate with :func:`plan_sweep` first; the experiments run once queue workers start
     (``dvc queue start`` or :func:`run_queue`).
     """
-    from evalledger.gitobjects import GitObjects
+    from evalledger.ledger.gitobjects import GitObjects
 
     git = GitObjects(project.root)
     if not git.has_commits:

@@ -12,8 +12,8 @@ from evalledger.errors import EvalLedgerError
 from evalledger.manifest import CellStatus
 
 if TYPE_CHECKING:
-    from evalledger.gitobjects import ExperimentRef
-    from evalledger.history import ExecutionInfo, Ledger
+    from evalledger.ledger.gitobjects import ExperimentRef
+    from evalledger.ledger.history import ExecutionInfo, Ledger
     from evalledger.manifest import ExecutionManifest
 
 __all__ = [
@@ -116,7 +116,7 @@ def _param_text(value: Any) -> str:
 
 def list_experiments(ledger: Ledger, limit: int | None = None) -> list[ExperimentRow]:
     """DVC experiments (``refs/exps/``), newest first, with what each changed in params.yaml."""
-    from evalledger.diff import flatten
+    from evalledger.metrics import flatten
 
     rows = []
     for exp in ledger.git.experiments()[:limit]:

@@ -214,9 +214,9 @@ def revert_params(
     import yaml
     from ruamel.yaml.comments import CommentedMap
 
+    from evalledger.execution.pipeline import stale_cells, sync_dvc_yaml
     from evalledger.matrix import expand
     from evalledger.params import parse_spec
-    from evalledger.pipeline import stale_cells, sync_dvc_yaml
 
     exec_id = manifest.execution_id
     if not manifest.config:

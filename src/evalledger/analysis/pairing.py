@@ -17,16 +17,16 @@ from typing import TYPE_CHECKING, Any
 
 from evalledger.atomic import atomic_write
 from evalledger.errors import StatsError, UnknownExecutionError, UnknownRevisionError
-from evalledger.scores import column_for
+from evalledger.ledger.scores import column_for
 
 if TYPE_CHECKING:
     from pathlib import Path
 
     import numpy as np
 
-    from evalledger.history import Ledger, Snapshot
-    from evalledger.scores import ScoreTable
-    from evalledger.significance import PairedResult
+    from evalledger.analysis.paired import PairedResult
+    from evalledger.ledger.history import Ledger, Snapshot
+    from evalledger.ledger.scores import ScoreTable
 
 __all__ = [
     "Comparison",
@@ -162,7 +162,7 @@ class SignificanceReport:
 
     def save(self, metrics_dir: Path) -> Path:
         """Write the report as JSON beside the metrics (``metrics/_significance/``)."""
-        from evalledger.history import SIGNIFICANCE_DIR
+        from evalledger.ledger.history import SIGNIFICANCE_DIR
 
         slug = "_vs_".join(re.sub(r"[^A-Za-z0-9_.+-]+", "-", o) for o in self.operands)
         path = metrics_dir / SIGNIFICANCE_DIR / f"{slug}.{self.metric}.json"
@@ -188,7 +188,8 @@ def run_significance(
     """Paired tests between every pair of operands on every unit they share."""
     import numpy as np
 
-    from evalledger.significance import compare_paired, holm_bonferroni, minimum_detectable_effect
+    from evalledger.analysis.power import minimum_detectable_effect
+    from evalledger.analysis.significance import compare_paired, holm_bonferroni
 
     if len(operands) < 2:
         raise StatsError("significance needs at least two operands", "e.g. `solver noisy`")

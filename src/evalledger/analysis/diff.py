@@ -17,21 +17,20 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from evalledger.errors import EvalLedgerError
-from evalledger.gitobjects import WORKSPACE
-from evalledger.scores import column_for
+from evalledger.ledger.gitobjects import WORKSPACE
+from evalledger.ledger.scores import column_for
+from evalledger.metrics import as_number, flatten
 
 if TYPE_CHECKING:
-    from evalledger.history import Ledger, Snapshot
-    from evalledger.significance import PairedResult
+    from evalledger.analysis.paired import PairedResult
+    from evalledger.ledger.history import Ledger, Snapshot
 
 __all__ = [
     "DEFAULT_METRICS",
     "LedgerDiff",
     "MetricChange",
     "ParamChange",
-    "as_number",
     "diff_revisions",
-    "flatten",
     "format_value",
     "lower_is_better",
 ]
@@ -46,28 +45,6 @@ def lower_is_better(metric: str) -> bool:
     """Whether a smaller value of this metric is an improvement (errors, cost, latency)."""
     leaf = metric.lower()
     return any(part in leaf for part in _LOWER_IS_BETTER) and "accuracy" not in leaf
-
-
-def flatten(data: Any, prefix: str = "") -> dict[str, Any]:
-    """Nested mappings as ``a.b.c`` keys (lists and scalars are leaves)."""
-    out: dict[str, Any] = {}
-    if isinstance(data, dict):
-        for key, value in data.items():
-            name = f"{prefix}.{key}" if prefix else str(key)
-            if isinstance(value, dict) and value:
-                out.update(flatten(value, name))
-            else:
-                out[name] = value
-    elif prefix:
-        out[prefix] = data
-    return out
-
-
-def as_number(value: Any) -> float | None:
-    """A metric value as a float, or None for anything that is not a number (or a bool)."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return float(value)
 
 
 def format_value(value: float | None, signed: bool = False) -> str:
@@ -401,8 +378,8 @@ def _test_changes(
 ) -> None:  # fmt: skip
     if not tested:
         return
-    from evalledger.pairing import paired_arrays
-    from evalledger.significance import compare_paired
+    from evalledger.analysis.pairing import paired_arrays
+    from evalledger.analysis.significance import compare_paired
 
     keys = list(dict.fromkeys(k for k, _, _ in tested))
     old_t, new_t = a.score_tables(keys), b.score_tables(keys)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from evalledger.diff import as_number, flatten
-from evalledger.history import Ledger
+from evalledger.ledger.history import Ledger
+from evalledger.metrics import as_number, flatten
 from evalledger.params import AXIS_ORDER
 from evalledger.project import Project
 

@@ -1,4 +1,6 @@
-"""Step series of tracked experiments: ``metrics/_series/<exp id>/<metric>.tsv``.
+"""Step series of tracked experiments (``metrics/_series/<exp id>/<metric>.tsv``) for DVC plots.
+
+The series and the summaries are declared once in dvc.yaml (:func:`declare_outputs`).
 
 One file per metric, in the format DVCLive writes and ``dvc plots show`` (and the DVC VS
 Code extension) draws: a header ``step<TAB><leaf name>`` and one ``<step><TAB><value>``
@@ -14,27 +16,28 @@ from __future__ import annotations
 
 import os
 import re
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from evalledger.dvcyaml import edit_dvc_yaml, top_level_list
 from evalledger.errors import EvalLedgerError
+from evalledger.project import SERIES_DIR, SUMMARY_DIR
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
     from pathlib import Path
+
+    from evalledger.project import Project
 
 __all__ = [
     "SERIES_DIR",
     "SUMMARY_DIR",
     "append_rows",
     "check_metric_name",
+    "declare_outputs",
     "read_series",
     "read_series_dir",
     "series_path",
 ]
-
-#: Folder (below ``metrics/``) of the step series, one subfolder per experiment.
-SERIES_DIR = "_series"
-#: Folder (below ``metrics/``) of each experiment's latest values, ``<exp id>.json``.
-SUMMARY_DIR = "_experiments"
 
 _SEGMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
 _SUFFIX = ".tsv"
@@ -108,3 +111,29 @@ def read_series_dir(folder: Path) -> dict[str, list[tuple[int, float]]]:
         rel = path.relative_to(folder).as_posix()
         out[rel[: -len(_SUFFIX)]] = read_series(path)
     return out
+
+
+def declare_outputs(project: Project, metrics_files: Sequence[str] = ()) -> bool:
+    """Declare the series (plots) and summaries (metrics) in dvc.yaml once; True if changed.
+
+    ``metrics_files`` (evaluation cells' ``metrics/<name>/<benchmark>.json``) join the
+    top-level ``metrics:`` list too, so ``dvc metrics show`` and ``dvc exp show`` see
+    them; DVC lists a file once even when a matrix stage also outputs it. Idempotent.
+    """
+    series, summary = f"metrics/{SERIES_DIR}", f"metrics/{SUMMARY_DIR}"
+
+    def edit(doc: Any) -> bool:
+        changed = False
+        plots = top_level_list(doc, "plots")
+        names = {p if isinstance(p, str) else next(iter(p), None) for p in plots if p}
+        if series not in names:
+            plots.append({series: {"x": "step"}})
+            changed = True
+        metrics = top_level_list(doc, "metrics")
+        for path in (summary, *metrics_files):
+            if path not in metrics:
+                metrics.append(path)
+                changed = True
+        return changed
+
+    return edit_dvc_yaml(project, edit)

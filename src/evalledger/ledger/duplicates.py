@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from evalledger.manifest import CellStatus, ExecutionManifest, cell_fingerprint
 
 if TYPE_CHECKING:
-    from evalledger.history import Ledger
+    from evalledger.ledger.history import Ledger
 
 __all__ = ["DuplicateGroup", "code_key", "find_duplicates", "previous_runs"]
 

@@ -20,7 +20,7 @@ from evalledger.matrix import cell_from_axes
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from evalledger.history import Ledger
+    from evalledger.ledger.history import Ledger
     from evalledger.manifest import ExecutionManifest
     from evalledger.project import Project
 

@@ -13,11 +13,12 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from evalledger.diff import as_number, flatten, lower_is_better
+from evalledger.analysis.diff import lower_is_better
 from evalledger.errors import StatsError, UnknownExecutionError, UnknownRevisionError
+from evalledger.metrics import as_number, flatten
 
 if TYPE_CHECKING:
-    from evalledger.history import Ledger
+    from evalledger.ledger.history import Ledger
 
 __all__ = ["COMPARED_METRICS", "Side", "SideBySide", "compare_sides"]
 

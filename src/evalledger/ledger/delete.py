@@ -8,10 +8,10 @@ from typing import TYPE_CHECKING
 
 from evalledger.errors import UnknownExecutionError
 from evalledger.matrix import cell_from_axes
-from evalledger.series import SERIES_DIR, SUMMARY_DIR
+from evalledger.project import SERIES_DIR, SUMMARY_DIR
 
 if TYPE_CHECKING:
-    from evalledger.history import Ledger
+    from evalledger.ledger.history import Ledger
 
 __all__ = ["DeletePlan", "apply_delete", "plan_delete"]
 
@@ -74,7 +74,7 @@ def plan_delete(ledger: Ledger, ref: str) -> DeletePlan:
 
 def apply_delete(ledger: Ledger, plan: DeletePlan) -> None:
     """Remove the planned files (the manifest's folder last, so a crash can be redone)."""
-    from evalledger.tracker import undeclare_metrics
+    from evalledger.dvcyaml import undeclare_metrics
 
     root = ledger.project.root
     for rel in plan.paths[1:]:

@@ -18,13 +18,14 @@ from dataclasses import dataclass, field
 from statistics import NormalDist
 from typing import TYPE_CHECKING, Any
 
-from evalledger.diff import as_number, flatten, format_value, lower_is_better
+from evalledger.analysis.diff import format_value, lower_is_better
+from evalledger.analysis.intervals import wilson_interval
 from evalledger.errors import ConfigError
-from evalledger.intervals import wilson_interval
-from evalledger.scores import METRIC_COLUMNS, column_for
+from evalledger.ledger.scores import METRIC_COLUMNS, column_for
+from evalledger.metrics import as_number, flatten
 
 if TYPE_CHECKING:
-    from evalledger.history import Ledger, Snapshot
+    from evalledger.ledger.history import Ledger, Snapshot
 
 __all__ = [
     "CellScore",

@@ -23,19 +23,20 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from evalledger.atomic import atomic_write
-from evalledger.checkpoint import Checkpoint
 from evalledger.errors import CellError, EvalLedgerError, InterruptedRun
+from evalledger.execution.checkpoint import Checkpoint
 from evalledger.matrix import Cell, config_hash
 from evalledger.plugins import load_benchmark, load_model, load_scorer
 
 if TYPE_CHECKING:
     from threading import Event
 
-    from evalledger.benchmarks.base import Benchmark, Item
+    from evalledger.benchmarks.base import Benchmark
     from evalledger.models.base import Model
     from evalledger.params import MatrixSpec
+    from evalledger.plugin_types import Item, ItemScore
     from evalledger.project import Project
-    from evalledger.scorers.base import ItemScore, Scorer
+    from evalledger.scorers.base import Scorer
 
 __all__ = [
     "CLUSTER_COLUMN",

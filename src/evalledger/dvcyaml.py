@@ -1,0 +1,101 @@
+"""dvc.yaml as a round-trip document: load, write atomically, and edit under one lock.
+
+evalledger writes dvc.yaml from several places (the matrix stage, the Tracker's plots
+and metrics declarations, delete). All of them go through here, so comments, order and
+the user's own stages survive, and concurrent writers never lose each other's edits.
+"""
+
+from __future__ import annotations
+
+import io
+from typing import TYPE_CHECKING, Any
+
+from evalledger.atomic import atomic_write, locked_file
+from evalledger.errors import ConfigError
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
+    from evalledger.project import Project
+
+__all__ = [
+    "edit_dvc_yaml",
+    "load_dvc_yaml",
+    "top_level_list",
+    "undeclare_metrics",
+    "write_dvc_yaml",
+]
+
+
+def _yaml_rt() -> Any:
+    from ruamel.yaml import YAML
+
+    y = YAML()
+    y.indent(mapping=2, sequence=4, offset=2)
+    y.width = 4096
+    return y
+
+
+def load_dvc_yaml(project: Project) -> Any:
+    """dvc.yaml as a round-trip document (comments and order kept); {} when absent."""
+    doc: Any = None
+    if project.dvc_yaml.exists():
+        try:
+            doc = _yaml_rt().load(project.dvc_yaml.read_text(encoding="utf-8"))
+        except Exception as exc:
+            raise ConfigError(
+                f"dvc.yaml is not valid YAML: {str(exc).splitlines()[0]}",
+                "fix it, or delete it and run `evalledger init --force`",
+            ) from None
+    if doc is None:
+        doc = {}
+    if not isinstance(doc, dict):
+        raise ConfigError("dvc.yaml must be a mapping")
+    return doc
+
+
+def write_dvc_yaml(project: Project, doc: Any) -> None:
+    """Write a document from :func:`load_dvc_yaml` back, atomically."""
+    buf = io.StringIO()
+    _yaml_rt().dump(doc, buf)
+    atomic_write(project.dvc_yaml, buf.getvalue())
+
+
+def top_level_list(doc: dict[str, Any], key: str) -> list[Any]:
+    """dvc.yaml's top-level ``plots:`` or ``metrics:`` list, created when absent."""
+    items = doc.get(key)
+    if items is None:
+        items = doc[key] = []
+    if not isinstance(items, list):
+        raise ConfigError(f"dvc.yaml: {key} must be a list")
+    return items
+
+
+def edit_dvc_yaml(project: Project, edit: Callable[[Any], bool]) -> bool:
+    """Apply ``edit`` to dvc.yaml under a file lock; write it back if ``edit`` says it changed.
+
+    The lock keeps concurrent trackers from losing each other's edits, and the round trip
+    keeps every other part of dvc.yaml (stages, comments, order) as written.
+    """
+    with locked_file(project.state_dir / "dvcyaml.lock", blocking=True):
+        doc = load_dvc_yaml(project)
+        changed = edit(doc)
+        if changed:
+            write_dvc_yaml(project, doc)
+    return changed
+
+
+def undeclare_metrics(project: Project, paths: Sequence[str]) -> bool:
+    """Drop ``paths`` from dvc.yaml's top-level ``metrics:`` list; True if it changed."""
+    gone = set(paths)
+
+    def edit(doc: Any) -> bool:
+        metrics = doc.get("metrics")
+        if not isinstance(metrics, list) or not gone.intersection(metrics):
+            return False
+        for i in reversed(range(len(metrics))):  # in place: ruamel keeps the comments
+            if metrics[i] in gone:
+                del metrics[i]
+        return True
+
+    return edit_dvc_yaml(project, edit)

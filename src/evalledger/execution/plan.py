@@ -1,0 +1,205 @@
+"""Deciding what ``evalledger run`` will do before anything is evaluated.
+
+The user's options, the plan (which cells, how many items each has left), the checks a
+resume must pass, and the project's run lock that keeps two runs from planning against
+the same checkpoints. Nothing here evaluates a cell or writes the manifest.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from evalledger.atomic import locked_file
+from evalledger.errors import ConfigError, NothingToResumeError, RunLockedError
+from evalledger.execution.cell import cell_context
+from evalledger.execution.checkpoint import count_scored
+from evalledger.execution.executions import latest_execution_id, manifest_path, resolve_execution_id
+from evalledger.manifest import CellRecord, CellStatus, ExecutionManifest, read_manifest
+from evalledger.matrix import Cell, cell_from_axes, expand
+from evalledger.params import override_params, parse_spec
+from evalledger.plugins import check_plugins
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from pathlib import Path
+
+    from evalledger.params import MatrixSpec
+    from evalledger.project import Project
+
+__all__ = [
+    "RunOptions",
+    "RunPlan",
+    "axis_filters",
+    "cell_done",
+    "checkpoint_of",
+    "plan_run",
+    "run_lock",
+    "set_lock_label",
+]
+
+
+@dataclass
+class RunOptions:
+    """What the user asked ``evalledger run`` to do."""
+
+    resume: bool = False
+    execution_id: str | None = None
+    filters: dict[str, list[str]] = field(default_factory=dict)
+    overrides: list[str] = field(default_factory=list)
+    jobs: int | None = None
+    force: bool = False
+    commit: bool = False
+    dry_run: bool = False
+    command: list[str] = field(default_factory=list)
+
+
+@dataclass
+class RunPlan:
+    """Which cells, and how many of their items, a run will evaluate."""
+
+    execution_id: str | None
+    resume: bool
+    cells: list[str]
+    up_to_date: list[str]
+    items_done: dict[str, int]
+    items_total: dict[str, int | None]
+    jobs: int
+    duplicates: dict[str, list[str]] = field(default_factory=dict)
+    """Cell -> earlier executions that completed it at the same config, data and code."""
+
+    @property
+    def items_remaining(self) -> dict[str, int | None]:
+        """Items left per cell; None when the cell never started (total unknown yet)."""
+        out: dict[str, int | None] = {}
+        for key in self.cells:
+            total = self.items_total.get(key)
+            out[key] = None if total is None else max(0, total - self.items_done.get(key, 0))
+        return out
+
+
+def checkpoint_of(project: Project, rec: CellRecord) -> Path:
+    """The item checkpoint of a manifest's cell."""
+    return project.checkpoint_path(cell_from_axes(rec.axes), rec.config_hash)
+
+
+def axis_filters(filters: dict[str, list[str]]) -> dict[str, list[str]]:
+    """The filters that select something (axes with no values are dropped)."""
+    return {k: list(v) for k, v in filters.items() if v}
+
+
+def cell_done(rec: CellRecord) -> bool:
+    """Completed with every item scored: nothing left for a resume to do."""
+    return rec.status == CellStatus.COMPLETED and rec.examples_errored == 0
+
+
+@contextmanager
+def run_lock(project: Project, label: str) -> Iterator[None]:
+    """Hold the project's run lock, labelled ``label``; RunLockedError if another run has it."""
+    with locked_file(project.run_lock_path) as fh:
+        if fh is None:
+            try:
+                holder = json.loads(project.run_lock_path.read_text() or "{}")
+            except (OSError, ValueError):
+                holder = {}
+            who = f"pid {holder.get('pid', '?')}, {holder.get('execution', 'starting')}"
+            raise RunLockedError(
+                f"another evalledger run is in progress in this project ({who})",
+                "wait for it to finish; a killed run releases the lock by itself",
+            )
+        set_lock_label(project, label)
+        yield
+
+
+def set_lock_label(project: Project, label: str) -> None:
+    """Say in the lock file which process and execution hold it."""
+    data = json.dumps({"pid": os.getpid(), "execution": label})
+    with open(project.run_lock_path, "w") as fh:
+        fh.write(data)
+
+
+def _load_for_resume(project: Project, options: RunOptions) -> ExecutionManifest:
+    if options.overrides:
+        raise ConfigError(
+            "--resume continues an execution with its own params; -S is not allowed",
+            "drop -S, or start a new execution with `evalledger run -S ...`",
+        )
+    if any(options.filters.values()):
+        raise ConfigError(
+            "--resume continues every unfinished cell of the execution; filters are not allowed",
+            "drop the axis filters",
+        )
+    if options.execution_id is None and latest_execution_id(project) is None:
+        raise NothingToResumeError(
+            "no execution to resume", "start one with `evalledger run` first"
+        )
+    exec_id = resolve_execution_id(project, options.execution_id)
+    return read_manifest(manifest_path(project, exec_id))
+
+
+def _check_resume_config(spec: MatrixSpec, manifest: ExecutionManifest) -> list[Cell]:
+    cells, changed = [], []
+    for key, rec in manifest.cells.items():
+        try:
+            cell = cell_from_axes(rec.axes)
+            _, chash = cell_context(spec, cell)
+        except (KeyError, ConfigError):
+            changed.append(key)
+            continue
+        if chash != rec.config_hash:
+            changed.append(key)
+        cells.append(cell)
+    if changed:
+        raise ConfigError(
+            f"params.yaml changed since {manifest.execution_id} for {len(changed)} cell(s) "
+            f"(e.g. {changed[0]}); resuming would mix two configurations",
+            "restore params.yaml (`git checkout params.yaml`) or start a new `evalledger run`",
+        )
+    return cells
+
+
+def plan_run(project: Project, options: RunOptions) -> tuple[RunPlan, MatrixSpec, object]:
+    """Decide what a run would do, without evaluating or writing anything.
+
+    Returns the plan, the spec it was made with, and either the execution manifest to
+    resume or the list of cells for a new execution.
+    """
+    from evalledger.execution.pipeline import stale_cells
+
+    if options.resume:
+        spec = project.spec()
+        manifest = _load_for_resume(project, options)
+        cells = _check_resume_config(spec, manifest)
+        check_plugins(spec, cells)
+        todo = [k for k, r in manifest.cells.items() if not cell_done(r)]
+        done: dict[str, int] = {}
+        total: dict[str, int | None] = {}
+        for key in todo:
+            rec = manifest.cells[key]
+            done[key] = count_scored(checkpoint_of(project, rec))
+            total[key] = rec.examples_total
+        plan = RunPlan(
+            execution_id=manifest.execution_id, resume=True, cells=todo, up_to_date=[],
+            items_done=done, items_total=total, jobs=options.jobs or manifest.jobs,
+        )  # fmt: skip
+        return plan, spec, manifest
+    _, data = override_params(project.params_path, options.overrides)
+    spec = parse_spec(data)
+    cells = expand(spec, axis_filters(options.filters))
+    check_plugins(spec, cells)
+    stale = cells if options.force else stale_cells(project, spec, cells)
+    stale_keys = {c.key for c in stale}
+    done, total = {}, {}
+    for cell in stale:
+        _, chash = cell_context(spec, cell)
+        done[cell.key] = count_scored(project.checkpoint_path(cell, chash))
+        total[cell.key] = None
+    plan = RunPlan(
+        execution_id=None, resume=False, cells=[c.key for c in stale],
+        up_to_date=[c.key for c in cells if c.key not in stale_keys],
+        items_done=done, items_total=total, jobs=options.jobs or spec.run.jobs,
+    )  # fmt: skip
+    return plan, spec, stale

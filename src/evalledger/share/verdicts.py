@@ -1,0 +1,251 @@
+"""The verdict on a reproduced cell: its new metrics against the recorded ones.
+
+``compare_cell`` says ``match``, ``consistent`` (different, but within the noise by a
+paired test of the per-item scores) or ``differs``; ``ReproduceReport`` gathers the
+verdicts of one ``evalledger reproduce``. Nothing here runs anything or touches git.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from evalledger.errors import EvalLedgerError
+
+if TYPE_CHECKING:
+    from evalledger.analysis.paired import PairedResult
+    from evalledger.ledger.scores import ScoreTable
+
+__all__ = [
+    "IGNORED_PARTS",
+    "VERDICTS",
+    "CellCheck",
+    "ReproduceReport",
+    "compare_cell",
+    "is_ignored",
+    "numeric_metrics",
+]
+
+#: Per-cell verdicts, best first.
+VERDICTS = ("match", "consistent", "differs", "failed", "missing")
+#: A metric whose dotted name has a part containing one of these varies from run to run
+#: (wall-clock latency and timings) and is not compared.
+IGNORED_PARTS = ("latency", "time")
+#: Metrics that must be equal even under sampled decoding: the benchmark's item count.
+_STRUCTURAL = ("n",)
+_PRIMARY = ("accuracy", "mean_score")
+_TOLERANCE = 1e-9
+#: Rates in metrics files are rounded to 6 decimals.
+_ROUNDING = 1e-6
+
+
+@dataclass
+class CellCheck:
+    """The verdict on one reproduced cell."""
+
+    cell: str
+    verdict: str
+    metric: str | None = None
+    """The cell's headline metric (accuracy, else mean_score)."""
+    recorded: float | None = None
+    reproduced: float | None = None
+    differing: list[str] = field(default_factory=list)
+    """Compared metrics whose values differ."""
+    tests: dict[str, PairedResult] = field(default_factory=dict)
+    """Metric -> paired test of its per-item column, for differing metrics that have one."""
+    note: str | None = None
+
+    @property
+    def change(self) -> float | None:
+        """Reproduced - recorded, for the headline metric."""
+        if self.recorded is None or self.reproduced is None:
+            return None
+        return self.reproduced - self.recorded
+
+    @property
+    def test(self) -> PairedResult | None:
+        """The test with the smallest p-value (the one that decides the verdict)."""
+        if not self.tests:
+            return None
+        return min(self.tests.values(), key=lambda t: t.p_value)
+
+    @property
+    def ok(self) -> bool:
+        """Whether the cell reproduced: exactly, or within the noise."""
+        return self.verdict in ("match", "consistent")
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-ready."""
+        return {
+            "cell": self.cell, "verdict": self.verdict, "metric": self.metric,
+            "recorded": self.recorded, "reproduced": self.reproduced, "change": self.change,
+            "p_value": self.test.p_value if self.test else None,
+            "differing": self.differing,
+            "tests": {m: t.to_dict() for m, t in self.tests.items()}, "note": self.note,
+        }  # fmt: skip
+
+
+@dataclass
+class ReproduceReport:
+    """Every checked cell of one ``evalledger reproduce``."""
+
+    rev: str
+    commit: str
+    alpha: float
+    checks: list[CellCheck]
+    ignored: list[str]
+    """Metrics not compared because they vary from run to run."""
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """True when every cell matched or was consistent."""
+        return all(c.ok for c in self.checks)
+
+    def counts(self) -> dict[str, int]:
+        """Verdict -> number of cells."""
+        out = dict.fromkeys(VERDICTS, 0)
+        for c in self.checks:
+            out[c.verdict] += 1
+        return out
+
+    def summary(self) -> str:
+        """One line: the revision and how many cells got each verdict."""
+        counts = ", ".join(f"{n} {v}" for v, n in self.counts().items() if n)
+        return f"reproduced {self.rev} ({self.commit[:7]}): {counts or 'no cells'}"
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-ready."""
+        return {"rev": self.rev, "commit": self.commit, "alpha": self.alpha, "ok": self.ok,
+                "summary": self.summary(), "counts": self.counts(),
+                "cells": [c.to_json() for c in self.checks], "ignored_metrics": self.ignored,
+                "notes": self.notes}  # fmt: skip
+
+
+# ------------------------------------------------------------------------ comparison
+
+
+def is_ignored(name: str) -> bool:
+    """Whether a dotted metric name varies from run to run (see ``IGNORED_PARTS``)."""
+    return any(word in part for part in name.split(".") for word in IGNORED_PARTS)
+
+
+def numeric_metrics(metrics: dict[str, Any]) -> dict[str, float]:
+    """A metrics file's numbers, by dotted name."""
+    from evalledger.metrics import as_number, flatten
+
+    values = {key: as_number(value) for key, value in flatten(metrics).items()}
+    return {key: value for key, value in values.items() if value is not None}
+
+
+def _equal(a: float | None, b: float | None) -> bool:
+    if a is None or b is None:
+        return a is b
+    if math.isnan(a) or math.isnan(b):
+        return math.isnan(a) and math.isnan(b)
+    return math.isclose(a, b, rel_tol=_TOLERANCE, abs_tol=_TOLERANCE)
+
+
+def compare_cell(
+    key: str,
+    recorded: dict[str, Any],
+    reproduced: dict[str, Any],
+    recorded_scores: ScoreTable | None,
+    reproduced_scores: ScoreTable | None,
+    *,
+    alpha: float = 0.05,
+    confidence: float = 0.95,
+) -> CellCheck:
+    """Compare one cell's reproduced metrics with its recorded ones.
+
+    ``match`` when every compared metric is equal; otherwise ``consistent`` when the item
+    count is equal and a paired test of every differing metric with a per-item column
+    has p >= ``alpha``, else ``differs``.
+    """
+    from evalledger.analysis.pairing import paired_arrays
+    from evalledger.analysis.significance import compare_paired
+    from evalledger.ledger.scores import column_for
+
+    old, new = numeric_metrics(recorded), numeric_metrics(reproduced)
+    metric = next((m for m in _PRIMARY if m in old), None)
+    check = CellCheck(key, "match", metric, old.get(metric) if metric else None,
+                      new.get(metric) if metric else None)  # fmt: skip
+    names = [k for k in dict.fromkeys([*old, *new]) if not is_ignored(k)]
+    check.differing = [k for k in names if not _equal(old.get(k), new.get(k))]
+    if not check.differing:
+        return check
+    check.verdict = "differs"
+    structural = [k for k in check.differing if k in _STRUCTURAL]
+    if structural:
+        check.note = f"{', '.join(structural)} differs: not the same items"
+        return check
+    if recorded_scores is None or reproduced_scores is None:
+        check.note = "no per-item scores to test the difference"
+        return check
+    inconsistent = _disagreeing(check.differing, old, new, recorded_scores, reproduced_scores)
+    if inconsistent:
+        check.note = inconsistent
+        return check
+    untested, columns = [], set()
+    for name in check.differing:
+        column = column_for(name)
+        if column is None:
+            untested.append(name)
+            continue
+        if column in columns:
+            continue
+        columns.add(column)
+        try:
+            pair = paired_arrays(recorded_scores, reproduced_scores, column)
+            if pair is None:
+                check.note = "fewer than 2 items in common"
+                return check
+            x, y, _ = pair
+            check.tests[name] = compare_paired(x, y, method="auto", confidence=confidence)
+        except EvalLedgerError as exc:
+            check.note = f"{name}: {exc.message}"
+            return check
+    if not check.tests:
+        check.note = f"{', '.join(untested[:3])} differ(s) and have no per-item scores to test"
+        return check
+    worst = check.test
+    assert worst is not None
+    if worst.p_value >= alpha:
+        check.verdict = "consistent"
+        ci = f"[{worst.ci_low:+.4g}, {worst.ci_high:+.4g}]"
+        check.note = f"within noise: {worst.method}, {confidence:.0%} CI {ci}"
+    else:
+        check.note = f"{worst.method} p={worst.p_value:.3g} < alpha {alpha:g}"
+    return check
+
+
+def _disagreeing(
+    names: list[str],
+    old: dict[str, float],
+    new: dict[str, float],
+    old_scores: ScoreTable,
+    new_scores: ScoreTable,
+) -> str | None:
+    """A note when a mean metric does not equal the mean of its own per-item column.
+
+    Then the per-item test would judge items the metric was not computed from (e.g. a
+    hand-edited metrics file), so the difference cannot be put down to noise.
+    """
+    from evalledger.ledger.scores import METRIC_COLUMNS
+
+    for name in names:
+        column = METRIC_COLUMNS.get(name)
+        if column is None:
+            continue
+        for side, metrics, table in (("recorded", old, old_scores),
+                                     ("reproduced", new, new_scores)):  # fmt: skip
+            values = [v for v in table.columns.get(column, []) if not math.isnan(v)]
+            value = metrics.get(name)
+            if not values or value is None:
+                continue
+            mean = math.fsum(values) / len(values)
+            if abs(value - mean) > _ROUNDING:
+                return (f"the {side} {name} ({value:.4g}) is not the mean of its per-item "
+                        f"{column} ({mean:.4g})")  # fmt: skip
+    return None

@@ -18,6 +18,7 @@ PACKAGE = SRC / "evalledger"
 #: The small core at the top of the package: everything may import it, it imports only itself.
 CORE = {
     "atomic", "dvcyaml", "errors", "gitinfo", "manifest", "matrix", "metrics", "params",
+    "safeload",
     "plugin_types", "project", "provenance", "redact",
 }  # fmt: skip
 #: The plugin types and their registry (``plugins.py``): model adapters, benchmarks,

@@ -15,6 +15,7 @@ __all__ = [
     "EXIT_USAGE",
     "CellError",
     "ConfigError",
+    "CorruptFileError",
     "EvalLedgerError",
     "InterruptedRun",
     "NotAProjectError",
@@ -58,6 +59,16 @@ class EvalLedgerError(Exception):
 
 class ConfigError(EvalLedgerError):
     """params.yaml, dvc.yaml or a command-line option is invalid."""
+
+    exit_code = EXIT_USAGE
+
+
+class CorruptFileError(EvalLedgerError):
+    """A ledger or project file is damaged, truncated, too large or not what it should be.
+
+    The message names the file; the hint names the fix (restore it from git, delete a
+    cache, re-run the cell).
+    """
 
     exit_code = EXIT_USAGE
 

@@ -28,6 +28,7 @@ __all__ = [
     "redact_assignment",
     "redact_command",
     "redact_text",
+    "scrub_text",
     "secret_paths",
 ]
 
@@ -158,3 +159,13 @@ def secret_paths(data: Any, prefix: str = "") -> list[str]:
 
     walk(data, redact(data), prefix)
     return found
+
+
+def scrub_text(text: str) -> str:
+    """The one redaction point for text on its way to disk, a commit message or a mirror.
+
+    Every sink (atomic file writes, checkpoint lines, commit messages, mirrors) passes its
+    text through here, so a secret that reached a value by any route (an endpoint echoing
+    the key in an error, a note, an item error) is not written.
+    """
+    return redact_text(text)

@@ -18,7 +18,7 @@ PACKAGE = SRC / "evalledger"
 #: The small core at the top of the package: everything may import it, it imports only itself.
 CORE = {
     "atomic", "dvcyaml", "errors", "gitinfo", "manifest", "matrix", "metrics", "params",
-    "safeload",
+    "names", "safeload",
     "plugin_types", "project", "provenance", "redact",
 }  # fmt: skip
 #: The plugin types and their registry (``plugins.py``): model adapters, benchmarks,
@@ -91,9 +91,12 @@ def imports_of(module: str) -> dict[str, set[str]]:
                 here = module.split(".") if is_package else module.split(".")[:-1]
                 here = here[: len(here) - node.level + 1]
                 base = ".".join([*here, base] if base else here)
-            # `from pkg import sub` imports the submodule pkg.sub when there is one.
-            names = [f"{base}.{alias.name}" for alias in node.names] or [base]
-            names.append(base)
+            # `from pkg import sub` is an edge to the submodule pkg.sub when there is one,
+            # and `from pkg import name` an edge to pkg itself.
+            names = [
+                f"{base}.{alias.name}" if f"{base}.{alias.name}" in MODULES else base
+                for alias in node.names
+            ]
         for name in names:
             top = name.split(".")[0]
             target = _target(name) if top == "evalledger" else top

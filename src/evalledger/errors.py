@@ -25,6 +25,7 @@ __all__ = [
     "StatsError",
     "UnknownExecutionError",
     "UnknownRevisionError",
+    "UnsafePathError",
     "describe",
 ]
 
@@ -69,6 +70,12 @@ class CorruptFileError(EvalLedgerError):
     The message names the file; the hint names the fix (restore it from git, delete a
     cache, re-run the cell).
     """
+
+    exit_code = EXIT_USAGE
+
+
+class UnsafePathError(EvalLedgerError):
+    """A path that a manifest, an import or a link would take outside the project."""
 
     exit_code = EXIT_USAGE
 

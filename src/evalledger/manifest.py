@@ -25,10 +25,12 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from evalledger.atomic import atomic_write
 from evalledger.errors import ConfigError
+from evalledger.names import NAME_HINT, is_name
+from evalledger.params import AXES, AXIS_ORDER
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -55,7 +57,7 @@ __all__ = [
 
 SCHEMA_VERSION: Literal[4] = 4
 #: ``exec_...`` for evaluation matrices, ``exp_...`` for tracked experiments.
-EXECUTION_ID_RE = re.compile(r"^(exec|exp)_\d{4}-\d{2}-\d{2}_\d{6}_[0-9a-f]{8}$")
+EXECUTION_ID_RE = re.compile(r"^(exec|exp)_\d{4}-\d{2}-\d{2}_\d{6}_[0-9a-f]{8}\Z")
 
 
 class CellStatus(StrEnum):
@@ -143,6 +145,19 @@ class CellRecord(_Strict):
 
     axes: dict[str, str]
     """Axis -> value, e.g. ``{model: gpt4, benchmark: gsm8k}``."""
+
+    @field_validator("axes")
+    @classmethod
+    def _axes_are_names(cls, axes: dict[str, str]) -> dict[str, str]:
+        # Axis values become paths below metrics/ and predictions/: a manifest from a
+        # collaborator's commit or an import must not name `..` or a folder elsewhere.
+        for axis, value in axes.items():
+            if axis not in AXES:
+                raise ValueError(f"unknown axis {axis!r}; known: {', '.join(AXIS_ORDER)}")
+            if not is_name(value):
+                raise ValueError(f"{axis} {value!r} is not a valid name ({NAME_HINT})")
+        return axes
+
     stage: str
     """The DVC stage name, e.g. ``eval@gpt4-gsm8k``."""
     experiment: str
@@ -216,6 +231,23 @@ class ExecutionManifest(_Strict):
     """``ErrorClass: message`` when an experiment failed."""
     provenance: Provenance | None = None
     """The machine, packages, environment and data versions (schema 4 on)."""
+
+    @field_validator("execution_id")
+    @classmethod
+    def _id_is_well_formed(cls, value: str) -> str:
+        if not EXECUTION_ID_RE.match(value):
+            raise ValueError(f"execution id {value!r} is not exec_/exp_YYYY-MM-DD_HHMMSS_<8 hex>")
+        return value
+
+    @model_validator(mode="after")
+    def _cell_keys_match_axes(self) -> ExecutionManifest:
+        for key, rec in self.cells.items():
+            expected = "/".join(rec.axes[a] for a in AXIS_ORDER if a in rec.axes)
+            if key != expected:
+                raise ValueError(f"cell key {key!r} does not match its axes ({expected!r})")
+        if self.name is not None and not is_name(self.name):
+            raise ValueError(f"name {self.name!r} is not a valid name ({NAME_HINT})")
+        return self
 
     def counts(self) -> dict[str, int]:
         """Number of cells per status."""

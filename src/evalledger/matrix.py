@@ -8,7 +8,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from evalledger.errors import ConfigError
+from evalledger.errors import ConfigError, UnsafePathError
+from evalledger.names import NAME_HINT, is_name
 from evalledger.params import AXES, AXIS_ORDER, MatrixSpec
 
 __all__ = ["STAGE", "Cell", "cell_from_axes", "config_hash", "expand", "parse_cell_args"]
@@ -22,6 +23,14 @@ class Cell:
     """One cell of the matrix: one value per axis, in canonical axis order."""
 
     axes: tuple[tuple[str, str], ...]
+
+    def __post_init__(self) -> None:
+        # The last guard of the path rule: a cell's values become its paths.
+        for axis, value in self.axes:
+            if not is_name(value):
+                raise UnsafePathError(
+                    f"cell {axis} {value!r} is not a valid name, so it has no path", NAME_HINT
+                )
 
     @property
     def values(self) -> tuple[str, ...]:

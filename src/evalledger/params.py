@@ -8,12 +8,12 @@ formatting survive.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from evalledger.atomic import atomic_write
 from evalledger.errors import ConfigError
+from evalledger.names import check_name
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -40,7 +40,6 @@ AXES: dict[str, str] = {
 AXIS_ORDER = tuple(AXES)
 REQUIRED_AXES = ("model", "benchmark")
 # No leading "_": metrics/_<name>/ folders are reserved for evalledger's own files.
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_+-]*$")
 _TOP_LEVEL = {"axes", "run", "judges", *AXES.values()}
 
 
@@ -144,15 +143,7 @@ def load_params(path: Path) -> dict[str, Any]:
 
 
 def _check_name(kind: str, name: Any) -> str:
-    if not isinstance(name, str | int) or isinstance(name, bool):
-        raise ConfigError(f"{kind} name {name!r} must be a string")
-    text = str(name)
-    if not _NAME_RE.match(text):
-        raise ConfigError(
-            f"{kind} name {text!r} is not allowed",
-            "start with a letter or digit; then letters, digits, '_', '+' or '-'",
-        )
-    return text
+    return check_name(f"{kind} name", name, numbers=True)
 
 
 def _refuse_secrets(data: dict[str, Any]) -> None:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
-from evalledger.errors import NotAProjectError
+from evalledger.errors import NotAProjectError, UnsafePathError
 
 if TYPE_CHECKING:
     from evalledger.matrix import Cell
@@ -82,8 +82,34 @@ class Project:
         return self.state_dir / "checkpoints" / f"{cell.slug}.{config_hash}.jsonl"
 
     def path(self, rel: str) -> Path:
-        """An absolute path for a project-relative one."""
-        return self.root / rel
+        """The absolute path of a project-relative one, refused unless it stays inside.
+
+        Every file evalledger writes or deletes below the root is reached through here:
+        an absolute path, a ``..`` part, or a link that resolves outside the project (a
+        symlinked ``metrics/<model>`` committed by a collaborator, say) raises
+        :class:`UnsafePathError` instead.
+        """
+        parts = PurePosixPath(rel).parts
+        if not parts or PurePosixPath(rel).is_absolute() or ".." in parts or "\\" in rel:
+            raise UnsafePathError(
+                f"refusing the path {rel!r}: it is not a plain path inside the project",
+                "check the manifest or import that named it",
+            )
+        full = self.root / rel
+        # The folder must resolve inside; the last part may itself be a link (DVC's
+        # symlink cache type links outputs into a cache that can live elsewhere), which
+        # is safe because evalledger replaces (rename) or unlinks it, never writes through.
+        folder = full.parent.resolve()
+        if not folder.is_relative_to(self._resolved_root):
+            raise UnsafePathError(
+                f"refusing {rel}: its folder resolves to {folder}, outside the project",
+                "remove the symbolic link that leads out of the project",
+            )
+        return full
+
+    @cached_property
+    def _resolved_root(self) -> Path:
+        return self.root.resolve()
 
     @cached_property
     def _spec_cache(self) -> dict[str, MatrixSpec]:

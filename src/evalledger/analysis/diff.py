@@ -13,6 +13,7 @@ import csv
 import io
 import json
 import math
+import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -33,6 +34,8 @@ __all__ = [
     "diff_revisions",
     "format_value",
     "lower_is_better",
+    "md_code",
+    "md_text",
 ]
 
 #: Metrics shown by default (those a cell has); ``--metric`` or ``--all`` choose others.
@@ -56,6 +59,28 @@ def format_value(value: float | None, signed: bool = False) -> str:
     else:
         text = f"{value:+.4g}" if signed else f"{value:.4g}"
     return text
+
+
+def md_code(text: object) -> str:
+    """``text`` as a Markdown code span that no backtick in it can close, safe in tables.
+
+    The fence is one backtick longer than the longest run inside (CommonMark), ``|`` is
+    escaped for GitHub tables, and line breaks become spaces.
+    """
+    body = " ".join(str(text).splitlines()).replace("|", "\\|")
+    longest = max((len(run) for run in re.findall(r"`+", body)), default=0)
+    fence = "`" * (longest + 1)
+    pad = " " if body.startswith("`") or body.endswith("`") else ""
+    return f"{fence}{pad}{body}{pad}{fence}"
+
+
+def md_text(text: object) -> str:
+    """``text`` as Markdown table-cell text: backslash, backtick, ``* | < > [ ]`` escaped.
+
+    ``_`` is left alone: GitHub Markdown does not emphasise inside words.
+    """
+    body = " ".join(str(text).splitlines())
+    return re.sub(r"([\\`*|<>\[\]])", r"\\\1", body)
 
 
 def format_p(p: float | None) -> str:
@@ -244,7 +269,8 @@ class LedgerDiff:
     def to_markdown(self) -> str:
         """A pull-request comment: a summary line, significant changes first, marked."""
         conf = f"{self.confidence:.0%}"
-        lines = [f"### evalledger diff: `{self.a}` → `{self.b}`", "", f"**{self.summary()}**", ""]
+        lines = [f"### evalledger diff: {md_code(self.a)} → {md_code(self.b)}", "",
+                 f"**{self.summary()}**", ""]  # fmt: skip
         significant = [c for c in self.ordered() if c.verdict != "changed"]
         other = [c for c in self.ordered() if c.verdict == "changed"]
         head = f"| | cell | metric | old | new | change | {conf} CI | p | n |"
@@ -258,13 +284,13 @@ class LedgerDiff:
             lines.append("")
         if self.added or self.removed:
             lines += ["#### Cells added or removed", ""]
-            lines += [f"- added `{k}`" for k in self.added]
-            lines += [f"- removed `{k}`" for k in self.removed]
+            lines += [f"- added {md_code(k)}" for k in self.added]
+            lines += [f"- removed {md_code(k)}" for k in self.removed]
             lines.append("")
         if self.params:
             lines += ["#### Parameters", "", "| param | old | new |", "|---|---|---|"]
             for p in self.params:
-                lines.append(f"| `{p.key}` | {_md_param(p.old)} | {_md_param(p.new)} |")
+                lines.append(f"| {md_code(p.key)} | {_md_param(p.old)} | {_md_param(p.new)} |")
             lines.append("")
         used = sorted({c.test.method for c in self.changes if c.test is not None})
         tests = f"paired {' / '.join(used)} tests on per-item scores" if used else "no tests"
@@ -285,7 +311,7 @@ def _md_row(c: MetricChange) -> str:
     t = c.test
     ci = f"[{format_value(t.ci_low, True)}, {format_value(t.ci_high, True)}]" if t else "-"
     return (
-        f"| {_MARK[c.verdict]} | `{c.cell}` | {c.metric} | {format_value(c.old)} | "
+        f"| {_MARK[c.verdict]} | {md_code(c.cell)} | {md_text(c.metric)} | {format_value(c.old)} | "
         f"{format_value(c.new)} | {format_value(c.change, True)} | {ci} | "
         f"{format_p(t.p_value if t else None)} | {t.n if t else '-'} |"
     )
@@ -294,7 +320,7 @@ def _md_row(c: MetricChange) -> str:
 def _md_param(value: Any) -> str:
     if value is None:
         return "-"
-    return f"`{json.dumps(value) if not isinstance(value, str) else value}`"
+    return md_code(json.dumps(value) if not isinstance(value, str) else value)
 
 
 def _csv(value: float | None) -> str:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from statistics import NormalDist
 from typing import TYPE_CHECKING, Any
 
-from evalledger.analysis.diff import format_value, lower_is_better
+from evalledger.analysis.diff import format_value, lower_is_better, md_code, md_text
 from evalledger.analysis.intervals import wilson_interval
 from evalledger.errors import ConfigError
 from evalledger.ledger.scores import METRIC_COLUMNS, column_for
@@ -157,9 +157,10 @@ class Leaderboard:
         """A Markdown table."""
         cols = self.columns()
         align = "|".join("---:" if i != 1 else "---" for i in range(len(cols)))
-        lines = [f"**{self.title()}**", "", "| " + " | ".join(cols) + " |", f"|{align}|"]
+        lines = [f"**{md_text(self.title())}**", "", "| " + " | ".join(map(md_text, cols)) + " |",
+                 f"|{align}|"]  # fmt: skip
         for row in self.rows():
-            row[1] = f"`{row[1]}`"
+            row[1] = md_code(row[1])
             lines.append("| " + " | ".join(row) + " |")
         return "\n".join(lines) + "\n"
 

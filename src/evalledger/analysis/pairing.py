@@ -164,8 +164,11 @@ class SignificanceReport:
         """Write the report as JSON beside the metrics (``metrics/_significance/``)."""
         from evalledger.ledger.history import SIGNIFICANCE_DIR
 
-        slug = "_vs_".join(re.sub(r"[^A-Za-z0-9_.+-]+", "-", o) for o in self.operands)
-        path = metrics_dir / SIGNIFICANCE_DIR / f"{slug}.{self.metric}.json"
+        def part(text: str) -> str:  # operands and metric become one file name, nothing more
+            return re.sub(r"[^A-Za-z0-9_+-]+", "-", text).strip("-") or "-"
+
+        slug = "_vs_".join(part(o) for o in self.operands)
+        path = metrics_dir / SIGNIFICANCE_DIR / f"{slug}.{part(self.metric)}.json"
         atomic_write(path, json.dumps(self.to_json(), indent=2) + "\n")
         return path
 

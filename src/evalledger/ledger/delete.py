@@ -54,19 +54,19 @@ def plan_delete(ledger: Ledger, ref: str) -> DeletePlan:
     ws = ledger.snapshot()
     owners = ws.owners()
     cells = [k for k, owner in owners.items() if owner == info.execution_id]
+    project = ledger.project
     paths = [f"runs/{info.execution_id}"]
-    root = ledger.project.root
     manifest = ledger.manifest(info)
     for key in cells:
         cell = cell_from_axes(manifest.cells[key].axes)
         for rel in (cell.metrics_path, cell.scores_path, cell.predictions_path):
-            if (root / rel).exists():
+            if project.path(rel).exists():  # checked: a link out of the project is refused
                 paths.append(rel)
     undeclare: list[str] = []
     if manifest.kind == "experiment":
         exp_id = info.execution_id
         for rel in (f"metrics/{SERIES_DIR}/{exp_id}", f"metrics/{SUMMARY_DIR}/{exp_id}.json"):
-            if (root / rel).exists():
+            if project.path(rel).exists():
                 paths.append(rel)
         undeclare = [f"metrics/{key}.json" for key in cells]
     return DeletePlan(info.execution_id, paths, cells, manifest.kind, undeclare)
@@ -76,12 +76,16 @@ def apply_delete(ledger: Ledger, plan: DeletePlan) -> None:
     """Remove the planned files (the manifest's folder last, so a crash can be redone)."""
     from evalledger.dvcyaml import undeclare_metrics
 
-    root = ledger.project.root
+    project = ledger.project
+    root = project.root
+    folders = {plan.paths[0], f"metrics/{SERIES_DIR}/{plan.execution_id}"}
     for rel in plan.paths[1:]:
-        if (root / rel).is_dir():
-            shutil.rmtree(root / rel, ignore_errors=True)
-        else:
-            (root / rel).unlink(missing_ok=True)
+        target = project.path(rel)  # checked again: the tree may have changed since the plan
+        if rel in folders:
+            if target.is_dir() and not target.is_symlink():
+                shutil.rmtree(target, ignore_errors=True)
+        elif target.is_file() or target.is_symlink():
+            target.unlink(missing_ok=True)  # a cell file, never a folder of that name
     tops = (root / "metrics", root / "predictions")
     for rel in plan.paths[1:]:  # a model's folder the execution emptied goes too
         parent = (root / rel).parent
@@ -91,4 +95,6 @@ def apply_delete(ledger: Ledger, plan: DeletePlan) -> None:
             parent.rmdir()
     if plan.undeclare:
         undeclare_metrics(ledger.project, plan.undeclare)
-    shutil.rmtree(root / plan.paths[0], ignore_errors=True)
+    run_folder = project.path(plan.paths[0])
+    if not run_folder.is_symlink():
+        shutil.rmtree(run_folder, ignore_errors=True)

@@ -14,12 +14,12 @@ import io
 import json
 import numbers
 import operator
-import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
+from evalledger import names
 from evalledger.errors import EvalLedgerError
 from evalledger.redact import redact
 
@@ -39,7 +39,6 @@ __all__ = [
     "scores_csv",
 ]
 
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_+-]*$")
 #: Where an evaluation result may hold its per-item scores.
 _ITEM_KEYS = ("scores", "items", "per_item")
 
@@ -82,12 +81,8 @@ def _json_default(obj: Any) -> Any:
 
 
 def check_name(kind: str, name: str) -> str:
-    if not isinstance(name, str) or not _NAME_RE.match(name):
-        raise EvalLedgerError(
-            f"{kind} {name!r} is not allowed",
-            "start with a letter or digit; then letters, digits, '_', '+' or '-'",
-        )
-    return name
+    """``name`` if it is a valid experiment or benchmark name (:mod:`evalledger.names`)."""
+    return names.check_name(kind, name, EvalLedgerError)
 
 
 def logged_number(name: str, value: Any) -> float:

@@ -39,7 +39,7 @@ __all__ = [
     "series_path",
 ]
 
-_SEGMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
+_SEGMENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")
 _SUFFIX = ".tsv"
 
 
@@ -52,7 +52,7 @@ def check_metric_name(name: object) -> str:
     if not isinstance(name, str):
         raise EvalLedgerError(f"metric name {name!r} must be a string")
     parts = name.split("/")
-    if name == "step" or not all(_SEGMENT.match(p) for p in parts):
+    if name == "step" or not all(_SEGMENT.fullmatch(p) for p in parts):
         raise EvalLedgerError(
             f"metric name {name!r} is not allowed",
             "use segments of letters, digits, '_', '.', '+' or '-' separated by '/', "

@@ -378,12 +378,12 @@ class Tracker:
         metrics, records = evaluation_records(result)
         name = run.manifest.name or run.exp_id
         key = f"{name}/{benchmark}"
-        metrics_dir = self.project.metrics_dir
+        scores_path = self.project.path(f"metrics/{key}.scores.csv")
         if records is not None:
-            atomic_write(metrics_dir / f"{key}.scores.csv", scores_csv(records))
+            atomic_write(scores_path, scores_csv(records))
         else:
-            (metrics_dir / f"{key}.scores.csv").unlink(missing_ok=True)
-        atomic_write(metrics_dir / f"{key}.json", json.dumps(metrics, indent=2) + "\n")
+            scores_path.unlink(missing_ok=True)
+        atomic_write(self.project.path(f"metrics/{key}.json"), json.dumps(metrics, indent=2) + "\n")
         declare_outputs(self.project, [f"metrics/{key}.json"])
         now = utcnow()
         n = len(records) if records is not None else 0

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import collections
+import csv
 import json
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -134,6 +136,34 @@ def test_retry_after_is_honoured(tmp_path: Path, server: ReferenceServer, http_d
     for stamps in times.values():
         assert len(stamps) == 2 and stamps[1] - stamps[0] >= floor
     assert _metrics(project)["errors"] == 0
+
+
+def test_retry_after_past_max_backoff_errors_the_item_at_once_and_resume_scores_it(
+    tmp_path: Path, server: ReferenceServer
+) -> None:
+    # Seed 6 draws three 429s among the six first attempts; each says Retry-After: 3600.
+    cfg = server.config
+    cfg.fault_rate, cfg.faults, cfg.seed, cfg.retry_after = 0.5, ("429",), 6, 3600.0
+    project = make_project(tmp_path / "p", _params(server.base_url, n_items=6, backoff=0.0))
+    started = time.monotonic()
+    result = invoke(project, "run")
+    elapsed = time.monotonic() - started
+    assert result.exit_code == 1, result.output  # errored items: exit 1, as any error
+    assert elapsed < 30, f"the run waited {elapsed:.0f} s"  # not 3600 s, not even 60 s
+    assert server.stats()["faults"] == {"429": 3}
+    assert set(server.stats()["prompts"].values()) == {1}  # no retry: the item errors now
+    m = _metrics(project)
+    assert (m["scored"], m["errors"], m["error_patterns"]) == (3, 3, {"RateLimitError": 3})
+    with open(project.root / "metrics/ref/arith.scores.csv", newline="") as fh:
+        errors = [row["error"] for row in csv.DictReader(fh) if row["error"]]
+    assert errors == ["RateLimitError: Retry-After 3600 s exceeds max_backoff 60 s"] * 3
+
+    cfg.fault_rate = 0.0
+    resumed = invoke(project, "run", "--resume")
+    assert resumed.exit_code == 0, resumed.output
+    m2 = _metrics(project)
+    assert (m2["scored"], m2["errors"], m2["accuracy"]) == (6, 0, 1.0)
+    assert sum(server.stats()["prompts"].values()) == 9  # the three errored items, once more
 
 
 def test_retries_follow_max_retries_exactly(tmp_path: Path, server: ReferenceServer) -> None:

@@ -380,6 +380,34 @@ def test_require_api_key(serve: Serve) -> None:
     assert [r["authorization"] for r in server.state.requests][:2] == [None, "Bearer sk-wrong"]
 
 
+def test_echo_authorization_quotes_the_header_in_401_and_500_bodies(serve: Serve) -> None:
+    server = serve(require_api_key="sk-right", echo_authorization=True, fail_first=1,
+                   faults=("500",))  # fmt: skip
+    wrong, failed, ok = [
+        _ask(server.base_url, "REPLY: k", headers={"Authorization": f"Bearer {key}"})[0]
+        for key in ("sk-wrong", "sk-right", "sk-right")
+    ]
+    assert wrong.status == 401 and failed.status == 500 and ok.content == "k"
+    for reply, key in ((wrong, "sk-wrong"), (failed, "sk-right")):
+        error = reply.json()["error"]
+        assert error["message"].endswith(f" Received Authorization: Bearer {key}")
+        assert error["authorization"] == f"Bearer {key}"
+    status, body = _get_json(server.base_url + "/models", {"Authorization": "Bearer nope"})
+    assert status == 401 and body["error"]["authorization"] == "Bearer nope"
+    # Off by default: nothing of the header in the body.
+    quiet = serve(require_api_key="sk-right")
+    reply = _ask(quiet.base_url, "REPLY: k", headers={"Authorization": "Bearer sk-wrong"})[0]
+    assert reply.status == 401 and b"sk-wrong" not in reply.raw
+    assert "authorization" not in reply.json()["error"]
+
+
+def test_echo_authorization_is_a_process_flag() -> None:
+    from evalledger.testing.openai_server import _parse_args
+
+    assert _parse_args(["--echo-authorization"])[1].echo_authorization is True
+    assert _parse_args([])[1].echo_authorization is False
+
+
 def test_stats_over_http_and_in_python(serve: Serve) -> None:
     server = serve(latency=0.2, fail_first=1, faults=("500",))
 

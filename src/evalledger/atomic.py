@@ -8,7 +8,9 @@ import os
 import tempfile
 from pathlib import Path
 
-__all__ = ["atomic_write", "fsync_dir", "locked_file"]
+from evalledger.redact import scrub_text
+
+__all__ = ["atomic_write", "fsync_dir", "locked_file", "remove_leftover_temps"]
 
 
 def fsync_dir(path: Path) -> None:
@@ -26,10 +28,17 @@ def fsync_dir(path: Path) -> None:
 
 
 def atomic_write(path: Path, data: str | bytes, *, fsync: bool = True) -> None:
-    """Replace ``path`` with ``data`` so readers see the old or the new file, never a mix."""
+    """Replace ``path`` with ``data`` so readers see the old or the new file, never a mix.
+
+    Text (``str``) passes the redaction point, :func:`evalledger.redact.scrub_text`, on
+    its way: manifests, metrics, scores, predictions, dvc.yaml and params.yaml edits are
+    all written as text. ``bytes`` are written as given: they are binary payloads, or text
+    that passed the redaction point already (a checkpoint rewrite); scrubbing bytes that
+    happen to decode as UTF-8 could corrupt a binary format.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    payload = data.encode("utf-8") if isinstance(data, str) else data
+    payload = scrub_text(data).encode("utf-8") if isinstance(data, str) else data
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
@@ -69,3 +78,67 @@ def locked_file(path: Path, *, blocking: bool = False):  # type: ignore[no-untyp
             fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
     finally:
         fh.close()
+
+
+def remove_leftover_temps(
+    root: Path, trees: list[str], files: list[str], *, settle: float = 0.5
+) -> list[Path]:
+    """Delete the temp files (``.NAME.XXXX.tmp``) that killed writes left below ``root``.
+
+    ``trees`` are folders searched recursively for any ``.*.tmp`` file (the names of
+    :func:`atomic_write` and of DVC's own copies); ``files`` are paths whose own temp
+    files, beside them, are looked for. A temp file lives only from its creation to its
+    rename, so one older than ``settle`` seconds, or still there unchanged after waiting
+    that long, is a leftover; one that changes or goes belongs to a writer at work (a
+    Tracker, say) and is kept. Links are not followed and nothing outside ``root`` is
+    touched. Returns the removed paths.
+    """
+    import re
+    import stat
+    import time
+
+    def unlink(path: Path) -> bool:
+        try:
+            os.unlink(path)
+        except OSError:
+            return False
+        return True
+
+    temp_name = re.compile(r"\..+\.tmp")
+    top = root.resolve()
+    candidates: list[Path] = []
+    for rel in trees:
+        folder = root / rel
+        if folder.is_symlink() or not folder.is_dir() or not folder.resolve().is_relative_to(top):
+            continue
+        for dirpath, _, names in os.walk(folder):  # links to folders are not entered
+            candidates += [Path(dirpath, n) for n in names if temp_name.fullmatch(n)]
+    for rel in files:
+        target = root / rel
+        if not target.parent.resolve().is_relative_to(top):
+            continue
+        prefix = f".{target.name}."
+        with contextlib.suppress(OSError):
+            candidates += [p for p in target.parent.iterdir()
+                           if p.name.startswith(prefix) and p.name.endswith(".tmp")]  # fmt: skip
+    seen: dict[Path, os.stat_result] = {}
+    for path in dict.fromkeys(candidates):
+        with contextlib.suppress(OSError):
+            st = os.lstat(path)
+            if stat.S_ISREG(st.st_mode):
+                seen[path] = st
+    now = time.time()
+    young = {p: st for p, st in seen.items() if now - st.st_mtime < settle}
+    removed = [p for p in seen if p not in young and unlink(p)]
+    if young:
+        time.sleep(settle)
+        for path, st in young.items():
+            try:
+                again = os.lstat(path)
+            except OSError:
+                continue  # renamed by its writer: it was in flight
+            same = (again.st_ino, again.st_size, again.st_mtime_ns) == (
+                st.st_ino, st.st_size, st.st_mtime_ns)  # fmt: skip
+            if same and unlink(path):
+                removed.append(path)
+    return removed

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from evalledger.errors import EvalLedgerError
 from evalledger.manifest import GitState
+from evalledger.redact import scrub_text
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -24,12 +25,36 @@ LEDGER_PATHS = (
 _EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
 
 
+#: git commands whose ``-m`` message is recorded in the repository.
+_MESSAGE_COMMANDS = frozenset({"commit", "tag", "merge", "notes"})
+
+
+def _scrubbed_messages(args: tuple[str, ...]) -> list[str]:
+    """``args`` with the ``-m``/``--message`` values of a recording command redacted."""
+    out = list(args)
+    if not out or out[0] not in _MESSAGE_COMMANDS:
+        return out
+    for i, arg in enumerate(out):
+        if arg == "--":  # paths follow
+            break
+        if arg in ("-m", "--message") and i + 1 < len(out):
+            out[i + 1] = scrub_text(out[i + 1])
+        elif arg.startswith("--message="):
+            out[i] = "--message=" + scrub_text(arg.removeprefix("--message="))
+    return out
+
+
 def git(root: Path, *args: str, check: bool = True, input: str | None = None) -> str:
-    """Run a git command in ``root`` (feeding it ``input``) and return its stdout."""
+    """Run a git command in ``root`` (feeding it ``input``) and return its stdout.
+
+    The message of a ``commit``, ``tag``, ``merge`` or ``notes`` (``-m``) passes the
+    redaction point: git keeps it forever.
+    """
     try:
         proc = subprocess.run(
-            ["git", *args], cwd=root, capture_output=True, text=True, check=False, input=input
-        )
+            ["git", *_scrubbed_messages(args)], cwd=root, capture_output=True, text=True,
+            check=False, input=input,
+        )  # fmt: skip
     except FileNotFoundError:
         raise EvalLedgerError("git is not installed", "install git and retry") from None
     if check and proc.returncode != 0:
@@ -92,16 +117,28 @@ def _git_ok(root: Path, *args: str) -> bool:
         return False
 
 
-def git_commit(root: Path, paths: list[str], message: str) -> str:
-    """Stage ``paths`` (those that exist) and commit them; return the new commit SHA."""
-    existing = [p for p in paths if (root / p).exists()]
-    if existing:
-        git(root, "add", "--", *existing)
-    # Files removed since the last commit must be staged as removals too.
-    git(root, "add", "-u", "--", *[p for p in paths if not (root / p).exists()] or ["."])
-    if not git(root, "diff", "--cached", "--name-only").strip():
-        raise EvalLedgerError("nothing to commit: the ledger files are unchanged")
-    git(root, "commit", "-q", "-m", message)
+#: Never staged: the temp files of a write killed before its rename.
+_NO_TEMP_FILES = ":(exclude,glob)**/.*.tmp"
+
+
+def git_commit(root: Path, paths: list[str], message: str) -> str | None:
+    """Commit whatever of ``paths`` git does not hold yet; the new SHA, or None if nothing.
+
+    New and changed files are staged, tracked files that are gone are staged as removals,
+    and temp files are never staged. Whatever an interrupted earlier commit left staged
+    is committed too. ``message`` is redacted (:func:`evalledger.redact.scrub_text`, in
+    :func:`git`) before git records it.
+    """
+    gone = [p for p in paths if not (root / p).exists()]
+    # git refuses a path it neither sees nor tracks; a tracked one that is gone is a removal.
+    tracked = git(root, "ls-files", "-z", "--", *gone).split("\0") if gone else []
+    specs = [p for p in paths if p not in gone
+             or any(t == p or t.startswith(p + "/") for t in tracked)]  # fmt: skip
+    if specs:
+        git(root, "add", "-A", "--", *specs, _NO_TEMP_FILES)
+    if not git(root, "diff", "--cached", "--name-only", "--", *specs).strip():
+        return None
+    git(root, "commit", "-q", "-m", message)  # redacted by git()
     return git(root, "rev-parse", "HEAD").strip()
 
 

@@ -27,6 +27,7 @@ from evalledger.errors import CellError, EvalLedgerError, InterruptedRun
 from evalledger.execution.checkpoint import Checkpoint
 from evalledger.matrix import Cell, config_hash
 from evalledger.plugins import load_benchmark, load_model, load_scorer
+from evalledger.redact import scrub_text
 
 if TYPE_CHECKING:
     from threading import Event
@@ -271,7 +272,8 @@ def _error_record(item: Item, latency_ms: float, exc: BaseException) -> dict[str
         "id": item.id, "category": item.category, "correct": False, "score": 0.0,
         "partial": False, "formatted": False, "extracted": None, "latency_ms": latency_ms,
         "prompt_tokens": None, "completion_tokens": None, "output": None,
-        "error": f"{cls}: {exc}"[:500], "error_class": cls,
+        # Scrubbed before the cut, so a key that straddles character 500 is not half-kept.
+        "error": scrub_text(f"{cls}: {exc}")[:500], "error_class": cls,
     }  # fmt: skip
 
 

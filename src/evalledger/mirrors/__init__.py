@@ -10,6 +10,10 @@ in its ``pyproject.toml``), so a third-party package adds one the same way::
 A mirror class is called with the user's options as keyword arguments and implements
 :class:`Mirror`. Its backend library is an optional extra (``pip install
 'evalledger[wandb]'``, ``'evalledger[mlflow]'``), imported only when a mirror is built.
+
+What a mirror sends leaves the ledger's control, so every string of it (names, notes,
+params, tags, summaries) passes the redaction point first: :func:`scrubbed` does that for
+a value of any shape, and the built-in mirrors call it on everything they send.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from importlib.metadata import EntryPoint, entry_points
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from evalledger.errors import ConfigError, EvalLedgerError, describe
+from evalledger.redact import scrub_text
 
 if TYPE_CHECKING:
     from evalledger.manifest import ArtifactRecord, ExecutionManifest
@@ -30,6 +35,7 @@ __all__ = [
     "MissingBackendError",
     "known_mirrors",
     "load_mirror",
+    "scrubbed",
 ]
 
 MIRRORS_GROUP = "evalledger.mirrors"
@@ -60,6 +66,20 @@ class Mirror(Protocol):
         A mirror may also define ``flush()``: the Tracker calls it after each flush's
         ``log_metrics`` calls, so a mirror can buffer steps and send them in batches.
         """
+
+
+def scrubbed(value: Any) -> Any:
+    """``value`` with every string in it, mapping keys too, passed through ``scrub_text``.
+
+    Mappings, lists and tuples are copied (tuples become lists); other values are kept.
+    """
+    if isinstance(value, str):
+        return scrub_text(value)
+    if isinstance(value, dict):
+        return {scrubbed(k): scrubbed(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [scrubbed(v) for v in value]
+    return value
 
 
 class MissingBackendError(ConfigError):

@@ -6,6 +6,7 @@ keys), step metrics go to the run's metric history in batches, evaluations becom
 ``eval/<benchmark>/<metric>`` metrics, and checkpoint/artifact references (path, sha256,
 size: no upload) become tags. The tracking URI is MLflow's own (``MLFLOW_TRACKING_URI``)
 unless ``tracking_uri`` is given, so a server, a database or a local folder all work.
+Every string sent (names, tags, notes, params, keys) passes the redaction point first.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from numbers import Real
 from typing import TYPE_CHECKING, Any
 
 from evalledger.metrics import flatten
-from evalledger.redact import redact
+from evalledger.mirrors import scrubbed
+from evalledger.redact import redact, scrub_text
 
 if TYPE_CHECKING:
     from evalledger.manifest import ArtifactRecord, ExecutionManifest
@@ -43,7 +45,7 @@ def mlflow_key(key: str) -> str:
 
 def _param_text(value: Any) -> str:
     text = value if isinstance(value, str) else json.dumps(value, default=str)
-    return text[:_PARAM_LIMIT]
+    return scrub_text(text)[:_PARAM_LIMIT]  # cut after redacting: never half a secret
 
 
 def _is_number(value: Any) -> bool:
@@ -71,6 +73,7 @@ class MlflowMirror:
         self.run_id: str | None = None
         self._metrics: list[Any] = []
         self._params: dict[str, str] = {}
+        self._metric_keys: dict[str, str] = {}  # metric names repeat every step
 
     def _active(self) -> str:
         if self.run_id is None:
@@ -97,12 +100,13 @@ class MlflowMirror:
             **self.tags,
         }
         if manifest.notes:
-            tags["mlflow.note.content"] = manifest.notes[:_TAG_LIMIT]
+            tags["mlflow.note.content"] = manifest.notes
+        tags = {k: v[:_TAG_LIMIT] for k, v in scrubbed(tags).items() if v}
         run = self._client.create_run(
             self._experiment_id(),
             start_time=int(manifest.created_at.timestamp() * 1000),
-            tags={k: v for k, v in tags.items() if v},
-            run_name=manifest.name or manifest.execution_id,
+            tags=tags,
+            run_name=scrub_text(manifest.name or manifest.execution_id),
         )
         self.run_id = run.info.run_id
         self.log_params({**redact(dict(manifest.config)), **redact(dict(manifest.params))})
@@ -113,9 +117,17 @@ class MlflowMirror:
 
         self._active()
         now = int(time.time() * 1000)
-        self._metrics.extend(Metric(mlflow_key(k), float(v), now, step) for k, v in metrics.items())
+        self._metrics.extend(Metric(self._metric_key(k), float(v), now, step)
+                             for k, v in metrics.items())  # fmt: skip
         if len(self._metrics) >= 20 * _METRIC_BATCH:  # a long flush interval: bound memory
             self.flush()
+
+    def _metric_key(self, key: str) -> str:
+        """``key`` redacted and made an MLflow key, once per metric name."""
+        found = self._metric_keys.get(key)
+        if found is None:
+            found = self._metric_keys[key] = mlflow_key(scrub_text(key))
+        return found
 
     def flush(self) -> None:
         """Send the buffered metrics, 1,000 per request."""
@@ -136,7 +148,7 @@ class MlflowMirror:
         new: list[Param] = []
         changed: list[RunTag] = []
         for key, value in flatten(redact(dict(params))).items():
-            name, text = mlflow_key(key), _param_text(value)
+            name, text = mlflow_key(scrub_text(key)), _param_text(value)
             if name not in self._params:
                 self._params[name] = text
                 new.append(Param(name, text))
@@ -153,8 +165,10 @@ class MlflowMirror:
         The bytes are not uploaded: they live in DVC, the record says which they are.
         """
         run_id = self._active()
-        entry = json.dumps(record.model_dump(mode="json", exclude_none=True))[:_TAG_LIMIT]
-        self._client.set_tag(run_id, mlflow_key(f"{kind}/{record.name or record.path}"), entry)
+        entry = scrub_text(json.dumps(record.model_dump(mode="json", exclude_none=True)))
+        entry = entry[:_TAG_LIMIT]
+        key = mlflow_key(scrub_text(f"{kind}/{record.name or record.path}"))
+        self._client.set_tag(run_id, key, entry)
         if kind == "checkpoint":
             self._client.set_tag(run_id, "checkpoint/latest", entry)
 
@@ -165,7 +179,7 @@ class MlflowMirror:
         run_id = self._active()
         now = int(time.time() * 1000)
         found = [
-            Metric(mlflow_key(f"eval/{benchmark}/{key.replace('.', '/')}"), float(v), now, 0)
+            Metric(self._metric_key(f"eval/{benchmark}/{key.replace('.', '/')}"), float(v), now, 0)
             for key, v in flatten(metrics).items()
             if _is_number(v)
         ]

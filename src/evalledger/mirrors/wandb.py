@@ -4,6 +4,8 @@ One W&B run per tracked experiment, with the experiment's ID (made W&B-safe) as 
 ID, its name, notes and configuration: step metrics go to the run's history, parameters
 to its config, evaluations and checkpoint/artifact references (path, sha256, size: no
 upload) to its summary. ``WANDB_MODE=offline`` (or ``mode="offline"``) keeps it local.
+Every string sent (name, notes, config, summary keys and values) passes the redaction
+point first.
 """
 
 from __future__ import annotations
@@ -12,7 +14,8 @@ import re
 from numbers import Real
 from typing import TYPE_CHECKING, Any
 
-from evalledger.redact import redact
+from evalledger.mirrors import scrubbed
+from evalledger.redact import redact, scrub_text
 
 if TYPE_CHECKING:
     from evalledger.manifest import ArtifactRecord, ExecutionManifest
@@ -66,6 +69,7 @@ class WandbMirror:
         self.mode = mode
         self.init_kwargs = init_kwargs
         self.run: Any = None
+        self._metric_keys: dict[str, str] = {}  # metric names repeat every step
 
     def _active(self) -> Any:
         if self.run is None:
@@ -89,10 +93,10 @@ class WandbMirror:
         kwargs: dict[str, Any] = {
             "project": self.project,
             "entity": self.entity,
-            "name": manifest.name or manifest.execution_id,
+            "name": scrub_text(manifest.name or manifest.execution_id),
             "id": wandb_run_id(manifest.execution_id),
-            "config": config,
-            "notes": manifest.notes,
+            "config": scrubbed(config),
+            "notes": scrubbed(manifest.notes),
             "tags": ["evalledger"],
             "job_type": manifest.kind,
             "reinit": _reinit_value(self._wandb.__version__),
@@ -104,20 +108,24 @@ class WandbMirror:
 
     def log_metrics(self, metrics: dict[str, float], step: int) -> None:
         """Step metrics into the run's history at ``step``."""
-        self._active().log(dict(metrics), step=step)
+        keys = self._metric_keys
+        for key in metrics:
+            if key not in keys:
+                keys[key] = scrub_text(key)
+        self._active().log({keys[k]: v for k, v in metrics.items()}, step=step)
 
     def log_params(self, params: dict[str, Any]) -> None:
         """Parameters into the run's config (secrets redacted; later values win)."""
-        self._active().config.update(redact(dict(params)), allow_val_change=True)
+        self._active().config.update(scrubbed(redact(dict(params))), allow_val_change=True)
 
     def log_artifact(self, record: ArtifactRecord, kind: str) -> None:
         """A reference (path, sha256, size, step) in the summary: ``<kind>/<name or path>``.
 
         The bytes are not uploaded: they live in DVC, the record says which they are.
         """
-        entry = record.model_dump(mode="json", exclude_none=True)
+        entry = scrubbed(record.model_dump(mode="json", exclude_none=True))
         run = self._active()
-        run.summary[f"{kind}/{record.name or record.path}"] = entry
+        run.summary[scrub_text(f"{kind}/{record.name or record.path}")] = entry
         if kind == "checkpoint":
             run.summary["checkpoint/latest"] = entry
 
@@ -125,7 +133,7 @@ class WandbMirror:
         """Numeric metrics (nested mappings flattened) as ``eval/<benchmark>/<metric>``."""
         run = self._active()
         for key, value in _numeric(f"eval/{benchmark}", metrics).items():
-            run.summary[key] = value
+            run.summary[scrub_text(key)] = value
 
     def finish(self, status: str) -> None:
         """Close the run: exit code 0 when ``status`` is ``completed``, else 1."""

@@ -3,9 +3,15 @@
 vLLM, Ollama, llama.cpp's server, TGI, OpenAI, Azure, Mistral and others speak this
 protocol. Calls are async over one pooled aiohttp session per endpoint, limited by the
 endpoint's ``max_concurrency`` and optional requests/tokens per minute, and retried with
-exponential backoff and jitter (honouring ``Retry-After``) on 429, 5xx, timeouts,
-dropped connections and malformed responses. The API key is read from the environment
-variable named by ``api_key_env`` at call time; it is never stored or written.
+exponential backoff and jitter (honouring ``Retry-After`` up to ``max_backoff``) on 429,
+5xx, timeouts, dropped connections and malformed responses. A ``Retry-After`` longer than
+``max_backoff`` is not waited for: the item errors at once with that reason, and
+``evalledger run --resume`` tries it again later.
+
+The API key is read from the environment variable named by ``api_key_env`` at call time;
+it is never stored or written: the variable and the key are registered with
+:mod:`evalledger.redact`, and every error text passes :func:`~evalledger.redact.scrub_text`,
+so a key that an endpoint echoes in its error bodies is not recorded.
 """
 
 from __future__ import annotations
@@ -16,13 +22,14 @@ import json
 import os
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any
 
 from pydantic import Field
 
 from evalledger.errors import ConfigError
 from evalledger.models.base import Model, ModelSettings
 from evalledger.plugin_types import Completion
+from evalledger.redact import register_secret, register_secret_env, scrub_text
 
 if TYPE_CHECKING:
     import aiohttp
@@ -45,13 +52,21 @@ __all__ = [
 
 
 class ModelCallError(Exception):
-    """A model call failed; ``transient`` errors are retried."""
+    """A model call failed; ``transient`` errors are retried.
 
-    transient: ClassVar[bool] = True
+    The message is redacted (:func:`~evalledger.redact.scrub_text`): it quotes what the
+    endpoint said, which may echo the key.
+    """
 
-    def __init__(self, message: str, retry_after: float | None = None) -> None:
-        super().__init__(message)
+    transient: bool = True
+
+    def __init__(
+        self, message: str, retry_after: float | None = None, *, transient: bool | None = None
+    ) -> None:
+        super().__init__(scrub_text(message))
         self.retry_after = retry_after
+        if transient is not None:
+            self.transient = transient
 
 
 class RateLimitError(ModelCallError):
@@ -119,7 +134,8 @@ class OpenAISettings(ModelSettings):
     max_retries: int = Field(default=4, ge=0)
     backoff: float = Field(default=0.5, ge=0)
     """Base of the exponential backoff, seconds."""
-    max_backoff: float = Field(default=30.0, ge=0)
+    max_backoff: float = Field(default=60.0, ge=0)
+    """Longest wait between attempts, seconds; a longer ``Retry-After`` errors the item."""
     rpm: float | None = Field(default=None, gt=0)
     """Requests per minute for the endpoint."""
     tpm: float | None = Field(default=None, gt=0)
@@ -203,12 +219,16 @@ def _parse_retry_after(value: str | None) -> float | None:
 
 
 def _error_message(raw: bytes) -> str:
+    """The message of an error body (redacted whole, then cut: never half a key)."""
     try:
         body = json.loads(raw)
-        msg = body.get("error", {}).get("message") if isinstance(body, dict) else None
+        error = body.get("error") if isinstance(body, dict) else None
+        msg = error.get("message") if isinstance(error, dict) else None
     except ValueError:
         msg = None
-    return str(msg or raw[:200].decode("utf-8", "replace")).strip()
+    if msg:
+        return scrub_text(str(msg)).strip()
+    return scrub_text(raw[:65536].decode("utf-8", "replace"))[:200].strip()
 
 
 class OpenAIModel(Model):
@@ -219,6 +239,8 @@ class OpenAIModel(Model):
 
     def __init__(self, name: str, settings: OpenAISettings) -> None:  # type: ignore[override]
         super().__init__(name, settings)
+        if settings.api_key_env:
+            register_secret_env(settings.api_key_env)
         if settings.api_key_env and settings.api_key_env not in os.environ:
             raise ConfigError(
                 f"models.{name}.api_key_env names {settings.api_key_env}, which is not set",
@@ -235,6 +257,7 @@ class OpenAIModel(Model):
         headers = {"Content-Type": "application/json", **s.headers}
         if s.api_key_env:
             key = os.environ.get(s.api_key_env, "")
+            register_secret(key)  # kept even if the variable is unset later
             headers[s.api_key_header] = (
                 f"Bearer {key}" if s.api_key_header.lower() == "authorization" else key
             )
@@ -327,7 +350,15 @@ class OpenAIModel(Model):
             except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
                 raise APIConnectionError(f"{type(exc).__name__}: {exc}") from None
         if status == 429:
-            raise RateLimitError(f"429: {_error_message(raw)}", _parse_retry_after(retry_after))
+            wait = _parse_retry_after(retry_after)
+            if wait is not None and wait > s.max_backoff:
+                # Waiting would stall the run: the item errors now, `run --resume` retries it.
+                raise RateLimitError(
+                    f"Retry-After {wait:g} s exceeds max_backoff {s.max_backoff:g} s",
+                    wait,
+                    transient=False,
+                )
+            raise RateLimitError(f"429: {_error_message(raw)}", wait)
         if status >= 500:
             raise ServerError(f"{status}: {_error_message(raw)}")
         if status in (401, 403):
@@ -339,8 +370,9 @@ class OpenAIModel(Model):
             text = data["choices"][0]["message"]["content"]
             usage = data.get("usage") or {}
         except (ValueError, KeyError, IndexError, TypeError) as exc:
+            snippet = scrub_text(raw[:65536].decode("utf-8", "replace"))[:120]
             raise MalformedResponseError(
-                f"unexpected response ({type(exc).__name__}): {raw[:120]!r}"
+                f"unexpected response ({type(exc).__name__}): {snippet!r}"
             ) from None
         return Completion(
             text=str(text or ""),

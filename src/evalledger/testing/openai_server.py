@@ -14,6 +14,9 @@ connection) are drawn per request with a seeded RNG at ``fault_rate``, or, with
 ``fail_first: N``, given to the first N attempts of every distinct prompt, in the order of
 ``faults`` (cycling), after which that prompt always succeeds.
 
+With ``echo_authorization``, the 401 and 500 error bodies quote the request's
+``Authorization`` header, as careless endpoints do: the redaction tests use it.
+
 In-process, for tests::
 
     with ReferenceServer(ServerConfig(fault_rate=0.2)) as server:
@@ -97,6 +100,10 @@ class ServerConfig:
     in order (cycling), and later attempts succeed; ``fault_rate`` is then not used."""
     require_api_key: str | None = None
     """If set, requests without ``Authorization: Bearer <key>`` get a 401."""
+    echo_authorization: bool = False
+    """Quote the request's ``Authorization`` header in 401 and 500 error bodies: in the
+    message (``... Received Authorization: Bearer <key>``) and as ``error.authorization``,
+    as an endpoint that leaks the key into its errors would."""
 
     def __post_init__(self) -> None:
         self.faults = tuple(self.faults)
@@ -310,9 +317,14 @@ def _error(
     kind: str,
     code: str | None,
     headers: dict[str, str] | None = None,
+    echo: str | None = None,
 ) -> web.Response:
-    body = {"error": {"message": message, "type": kind, "param": None, "code": code}}
-    return web.json_response(body, status=status, headers=headers)
+    """An OpenAI-style error body; ``echo`` (an Authorization value) is quoted in it."""
+    error: dict[str, Any] = {"message": message, "type": kind, "param": None, "code": code}
+    if echo is not None:
+        error["message"] = f"{message} Received Authorization: {echo}"
+        error["authorization"] = echo
+    return web.json_response({"error": error}, status=status, headers=headers)
 
 
 def _seconds(value: float) -> str:
@@ -350,6 +362,10 @@ def make_app(config: ServerConfig | None = None) -> web.Application:
     app[STATE] = state
     _solver()  # import the solver now, not during the first request
 
+    def echo(request: web.Request) -> str | None:
+        """The request's Authorization header, when the config says to echo it."""
+        return request.headers.get("Authorization") if config.echo_authorization else None
+
     def key_error(request: web.Request) -> web.Response | None:
         key = config.require_api_key
         if key and request.headers.get("Authorization") != f"Bearer {key}":
@@ -358,6 +374,7 @@ def make_app(config: ServerConfig | None = None) -> web.Application:
                 "Incorrect API key provided. Send it as 'Authorization: Bearer <key>'.",
                 "invalid_request_error",
                 "invalid_api_key",
+                echo=echo(request),
             )
         return None
 
@@ -424,6 +441,7 @@ def make_app(config: ServerConfig | None = None) -> web.Application:
                 "The server had an error while processing your request.",
                 "server_error",
                 None,
+                echo=echo(request),
             )
         if fault == "malformed":
             state.set_status(rec, 200)
@@ -636,6 +654,11 @@ def _parse_args(argv: Sequence[str] | None) -> tuple[int, ServerConfig]:
     ap.add_argument("--seed", type=int, default=defaults.seed)
     ap.add_argument("--fail-first", type=int, default=defaults.fail_first)
     ap.add_argument("--require-api-key", default=defaults.require_api_key)
+    ap.add_argument(
+        "--echo-authorization",
+        action="store_true",
+        help="quote the request's Authorization header in 401 and 500 error bodies",
+    )
     args = ap.parse_args(argv)
     values = {f.name: getattr(args, f.name) for f in fields(ServerConfig)}
     values["faults"] = tuple(k.strip() for k in args.faults.split(",") if k.strip())

@@ -165,6 +165,11 @@ def _corrupt(kind: str, data: dict) -> str:
     data = copy.deepcopy(data)
     if kind == "bad_json":
         return json.dumps(data)[:-40]
+    if kind == "deep_json":
+        return "[" * 100_000 + "]" * 100_000
+    if kind == "truncated_scores":
+        cell = data["executions"][0]["cells"]["solver/arith"]
+        cell["scores_csv"] = "\n".join(cell["scores_csv"].splitlines()[:5]) + "\n"
     if kind == "wrong_format":
         data["format"] = "something-else"
     elif kind == "wrong_version":
@@ -187,13 +192,15 @@ def _corrupt(kind: str, data: dict) -> str:
 @pytest.mark.parametrize(
     ("kind", "needle"),
     [
-        ("bad_json", "not valid JSON"),
+        ("bad_json", "invalid JSON"),
         ("wrong_format", "not an evalledger export"),
         ("wrong_version", "99"),
         ("schema_version", "schema_version 99"),
         ("foreign_cell", "solver/arith"),
         ("unknown_cell", "nosuch/arith"),
         ("no_metrics", "metrics"),
+        ("deep_json", "deeper than"),
+        ("truncated_scores", "item rows"),
     ],
 )
 def test_corrupted_export_writes_nothing(

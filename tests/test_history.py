@@ -294,3 +294,115 @@ def test_unknown_revisions_suggest_close_names(fresh: lf.Built) -> None:
     git(fresh.root, "update-ref", f"refs/exps/{v2[:2]}/{v2[2:]}/myexp", fresh.shas["exp"])
     with Ledger(fresh.project) as ledger, pytest.raises(UnknownRevisionError, match="names 2 DVC"):
         ledger.snapshot("myexp")
+
+
+# --- damaged files (issue 10): skipped with a warning where the rest stands, else named ---
+
+
+def _damage(root: Path, rel: str, data: bytes, *, commit: bool = False) -> None:
+    (root / rel).write_bytes(data)
+    if commit:
+        git(root, "add", rel)
+        git(root, "commit", "-qm", f"damage {rel}")
+
+
+@pytest.mark.parametrize("commit", [False, True], ids=["workspace", "committed"])
+def test_a_damaged_metrics_file_is_left_out_with_a_warning(fresh: lf.Built, commit: bool) -> None:
+    from evalledger.safeload import CorruptFileWarning
+
+    _damage(fresh.root, "metrics/alpha/qa.json", b'{"accuracy": 0.5, "n": ', commit=commit)
+    rev = "HEAD" if commit else "workspace"
+    where = "metrics/alpha/qa.json" + (" at HEAD (" if commit else " ")
+    with Ledger(fresh.project) as ledger, pytest.warns(CorruptFileWarning) as caught:
+        found = _accuracies(ledger, rev)
+    assert "alpha/qa" not in found and found["beta/qa"] == lf.V3["beta/qa"].accuracy
+    (message,) = {str(w.message) for w in caught}
+    assert message.startswith(f"invalid JSON in {where.strip()}") or where in message
+    assert "left out" in message and "git checkout" in message
+
+
+def test_a_truncated_scores_file_is_refused_against_its_metrics_n(fresh: lf.Built) -> None:
+    from evalledger.errors import CorruptFileError
+
+    path = fresh.root / "metrics" / "alpha" / "qa.scores.csv"
+    lines = path.read_bytes().splitlines(keepends=True)
+    path.write_bytes(b"".join(lines[:21]))  # the header and 20 of 40 items, cut at a line
+    expected = (
+        "metrics/alpha/qa.scores.csv has 20 item rows but metrics/alpha/qa.json counts n=40: "
+        "the scores file is truncated"
+    )
+    with Ledger(fresh.project) as ledger:
+        snap = ledger.snapshot()
+        for read in (snap.score_tables, snap.summaries):
+            with pytest.raises(CorruptFileError) as err:
+                read(["alpha/qa", "beta/qa"])
+            assert err.value.message == expected
+            assert "git checkout -- metrics/alpha/qa.scores.csv" in (err.value.hint or "")
+        # Errored items are rows too: alpha/math's 16 scored and 4 errored make n=20.
+        assert snap.score_tables(["alpha/math"])["alpha/math"].rows == 20
+        assert snap.summaries(["alpha/math"])["alpha/math"]["correct"]["n"] == 16
+
+
+def test_a_scores_file_cut_mid_line_is_named(fresh: lf.Built) -> None:
+    from evalledger.errors import CorruptFileError
+
+    path = fresh.root / "metrics" / "beta" / "qa.scores.csv"
+    data = path.read_bytes()
+    _damage(fresh.root, "metrics/beta/qa.scores.csv", data[: len(data) // 2], commit=True)
+    with (
+        Ledger(fresh.project) as ledger,
+        pytest.raises(CorruptFileError, match=r"beta/qa\.scores\.csv at HEAD \(\w+\)"),
+    ):
+        ledger.snapshot("HEAD").summaries()
+
+
+def test_a_damaged_manifest_is_refused_or_skipped_as_the_reader_needs(fresh: lf.Built) -> None:
+    from evalledger.errors import CorruptFileError
+    from evalledger.ledger.listing import list_executions
+    from evalledger.safeload import CorruptFileWarning
+
+    rel = f"runs/{lf.EXEC_D}/manifest.yaml"
+    bomb = b"a: &a [x, x, x, x]\nb: &b [*a, *a, *a, *a]\nc: [*b, *b, *b, *b]\n"
+    _damage(fresh.root, rel, bomb)
+    with Ledger(fresh.project) as ledger:
+        snap = ledger.snapshot()
+        with pytest.raises(CorruptFileError, match="uses a YAML alias"):
+            snap.manifests()
+        with pytest.raises(CorruptFileError):  # deleting by owner must know every owner
+            snap.owners()
+        with pytest.raises(CorruptFileError, match=rel):
+            ledger.manifest(ledger.find_execution(lf.EXEC_D))
+        with pytest.warns(CorruptFileWarning, match=rel):
+            ids = [r.info.execution_id for r in list_executions(ledger)]
+        assert lf.EXEC_D not in ids and lf.EXEC_C in ids
+        with pytest.warns(CorruptFileWarning, match=rel):
+            assert lf.EXEC_D not in snap.manifests(skip_damaged=True)
+
+
+def test_a_damaged_params_yaml_at_a_revision(fresh: lf.Built) -> None:
+    from evalledger.errors import CorruptFileError
+    from evalledger.safeload import CorruptFileWarning
+
+    _damage(fresh.root, "params.yaml", b"axes: {model: [a\n", commit=True)
+    with Ledger(fresh.project) as ledger:
+        snap = ledger.snapshot("HEAD")
+        with pytest.raises(CorruptFileError, match=r"invalid YAML in params\.yaml at HEAD"):
+            _ = snap.params
+        with pytest.warns(CorruptFileWarning, match="its cells are read without its axes"):
+            assert list(snap.cells) == sorted(lf.V3)  # axes by position: model/benchmark
+
+
+def test_cached_values_of_the_wrong_shape_are_parsed_again(fresh: lf.Built) -> None:
+    import sqlite3
+
+    with Ledger(fresh.project) as ledger:
+        expected = ledger.snapshot("v1").summaries(), ledger.snapshot("v1").manifests()
+    db = sqlite3.connect(fresh.root / ".evalledger" / "cache" / "parsed-v1.sqlite")
+    with db:
+        db.execute("""UPDATE parsed SET value = '{"n": 1}' WHERE kind != 'metrics'""")
+        db.execute("UPDATE parsed SET value = 'not json' WHERE kind = 'metrics'")
+    db.close()
+    with Ledger(fresh.project) as ledger:
+        snap = ledger.snapshot("v1")
+        assert (snap.summaries(), snap.manifests()) == expected
+        assert snap.metrics()["alpha/qa"]["accuracy"] == lf.V1["alpha/qa"].accuracy

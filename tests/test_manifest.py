@@ -160,3 +160,54 @@ def test_bad_status_value_is_rejected() -> None:
     data["cells"]["solver/arith"]["status"] = "done"
     with pytest.raises(ConfigError, match=r"cells\.solver/arith\.status"):
         load_manifest(data)
+
+
+# --- damaged manifest files (issue 10): one error naming the file, at once ---
+
+BOMB = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
+    f"{c}: &{c} [{', '.join([f'*{p}'] * 9)}]\n" for p, c in zip("abcdefgh", "bcdefghi", strict=True)
+)
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        (BOMB + GOLDEN_V4.read_text(), "uses a YAML alias (of the node at line 1)"),
+        ("config: " + "[" * 300 + "]" * 300 + "\n", "nests deeper than 100 levels"),
+        (GOLDEN_V4.read_text()[:500], "invalid YAML in"),
+        ("- a\n- b\n", "is not a manifest (a mapping): it holds a list"),
+        ("", "is not a manifest (a mapping): it holds nothing"),
+        (GOLDEN_V4.read_text().replace("jobs: 1", "jobs: many"), "jobs: Input should be"),
+    ],
+    ids=["alias bomb", "deep", "truncated", "a list", "empty", "wrong type"],
+)
+def test_a_damaged_manifest_is_one_error_naming_it(tmp_path: Path, text: str, reason: str) -> None:
+    import time
+
+    from evalledger.errors import CorruptFileError
+
+    path = tmp_path / "manifest.yaml"
+    path.write_text(text)
+    started = time.perf_counter()
+    with pytest.raises(CorruptFileError) as err:
+        read_manifest(path)
+    assert time.perf_counter() - started < 1.0
+    assert str(path) in err.value.message and reason in err.value.message
+    assert (
+        err.value.hint
+        == f"restore the manifest from git (`git checkout -- {path}`) or fix it by hand"
+    )
+    assert isinstance(err.value, ConfigError)  # as a bad manifest always was
+
+
+def test_an_oversized_or_non_utf8_manifest_is_refused_unparsed(tmp_path: Path) -> None:
+    from evalledger.errors import CorruptFileError
+    from evalledger.safeload import MAX_MANIFEST_BYTES
+
+    path = tmp_path / "manifest.yaml"
+    path.write_bytes(GOLDEN_V4.read_bytes() + b"# " + b"x" * MAX_MANIFEST_BYTES + b"\n")
+    with pytest.raises(CorruptFileError, match=r"is 16\.0 MiB, over the 16 MiB"):
+        read_manifest(path)
+    path.write_bytes(GOLDEN_V4.read_bytes().replace(b"lr-sweep", b"lr-\xffsweep"))
+    with pytest.raises(CorruptFileError, match=r"is not UTF-8 text \(bad byte at offset \d+\)"):
+        read_manifest(path)

@@ -66,3 +66,58 @@ def test_errored_items_are_left_out_of_the_summary() -> None:
     summary = summarize_many({"x": data})["x"]
     assert summary["correct"] == {"n": 1.0, "mean": 1.0, "sd": 0.0}
     assert parse_scores(data).errored == 1
+
+
+# --- damaged score files (issue 10, findings 8 and 12): refused, never read in part ---
+
+GOOD = (HEADER + "\na,c,1,1.0,1,1,1,1,1,\nb,c,0,0.0,0,1,1,1,1,TimeoutError: slow\n").encode()
+
+
+@pytest.mark.parametrize(
+    ("data", "reason"),
+    [
+        (b"", "is empty"),
+        (GOOD[:-5], "ends in the middle of a line"),
+        (GOOD.replace(b"b,c,0,0.0,0,1,1,1,1,", b"b,c,0"), "line 3 has 3 fields where the header"),
+        (GOOD.replace(b"a,c,1,1.0", b"a,c,yes,1.0"), "line 2: 'yes' in column 'correct' is not a"),
+        (GOOD.replace(b"a,c,1", b"a,\xff,1"), "is not UTF-8 text (bad byte at offset 95)"),
+        (b"\x00garbage, not a csv\n", "has no score columns"),
+        (GOOD.replace(b",error\n", b',error\n"q",'), "line 2 has 11 fields"),
+    ],
+    ids=["empty", "cut", "short row", "not a number", "not utf-8", "garbage", "quoted"],
+)  # fmt: skip
+def test_a_damaged_scores_file_is_refused_with_the_reason(data: bytes, reason: str) -> None:
+    from evalledger.safeload import DamagedData
+
+    with pytest.raises(DamagedData) as err:
+        parse_scores(data)
+    assert reason in err.value.describe("s.csv")
+    assert isinstance(summarize_many({"x": data})["x"], DamagedData)
+
+
+def test_rows_count_errored_items_and_blank_values_are_missing() -> None:
+    from evalledger.ledger.scores import check_scores, summarize_files
+
+    table = parse_scores(GOOD)
+    assert (table.rows, table.errored, len(table.ids)) == (2, 1, 1)
+    assert check_scores(GOOD) == 2
+    blank = GOOD.replace(b"a,c,1,1.0", b"a,c,1,")  # an empty score is missing, not wrong
+    assert parse_scores(blank).columns["score"][0] != parse_scores(blank).columns["score"][0]
+    found = summarize_files({"good": GOOD, "cut": GOOD[:-3]})
+    assert found["good"] == {"rows": 2, "columns": summarize(parse_scores(GOOD))}
+    assert "ends in the middle of a line" in found["cut"].describe("s.csv")
+
+
+def test_one_damaged_file_among_many_does_not_spoil_the_others() -> None:
+    from evalledger.safeload import DamagedData
+
+    rng = random.Random(3)
+    blobs = {f"oid{i}": _csv(rng, 40) for i in range(5)}
+    bad = blobs["oid2"].decode().splitlines()
+    bad[9] = bad[9].split(",", 3)[0] + ",cat,maybe," + bad[9].split(",", 3)[3]
+    blobs["oid2"] = ("\n".join(bad) + "\n").encode()
+    many = summarize_many(blobs)
+    assert isinstance(many["oid2"], DamagedData)
+    assert "line 10: 'maybe' in column 'correct'" in many["oid2"].describe("s.csv")
+    for oid in ("oid0", "oid1", "oid3", "oid4"):
+        _close(many[oid], summarize(parse_scores(blobs[oid])))

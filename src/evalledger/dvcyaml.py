@@ -11,7 +11,7 @@ import io
 from typing import TYPE_CHECKING, Any
 
 from evalledger.atomic import atomic_write, locked_file
-from evalledger.errors import ConfigError
+from evalledger.errors import ConfigError, CorruptFileError
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -37,20 +37,31 @@ def _yaml_rt() -> Any:
 
 
 def load_dvc_yaml(project: Project) -> Any:
-    """dvc.yaml as a round-trip document (comments and order kept); {} when absent."""
+    """dvc.yaml as a round-trip document (comments and order kept); {} when absent.
+
+    The safe loader checks it first (size, UTF-8, no aliases, bounded depth), so ruamel
+    only ever parses text that cannot expand or recurse without bound.
+    """
+    from evalledger.safeload import MAX_DVC_YAML_BYTES, load_yaml, read_bounded
+
+    hint = "restore it with `git checkout -- dvc.yaml`, or fix it by hand"
     doc: Any = None
-    if project.dvc_yaml.exists():
+    try:
+        data = read_bounded(project.dvc_yaml, MAX_DVC_YAML_BYTES, "dvc.yaml")
+    except FileNotFoundError:
+        data = None
+    if data is not None:
+        load_yaml(data, "dvc.yaml", max_bytes=MAX_DVC_YAML_BYTES, hint=hint)
         try:
-            doc = _yaml_rt().load(project.dvc_yaml.read_text(encoding="utf-8"))
-        except Exception as exc:
-            raise ConfigError(
-                f"dvc.yaml is not valid YAML: {str(exc).splitlines()[0]}",
-                "fix it, or delete it and run `evalledger init --force`",
+            doc = _yaml_rt().load(data.decode("utf-8"))
+        except Exception as exc:  # what ruamel refuses beyond the safe loader: one line
+            raise CorruptFileError(
+                f"invalid YAML in dvc.yaml: {str(exc).splitlines()[0]}", hint
             ) from None
     if doc is None:
         doc = {}
     if not isinstance(doc, dict):
-        raise ConfigError("dvc.yaml must be a mapping")
+        raise CorruptFileError(f"dvc.yaml must be a mapping, not a {type(doc).__name__}", hint)
     return doc
 
 

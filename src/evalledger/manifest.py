@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from evalledger.atomic import atomic_write
-from evalledger.errors import ConfigError
+from evalledger.errors import ConfigError, CorruptFileError
 from evalledger.names import NAME_HINT, is_name
 from evalledger.params import AXES, AXIS_ORDER
 
@@ -44,6 +44,7 @@ __all__ = [
     "ExecutionManifest",
     "ExecutionStatus",
     "GitState",
+    "InvalidManifestError",
     "Provenance",
     "cell_fingerprint",
     "dump_manifest",
@@ -346,29 +347,55 @@ _MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {
 }
 
 
-def load_manifest(data: Any, source: str = "manifest") -> ExecutionManifest:
-    """Validate manifest data of any known schema version into the current model."""
+class InvalidManifestError(CorruptFileError, ConfigError):
+    """A manifest file whose content is not a manifest of any known schema version.
+
+    A damaged file (what readers skip with a warning); a ConfigError too, as it always was.
+    """
+
+
+def load_manifest(
+    data: Any, source: str = "manifest", hint: str | None = None
+) -> ExecutionManifest:
+    """Validate manifest data of any known schema version into the current model.
+
+    Data that is not a manifest (wrong types, unknown fields, an unknown schema version)
+    is a CorruptFileError naming ``source``, with ``hint`` (default: restore it from git).
+    """
+    fix = hint or _MANIFEST_HINT.replace("FILE", source)
     if not isinstance(data, dict):
-        raise ConfigError(f"{source} is not a mapping")
+        what = _kind(data)
+        raise InvalidManifestError(f"{source} is not a manifest (a mapping): it holds {what}", fix)
     version = data.get("schema_version")
     if not isinstance(version, int) or not 1 <= version <= SCHEMA_VERSION:
         known = ", ".join(map(str, range(1, SCHEMA_VERSION + 1)))
-        raise ConfigError(
+        raise InvalidManifestError(
             f"{source} has schema_version {version!r}; this evalledger reads {known}",
-            "upgrade evalledger",
+            "upgrade evalledger" if isinstance(version, int) else fix,
         )
     try:
         while version < SCHEMA_VERSION:
             data = _MIGRATIONS[version](data)
             version += 1
     except ConfigError as exc:
-        raise ConfigError(f"{source}: {exc.message}") from None
+        raise InvalidManifestError(f"{source}: {exc.message}", fix) from None
     try:
         return ExecutionManifest.model_validate(data)
     except ValidationError as exc:
         err = exc.errors()[0]
         loc = ".".join(str(p) for p in err["loc"])
-        raise ConfigError(f"{source}: {loc}: {err['msg']}") from None
+        raise InvalidManifestError(f"{source}: {loc}: {err['msg']}", fix) from None
+    except RecursionError:  # safeload bounds the depth; data from elsewhere may not be
+        raise InvalidManifestError(f"{source} nests too deep", fix) from None
+
+
+_MANIFEST_HINT = "restore the manifest from git (`git checkout -- FILE`) or fix it by hand"
+
+
+def _kind(data: Any) -> str:
+    if data is None:
+        return "nothing"
+    return f"a {type(data).__name__}"
 
 
 def dump_manifest(manifest: ExecutionManifest) -> str:
@@ -381,15 +408,20 @@ def dump_manifest(manifest: ExecutionManifest) -> str:
 
 
 def read_manifest(path: Path) -> ExecutionManifest:
-    """Load a manifest file."""
-    import yaml
+    """Load a manifest file; a damaged one is a CorruptFileError naming it.
 
+    Refused unread when over 16 MiB (:data:`~evalledger.safeload.MAX_MANIFEST_BYTES`);
+    YAML aliases and deep nesting are refused as :func:`evalledger.safeload.load_yaml`
+    does.
+    """
+    from evalledger.safeload import MAX_MANIFEST_BYTES, load_yaml, read_bounded
+
+    hint = _MANIFEST_HINT.replace("FILE", str(path))
     try:
-        text = path.read_text(encoding="utf-8")
-        data = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path} is not valid YAML: {str(exc).splitlines()[0]}") from None
-    return load_manifest(data, source=str(path))
+        data = load_yaml(read_bounded(path, MAX_MANIFEST_BYTES), str(path), hint=hint)
+    except CorruptFileError as exc:
+        raise InvalidManifestError(exc.message, hint) from None
+    return load_manifest(data, str(path), hint)
 
 
 def write_manifest(path: Path, manifest: ExecutionManifest) -> None:

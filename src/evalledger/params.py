@@ -2,8 +2,9 @@
 
 ``params.yaml`` holds the axes (``axes:``), one section per axis that defines each axis
 value (``models:``, ``benchmarks:``, ...), and run settings (``run:``). Reads use the
-libyaml loader for speed; edits go through ruamel.yaml's round-trip mode so comments and
-formatting survive.
+libyaml loader through :mod:`evalledger.safeload` (bounded, no aliases) for speed; edits
+go through ruamel.yaml's round-trip mode so comments and formatting survive, and ruamel
+only ever parses text that the safe loader accepted.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ __all__ = [
     "MatrixSpec",
     "RunSettings",
     "apply_overrides",
+    "checked_params_text",
     "load_params",
     "override_params",
     "parse_spec",
@@ -91,55 +93,66 @@ class MatrixSpec:
         )
 
 
-def _yaml_error_line(exc: Exception, path: Path) -> str:
-    mark = getattr(exc, "problem_mark", None)
-    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-    where = f"{path.name} line {mark.line + 1}" if mark is not None else path.name
-    return f"{where}: {problem}"
-
-
-def _unique_key_loader() -> Any:
-    """Libyaml's loader, refusing duplicate keys as DVC's YAML parser does."""
-    import yaml
-
-    base = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-
-    class UniqueKeyLoader(base):  # type: ignore[valid-type,misc]
-        def construct_mapping(self, node: Any, deep: bool = False) -> Any:
-            seen = set()
-            for key_node, _ in node.value:
-                key = self.construct_object(key_node, deep=deep)
-                if key in seen:
-                    raise yaml.constructor.ConstructorError(
-                        None, None, f"duplicate key {key!r}", key_node.start_mark
-                    )
-                seen.add(key)
-            return super().construct_mapping(node, deep=deep)
-
-    return UniqueKeyLoader
-
-
-def load_params(path: Path) -> dict[str, Any]:
-    """Parse params.yaml into plain data, with a one-line error for bad YAML."""
-    import yaml
+def _params_text(path: Path) -> str:
+    """params.yaml's text: refused unread when over the size bound, and UTF-8 only."""
+    from evalledger.errors import CorruptFileError
+    from evalledger.safeload import MAX_PARAMS_BYTES, DamagedData, check_size, read_bounded
 
     try:
-        text = path.read_text(encoding="utf-8")
+        data = read_bounded(path, MAX_PARAMS_BYTES, path.name)
     except FileNotFoundError:
         raise ConfigError(
             f"{path} not found", "run `evalledger init` to create a project"
         ) from None
+    except CorruptFileError as exc:
+        raise ConfigError(exc.message, "params.yaml defines the matrix; keep data in "
+                          "benchmark files, or restore it with `git checkout -- params.yaml`"
+                          ) from None  # fmt: skip
     try:
-        data: Any = yaml.load(text, Loader=_unique_key_loader())
-    except yaml.YAMLError as exc:
+        check_size(len(data), MAX_PARAMS_BYTES)  # grew while it was read
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
         raise ConfigError(
-            f"invalid YAML in {_yaml_error_line(exc, path)}", "fix the syntax and run again"
+            f"{path.name} is not UTF-8 text (bad byte at offset {exc.start})",
+            "save it as UTF-8, or restore it with `git checkout -- params.yaml`",
         ) from None
+    except DamagedData as exc:
+        raise ConfigError(exc.describe(path.name)) from None
+
+
+def _parse_params(text: str, path: Path) -> dict[str, Any]:
+    """params.yaml's data: safe YAML (no aliases, bounded depth) without duplicate keys."""
+    from evalledger.safeload import MAX_PARAMS_BYTES, DamagedData, parse_yaml
+
+    try:
+        data: Any = parse_yaml(text, max_bytes=MAX_PARAMS_BYTES, unique_keys=True)
+    except DamagedData as exc:
+        raise ConfigError(exc.describe(path.name), "fix it and run again") from None
     if data is None:
         data = {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path.name} must be a mapping at the top level")
     return data
+
+
+def checked_params_text(path: Path) -> str:
+    """params.yaml's text once the safe loader accepts it, for a round-trip parser.
+
+    ruamel.yaml expands aliases and recurses without bound, so every round-trip edit of
+    params.yaml starts here.
+    """
+    text = _params_text(path)
+    _parse_params(text, path)
+    return text
+
+
+def load_params(path: Path) -> dict[str, Any]:
+    """Parse params.yaml into plain data, with a one-line error for bad YAML.
+
+    Refused: over 1 MiB (:data:`~evalledger.safeload.MAX_PARAMS_BYTES`), not UTF-8,
+    YAML aliases, nesting deeper than 100 levels, duplicate keys.
+    """
+    return _parse_params(_params_text(path), path)
 
 
 def _check_name(kind: str, name: Any) -> str:
@@ -275,9 +288,9 @@ def override_params(path: Path, overrides: list[str]) -> tuple[str, dict[str, An
 
     from ruamel.yaml import YAML
 
-    text = path.read_text(encoding="utf-8")
+    text = _params_text(path)
+    data = _parse_params(text, path)  # ruamel below only ever sees safe YAML
     if not overrides:
-        data = load_params(path)
         parse_spec(data)
         return text, data
     yaml_rt = YAML()
@@ -310,7 +323,10 @@ def apply_overrides(path: Path, overrides: list[str]) -> None:
 
 
 def _reload(text: str) -> dict[str, Any]:
-    import yaml
+    from evalledger.safeload import parse_yaml
 
-    data = yaml.safe_load(text)
+    try:
+        data = parse_yaml(text)
+    except ValueError as exc:  # an override made it so (e.g. a value nested too deep)
+        raise ConfigError(f"params.yaml with the overrides: {exc}") from None
     return data if isinstance(data, dict) else {}

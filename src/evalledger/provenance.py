@@ -236,16 +236,13 @@ def data_versions(root: Path) -> dict[str, str]:
     dependencies (data, code) with their recorded md5, not params and not outputs (those
     are results). Unreadable files are skipped: provenance never fails a run.
     """
-    import yaml
-
-    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     out: dict[str, str] = {}
     for dvc_file in _dvc_files(root):
-        data = _load_yaml(root / dvc_file, loader)
+        data = _load_yaml(root / dvc_file)
         outs = data.get("outs") if isinstance(data, dict) else None
         for entry in outs if isinstance(outs, list) else []:
             _add_version(out, Path(dvc_file).parent, entry)
-    lock = _load_yaml(root / "dvc.lock", loader)
+    lock = _load_yaml(root / "dvc.lock")
     stages = lock.get("stages") if isinstance(lock, dict) else None
     if isinstance(stages, dict):
         for stage in stages.values():
@@ -264,12 +261,14 @@ def _add_version(out: dict[str, str], base: Path, entry: Any) -> None:
         out[Path(path).as_posix()] = digest
 
 
-def _load_yaml(path: Path, loader: Any) -> Any:
-    import yaml
+def _load_yaml(path: Path) -> Any:
+    """A DVC file's data through the safe loader; None when missing or damaged."""
+    from evalledger.errors import CorruptFileError
+    from evalledger.safeload import MAX_DVC_FILE_BYTES, parse_yaml, read_bounded
 
     try:
-        return yaml.load(path.read_text(encoding="utf-8"), Loader=loader)
-    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return parse_yaml(read_bounded(path, MAX_DVC_FILE_BYTES), max_bytes=MAX_DVC_FILE_BYTES)
+    except (OSError, ValueError, CorruptFileError):
         return None
 
 

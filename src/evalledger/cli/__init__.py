@@ -7,14 +7,17 @@ is imported only when it runs.
 
 from __future__ import annotations
 
+import errno
 import importlib
 import os
 import sys
+import warnings
 from typing import Any
 
 import click
 
 from evalledger.errors import EvalLedgerError
+from evalledger.safeload import CorruptFileWarning
 
 __all__ = ["cli", "main"]
 
@@ -64,14 +67,53 @@ class LazyGroup(click.Group):
         return super().parse_args(ctx, args)
 
     def invoke(self, ctx: click.Context) -> Any:
-        try:
-            return super().invoke(ctx)
-        except EvalLedgerError as exc:
-            click.echo(f"Error: {exc.one_line()}", err=True)
-            ctx.exit(exc.exit_code)
-        except KeyboardInterrupt:
-            click.echo("Aborted.", err=True)
-            ctx.exit(130)
+        with warnings.catch_warnings():
+            _show_skipped_files()
+            try:
+                return super().invoke(ctx)
+            except EvalLedgerError as exc:
+                click.echo(f"Error: {exc.one_line()}", err=True)
+                ctx.exit(exc.exit_code)
+            except KeyboardInterrupt:
+                click.echo("Aborted.", err=True)
+                ctx.exit(130)
+            except OSError as exc:
+                if exc.errno not in _DISK_FULL:
+                    raise
+                where = f" writing {exc.filename}" if exc.filename else ""
+                click.echo(
+                    f"Error: the disk is full ({os.strerror(exc.errno)}{where}); free some "
+                    "space and run the command again (`evalledger run --resume` continues "
+                    "an interrupted run)",
+                    err=True,
+                )
+                ctx.exit(1)
+
+
+#: A write failed for want of space: one line, never "internal error".
+_DISK_FULL = {errno.ENOSPC, errno.EDQUOT}
+
+
+def _show_skipped_files() -> None:
+    """Print each damaged file a reader skipped as one ``Warning:`` line, once.
+
+    Library code warns with :class:`~evalledger.safeload.CorruptFileWarning`; the
+    caller's ``warnings.catch_warnings()`` puts the previous handler back.
+    """
+    shown: set[str] = set()
+    previous = warnings.showwarning
+
+    def show(message: Warning | str, category: type[Warning], *args: Any, **kw: Any) -> None:
+        if not issubclass(category, CorruptFileWarning):
+            previous(message, category, *args, **kw)
+            return
+        text = " ".join(str(message).split())
+        if text not in shown:
+            shown.add(text)
+            click.echo(f"Warning: {text}", err=True)
+
+    warnings.simplefilter("always", CorruptFileWarning)
+    warnings.showwarning = show
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -211,12 +211,12 @@ def revert_params(
     is written, atomically; with ``dry_run`` nothing is written. Refused while an
     ``evalledger run`` holds the project's run lock.
     """
-    import yaml
     from ruamel.yaml.comments import CommentedMap
 
     from evalledger.execution.pipeline import stale_cells, sync_dvc_yaml
     from evalledger.matrix import expand
-    from evalledger.params import parse_spec
+    from evalledger.params import checked_params_text, parse_spec
+    from evalledger.safeload import load_yaml
 
     exec_id = manifest.execution_id
     if not manifest.config:
@@ -226,7 +226,7 @@ def revert_params(
         )
     yaml_rt = _yaml_rt()
     path = project.params_path
-    text = path.read_text(encoding="utf-8") if path.exists() else ""
+    text = checked_params_text(path) if path.exists() else ""
     doc = yaml_rt.load(text) if text.strip() else None
     if doc is None:
         doc = CommentedMap()
@@ -241,8 +241,8 @@ def revert_params(
     buf = io.StringIO()
     yaml_rt.dump(doc, buf)
     result.text = buf.getvalue()
-    data = yaml.safe_load(result.text) or {}
     try:
+        data = load_yaml(result.text, f"params.yaml as {exec_id} had it") or {}
         spec = parse_spec(data)
     except ConfigError as exc:
         raise ConfigError(
@@ -257,7 +257,11 @@ def revert_params(
                     "wait for it to finish, then revert",
                 )
             atomic_write(path, result.text)
-            sync_dvc_yaml(project, spec)
+            try:
+                sync_dvc_yaml(project, spec)
+            except BaseException:  # a damaged dvc.yaml: leave params.yaml as it was
+                atomic_write(path, text)
+                raise
         result.written = True
     result.stale_cells = [c.key for c in stale_cells(project, spec, expand(spec))]
     return result

@@ -3,7 +3,10 @@
 A blob id names exact bytes, so an entry never goes stale: the same manifest, metrics
 file or score table parsed once is reused at every revision that holds it. The folder is
 git-ignored and safe to delete at any time; a damaged or locked cache is bypassed (the
-reader parses again), never an error.
+reader parses again), never an error. A value that is not valid JSON, or not of the
+shape its kind has, counts as not cached. Cache values are evalledger's own, so they
+are read with plain ``json``; what they were parsed from went through
+:mod:`evalledger.safeload`.
 """
 
 from __future__ import annotations
@@ -12,14 +15,36 @@ import json
 import sqlite3
 from typing import TYPE_CHECKING, Any
 
+from evalledger.ledger.scores import is_score_table_json, is_summary_json
+
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Callable, Iterable
     from pathlib import Path
 
 __all__ = ["CACHE_VERSION", "ParsedCache"]
 
-#: Bumped whenever the shape of a cached value changes; older entries are ignored.
+#: Bumped whenever the shape of a cached value changes; older entries are ignored. (A
+#: summary without its file's item rows fails its shape check and is parsed again.)
 CACHE_VERSION = 1
+
+
+def _is_dict(value: Any) -> bool:
+    return isinstance(value, dict)
+
+
+def _is_manifest(value: Any) -> bool:
+    return isinstance(value, dict) and isinstance(value.get("schema_version"), int)
+
+
+#: What a cached value of each kind must look like; anything else is parsed again.
+_SHAPES: dict[str, Callable[[Any], bool]] = {
+    "params": lambda value: value is None or isinstance(value, dict),
+    "manifest": _is_manifest,
+    "metrics": _is_dict,
+    "scores": is_score_table_json,
+    "summary": is_summary_json,
+    "scores_text": lambda value: isinstance(value, str),
+}
 
 
 class ParsedCache:
@@ -49,6 +74,7 @@ class ParsedCache:
             return {}
         found: dict[str, Any] = {}
         wanted = list(oids)
+        shape = _SHAPES.get(kind)
         try:
             for start in range(0, len(wanted), 900):  # SQLite's bound-parameter limit
                 chunk = wanted[start : start + 900]
@@ -58,8 +84,13 @@ class ParsedCache:
                     [kind, *chunk],
                 )
                 for oid, value in rows:
-                    found[oid] = json.loads(value)
-        except (sqlite3.Error, ValueError):
+                    try:
+                        parsed = json.loads(value)
+                    except (TypeError, ValueError, RecursionError):
+                        continue  # a damaged entry: parsed again from git
+                    if shape is None or shape(parsed):
+                        found[oid] = parsed
+        except sqlite3.Error:
             return found
         return found
 

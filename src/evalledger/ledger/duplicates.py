@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from evalledger.ledger.listing import readable_manifests
 from evalledger.manifest import CellStatus, ExecutionManifest, cell_fingerprint
 
 if TYPE_CHECKING:
@@ -38,8 +39,9 @@ class DuplicateGroup:
 
 def _fingerprints(ledger: Ledger) -> dict[tuple[str, str], DuplicateGroup]:
     groups: dict[tuple[str, str], DuplicateGroup] = {}
-    # Oldest first by creation time: IDs made within one second sort randomly.
-    manifests = sorted((ledger.manifest(i) for i in ledger.executions()),
+    # Oldest first by creation time: IDs made within one second sort randomly. A damaged
+    # manifest is left out with a warning: it must not block a new run.
+    manifests = sorted((m for _, m in readable_manifests(ledger, ledger.executions())),
                        key=lambda m: m.created_at)  # fmt: skip
     for manifest in manifests:
         code = code_key(manifest)

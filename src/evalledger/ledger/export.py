@@ -14,7 +14,10 @@ from typing import TYPE_CHECKING, Any
 
 from evalledger.atomic import atomic_write
 from evalledger.errors import ConfigError
+from evalledger.ledger.listing import readable_manifests
+from evalledger.ledger.scores import check_scores
 from evalledger.manifest import dump_manifest, load_manifest
+from evalledger.safeload import DamagedData, corrupt_file, load_json, read_bounded
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -27,14 +30,18 @@ __all__ = ["EXPORT_FORMAT", "ImportResult", "export_executions", "import_executi
 
 EXPORT_FORMAT = "evalledger-export"
 EXPORT_VERSION = 1
+#: The largest export ``import`` reads: exports carry every cell's item scores.
+MAX_EXPORT_BYTES = 512 << 20
 
 
 def export_executions(ledger: Ledger, refs: list[str] | None) -> dict[str, Any]:
     """Executions (all when ``refs`` is None) with their results, as JSON-ready data."""
-    infos = ledger.executions() if refs is None else [ledger.find_execution(r) for r in refs]
+    if refs is None:  # everything: a damaged manifest is left out with a warning
+        pairs = readable_manifests(ledger, ledger.executions())
+    else:  # named ones: each must be readable
+        pairs = [(info, ledger.manifest(info)) for info in map(ledger.find_execution, refs)]
     out = []
-    for info in infos:
-        manifest = ledger.manifest(info)
+    for info, manifest in pairs:
         home = ledger.home(info)
         results = ledger.results(info)
         owned = [k for k, v in results.items() if v is not None]
@@ -58,6 +65,17 @@ class ImportResult:
     written: list[str] = field(default_factory=list)
     kept: list[str] = field(default_factory=list)
     """Cell files that already existed and were left as they were (no ``--force``)."""
+
+
+def _check_scores(text: str, metrics: dict[str, Any], where: str) -> None:
+    """An imported scores CSV must be whole: well formed, one row per item ``n`` counts."""
+    try:
+        rows = check_scores(text.encode("utf-8"))
+    except DamagedData as exc:
+        raise corrupt_file(f"{where}: scores_csv", exc, "export it again") from None
+    n = metrics.get("n")
+    if isinstance(n, int) and not isinstance(n, bool) and n != rows:
+        raise ConfigError(f"{where}: scores_csv has {rows} item rows but its metrics count n={n}")
 
 
 def _check(data: Any, source: str) -> list[tuple[ExecutionManifest, dict[str, Any]]]:
@@ -89,8 +107,11 @@ def _check(data: Any, source: str) -> list[tuple[ExecutionManifest, dict[str, An
                 raise ConfigError(f"{where}: cell {key!r} is not a cell of its manifest")
             if not isinstance(cell, dict) or not isinstance(cell.get("metrics"), dict):
                 raise ConfigError(f"{where}: cell {key!r} has no metrics object")
-            if not isinstance(cell.get("scores_csv"), str | None):
+            scores = cell.get("scores_csv")
+            if not isinstance(scores, str | None):
                 raise ConfigError(f"{where}: cell {key!r}: scores_csv must be text")
+            if scores is not None:
+                _check_scores(scores, cell["metrics"], f"{where}: cell {key!r}")
         checked.append((manifest, cells))
     return checked
 
@@ -102,11 +123,11 @@ def import_executions(project: Project, path: Path, *, force: bool = False) -> I
     are kept unless ``force`` (the workspace may hold newer results for those cells).
     """
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        raw = read_bounded(path, MAX_EXPORT_BYTES)
     except FileNotFoundError:
         raise ConfigError(f"{path} not found") from None
-    except ValueError as exc:
-        raise ConfigError(f"{path} is not valid JSON: {exc}") from None
+    data = load_json(raw, str(path), max_bytes=MAX_EXPORT_BYTES,
+                     hint="export it again with `evalledger export`")  # fmt: skip
     checked = _check(data, path.name)
     if not force:
         for manifest, _ in checked:

@@ -11,17 +11,27 @@ ever committed.
 from __future__ import annotations
 
 import difflib
-import json
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, partial
 from typing import TYPE_CHECKING, Any
 
-from evalledger.errors import ConfigError, UnknownExecutionError
+from evalledger.errors import CorruptFileError, UnknownExecutionError
 from evalledger.ledger.cache import ParsedCache
 from evalledger.ledger.gitobjects import WORKSPACE, GitObjects
-from evalledger.ledger.scores import ScoreTable, parse_scores, summarize, summarize_many
+from evalledger.ledger.scores import ScoreTable, parse_scores, summarize_file, summarize_files
 from evalledger.manifest import EXECUTION_ID_RE, ExecutionManifest, load_manifest
 from evalledger.params import AXIS_ORDER
+from evalledger.safeload import (
+    MAX_MANIFEST_BYTES,
+    MAX_METRICS_BYTES,
+    MAX_PARAMS_BYTES,
+    DamagedData,
+    corrupt_file,
+    parse_json,
+    parse_yaml,
+    restore_hint,
+    warn_skipped,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
@@ -113,10 +123,15 @@ def _index_changes(changes: Iterable[Change]) -> dict[str, ExecutionInfo]:
     return infos
 
 
-def _load_yaml(data: bytes) -> Any:
-    import yaml
+_parse_params = partial(parse_yaml, max_bytes=MAX_PARAMS_BYTES)
+_parse_manifest = partial(parse_yaml, max_bytes=MAX_MANIFEST_BYTES)
 
-    return yaml.load(data, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+
+def _parse_metrics(data: bytes) -> Any:
+    value = parse_json(data, max_bytes=MAX_METRICS_BYTES)
+    if not isinstance(value, dict):
+        raise DamagedData(f"{{source}} is not a metrics object: it holds a {type(value).__name__}")
+    return value
 
 
 class Snapshot:
@@ -129,6 +144,7 @@ class Snapshot:
         """The commit SHA, or None for the working tree."""
         self.files = files
         """Path -> blob id of every ledger file."""
+        self._metrics: dict[str, dict[str, Any] | None] = {}
 
     @property
     def label(self) -> str:
@@ -138,41 +154,52 @@ class Snapshot:
         short = self.commit[:7]
         return short if self.commit.startswith(self.rev) else f"{self.rev} ({short})"
 
+    def source(self, path: str) -> str:
+        """How messages name ``path`` of this revision: ``path`` or ``path at <label>``."""
+        return path if self.commit is None else f"{path} at {self.label}"
+
     def read(
         self,
         kind: str,
         paths: Iterable[str],
         parse: Callable[[bytes], Any],
         parse_many: Callable[[dict[str, bytes]], dict[str, Any]] | None = None,
+        *,
+        skip_damaged: bool = False,
     ) -> dict[str, Any]:
         """Path -> parsed content of files of this revision (through the cache).
 
-        ``parse_many``, when given, parses all uncached blobs in one call (vectorised).
+        ``parse_many``, when given, parses all uncached blobs in one call (vectorised),
+        mapping a blob it refuses to the ValueError why. A file that ``parse`` refuses
+        (a ValueError) is a CorruptFileError naming it, or with ``skip_damaged`` a warning.
         """
         wanted = {p: self.files[p] for p in paths if p in self.files}
         by_oid: dict[str, str] = {}
         for path, oid in wanted.items():  # files with equal bytes share one blob id
             by_oid.setdefault(oid, path)
-        values = self.ledger.parsed(kind, by_oid, self.commit is None, parse, parse_many)
+        values, errors = self.ledger.parsed(
+            kind, by_oid, self.commit, parse, parse_many, label=self.label
+        )
+        for oid in sorted(errors, key=lambda oid: by_oid[oid]):
+            if not skip_damaged:
+                raise errors[oid]
+            warn_skipped(errors[oid])
         return {path: values[oid] for path, oid in wanted.items() if oid in values}
 
     @cached_property
     def params(self) -> dict[str, Any]:
-        """params.yaml at this revision ({} when absent)."""
-
-        def parse(data: bytes) -> Any:
-            try:
-                return _load_yaml(data)
-            except Exception:
-                raise ConfigError(f"params.yaml at {self.label} is not valid YAML") from None
-
-        data = self.read("params", ["params.yaml"], parse).get("params.yaml")
+        """params.yaml at this revision ({} when absent; CorruptFileError when damaged)."""
+        data = self.read("params", ["params.yaml"], _parse_params).get("params.yaml")
         return data if isinstance(data, dict) else {}
 
     @cached_property
     def axis_names(self) -> list[str]:
         """The matrix's axes at this revision, in canonical order."""
-        axes = self.params.get("axes")
+        try:
+            axes = self.params.get("axes")
+        except CorruptFileError as exc:  # cells are still found; their axes by position
+            warn_skipped(exc, "its cells are read without its axes")
+            axes = None
         if isinstance(axes, dict):
             return [a for a in AXIS_ORDER if a in axes]
         return list(AXIS_ORDER[:2])
@@ -196,37 +223,54 @@ class Snapshot:
         return dict(sorted(cells.items()))
 
     def metrics(self, keys: Iterable[str] | None = None) -> dict[str, dict[str, Any]]:
-        """Cell key -> its metrics dict."""
+        """Cell key -> its metrics dict; a damaged metrics file is left out with a warning."""
         wanted = list(self.cells) if keys is None else [k for k in keys if k in self.cells]
-
-        def parse(data: bytes) -> Any:
-            try:
-                value = json.loads(data)
-            except ValueError:
-                value = None
-            if not isinstance(value, dict):
-                raise ConfigError(f"a metrics file at {self.label} is not a JSON object")
-            return value
-
-        found = self.read("metrics", [f"metrics/{k}.json" for k in wanted], parse)
-        return {k: found[f"metrics/{k}.json"] for k in wanted if f"metrics/{k}.json" in found}
+        missing = [k for k in wanted if k not in self._metrics]
+        if missing:
+            paths = [f"metrics/{k}.json" for k in missing]
+            found = self.read("metrics", paths, _parse_metrics, skip_damaged=True)
+            for key in missing:
+                self._metrics[key] = found.get(f"metrics/{key}.json")
+        return {k: v for k in wanted if (v := self._metrics[k]) is not None}
 
     def scores(self, key: str) -> ScoreTable | None:
         """The per-item scores of one cell, or None when it has none."""
         return self.score_tables([key]).get(key)
 
     def score_tables(self, keys: Iterable[str]) -> dict[str, ScoreTable]:
-        """Cell key -> per-item scores, for the cells that have them."""
+        """Cell key -> per-item scores, for the cells that have them.
+
+        A damaged scores file, or one whose rows are not its metrics' ``n``, is refused.
+        """
         paths = {f"metrics/{k}.scores.csv": k for k in keys if k in self.cells}
         found = self.read("scores", paths, lambda d: parse_scores(d).to_json())
-        return {paths[p]: ScoreTable.from_json(v) for p, v in found.items()}
+        tables = {paths[p]: ScoreTable.from_json(v) for p, v in found.items()}
+        self._check_rows({k: t.rows for k, t in tables.items()})
+        return tables
 
     def summaries(self, keys: Iterable[str] | None = None) -> dict[str, dict[str, Any]]:
-        """Cell key -> per-column score summaries (n, mean, sd, clustered SE)."""
+        """Cell key -> per-column score summaries (n, mean, sd, clustered SE).
+
+        Damaged or truncated scores files are refused as :meth:`score_tables` does.
+        """
         wanted = list(self.cells) if keys is None else list(keys)
         paths = {f"metrics/{k}.scores.csv": k for k in wanted if k in self.cells}
-        found = self.read("summary", paths, lambda d: summarize(parse_scores(d)), summarize_many)
-        return {paths[p]: v for p, v in found.items()}
+        found = self.read("summary", paths, summarize_file, summarize_files)
+        self._check_rows({paths[p]: v["rows"] for p, v in found.items()})
+        return {paths[p]: v["columns"] for p, v in found.items()}
+
+    def _check_rows(self, rows: dict[str, int]) -> None:
+        """Refuse scores files whose item rows are not the ``n`` their metrics count."""
+        metrics = self.metrics(list(rows))
+        for key, count in rows.items():
+            n = metrics.get(key, {}).get("n")
+            if isinstance(n, int) and not isinstance(n, bool) and n != count:
+                path = f"metrics/{key}.scores.csv"
+                what = "truncated" if count < n else "not the one of these metrics"
+                raise CorruptFileError(
+                    f"{self.source(path)} has {count} item rows but metrics/{key}.json "
+                    f"counts n={n}: the scores file is {what}", restore_hint(path, self.commit),
+                )  # fmt: skip
 
     @cached_property
     def manifest_ids(self) -> list[str]:
@@ -239,22 +283,33 @@ class Snapshot:
                 ids.append(parts[1])
         return sorted(ids)
 
-    def manifests(self) -> dict[str, ExecutionManifest]:
-        """Every execution manifest of this revision."""
-        paths = {f"runs/{i}/{_MANIFEST}": i for i in self.manifest_ids}
-        raw = self.read("manifest", paths, _load_yaml)
-        return {
-            paths[p]: load_manifest(data, source=f"{p} at {self.label}") for p, data in raw.items()
-        }
+    def manifests(self, *, skip_damaged: bool = False) -> dict[str, ExecutionManifest]:
+        """Every execution manifest of this revision.
 
-    def owners(self) -> dict[str, str]:
+        A damaged one is refused, or with ``skip_damaged`` left out with a warning.
+        """
+        paths = {f"runs/{i}/{_MANIFEST}": i for i in self.manifest_ids}
+        raw = self.read("manifest", paths, _parse_manifest, skip_damaged=skip_damaged)
+        out = {}
+        for path, data in raw.items():
+            try:
+                hint = restore_hint(path, self.commit)
+                out[paths[path]] = load_manifest(data, self.source(path), hint)
+            except CorruptFileError as exc:
+                if not skip_damaged:
+                    raise
+                warn_skipped(exc, "that execution is left out")
+        return out
+
+    def owners(self, *, skip_damaged: bool = False) -> dict[str, str]:
         """Cell key -> the execution whose results its files hold at this revision.
 
         The newest completed run of a cell wrote its metrics; older executions of the
-        same cell were superseded.
+        same cell were superseded. A damaged manifest is refused (deleting by owner must
+        know every owner), or with ``skip_damaged`` left out with a warning.
         """
         best: dict[str, tuple[datetime, str]] = {}
-        for exec_id, manifest in self.manifests().items():
+        for exec_id, manifest in self.manifests(skip_damaged=skip_damaged).items():
             for key, rec in manifest.cells.items():
                 if rec.status.value != "completed":
                     continue
@@ -287,26 +342,46 @@ class Ledger:
         self,
         kind: str,
         by_oid: dict[str, str],
-        workspace: bool,
+        commit: str | None,
         parse: Callable[[bytes], Any],
         parse_many: Callable[[dict[str, bytes]], dict[str, Any]] | None = None,
-    ) -> dict[str, Any]:
-        """Blob id -> parsed value; cached values first, then git objects (or files)."""
+        *,
+        label: str | None = None,
+    ) -> tuple[dict[str, Any], dict[str, CorruptFileError]]:
+        """Blob id -> parsed value; cached values first, then git objects (or files).
+
+        ``commit`` is None for the working tree. Blobs that do not parse come back apart
+        (blob id -> a CorruptFileError naming ``path at label``), never cached.
+        """
         values = self.cache.get_many(kind, by_oid)
         missing = [oid for oid in by_oid if oid not in values]
+        errors: dict[str, CorruptFileError] = {}
         if not missing:
-            return values
-        if workspace:
+            return values, errors
+        if commit is None:
             raw = {oid: self.git.read_workspace(by_oid[oid]) for oid in missing}
             blobs = {oid: data for oid, data in raw.items() if data is not None}
         else:
             blobs = self.git.read_blobs(missing)
-        fresh = parse_many(blobs) if parse_many else {o: parse(d) for o, d in blobs.items()}
+        if parse_many:
+            fresh = parse_many(blobs)
+        else:
+            fresh = {}
+            for oid, data in blobs.items():
+                try:
+                    fresh[oid] = parse(data)
+                except (ValueError, RecursionError) as exc:
+                    fresh[oid] = exc
         for oid, value in fresh.items():
+            if isinstance(value, Exception):
+                path = by_oid[oid]
+                where = path if commit is None else f"{path} at {label or commit[:7]}"
+                errors[oid] = corrupt_file(where, value, restore_hint(path, commit))
+                continue
             values[oid] = value
             self.cache.put(kind, oid, value)
         self.cache.flush()
-        return values
+        return values, errors
 
     def snapshot(self, rev: str | None = None) -> Snapshot:
         """The ledger at ``rev``; None or ``workspace`` is the working tree."""
@@ -396,12 +471,15 @@ class Ledger:
         raise UnknownExecutionError(f"unknown execution {ref!r}", hint)
 
     def manifest(self, info: ExecutionInfo) -> ExecutionManifest:
-        """The newest version of an execution's manifest."""
+        """The newest version of an execution's manifest; CorruptFileError when damaged."""
         path = f"runs/{info.execution_id}/{_MANIFEST}"
-        raw = self.parsed("manifest", {info.oid: path}, info.commit is None, _load_yaml)
+        raw, errors = self.parsed("manifest", {info.oid: path}, info.commit, _parse_manifest)
+        if info.oid in errors:
+            raise errors[info.oid]
         if info.oid not in raw:
             raise UnknownExecutionError(f"the manifest of {info.execution_id} cannot be read")
-        return load_manifest(raw[info.oid], source=path)
+        where = path if info.commit is None else f"{path} at {info.commit[:7]}"
+        return load_manifest(raw[info.oid], where, restore_hint(path, info.commit))
 
     def home(self, info: ExecutionInfo) -> Snapshot:
         """The revision holding the newest version of an execution and its results."""
@@ -410,7 +488,7 @@ class Ledger:
     def results(self, info: ExecutionInfo) -> dict[str, dict[str, Any] | None]:
         """Cell key -> the execution's metrics for that cell, None where superseded."""
         snap = self.home(info)
-        owners = snap.owners()
+        owners = snap.owners(skip_damaged=True)
         keys = list(self.manifest(info).cells)
         found = snap.metrics([k for k in keys if owners.get(k) == info.execution_id])
         return {k: found.get(k) for k in keys}

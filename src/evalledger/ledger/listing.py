@@ -8,10 +8,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from evalledger.errors import EvalLedgerError
+from evalledger.errors import CorruptFileError, EvalLedgerError
 from evalledger.manifest import CellStatus
+from evalledger.safeload import warn_skipped
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
     from evalledger.ledger.gitobjects import ExperimentRef
     from evalledger.ledger.history import ExecutionInfo, Ledger
     from evalledger.manifest import ExecutionManifest
@@ -23,6 +26,7 @@ __all__ = [
     "ledger_stats",
     "list_executions",
     "list_experiments",
+    "readable_manifests",
     "show_execution",
 ]
 
@@ -53,16 +57,33 @@ class ExecutionRow:
         }
 
 
+def readable_manifests(
+    ledger: Ledger, infos: Iterable[ExecutionInfo]
+) -> list[tuple[ExecutionInfo, ExecutionManifest]]:
+    """The manifests of ``infos``; each damaged one is left out with a warning naming it.
+
+    One bad file (a collaborator's commit, a damaged disk) must not hide, or block,
+    every other execution.
+    """
+    out = []
+    for info in infos:
+        try:
+            out.append((info, ledger.manifest(info)))
+        except CorruptFileError as exc:
+            warn_skipped(exc, "that execution is left out")
+    return out
+
+
 def list_executions(
     ledger: Ledger, limit: int | None = None, *, all_refs: bool = False
 ) -> list[ExecutionRow]:
     """Executions in HEAD's history and the working tree, newest first.
 
     With ``all_refs``, also those committed only on other branches, tags or
-    remote-tracking branches.
+    remote-tracking branches. A damaged manifest is left out with a warning.
     """
     infos = ledger.executions(all_refs=all_refs)
-    rows = [ExecutionRow(info, ledger.manifest(info)) for info in infos]
+    rows = [ExecutionRow(info, m) for info, m in readable_manifests(ledger, infos)]
     # IDs made within one second share their time part, and their suffix is random.
     rows.sort(key=lambda r: (r.manifest.created_at, r.info.execution_id), reverse=True)
     return rows if limit is None else rows[:limit]
@@ -128,13 +149,17 @@ def list_experiments(ledger: Ledger, limit: int | None = None) -> list[Experimen
         except EvalLedgerError:  # the baseline was not fetched with the experiment
             pass
         else:
-            old, new = flatten(base.params), flatten(snap.params)
-            changed = {
-                k: (old.get(k), new.get(k))
-                for k in dict.fromkeys([*old, *new])
-                if old.get(k) != new.get(k)
-            }
             executions = [i for i in executions if i not in set(base.manifest_ids)]
+            try:
+                old, new = flatten(base.params), flatten(snap.params)
+            except CorruptFileError as exc:  # the rest of the row stands without them
+                warn_skipped(exc, "the experiment's params are left out")
+            else:
+                changed = {
+                    k: (old.get(k), new.get(k))
+                    for k in dict.fromkeys([*old, *new])
+                    if old.get(k) != new.get(k)
+                }
         rows.append(ExperimentRow(exp, len(snap.cells), changed, executions))
     return rows
 

@@ -5,6 +5,11 @@ models can be compared item by item: ``accuracy`` is the mean of ``correct``,
 ``mean_score`` of ``score``, ``partial_accuracy`` of ``partial`` and ``format_accuracy``
 of ``formatted``. Errored items (non-empty ``error``) are not scored and are left out,
 as they are from the metrics themselves.
+
+Every row is an item, errored ones included, so a file's rows are its metrics' ``n``.
+A file that is not well formed (not UTF-8, a row of the wrong width, a cut last line, a
+non-number in a number column, over 256 MiB) is refused with a
+:class:`~evalledger.safeload.DamagedData` rather than read in part.
 """
 
 from __future__ import annotations
@@ -15,13 +20,20 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from evalledger.safeload import MAX_SCORES_BYTES, DamagedData, check_size
+
 __all__ = [
     "ITEM_COLUMNS",
     "METRIC_COLUMNS",
     "ScoreTable",
+    "check_scores",
     "column_for",
+    "is_score_table_json",
+    "is_summary_json",
     "parse_scores",
     "summarize",
+    "summarize_file",
+    "summarize_files",
     "summarize_many",
 ]
 
@@ -67,6 +79,11 @@ class ScoreTable:
         return cls(data["ids"], data["columns"], data.get("category") or [],
                    data.get("cluster"), int(data.get("errored") or 0))  # fmt: skip
 
+    @property
+    def rows(self) -> int:
+        """Item rows of the file, errored ones included (the metrics' ``n``)."""
+        return len(self.ids) + self.errored
+
     def values(self, column: str) -> dict[str, float]:
         """Item id -> value of one column."""
         return dict(zip(self.ids, self.columns[column], strict=True))
@@ -79,23 +96,102 @@ class ScoreTable:
         return dict(zip(self.ids, labels, strict=True))
 
 
-def _float(text: str) -> float:
+def is_score_table_json(value: Any) -> bool:
+    """Whether ``value`` has the shape of :meth:`ScoreTable.to_json` (for the cache)."""
+    if not isinstance(value, dict) or not isinstance(value.get("ids"), list):
+        return False
+    columns, n = value.get("columns"), len(value["ids"])
+    return isinstance(columns, dict) and all(
+        isinstance(c, list) and len(c) == n for c in columns.values()
+    )
+
+
+def is_summary_json(value: Any) -> bool:
+    """Whether ``value`` has the shape of :func:`summarize_file`'s result (for the cache)."""
+    return (
+        isinstance(value, dict)
+        and isinstance(value.get("rows"), int)
+        and isinstance(value.get("columns"), dict)
+        and all(isinstance(c, dict) and "n" in c for c in value["columns"].values())
+    )
+
+
+def _text(data: bytes) -> str:
+    check_size(len(data), MAX_SCORES_BYTES)
+    if not data:
+        raise DamagedData("{source} is empty; a scores file has at least its header line")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        where = f"bad byte at offset {exc.start}"
+        raise DamagedData(f"{{source}} is not UTF-8 text ({where})") from None
+    if not text.endswith(("\n", "\r")):
+        raise DamagedData("{source} ends in the middle of a line: it was cut short")
+    return text
+
+
+def _header(first: list[str]) -> list[str]:
+    if not any(c in first for c in ("id", *ITEM_COLUMNS)):
+        shown = ",".join(first)[:60]
+        raise DamagedData(f"{{source}} has no score columns (its first line is {shown!r})")
+    return first
+
+
+def _width_error(line: int, got: int, width: int) -> DamagedData:
+    return DamagedData(
+        f"{{source}} line {line} has {got} fields where the header has {width}: the file is "
+        "truncated or damaged"
+    )
+
+
+def check_scores(data: bytes) -> int:
+    """The item rows of a well-formed scores file, errored ones included.
+
+    DamagedData when it is not one: empty, over 256 MiB, not UTF-8, cut in the middle of
+    a line, without score columns, or with a row of another width than the header. The
+    values themselves are checked where they are read.
+    """
+    text = _text(data)
+    if '"' in text:  # quoted fields may hold commas and newlines: the csv module
+        rows = [r for r in csv.reader(io.StringIO(text)) if r]
+        width = len(_header(rows[0]))
+        for i, row in enumerate(rows[1:], start=2):
+            if len(row) != width:
+                raise _width_error(i, len(row), width)
+        return len(rows) - 1
+    lines = text.splitlines()
+    width = len(_header(lines[0].split(",")))
+    # One count over the whole text; a row is looked at only to name a bad one.
+    if text.count(",") != (width - 1) * len(lines):
+        for i, line in enumerate(lines[1:], start=2):
+            if line.count(",") != width - 1:
+                raise _width_error(i, line.count(",") + 1, width)
+    return len(lines) - 1
+
+
+def _number(text: str, line: int, column: str) -> float:
+    if not text:
+        return math.nan  # an empty value is missing, not wrong
     try:
         return float(text)
     except ValueError:
-        return math.nan
+        raise DamagedData(
+            f"{{source}} line {line}: {text[:20]!r} in column {column!r} is not a number"
+        ) from None
 
 
 def parse_scores(data: bytes) -> ScoreTable:
-    """Parse a scores CSV; rows with an ``error`` are counted apart, not scored."""
-    text = data.decode("utf-8", errors="replace")
+    """Parse a scores CSV; rows with an ``error`` are counted apart, not scored.
+
+    DamagedData when the file is not well formed (see :func:`check_scores`) or a number
+    column holds something else than a number.
+    """
+    text = _text(data)
     if '"' in text:  # quoted fields (commas in error messages): the csv module
-        rows = list(csv.reader(io.StringIO(text)))
+        rows = [r for r in csv.reader(io.StringIO(text)) if r]
     else:  # the common case, several times faster than csv.reader
         rows = [line.split(",") for line in text.splitlines()]
-    if not rows:
-        return ScoreTable([], {})
-    header = rows[0]
+    header = _header(rows[0])
     index = {name: i for i, name in enumerate(header)}
     numeric = [c for c in ITEM_COLUMNS if c in index]
     id_i, cat_i = index.get("id"), index.get("category")
@@ -106,20 +202,45 @@ def parse_scores(data: bytes) -> ScoreTable:
     clusters: list[str] = []
     errored = 0
     width = len(header)
-    for row in rows[1:]:
-        if len(row) < width:
-            continue
+    for line, row in enumerate(rows[1:], start=2):
+        if len(row) != width:
+            raise _width_error(line, len(row), width)
         if err_i is not None and row[err_i]:
             errored += 1
             continue
         ids.append(row[id_i] if id_i is not None else str(len(ids)))
         for c in numeric:
-            cols[c].append(_float(row[index[c]]))
+            cols[c].append(_number(row[index[c]], line, c))
         if cat_i is not None:
             cats.append(row[cat_i])
         if clu_i is not None:
             clusters.append(row[clu_i])
     return ScoreTable(ids, cols, cats, clusters if clu_i is not None else None, errored)
+
+
+def summarize_file(data: bytes) -> dict[str, Any]:
+    """``{"rows": item rows, "columns": summarize(...)}`` of one scores file."""
+    table = parse_scores(data)
+    return {"rows": table.rows, "columns": summarize(table)}
+
+
+def summarize_files(blobs: dict[str, bytes]) -> dict[str, Any]:
+    """:func:`summarize_file` of many files, vectorised.
+
+    A damaged file maps to the DamagedData why.
+    """
+    out: dict[str, Any] = {}
+    rows: dict[str, int] = {}
+    for oid, data in blobs.items():
+        try:
+            rows[oid] = check_scores(data)
+        except DamagedData as exc:
+            out[oid] = exc
+    summaries = _summarize_checked({oid: blobs[oid] for oid in rows})
+    for oid, n in rows.items():
+        value = summaries[oid]
+        out[oid] = value if isinstance(value, DamagedData) else {"rows": n, "columns": value}
+    return out
 
 
 def summarize(table: ScoreTable) -> dict[str, dict[str, float]]:
@@ -152,30 +273,51 @@ def summarize(table: ScoreTable) -> dict[str, dict[str, float]]:
     return out
 
 
-def summarize_many(blobs: dict[str, bytes]) -> dict[str, dict[str, dict[str, float]]]:
+def summarize_many(blobs: dict[str, bytes]) -> dict[str, Any]:
     """:func:`summarize` for many score files at once, vectorised (same results).
 
     Files that share a header are concatenated and parsed in one pass by pandas' C
     reader, and every cell's n, mean, sd and clustered SE come from ``np.bincount``; a
     leaderboard over 10,000 cells needs this, not a Python loop over two million rows.
-    Files with quoted fields (commas in error messages) take :func:`summarize`.
+    Files with quoted fields (commas in error messages) take :func:`summarize`. A file
+    that :func:`parse_scores` refuses maps to the DamagedData why.
     """
-    out: dict[str, dict[str, dict[str, float]]] = {}
+    found = summarize_files(blobs)
+    return {oid: v if isinstance(v, DamagedData) else v["columns"] for oid, v in found.items()}
+
+
+def _summarize_checked(blobs: dict[str, bytes]) -> dict[str, Any]:
+    """:func:`summarize_many` of files :func:`check_scores` accepted."""
+    out: dict[str, Any] = {}
     groups: dict[bytes, list[tuple[str, bytes]]] = {}
     for oid, data in blobs.items():
         head, nl, body = data.partition(b"\n")
         if not nl or b'"' in data or b"\r" in head:
-            out[oid] = summarize(parse_scores(data))
+            out[oid] = _summarize_one(data)
             continue
         groups.setdefault(head, []).append((oid, body))
     for head, members in groups.items():
-        out.update(_summarize_group(head.decode("utf-8", errors="replace").split(","), members))
+        found = _summarize_group(head.decode("utf-8", errors="replace").split(","), members)
+        for oid, value in found.items():
+            # The vectorised pass only suspects a non-number; the strict parser decides.
+            out[oid] = _summarize_one(blobs[oid]) if value is None else value
     return out
+
+
+def _summarize_one(data: bytes) -> dict[str, dict[str, float]] | DamagedData:
+    try:
+        return summarize(parse_scores(data))
+    except DamagedData as exc:
+        return exc
 
 
 def _summarize_group(
     header: list[str], members: list[tuple[str, bytes]]
-) -> dict[str, dict[str, dict[str, float]]]:
+) -> dict[str, dict[str, dict[str, float]] | None]:
+    """Summaries of files that share a header.
+
+    None for a file one of whose values is not a number: :func:`parse_scores` decides.
+    """
     import numpy as np
     import pandas as pd
 
@@ -183,7 +325,7 @@ def _summarize_group(
     wanted = [*columns, *[c for c in ("error", "cluster") if c in header]]
     bodies = [body if body.endswith(b"\n") or not body else body + b"\n" for _, body in members]
     counts = np.array([b.count(b"\n") for b in bodies], dtype=np.int64)
-    result: dict[str, dict[str, dict[str, float]]] = {oid: {} for oid, _ in members}
+    result: dict[str, dict[str, dict[str, float]] | None] = {oid: {} for oid, _ in members}
     if not columns or counts.sum() == 0:
         return result
     # Only empty fields are missing: an empty error means the item was scored.
@@ -201,8 +343,15 @@ def _summarize_group(
         pair = pd.MultiIndex.from_arrays([index, frame["cluster"].to_numpy()])
         clusters = pd.factorize(pair)[0]
     groups = len(members)
+    suspects: set[int] = set()
     for col in columns:
         x = pd.to_numeric(frame[col], errors="coerce").to_numpy(dtype=float)
+        kind = frame[col].dtype.kind
+        if kind not in "iuf":  # some value is not a number (or is True): its file is suspect
+            odd = frame[col].notna().to_numpy(copy=True)
+            if kind != "b":
+                odd &= np.isnan(x)
+            suspects.update(np.unique(index[odd]).tolist())
         ok = keep & ~np.isnan(x)
         idx, vals = index[ok], x[ok]
         n = np.bincount(idx, minlength=groups).astype(float)
@@ -223,11 +372,14 @@ def _summarize_group(
             with np.errstate(invalid="ignore", divide="ignore"):
                 se_c = np.sqrt(sq) / n
         for g, (oid, _) in enumerate(members):
-            if n[g] == 0:
+            summary = result[oid]
+            if n[g] == 0 or summary is None:
                 continue
             entry = {"n": float(n[g]), "mean": float(mean[g]), "sd": float(sd[g])}
             if se_c is not None and n_c is not None:
                 entry["se_clustered"] = float(se_c[g])
                 entry["clusters"] = float(n_c[g])
-            result[oid][col] = entry
+            summary[col] = entry
+    for g in suspects:
+        result[members[g][0]] = None
     return result

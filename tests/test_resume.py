@@ -11,7 +11,9 @@ from pathlib import Path
 
 from conftest import calls, counting_params, dvc, invoke
 from evalledger.errors import EXIT_NOTHING_TO_RESUME
+from evalledger.execution.checkpoint import Checkpoint
 from evalledger.execution.executions import execution_ids, load_execution
+from evalledger.execution.plan import checkpoint_of
 from evalledger.project import Project
 
 
@@ -214,3 +216,53 @@ def test_dvc_repro_after_interruption_runs_only_unfinished_items(
     assert json.loads(dvc(project.root, "status", "--json").stdout) == {}
     second = dvc(project.root, "repro").stdout
     assert second.count("didn't change, skipping") == 2
+
+
+def test_malformed_checkpoint_lines_are_dropped_and_their_items_run_again(
+    counting_project: tuple[Project, Path],
+) -> None:
+    project, flags = counting_project
+    project.params_path.write_text(counting_params(flags, fail_at=5, jobs=1))
+    (flags / "fail_on").touch()
+    assert invoke(project, "run", "--benchmarks", "arith").exit_code == 1  # item 5 errored
+    rec = load_execution(project, None).cells["counter/arith"]
+    checkpoint = checkpoint_of(project, rec)
+    lines = checkpoint.read_text().splitlines()
+    damaged = {
+        "easy-1-0007": {"id": "easy-1-0007", "correct": True},  # valid JSON, fields missing
+        "easy-1-0008": {**json.loads(lines[8]), "correct": "yes", "latency_ms": None},
+    }
+    for i, line in enumerate(lines):
+        item = json.loads(line)["id"]
+        if item in damaged:
+            lines[i] = json.dumps(damaged[item])
+    checkpoint.write_text("\n".join([*lines, '{"no": "id"}', "[1, 2]"]) + "\n")
+    plan = invoke(project, "run", "--resume", "--dry-run").output
+    assert "counter/arith: 3 items left (37 in checkpoint)" in plan
+    (flags / "fail_on").unlink()
+    resumed = invoke(project, "run", "--resume")
+    assert resumed.exit_code == 0, resumed.output
+    warning = f"evalledger: checkpoint {checkpoint}: dropped 4 malformed lines; their items"
+    assert resumed.output.count(warning) == 1
+    counts = collections.Counter(calls(flags))
+    assert sorted(i for i, n in counts.items() if n == 2) == ["easy-1-0007", "easy-1-0008"]
+    assert len(counts) == 40 and counts["easy-1-0005"] == 1  # errored first: no call logged
+    metrics = json.loads((project.root / "metrics/counter/arith.json").read_text())
+    assert (metrics["n"], metrics["scored"], metrics["errors"]) == (40, 40, 0)
+
+
+def test_checkpoint_lines_pass_the_redaction_point(tmp_path: Path) -> None:
+    token = "sk-" + "a1B2c3D4" * 4
+    path = tmp_path / "cell.jsonl"
+    record = {
+        "id": "x-1", "category": "c", "correct": False, "score": 0.0, "partial": False,
+        "formatted": False, "latency_ms": 1.0, "prompt_tokens": None,
+        "completion_tokens": None, "output": None,
+        "error": f"HTTPError: 401 invalid key {token}", "error_class": "HTTPError",
+    }  # fmt: skip
+    with Checkpoint(path) as ck:
+        ck.append(record)
+        kept = ck.records["x-1"]
+    assert token not in path.read_text() and token not in kept["error"]
+    with Checkpoint(path) as ck:
+        assert ck.records == {"x-1": kept}

@@ -1,15 +1,20 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
+import pytest
 import yaml
 
-from conftest import dvc, git, invoke, make_project
+from conftest import calls, counting_params, dvc, git, invoke, make_project
+from evalledger.atomic import locked_file, remove_leftover_temps
 from evalledger.execution.executions import execution_ids, load_execution
+from evalledger.execution.pipeline import sync_dvc_yaml
 from evalledger.project import Project
 
 CELLS = [
@@ -211,3 +216,172 @@ def test_status_accepts_any_unique_part_of_an_id(project: Project) -> None:
     time_part = exec_id.split("_")[2]
     data = json.loads(invoke(project, "status", time_part, "--json").output)
     assert data["execution_id"] == exec_id
+
+
+def test_dvc_lock_is_the_bytes_dvc_writes_and_no_temp_file_stays(project: Project) -> None:
+    assert invoke(project, "run").exit_code == 0
+    ours = project.dvc_lock.read_bytes()
+    dvc(project.root, "commit", "-f", "-q")  # DVC's own dump of the same stages
+    assert project.dvc_lock.read_bytes() == ours
+    assert not [p for p in project.root.rglob(".*.tmp") if ".git" not in p.parts]
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        b"",
+        b"stages: [\n",
+        b"\xff\xfe\x00garbage",
+        b"- just\n- a list\n",
+        b"schema: '2.0'\nstages:\n  eval@counter-arith:\n    cmd: 5\n",
+    ],
+    ids=["empty", "not-yaml", "not-utf8", "a-list", "wrong-types"],
+)
+def test_a_damaged_dvc_lock_is_rebuilt_without_evaluating_again(
+    counting_project: tuple[Project, Path], damage: bytes
+) -> None:
+    project, flags = counting_project
+    assert invoke(project, "run").exit_code == 0
+    lock, evaluated = project.dvc_lock.read_bytes(), len(calls(flags))
+    project.dvc_lock.write_bytes(damage)
+    assert "0 cells to evaluate, 2 up to date" in invoke(project, "run", "--dry-run").output
+    again = invoke(project, "run")
+    assert again.exit_code == 0, again.output
+    assert "rebuilt it from the completed cells in runs/ and their outputs: 2 cells recorded" in (
+        again.output
+    )
+    assert "all 2 selected cells are up to date" in again.output
+    assert len(calls(flags)) == evaluated
+    assert project.dvc_lock.read_bytes() == lock
+    assert json.loads(dvc(project.root, "status", "--json").stdout) == {}
+    # and a resume (or any later run) works: the advice no longer loops back to itself
+    assert invoke(project, "run", "--resume").exit_code == 0
+
+
+def test_a_rebuild_records_only_cells_whose_outputs_are_whole(
+    counting_project: tuple[Project, Path],
+) -> None:
+    project, flags = counting_project
+    assert invoke(project, "run").exit_code == 0
+    scores = project.root / "metrics/counter/arith_hard.scores.csv"
+    scores.write_text("\n".join(scores.read_text().splitlines()[:20]) + "\n")  # torn
+    project.dvc_lock.write_text("")
+    (flags / "calls.log").unlink()
+    result = invoke(project, "run")
+    assert result.exit_code == 0, result.output
+    assert ": 1 cells recorded again, none evaluated again" in result.output
+    assert list(load_execution(project, None).cells) == ["counter/arith_hard"]
+    assert len(calls(flags)) == 40 and all(c.startswith("hard-") for c in calls(flags))
+    assert json.loads(dvc(project.root, "status", "--json").stdout) == {}
+
+
+def test_run_edits_dvc_yaml_under_the_lock_a_tracker_takes(project: Project) -> None:
+    params = yaml.safe_load(project.params_path.read_text())
+    params["axes"]["prompt_set"] = ["plain"]
+    params["prompt_sets"] = {"plain": {"template": "{input}"}}
+    project.params_path.write_text(yaml.safe_dump(params, sort_keys=False))
+    before = project.dvc_yaml.read_text()
+    with locked_file(project.state_dir / "dvcyaml.lock", blocking=True):
+        worker = threading.Thread(target=sync_dvc_yaml, args=(project, project.spec(reload=True)))
+        worker.start()
+        worker.join(0.5)
+        assert worker.is_alive() and project.dvc_yaml.read_text() == before
+    worker.join(10)
+    assert "prompt_set: ${axes.prompt_set}" in project.dvc_yaml.read_text()
+
+
+def test_commit_records_an_execution_whose_every_cell_failed(
+    counting_project: tuple[Project, Path],
+) -> None:
+    project, flags = counting_project
+    project.params_path.write_text(counting_params(flags, fail_at="all", jobs=1))
+    (flags / "fail_on").touch()
+    result = invoke(project, "run", "--commit")
+    assert result.exit_code == 1
+    assert "committed " in result.output
+    exec_id = load_execution(project, None).execution_id
+    message = git(project.root, "log", "-1", "--format=%B")
+    assert message.startswith(f"evalledger: {exec_id} (0/2 cells completed")
+    assert "- counter/arith: failed (all 40 items errored" in message
+    assert f"runs/{exec_id}/manifest.yaml" in git(project.root, "ls-files").split()
+    assert git(project.root, "status", "--porcelain") == ""
+
+
+def test_resume_commit_finishes_an_interrupted_commit(project: Project) -> None:
+    assert invoke(project, "run", "--models", "solver").exit_code == 0
+    exec_id = load_execution(project, None).execution_id
+    git(project.root, "add", "runs", "metrics")  # as a --commit killed after `git add`
+    resumed = invoke(project, "run", "--resume", "--commit")
+    assert resumed.exit_code == 0, resumed.output
+    assert "committed " in resumed.output
+    assert git(project.root, "log", "-1", "--format=%s").startswith(f"evalledger: {exec_id}")
+    assert git(project.root, "status", "--porcelain") == ""
+    again = invoke(project, "run", "--resume", "--commit")
+    assert again.exit_code == 0
+    assert f"nothing to commit: the files of {exec_id} are already in git" in again.output
+
+
+def test_leftover_temp_files_are_removed_at_start_and_never_committed(project: Project) -> None:
+    assert invoke(project, "run", "--models", "solver").exit_code == 0
+    exec_id = load_execution(project, None).execution_id
+    leftovers = [
+        f"runs/{exec_id}/.manifest.yaml.k1ll3d_x.tmp",
+        "metrics/solver/.arith.json.abcd1234.tmp",
+        "predictions/solver/.arith.jsonl.abcd1234.tmp",
+        "predictions/solver/.Zx8-dvc_copy_token_.tmp",  # DVC's own temp name
+        ".dvc.lock.abcd1234.tmp",
+        ".params.yaml.abcd1234.tmp",
+    ]
+    kept = ["notes.tmp", "metrics/solver/.keep", ".mine.tmp"]  # not temp files of ours
+    for rel in leftovers + kept:
+        project.path(rel).write_text("x")
+    result = invoke(project, "run", "--resume", "--commit")
+    assert result.exit_code == 0, result.output
+    assert [rel for rel in leftovers if project.path(rel).exists()] == []
+    assert all(project.path(rel).exists() for rel in kept)
+    assert not any(name.endswith(".tmp") for name in git(project.root, "ls-files").split())
+    # the scaffold's .gitignore hides temp files, and none of the files DVC needs in git
+    assert ".*.tmp" in (project.root / ".gitignore").read_text().splitlines()
+    ignored = subprocess.run(
+        ["git", "check-ignore", "--no-index", ".x.json.abcd1234.tmp", "dvc.lock", "dvc.yaml",
+         ".dvc/config", ".dvcignore", "predictions/solver/.gitignore"],
+        cwd=project.root, capture_output=True, text=True,
+    ).stdout.split()  # fmt: skip
+    assert ignored == [".x.json.abcd1234.tmp"]
+
+
+def test_a_dvc_stage_lock_table_torn_by_a_kill_does_not_block_recording(project: Project) -> None:
+    assert invoke(project, "run").exit_code == 0
+    (project.root / ".dvc/tmp/rwlock").write_text('{"write": {"/x": {"pi')  # DVC writes in place
+    result = invoke(project, "run", "--force", "--models", "solver")
+    assert result.exit_code == 0, result.output
+    assert json.loads(dvc(project.root, "status", "--json").stdout) == {}
+
+
+def test_a_temp_file_being_written_is_not_taken_for_a_leftover(tmp_path: Path) -> None:
+    (tmp_path / "runs").mkdir()
+    busy = tmp_path / "runs" / ".manifest.yaml.inflight.tmp"
+    renamed = tmp_path / "runs" / ".manifest.yaml.renamed.tmp"
+    stale = tmp_path / "runs" / ".manifest.yaml.old.tmp"
+    for path in (busy, renamed, stale):
+        path.write_text("x")
+    os.utime(stale, (time.time() - 60, time.time() - 60))
+    stop = threading.Event()
+
+    def writers() -> None:  # at work: one temp file is renamed into place, one grows
+        time.sleep(0.1)
+        renamed.rename(tmp_path / "runs" / "manifest.yaml")
+        while not stop.is_set():
+            with busy.open("a") as fh:
+                fh.write("x")
+            time.sleep(0.01)
+
+    thread = threading.Thread(target=writers)
+    thread.start()
+    try:
+        removed = remove_leftover_temps(tmp_path, ["runs"], [], settle=0.3)
+    finally:
+        stop.set()
+        thread.join()
+    assert removed == [stale]
+    assert busy.exists() and (tmp_path / "runs" / "manifest.yaml").exists()

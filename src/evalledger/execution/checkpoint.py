@@ -4,6 +4,11 @@ It lives in ``.evalledger/checkpoints/``, outside DVC's outputs, so ``dvc repro`
 removing a stage's outputs does not lose finished items. One process at a time holds a
 cell's checkpoint (``flock``); each item is one ``write()`` of one line, which survives
 the process being killed. A torn last line is cut off when the log is reopened.
+
+Every line is checked when the log is read: one that is not JSON, or lacks a field a
+scored item needs (or holds one of the wrong type), is dropped, and its item is
+evaluated again. Opening the log to evaluate says so in one warning and rewrites the log
+without those lines (atomically), so the warning is not repeated on every resume.
 """
 
 from __future__ import annotations
@@ -11,27 +16,76 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import sys
 from typing import TYPE_CHECKING, Any
 
+from evalledger.atomic import atomic_write
 from evalledger.errors import CellError
+from evalledger.redact import scrub_text
 
 if TYPE_CHECKING:
     from pathlib import Path
 
-__all__ = ["Checkpoint", "count_scored", "parse_records"]
+__all__ = ["Checkpoint", "count_scored", "parse_records", "valid_record"]
+
+_FLAGS = ("correct", "partial", "formatted")
+_NUMBERS = ("score", "latency_ms")
+_COUNTS = ("prompt_tokens", "completion_tokens")
+_TEXTS = ("category", "output")
+
+
+def valid_record(rec: object) -> bool:
+    """Whether ``rec`` holds what ``execution/cell.py`` writes for an item, with its types.
+
+    Every record needs a string ``id``, booleans ``correct``/``partial``/``formatted``,
+    numbers ``score``/``latency_ms``, token counts that are integers or null, and text
+    (or null) for ``category``, ``output`` and ``error``; an errored one (``error`` set)
+    also needs its ``error_class``.
+    """
+    if not isinstance(rec, dict) or not isinstance(rec.get("id"), str):
+        return False
+    if not all(isinstance(rec.get(k), bool) or rec.get(k) in (0, 1) for k in _FLAGS):
+        return False
+    if not all(_is_number(rec.get(k)) for k in _NUMBERS):
+        return False
+    if not all(rec.get(k) is None or _is_int(rec.get(k)) for k in _COUNTS):
+        return False
+    if not all(rec.get(k) is None or isinstance(rec.get(k), str) for k in (*_TEXTS, "error")):
+        return False
+    return not rec.get("error") or isinstance(rec.get("error_class"), str)
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _parse(data: bytes) -> tuple[dict[str, dict[str, Any]], list[bytes], int]:
+    """Valid records (the last per id), the lines holding them, and the lines dropped."""
+    records: dict[str, dict[str, Any]] = {}
+    kept: list[bytes] = []
+    dropped = 0
+    for line in data[: data.rfind(b"\n") + 1].splitlines():
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except (ValueError, RecursionError):  # not JSON, or nested past what it parses
+            rec = None
+        if not valid_record(rec):
+            dropped += 1
+            continue
+        records[rec["id"]] = rec
+        kept.append(line)
+    return records, kept, dropped
 
 
 def parse_records(data: bytes) -> dict[str, dict[str, Any]]:
-    """Item records from a checkpoint's bytes: whole lines only, the last record per id."""
-    records: dict[str, dict[str, Any]] = {}
-    for line in data[: data.rfind(b"\n") + 1].splitlines():
-        try:
-            rec = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(rec, dict) and "id" in rec:
-            records[str(rec["id"])] = rec
-    return records
+    """Item records from a checkpoint's bytes: whole, valid lines only, the last per id."""
+    return _parse(data)[0]
 
 
 def _scored(records: dict[str, dict[str, Any]]) -> set[str]:
@@ -56,6 +110,15 @@ class Checkpoint:
 
     def __enter__(self) -> Checkpoint:
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._fd = self._open_locked()
+        try:
+            self._load()
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def _open_locked(self) -> int:
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -65,9 +128,7 @@ class Checkpoint:
                 f"cell checkpoint {self.path.name} is held by another process",
                 "wait for the other evalledger run or dvc repro to finish",
             ) from None
-        self._fd = fd
-        self._load()
-        return self
+        return fd
 
     def _load(self) -> None:
         assert self._fd is not None
@@ -77,7 +138,24 @@ class Checkpoint:
         if good < len(data):
             # A write was torn by a kill: drop the partial line so appends stay aligned.
             os.ftruncate(self._fd, good)
-        self.records = parse_records(data)
+        self.records, kept, dropped = _parse(data)
+        if dropped:
+            self._rewrite(b"".join(line + b"\n" for line in kept))
+            sys.stderr.write(
+                f"evalledger: checkpoint {self.path}: dropped {dropped} malformed "
+                f"line{'s' if dropped != 1 else ''}; their items will be evaluated again\n"
+            )
+            sys.stderr.flush()
+
+    def _rewrite(self, data: bytes) -> None:
+        """Replace the log with ``data`` (renamed into place), then hold the new file."""
+        assert self._fd is not None
+        atomic_write(self.path, data)
+        # A process that opens the new file before we lock it gets it, and we stop with
+        # CellError: the log is whole either way.
+        fd = self._open_locked()
+        os.close(self._fd)
+        self._fd = fd
 
     @property
     def scored(self) -> set[str]:
@@ -85,10 +163,21 @@ class Checkpoint:
         return _scored(self.records)
 
     def append(self, record: dict[str, Any]) -> None:
-        """Add one finished item; one write so a kill leaves whole lines or a torn tail."""
+        """Add one finished item; one write so a kill leaves whole lines or a torn tail.
+
+        The line passes the redaction point first (an endpoint may echo a key in its
+        error); what is kept in memory is what the log holds.
+        """
         assert self._fd is not None
-        line = json.dumps(record, separators=(",", ":"), ensure_ascii=False) + "\n"
-        os.write(self._fd, line.encode("utf-8"))
+        line = json.dumps(record, separators=(",", ":"), ensure_ascii=False)
+        scrubbed = scrub_text(line)
+        if scrubbed != line:
+            try:
+                record = json.loads(scrubbed)
+            except ValueError:  # a redaction across JSON syntax: redact the values instead
+                record = _scrub_values(record)
+                scrubbed = json.dumps(record, separators=(",", ":"), ensure_ascii=False)
+        os.write(self._fd, (scrubbed + "\n").encode("utf-8"))
         self.records[str(record["id"])] = record
 
     def remove(self) -> None:
@@ -99,3 +188,13 @@ class Checkpoint:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
+
+
+def _scrub_values(value: Any) -> Any:
+    if isinstance(value, str):
+        return scrub_text(value)
+    if isinstance(value, dict):
+        return {k: _scrub_values(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_scrub_values(v) for v in value]
+    return value

@@ -4,31 +4,45 @@ evalledger owns one stage in dvc.yaml, ``eval``, a DVC ``matrix:`` over the axes
 params.yaml; every other stage is the user's and is kept as written. After cells run
 outside DVC, :func:`record_cells` writes their lock entries the way ``dvc commit -f``
 would, but with one dump of dvc.lock for the whole batch instead of one per stage.
+
+dvc.lock is written here, not by DVC's in-place dump: DVC's serializer makes the same
+bytes, and :func:`~evalledger.atomic.atomic_write` replaces the file, so a kill leaves
+the old lock or the new one. A dvc.lock that is empty or invalid anyway (from any cause)
+is rebuilt by :func:`repair_dvc_lock` from what the manifests in runs/ record as
+completed and whose outputs are there, recorded again without evaluating anything.
 """
 
 from __future__ import annotations
 
 import contextlib
 import copy
+import csv
 import hashlib
 import io
+import sys
 from typing import TYPE_CHECKING, Any
 
-from evalledger.dvcyaml import load_dvc_yaml, write_dvc_yaml
-from evalledger.errors import ConfigError, EvalLedgerError
-from evalledger.matrix import STAGE, Cell
+from evalledger.atomic import atomic_write
+from evalledger.dvcyaml import edit_dvc_yaml
+from evalledger.errors import ConfigError, CorruptFileError, EvalLedgerError
+from evalledger.matrix import STAGE, Cell, expand
 from evalledger.params import AXES, plain_data
+from evalledger.safeload import MAX_DVC_FILE_BYTES, load_json, load_yaml
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
     from pathlib import Path
 
+    from evalledger.manifest import CellRecord
     from evalledger.params import MatrixSpec
     from evalledger.project import Project
 
 __all__ = [
+    "lock_problem",
     "record_cells",
+    "recoverable_cells",
     "render_stage",
+    "repair_dvc_lock",
     "stale_cells",
     "sync_dvc_yaml",
 ]
@@ -56,27 +70,160 @@ def render_stage(axis_names: list[str], judges: bool = False) -> dict[str, Any]:
 
 
 def sync_dvc_yaml(project: Project, spec: MatrixSpec) -> bool:
-    """Make dvc.yaml's ``eval`` stage match the axes; keep every other stage. True if changed."""
-    doc = load_dvc_yaml(project)
-    stages = doc.setdefault("stages", {})
-    if stages is None:
-        stages = doc["stages"] = {}
+    """Make dvc.yaml's ``eval`` stage match the axes; keep every other stage. True if changed.
+
+    The edit goes through :func:`~evalledger.dvcyaml.edit_dvc_yaml`, the lock a Tracker
+    declaring its outputs takes too, so neither loses the other's change.
+    """
     wanted = render_stage(spec.axis_names, bool(spec.judges))
-    if plain_data(stages.get(STAGE)) == wanted:
+
+    def edit(doc: Any) -> bool:
+        stages = doc.get("stages")
+        if stages is None:
+            stages = doc["stages"] = {}
+        if not isinstance(stages, dict):
+            raise ConfigError("dvc.yaml: stages must be a mapping", "fix dvc.yaml by hand")
+        if plain_data(stages.get(STAGE)) == wanted:
+            return False
+        stages[STAGE] = wanted
+        return True
+
+    return edit_dvc_yaml(project, edit)
+
+
+def _notice(text: str) -> None:
+    sys.stderr.write(f"evalledger: {text}\n")
+    sys.stderr.flush()
+
+
+def _read_lock(project: Project) -> tuple[dict[str, Any], str | None]:
+    """dvc.lock's ``stages`` (empty when absent) and what is wrong with it, if anything."""
+    try:
+        data = project.dvc_lock.read_bytes()
+    except FileNotFoundError:
+        return {}, None
+    if not data.strip():
+        return {}, "dvc.lock is empty"
+    try:
+        doc = load_yaml(data, "dvc.lock", max_bytes=MAX_DVC_FILE_BYTES, unique_keys=True)
+    except CorruptFileError as exc:
+        return {}, exc.message
+    stages = doc.get("stages", {}) if isinstance(doc, dict) else None
+    if (
+        not isinstance(doc, dict)
+        or doc.get("schema") != "2.0"
+        or not isinstance(stages, dict)
+        or not all(isinstance(k, str) and _entry_shaped(v) for k, v in stages.items())
+    ):
+        return {}, "dvc.lock is not a DVC lock file (schema 2.0)"
+    return stages, None
+
+
+def _entry_shaped(entry: Any) -> bool:
+    """A stage entry in the shape of DVC's lock schema (what it checks before reading)."""
+    if not isinstance(entry, dict) or not set(entry) <= {"cmd", "deps", "params", "outs"}:
         return False
-    stages[STAGE] = wanted
-    write_dvc_yaml(project, doc)
-    return True
+    if not isinstance(entry.get("cmd"), str | list):
+        return False
+    for key in ("deps", "outs"):
+        files = entry.get(key, [])
+        if not isinstance(files, list) or not all(
+            isinstance(f, dict) and isinstance(f.get("path"), str) for f in files
+        ):
+            return False
+    params = entry.get("params", {})
+    return isinstance(params, dict) and all(isinstance(v, dict) for v in params.values())
+
+
+def lock_problem(project: Project) -> str | None:
+    """Why dvc.lock cannot be used (empty, not YAML, not a lock file); None if it can."""
+    return _read_lock(project)[1]
+
+
+def repair_dvc_lock(project: Project, spec: MatrixSpec) -> int | None:
+    """Rebuild an empty or invalid dvc.lock without evaluating anything; None if it was fine.
+
+    The cells of :func:`recoverable_cells` are recorded again (their outputs are hashed
+    as they are), with a one-line notice on stderr. Returns how many were recorded.
+    """
+    problem = lock_problem(project)
+    if problem is None:
+        return None
+    sync_dvc_yaml(project, spec)  # the cells' stages must be in dvc.yaml to be recorded
+    cells = recoverable_cells(project, spec)
+    return _record_batch(project, {c.stage for c in cells}, rebuild=problem)
+
+
+def recoverable_cells(project: Project, spec: MatrixSpec) -> list[Cell]:
+    """Cells of the matrix whose outputs a completed evaluation in runs/ left, unchanged since.
+
+    For each cell the newest record in the manifests counts: it must be completed, at the
+    config params.yaml gives the cell now, and the metrics, scores and predictions must
+    all be there with the number of items the record says. A cell that a later execution
+    started, or whose outputs are missing or torn, is not among them: it runs again.
+    """
+    from evalledger.execution.cell import cell_context
+    from evalledger.execution.executions import execution_ids, manifest_path
+    from evalledger.manifest import CellStatus, read_manifest
+
+    current = {c.key: c for c in expand(spec)}
+    newest: dict[str, tuple[float, CellRecord]] = {}
+    for exec_id in execution_ids(project):
+        try:
+            manifest = read_manifest(manifest_path(project, exec_id))
+        except EvalLedgerError:
+            continue  # a damaged manifest vouches for nothing
+        for key, rec in manifest.cells.items():
+            if key not in current or rec.status == CellStatus.PENDING:
+                continue  # a pending cell never touched its outputs
+            when = (rec.finished_at or rec.started_at or manifest.created_at).timestamp()
+            if key not in newest or when >= newest[key][0]:
+                newest[key] = (when, rec)
+    found = []
+    for key, cell in current.items():
+        if key not in newest:
+            continue
+        rec = newest[key][1]
+        if (
+            rec.status == CellStatus.COMPLETED
+            and rec.stage == cell.stage
+            and rec.config_hash == cell_context(spec, cell)[1]
+            and _outputs_whole(project, cell, rec.examples_total)
+        ):
+            found.append(cell)
+    return found
+
+
+def _outputs_whole(project: Project, cell: Cell, n_items: int | None) -> bool:
+    """The cell's three outputs exist and each holds ``n_items`` items."""
+    try:
+        metrics = load_json(project.path(cell.metrics_path).read_bytes(), cell.metrics_path)
+        scores = project.path(cell.scores_path).read_text(encoding="utf-8")
+        predictions = project.path(cell.predictions_path).read_bytes()
+    except (OSError, UnicodeDecodeError, EvalLedgerError):
+        return False
+    n = metrics.get("n") if isinstance(metrics, dict) else None
+    if not isinstance(n, int) or n != n_items:
+        return False
+    try:
+        rows = sum(1 for _ in csv.reader(io.StringIO(scores))) - 1
+    except csv.Error:
+        return False
+    return rows == n and predictions.count(b"\n") == n
 
 
 def record_cells(project: Project, cells: list[Cell]) -> int:
-    """Record finished cells in dvc.lock as ``dvc commit -f`` does, in one lock dump.
+    """Record finished cells in dvc.lock as ``dvc commit -f`` does, in one atomic write.
 
     Each stage is saved (deps and outs hashed) and committed (the predictions go into the
     DVC cache) through DVC's own objects, so ``dvc status`` agrees with what we wrote.
     """
     if not cells:
         return 0
+    return _record_batch(project, {c.stage for c in cells}, rebuild=None)
+
+
+def _record_batch(project: Project, wanted: set[str], rebuild: str | None) -> int:
     import logging
 
     dvc_logger = logging.getLogger("dvc")
@@ -87,12 +234,18 @@ def record_cells(project: Project, cells: list[Cell]) -> int:
         # DVC resolves stage paths against the working directory; its progress bars (from
         # dvc_data too) would draw over ours, and its failures arrive as exceptions anyway.
         with contextlib.chdir(project.root), contextlib.redirect_stderr(io.StringIO()):
-            return _record(project, {c.stage for c in cells})
+            recorded, problem = _record(project, wanted, rebuild)
     finally:
         dvc_logger.setLevel(level)
+    if problem is not None:
+        _notice(
+            f"{problem}; rebuilt it from the completed cells in runs/ and their outputs: "
+            f"{recorded} cells recorded again, none evaluated again"
+        )
+    return recorded
 
 
-def _record(project: Project, wanted: set[str]) -> int:
+def _record(project: Project, wanted: set[str], rebuild: str | None) -> tuple[int, str | None]:
     import logging
 
     from dvc.dvcfile import load_file
@@ -102,7 +255,17 @@ def _record(project: Project, wanted: set[str]) -> int:
     try:
         with Repo(str(project.root)) as repo, lock_repo(repo):
             logging.getLogger("dvc").setLevel(logging.CRITICAL)  # Repo() may reset it
+            _drop_torn_rwlock(repo)
             dvcfile = load_file(repo, str(project.dvc_yaml))
+            if rebuild is None:
+                try:
+                    dvcfile.lockfile_contents  # noqa: B018 - DVC's own validation
+                except DvcException as exc:
+                    # Our shape check passed but DVC's schema did not: rebuild all the same.
+                    rebuild = f"dvc.lock is not a valid DVC lock file ({exc})"
+                    wanted |= {c.stage for c in recoverable_cells(project, project.spec())}
+            if rebuild is not None:
+                dvcfile.__dict__["lockfile_contents"] = {}  # DVC must not read the bad lock
             stages = [s for s in dvcfile.stages.values() if s.name in wanted]
             missing = wanted - {s.name for s in stages}
             if missing:
@@ -115,13 +278,65 @@ def _record(project: Project, wanted: set[str]) -> int:
                     # Like `dvc repro` for stages with uncached outputs: no run-cache entry.
                     stage.save(run_cache=False)
                     stage.commit()
-            dvcfile.dump_stages(stages, update_pipeline=False)
+            _write_lock(project, stages, fresh=rebuild is not None)
     except DvcException as exc:
         raise EvalLedgerError(
             f"recording cells in dvc.lock failed: {exc}",
             "fix the DVC error, then run `evalledger run --resume` to record them",
         ) from None
-    return len(stages)
+    return len(stages), rebuild
+
+
+def _write_lock(project: Project, stages: list[Any], *, fresh: bool) -> None:
+    """Merge ``stages`` into dvc.lock as DVC's ``Lockfile.dump_stages`` does, atomically.
+
+    DVC rewrites the file in place (a kill leaves it empty); here DVC's own round-trip
+    parser and serializer make the same bytes, written to a temp file and renamed.
+    ``fresh`` starts from an empty lock instead of the one on disk (a rebuild).
+    """
+    from dvc.stage.serialize import to_lockfile
+    from dvc.utils.serialize import dumps_yaml, parse_yaml_for_update
+
+    path = project.dvc_lock
+    old = None if fresh or not path.exists() else path.read_text(encoding="utf-8")
+    data: Any = parse_yaml_for_update(old, str(path)) if old else {}
+    if not stages:
+        if fresh:
+            path.unlink(missing_ok=True)  # nothing to recover: no lock is a valid lock
+        return
+    if not data:
+        data.update({"schema": "2.0"})  # first, as DVC puts it
+    data["stages"] = data.get("stages", {})
+    for stage in stages:
+        data["stages"].update(to_lockfile(stage))
+    text = dumps_yaml(data)
+    if text != old:
+        atomic_write(path, text)
+
+
+def _drop_torn_rwlock(repo: Any) -> None:
+    """Remove DVC's stage lock table if a kill tore it (DVC rewrites it in place).
+
+    A torn table fails every later ``stage.commit`` with "JSON structure is corrupted".
+    It is read under DVC's own guard of that file; a readable table is left to DVC, which
+    drops the entries of dead processes itself.
+    """
+    import json
+    from pathlib import Path
+
+    from dvc.lock import make_lock
+
+    tmp = Path(repo.tmp_dir)
+    if not (tmp / "rwlock").exists():
+        return
+    hardlink = repo.config["core"].get("hardlink_lock", False)
+    with make_lock(str(tmp / "rwlock.lock"), tmp_dir=str(tmp), hardlink_lock=hardlink):
+        try:
+            json.loads((tmp / "rwlock").read_bytes() or b"-")
+        except FileNotFoundError:
+            return
+        except ValueError:
+            (tmp / "rwlock").unlink(missing_ok=True)
 
 
 @contextlib.contextmanager
@@ -167,16 +382,13 @@ def stale_cells(project: Project, spec: MatrixSpec, cells: list[Cell]) -> list[C
 
     This is ``dvc status`` for our own stages, answered from dvc.lock without importing
     DVC: the stage's recorded params must equal params.yaml's and every output must
-    exist with its recorded md5.
+    exist with its recorded md5. When dvc.lock is empty or invalid, the cells that
+    :func:`repair_dvc_lock` would record again are the ones not stale.
     """
-    import yaml
-
-    try:
-        lock = yaml.load(project.dvc_lock.read_text(encoding="utf-8"),
-                         Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # fmt: skip
-    except FileNotFoundError:
-        return list(cells)
-    entries = (lock or {}).get("stages") or {}
+    entries, problem = _read_lock(project)
+    if problem is not None:
+        recoverable = {c.key for c in recoverable_cells(project, spec)}
+        return [c for c in cells if c.key not in recoverable]
     stale = []
     for cell in cells:
         entry = entries.get(cell.stage)
@@ -186,7 +398,8 @@ def stale_cells(project: Project, spec: MatrixSpec, cells: list[Cell]) -> list[C
 
 
 def _entry_fresh(project: Project, spec: MatrixSpec, cell: Cell, entry: dict[str, Any]) -> bool:
-    recorded = (entry.get("params") or {}).get("params.yaml") or {}
+    params = entry.get("params")
+    recorded = (params.get("params.yaml") if isinstance(params, dict) else None) or {}
     current = {f"{AXES[a]}.{v}": spec.value_config(a, v) for a, v in cell.axes}
     if spec.judges:
         current["judges"] = spec.judges
@@ -197,7 +410,10 @@ def _entry_fresh(project: Project, spec: MatrixSpec, cell: Cell, entry: dict[str
         expected = expected.replace("${item.%s}" % axis, value)  # noqa: UP031
     if entry.get("cmd") != expected:
         return False
-    outs = {o.get("path"): o.get("md5") for o in entry.get("outs") or []}
+    listed = entry.get("outs")
+    outs: dict[Any, Any] = {}
+    if isinstance(listed, list):
+        outs = {o.get("path"): o.get("md5") for o in listed if isinstance(o, dict)}
     for rel in (cell.predictions_path, cell.scores_path, cell.metrics_path):
         if rel not in outs or _md5(project.path(rel)) != outs[rel]:
             return False

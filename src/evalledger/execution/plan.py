@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from evalledger.atomic import locked_file
+from evalledger.atomic import locked_file, remove_leftover_temps
 from evalledger.errors import ConfigError, NothingToResumeError, RunLockedError
 from evalledger.execution.cell import cell_context
 from evalledger.execution.checkpoint import count_scored
@@ -22,6 +22,7 @@ from evalledger.manifest import CellRecord, CellStatus, ExecutionManifest, read_
 from evalledger.matrix import Cell, cell_from_axes, expand
 from evalledger.params import override_params, parse_spec
 from evalledger.plugins import check_plugins
+from evalledger.project import STATE_DIR
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -37,6 +38,7 @@ __all__ = [
     "cell_done",
     "checkpoint_of",
     "plan_run",
+    "remove_leftovers",
     "run_lock",
     "set_lock_label",
 ]
@@ -112,6 +114,17 @@ def run_lock(project: Project, label: str) -> Iterator[None]:
             )
         set_lock_label(project, label)
         yield
+
+
+#: Where a write killed between its temp file and the rename leaves ``.NAME.XXXX.tmp``:
+#: folders searched whole, and the files whose temp files sit beside them.
+LEFTOVER_TREES = ["runs", "metrics", "predictions", f"{STATE_DIR}/checkpoints"]
+LEFTOVER_FILES = ["dvc.lock", "dvc.yaml", "params.yaml"]
+
+
+def remove_leftovers(project: Project) -> list[Path]:
+    """Delete the temp files that killed writes left (call it holding the run lock)."""
+    return remove_leftover_temps(project.root, LEFTOVER_TREES, LEFTOVER_FILES)
 
 
 def set_lock_label(project: Project, label: str) -> None:

@@ -4,6 +4,10 @@ The orchestrator is the only writer of the execution manifest; each cell writes 
 own files. Finished cells are recorded in dvc.lock in one batch at the end, exactly as
 ``dvc commit -f`` would record them, so ``dvc status`` is clean afterwards.
 What a run will evaluate, and the run lock, are decided in ``execution/plan.py``.
+
+A run first clears what a killed one left (its temp files, a dvc.lock left empty or
+invalid, rebuilt without evaluating anything); ``--commit`` then commits whatever of the
+execution git does not hold yet, so a commit that was interrupted is finished later.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from evalledger.execution.plan import (
     cell_done,
     checkpoint_of,
     plan_run,
+    remove_leftovers,
     run_lock,
     set_lock_label,
 )
@@ -302,15 +307,38 @@ def _drop_checkpoints(project: Project, manifest: ExecutionManifest) -> None:
             checkpoint_of(project, rec).unlink(missing_ok=True)
 
 
-def _commit(project: Project, manifest: ExecutionManifest) -> str:
+def _execution_paths(manifest: ExecutionManifest) -> list[str]:
+    """What an execution adds to git, the pipeline files and the manifest folder first.
+
+    Per cell: its metrics, its scores and the .gitignore DVC keeps beside its predictions.
+    """
+    paths = [f"runs/{manifest.execution_id}", "dvc.lock", "dvc.yaml", "params.yaml"]
+    for rec in manifest.cells.values():
+        cell = cell_from_axes(rec.axes)
+        folder = cell.predictions_path.rpartition("/")[0]
+        paths += [cell.metrics_path, cell.scores_path, f"{folder}/.gitignore"]
+    return list(dict.fromkeys(paths))
+
+
+def _commit(project: Project, manifest: ExecutionManifest) -> str | None:
+    """Commit whatever of the execution git does not hold yet; None if nothing is left.
+
+    Whatever an earlier, interrupted ``--commit`` staged is committed too, and an
+    execution whose every cell failed still commits its manifest (the failure record).
+    """
     from evalledger.gitinfo import git_commit
 
     lines = [f"evalledger: {manifest.execution_id} ({manifest.summary()})", ""]
     for key, rec in manifest.cells.items():
         lines.append(f"- {key}: {rec.status.value}" + (f" ({rec.error})" if rec.error else ""))
-    paths = [f"runs/{manifest.execution_id}", "metrics", "predictions", "dvc.lock",
-             "dvc.yaml", "params.yaml"]  # fmt: skip
-    return git_commit(project.root, paths, "\n".join(lines))
+    return git_commit(project.root, _execution_paths(manifest), "\n".join(lines))
+
+
+def _commit_into(result: RunResult, project: Project, manifest: ExecutionManifest) -> None:
+    result.committed = _commit(project, manifest)
+    if result.committed is None:
+        note = f"nothing to commit: the files of {manifest.execution_id} are already in git"
+        result.message = f"{result.message}\n{note}" if result.message else note
 
 
 def _previous_runs(project: Project, manifest: ExecutionManifest) -> dict[str, list[str]]:
@@ -327,7 +355,7 @@ def _previous_runs(project: Project, manifest: ExecutionManifest) -> dict[str, l
 
 def run(project: Project, options: RunOptions, reporter: RunReporter | None = None) -> RunResult:
     """Create (or resume) an execution and evaluate its cells; see the module docstring."""
-    from evalledger.execution.pipeline import sync_dvc_yaml
+    from evalledger.execution.pipeline import repair_dvc_lock, sync_dvc_yaml
     from evalledger.params import apply_overrides
 
     reporter = reporter or _NullReporter()
@@ -338,18 +366,27 @@ def run(project: Project, options: RunOptions, reporter: RunReporter | None = No
         plan, _, _ = plan_run(project, options)
         return RunResult(plan=plan, message="dry run: nothing was evaluated")
     with run_lock(project, options.execution_id or "new execution"):
+        # What a killed writer left: temp files, a dvc.lock that is empty or invalid.
+        remove_leftovers(project)
+        repair_dvc_lock(project, project.spec())
         plan, spec, target = plan_run(project, options)
         if options.resume:
             assert isinstance(target, ExecutionManifest)
             manifest = target
             if not plan.cells:
+                if manifest.status != _finish_status(manifest):  # killed before its last write
+                    manifest.status = _finish_status(manifest)
+                    write_manifest(manifest_path(project, manifest.execution_id), manifest)
                 recorded = _record_completed(project, spec, manifest)
                 _drop_checkpoints(project, manifest)
-                return RunResult(
+                result = RunResult(
                     plan=plan, manifest=manifest, recorded=recorded,
                     message=f"all {len(manifest.cells)} cells of {manifest.execution_id} are "
                     "already completed; start a new execution with `evalledger run`",
                 )  # fmt: skip
+                if options.commit:
+                    _commit_into(result, project, manifest)
+                return result
         else:
             assert isinstance(target, list)
             if not target:
@@ -394,5 +431,5 @@ def run(project: Project, options: RunOptions, reporter: RunReporter | None = No
                 f"continue with `evalledger run --resume {manifest.execution_id}`",
             )
         if options.commit:
-            result.committed = _commit(project, manifest)
+            _commit_into(result, project, manifest)
         return result

@@ -53,10 +53,11 @@ run:
   jobs: 4           # cells evaluated at once by `evalledger run`
 """
 
-GITIGNORE = f"""\
-# evalledger local state: run lock, item checkpoints, caches
-/{STATE_DIR}/
-"""
+#: The lines of .gitignore that ``init`` makes sure of, each after its comment.
+GITIGNORE_LINES = {
+    f"/{STATE_DIR}/": "# evalledger local state: run lock, item checkpoints, caches",
+    ".*.tmp": "# temp files of a write killed before its rename (removed by the next run)",
+}
 
 
 def _run(cmd: list[str], cwd: Path) -> None:
@@ -107,9 +108,11 @@ def init_project(directory: Path, *, force: bool = False) -> tuple[Project, list
             created.append(f"{folder}/")
     gi = root / ".gitignore"
     current = gi.read_text() if gi.exists() else ""
-    if f"/{STATE_DIR}/" not in current:
+    present = set(current.splitlines())
+    missing = [f"{why}\n{line}\n" for line, why in GITIGNORE_LINES.items() if line not in present]
+    if missing:
         atomic_write(gi, current + ("\n" if current and not current.endswith("\n") else "")
-                     + GITIGNORE)  # fmt: skip
+                     + "".join(missing))  # fmt: skip
         created.append(".gitignore")
     dvcignore = root / ".dvcignore"
     if not dvcignore.exists():

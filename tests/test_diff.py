@@ -286,3 +286,18 @@ def test_cells_that_differ_only_in_other_metrics_are_counted(tmp_path: Path) -> 
     assert [(c["cell"], c["metric"]) for c in shown["changes"]] == [
         ("solver/arith", "latency_ms.p50")
     ]
+
+
+def test_a_damaged_metrics_file_is_not_reported_as_changes(tmp_path: Path) -> None:
+    from conftest import make_project
+
+    project = make_project(tmp_path / "proj")
+    assert invoke(project, "run", "--models", "solver", "--commit").exit_code == 0
+    (project.root / "metrics/solver/arith.json").write_text('{"accuracy": 0.5, "n": ')
+    report = json.loads(invoke(project, "diff", "--json").stdout)
+    assert report["changes"] == []  # not five metrics "changed to -"
+    assert report["unreadable_cells"] == ["solver/arith"]
+    assert report["unchanged_cells"] == 1
+    assert "1 cells not compared (damaged metrics)" in report["summary"]
+    out = invoke(project, "diff")
+    assert "note: 1 cell not compared, a metrics file damaged: solver/arith" in out.output

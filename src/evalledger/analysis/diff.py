@@ -165,6 +165,15 @@ class LedgerDiff:
     method: str
     notes: list[str] = field(default_factory=list)
     other_changes: int = 0
+    unreadable: list[str] = field(default_factory=list)
+    """Cells whose metrics file could not be read on one side: not compared."""
+
+    def __post_init__(self) -> None:
+        if self.unreadable:
+            n = len(self.unreadable)
+            self.notes.append(f"{n} cell{'s' if n != 1 else ''} not compared, a metrics file "
+                              f"damaged: {', '.join(self.unreadable)}")  # fmt: skip
+
     """Cells whose files changed only in metrics not compared (e.g. latency)."""
 
     @property
@@ -181,6 +190,12 @@ class LedgerDiff:
 
     def summary(self) -> str:
         """One line: cells changed, significant moves, cells added/removed, params."""
+        text = self._summary()
+        if self.unreadable:
+            text += f"; {len(self.unreadable)} cells not compared (damaged metrics)"
+        return text
+
+    def _summary(self) -> str:
         if not (self.changes or self.added or self.removed or self.params):
             if self.other_changes:
                 return (f"no change in the compared metrics; {self.other_changes} cells differ "
@@ -243,6 +258,7 @@ class LedgerDiff:
             "cells_added": self.added, "cells_removed": self.removed,
             "params": [{"key": p.key, "old": p.old, "new": p.new} for p in self.params],
             "unchanged_cells": self.unchanged, "other_changes": self.other_changes,
+            "unreadable_cells": self.unreadable,
             "notes": self.notes,
         }  # fmt: skip
 
@@ -364,6 +380,9 @@ def diff_revisions(
     changed = [k for k in common if a.cells[k].metrics_oid != b.cells[k].metrics_oid
                or a.cells[k].scores_oid != b.cells[k].scores_oid]  # fmt: skip
     old_m, new_m = a.metrics(changed), b.metrics(changed)
+    # A metrics file that could not be read (warned about already) is no change to report.
+    unreadable = [k for k in changed if k not in old_m or k not in new_m]
+    changed = [k for k in changed if k not in unreadable]
     tested: list[tuple[str, str, str]] = []
     changes: list[MetricChange] = []
     for key in changed:
@@ -387,8 +406,9 @@ def diff_revisions(
         a=a.label, b=b.label, a_commit=a.commit, b_commit=b.commit, changes=changes,
         added=[k for k in b.cells if k not in a.cells],
         removed=[k for k in a.cells if k not in b.cells],
-        params=params, unchanged=len(common) - len(changed), alpha=alpha,
+        params=params, unchanged=len(common) - len(changed) - len(unreadable), alpha=alpha,
         confidence=confidence, method=method, other_changes=other,
+        unreadable=unreadable,
     )  # fmt: skip
 
 

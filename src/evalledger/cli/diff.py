@@ -91,3 +91,5 @@ def _print(result: LedgerDiff) -> None:
     if result.params:
         print_table(["param", "old", "new"],
                     [[p.key, str(p.old), str(p.new)] for p in result.params])  # fmt: skip
+    for note in result.notes:
+        click.echo(f"note: {note}")

@@ -398,3 +398,19 @@ def test_a_temp_file_being_written_is_not_taken_for_a_leftover(tmp_path: Path) -
         thread.join()
     assert removed == [stale]
     assert busy.exists() and (tmp_path / "runs" / "manifest.yaml").exists()
+
+
+def test_a_temp_file_that_a_live_writer_holds_is_kept_however_old(tmp_path: Path) -> None:
+    import fcntl
+
+    (tmp_path / "runs").mkdir()
+    held = tmp_path / "runs" / ".manifest.yaml.slowfsync.tmp"
+    held.write_text("a write stuck in a long fsync\n")
+    os.utime(held, (time.time() - 600, time.time() - 600))  # old and unchanged
+    with held.open("rb") as fh:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)  # as atomic_write holds it until the rename
+        assert remove_leftover_temps(tmp_path, ["runs"], [], settle=0.05) == []
+        assert held.exists()
+    # Its writer gone (the lock released, as a kill does), it is a leftover.
+    assert remove_leftover_temps(tmp_path, ["runs"], [], settle=0.05) == [held]
+    assert not held.exists()

@@ -42,12 +42,15 @@ def atomic_write(path: Path, data: str | bytes, *, fsync: bool = True) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
+            # Locked until after the rename: a temp file nobody holds has no live writer,
+            # which is how remove_leftover_temps tells a leftover from a write in flight.
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
             fh.write(payload)
             fh.flush()
             if fsync:
                 os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
+            os.fchmod(fh.fileno(), 0o644)
+            os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
@@ -88,9 +91,11 @@ def remove_leftover_temps(
     ``trees`` are folders searched recursively for any ``.*.tmp`` file (the names of
     :func:`atomic_write` and of DVC's own copies); ``files`` are paths whose own temp
     files, beside them, are looked for. A temp file lives only from its creation to its
-    rename, so one older than ``settle`` seconds, or still there unchanged after waiting
-    that long, is a leftover; one that changes or goes belongs to a writer at work (a
-    Tracker, say) and is kept. Links are not followed and nothing outside ``root`` is
+    rename, and :func:`atomic_write` holds an ``flock`` on it all that time: one that
+    can be locked has no live writer. It must also be older than ``settle`` seconds, or
+    still there unchanged after waiting that long (DVC's temp files carry no lock); one
+    that is locked, changes or goes belongs to a writer at work (a Tracker, say) and is
+    kept. Links are not followed and nothing outside ``root`` is
     touched. Returns the removed paths.
     """
     import re
@@ -98,10 +103,18 @@ def remove_leftover_temps(
     import time
 
     def unlink(path: Path) -> bool:
+        """Remove ``path`` unless a live writer holds it (atomic_write's lock)."""
         try:
-            os.unlink(path)
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
         except OSError:
             return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            os.unlink(path)
+        except OSError:  # BlockingIOError: a write in flight; or already gone
+            return False
+        finally:
+            os.close(fd)
         return True
 
     temp_name = re.compile(r"\..+\.tmp")

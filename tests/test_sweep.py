@@ -116,8 +116,9 @@ def test_dry_run_numbers_names_after_existing_experiments(project: Project) -> N
     assert _exp_refs(project.root) == [
         r for r in _exp_refs(project.root) if r.endswith("/sweep-2")
     ]  # nothing queued
-    bad = invoke(project, "sweep", "-S", "models.noisy.seed=1", "--dry-run", "-n", "a..b")
-    assert bad.exit_code == 2 and "prefix 'a..b' is not allowed" in bad.stderr
+    for prefix in ("a..b", "ab\n"):  # `$` would let a trailing newline through
+        bad = invoke(project, "sweep", "-S", "models.noisy.seed=1", "--dry-run", "-n", prefix)
+        assert bad.exit_code == 2 and f"prefix {prefix!r} is not allowed" in bad.stderr
 
 
 # ----------------------------------------------------------------- listing

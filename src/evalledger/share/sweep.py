@@ -44,7 +44,7 @@ __all__ = [
 #: How ``-S`` value lists combine: every combination, or the i-th value of each list.
 MODES = ("grid", "list")
 #: A name prefix DVC accepts as part of ``refs/exps/.../<name>``.
-_PREFIX_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*(\.[A-Za-z0-9_-]+)*$")
+_PREFIX_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*(\.[A-Za-z0-9_-]+)*")
 _DONE = ("Success", "Failed")
 
 
@@ -191,7 +191,7 @@ def _queue_status(repo: Any) -> dict[str, str]:
 
 
 def _names(taken: set[str], prefix: str, count: int) -> list[str]:
-    if not _PREFIX_RE.match(prefix) or prefix.endswith(".lock"):
+    if not _PREFIX_RE.fullmatch(prefix) or prefix.endswith(".lock"):
         raise ConfigError(f"experiment name prefix {prefix!r} is not allowed",
                           "use letters, digits, '_', '-' and single dots")  # fmt: skip
     pattern = re.compile(re.escape(prefix) + r"-(\d+)$")

@@ -321,19 +321,6 @@ def test_resume_commit_finishes_an_interrupted_commit(project: Project) -> None:
     assert f"nothing to commit: the files of {exec_id} are already in git" in again.output
 
 
-def test_commit_leaves_what_the_user_staged_out_of_the_evaluation_commit(
-    project: Project,
-) -> None:
-    (project.root / "notes.md").write_text("work in progress\n")
-    git(project.root, "add", "notes.md")
-    result = invoke(project, "run", "--models", "solver", "--commit")
-    assert result.exit_code == 0, result.output
-    committed = git(project.root, "show", "--name-only", "--format=", "HEAD").split()
-    assert "notes.md" not in committed
-    assert any(p.startswith("runs/exec_") for p in committed)
-    assert git(project.root, "status", "--porcelain", "--", "notes.md") == "A  notes.md\n"
-
-
 def test_leftover_temp_files_are_removed_at_start_and_never_committed(project: Project) -> None:
     assert invoke(project, "run", "--models", "solver").exit_code == 0
     exec_id = load_execution(project, None).execution_id

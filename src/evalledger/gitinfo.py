@@ -126,8 +126,8 @@ def git_commit(root: Path, paths: list[str], message: str) -> str | None:
 
     New and changed files are staged, tracked files that are gone are staged as removals,
     and temp files are never staged. Whatever an interrupted earlier commit left staged
-    of these paths is committed too; other staged files are left staged. ``message`` is
-    redacted (:func:`evalledger.redact.scrub_text`, in :func:`git`) before git records it.
+    is committed too. ``message`` is redacted (:func:`evalledger.redact.scrub_text`, in
+    :func:`git`) before git records it.
     """
     gone = [p for p in paths if not (root / p).exists()]
     # git refuses a path it neither sees nor tracks; a tracked one that is gone is a removal.
@@ -138,8 +138,7 @@ def git_commit(root: Path, paths: list[str], message: str) -> str | None:
         git(root, "add", "-A", "--", *specs, _NO_TEMP_FILES)
     if not git(root, "diff", "--cached", "--name-only", "--", *specs).strip():
         return None
-    # Only these paths: whatever else the user has staged stays staged, not in our commit.
-    git(root, "commit", "-q", "-m", message, "--", *specs)  # message redacted by git()
+    git(root, "commit", "-q", "-m", message)  # redacted by git()
     return git(root, "rev-parse", "HEAD").strip()
 
 

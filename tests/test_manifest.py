@@ -5,8 +5,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from evalledger.errors import ConfigError
+from evalledger.errors import ConfigError, CorruptFileError
 from evalledger.manifest import (
+    END_MARKER,
     SCHEMA_VERSION,
     CellStatus,
     ExecutionManifest,
@@ -20,11 +21,12 @@ GOLDEN_V1 = Path(__file__).parent / "data" / "manifest_v1.yaml"
 GOLDEN_V2 = Path(__file__).parent / "data" / "manifest_v2.yaml"
 GOLDEN_V3 = Path(__file__).parent / "data" / "manifest_v3.yaml"
 GOLDEN_V4 = Path(__file__).parent / "data" / "manifest_v4.yaml"
+GOLDEN_V5 = Path(__file__).parent / "data" / "manifest_v5.yaml"
 
 
 def test_golden_schema_v1_loads_and_upgrades() -> None:
     m = read_manifest(GOLDEN_V1)
-    assert m.schema_version == SCHEMA_VERSION == 4
+    assert m.schema_version == SCHEMA_VERSION == 5
     assert all(rec.examples_errored == 0 for rec in m.cells.values())
     assert m.git.code_hash is None
     assert all(rec.data_hash is None for rec in m.cells.values())
@@ -112,11 +114,11 @@ def test_v4_golden_is_a_tracked_experiment_with_provenance() -> None:
     assert m.git.diff_hash == "9b1e77f0a2c4d6e8"
 
 
-@pytest.mark.parametrize("golden", [GOLDEN_V3, GOLDEN_V4])
+@pytest.mark.parametrize("golden", [GOLDEN_V3, GOLDEN_V4, GOLDEN_V5])
 def test_golden_file_is_byte_stable_through_a_round_trip(golden: Path) -> None:
-    if golden is GOLDEN_V3:  # an upgraded v3 file is written as v4: compare the v4 text
-        text = dump_manifest(read_manifest(GOLDEN_V3))
-        assert text.startswith("schema_version: 4\n")
+    if golden is not GOLDEN_V5:  # an upgraded file is written as v5: compare the v5 text
+        text = dump_manifest(read_manifest(golden))
+        assert text.startswith("schema_version: 5\n")
     else:
         text = golden.read_text()
     m = load_manifest(yaml.safe_load(text))
@@ -151,7 +153,7 @@ def test_unknown_schema_version_names_the_fix() -> None:
     with pytest.raises(ConfigError) as err:
         load_manifest(data, source="m.yaml")
     assert err.value.one_line() == (
-        "m.yaml has schema_version 99; this evalledger reads 1, 2, 3, 4; upgrade evalledger"
+        "m.yaml has schema_version 99; this evalledger reads 1, 2, 3, 4, 5; upgrade evalledger"
     )
 
 
@@ -211,3 +213,22 @@ def test_an_oversized_or_non_utf8_manifest_is_refused_unparsed(tmp_path: Path) -
     path.write_bytes(GOLDEN_V4.read_bytes().replace(b"lr-sweep", b"lr-\xffsweep"))
     with pytest.raises(CorruptFileError, match=r"is not UTF-8 text \(bad byte at offset \d+\)"):
         read_manifest(path)
+
+
+def test_a_v5_manifest_cut_where_it_still_parses_is_refused(tmp_path: Path) -> None:
+    # Cut inside provenance: valid YAML and a valid manifest, but not the whole file.
+    text = GOLDEN_V5.read_text()
+    cut = text[: text.index("  packages:")]
+    assert load_manifest(yaml.safe_load(cut)).provenance is not None  # it would load
+    path = tmp_path / "manifest.yaml"
+    path.write_text(cut)
+    with pytest.raises(CorruptFileError, match="is cut short"):
+        read_manifest(path)
+    path.write_text(text)
+    assert read_manifest(path) == read_manifest(GOLDEN_V4)  # whole, it loads
+
+
+def test_older_manifests_have_no_end_marker_and_still_load() -> None:
+    assert END_MARKER not in GOLDEN_V4.read_text()
+    assert GOLDEN_V5.read_text().endswith(f"{END_MARKER}\n")
+    assert read_manifest(GOLDEN_V4).schema_version == 5

@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
 __all__ = [
+    "END_MARKER",
     "SCHEMA_VERSION",
     "ArtifactRecord",
     "CellRecord",
@@ -52,11 +53,12 @@ __all__ = [
     "new_execution_id",
     "new_experiment_id",
     "new_experiment_name",
+    "parse_manifest_file",
     "read_manifest",
     "write_manifest",
 ]
 
-SCHEMA_VERSION: Literal[4] = 4
+SCHEMA_VERSION: Literal[5] = 5
 #: ``exec_...`` for evaluation matrices, ``exp_...`` for tracked experiments.
 EXECUTION_ID_RE = re.compile(r"^(exec|exp)_\d{4}-\d{2}-\d{2}_\d{6}_[0-9a-f]{8}\Z")
 
@@ -193,7 +195,7 @@ class CellRecord(_Strict):
 class ExecutionManifest(_Strict):
     """An execution: one ``evalledger run`` and its resumes, over a set of cells."""
 
-    schema_version: Literal[4] = SCHEMA_VERSION
+    schema_version: Literal[5] = SCHEMA_VERSION
     """Format version of this file."""
     execution_id: str
     """``exec_YYYY-MM-DD_HHMMSS_<8 hex>``."""
@@ -339,12 +341,22 @@ def _v3_to_v4(data: dict[str, Any]) -> dict[str, Any]:
     return {**data, "schema_version": 4}
 
 
+def _v4_to_v5(data: dict[str, Any]) -> dict[str, Any]:
+    return {**data, "schema_version": 5}  # 5 adds only the file's end marker
+
+
 #: ``version -> function`` upgrading a manifest of that version to the next one.
 _MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {
     1: _v1_to_v2,
     2: _v2_to_v3,
     3: _v3_to_v4,
+    4: _v4_to_v5,
 }
+
+#: The last line of every manifest file from schema 5 on. A file cut short can still be
+#: valid YAML and a valid manifest (its tail holds only optional fields), so without this
+#: line a truncated manifest would load, and the next write would lose the rest for good.
+END_MARKER = "# end of manifest"
 
 
 class InvalidManifestError(CorruptFileError, ConfigError):
@@ -404,7 +416,28 @@ def dump_manifest(manifest: ExecutionManifest) -> str:
 
     data = manifest.model_dump(mode="json")
     dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
-    return str(yaml.dump(data, Dumper=dumper, sort_keys=False, allow_unicode=True, width=100))
+    text = str(yaml.dump(data, Dumper=dumper, sort_keys=False, allow_unicode=True, width=100))
+    return f"{text}{END_MARKER}\n"
+
+
+def parse_manifest_file(data: bytes | str) -> Any:
+    """A manifest file's YAML data, bounded as :func:`evalledger.safeload.parse_yaml` is.
+
+    :class:`~evalledger.safeload.DamagedData` when it is not such YAML, or when a file of
+    schema 5 or later lacks its :data:`END_MARKER` (it was cut short). Older files have
+    no marker and load as they are.
+    """
+    from evalledger.safeload import MAX_MANIFEST_BYTES, DamagedData, parse_yaml
+
+    value = parse_yaml(data, max_bytes=MAX_MANIFEST_BYTES)
+    version = value.get("schema_version") if isinstance(value, dict) else None
+    if isinstance(version, int) and version >= 5:
+        tail = data[-64:].decode("utf-8", "replace") if isinstance(data, bytes) else data[-64:]
+        if tail.rstrip().splitlines()[-1:] != [END_MARKER]:
+            raise DamagedData(
+                f"{{source}} is cut short: a schema {version} manifest ends with {END_MARKER!r}"
+            )
+    return value
 
 
 def read_manifest(path: Path) -> ExecutionManifest:
@@ -414,13 +447,15 @@ def read_manifest(path: Path) -> ExecutionManifest:
     YAML aliases and deep nesting are refused as :func:`evalledger.safeload.load_yaml`
     does.
     """
-    from evalledger.safeload import MAX_MANIFEST_BYTES, load_yaml, read_bounded
+    from evalledger.safeload import MAX_MANIFEST_BYTES, DamagedData, read_bounded
 
     hint = _MANIFEST_HINT.replace("FILE", str(path))
     try:
-        data = load_yaml(read_bounded(path, MAX_MANIFEST_BYTES), str(path), hint=hint)
+        data = parse_manifest_file(read_bounded(path, MAX_MANIFEST_BYTES, str(path)))
     except CorruptFileError as exc:
         raise InvalidManifestError(exc.message, hint) from None
+    except DamagedData as exc:
+        raise InvalidManifestError(exc.describe(str(path)), hint) from None
     return load_manifest(data, str(path), hint)
 
 

@@ -19,10 +19,14 @@ from evalledger.errors import CorruptFileError, UnknownExecutionError
 from evalledger.ledger.cache import ParsedCache
 from evalledger.ledger.gitobjects import WORKSPACE, GitObjects
 from evalledger.ledger.scores import ScoreTable, parse_scores, summarize_file, summarize_files
-from evalledger.manifest import EXECUTION_ID_RE, ExecutionManifest, load_manifest
+from evalledger.manifest import (
+    EXECUTION_ID_RE,
+    ExecutionManifest,
+    load_manifest,
+    parse_manifest_file,
+)
 from evalledger.params import AXIS_ORDER
 from evalledger.safeload import (
-    MAX_MANIFEST_BYTES,
     MAX_METRICS_BYTES,
     MAX_PARAMS_BYTES,
     DamagedData,
@@ -124,7 +128,7 @@ def _index_changes(changes: Iterable[Change]) -> dict[str, ExecutionInfo]:
 
 
 _parse_params = partial(parse_yaml, max_bytes=MAX_PARAMS_BYTES)
-_parse_manifest = partial(parse_yaml, max_bytes=MAX_MANIFEST_BYTES)
+_parse_manifest = parse_manifest_file
 
 
 def _parse_metrics(data: bytes) -> Any:

@@ -1,14 +1,28 @@
-"""Values in metric files: nested mappings as dotted keys, and numbers among them.
+"""Values in metric files: dotted keys, numbers, and which way each metric is better.
 
 Every reader of ``metrics/*.json`` (listing, diff, leaderboard, compare, mirrors...)
-uses these, so a value means the same thing wherever it is shown.
+uses these, so a value means the same thing, and ranks the same way, wherever it is
+shown.
 """
 
 from __future__ import annotations
 
+import fnmatch
+import re
 from typing import Any
 
-__all__ = ["as_number", "flatten"]
+from evalledger.errors import ConfigError
+
+__all__ = ["DIRECTIONS", "Directions", "as_number", "flatten"]
+
+#: The values a ``metrics:`` entry of params.yaml may take.
+DIRECTIONS = ("lower", "higher")
+# Words of a metric's name that settle its direction when params.yaml does not.
+_LOWER_WORDS = frozenset({"loss", "perplexity", "ppl", "error", "errors", "latency", "time",
+                          "cost", "tokens", "wer", "cer"})  # fmt: skip
+_HIGHER_WORDS = frozenset({"accuracy", "score", "f1", "precision", "recall", "bleu", "rouge",
+                           "reward", "auc", "pass", "match", "throughput", "n"})  # fmt: skip
+_WORD = re.compile(r"[a-z0-9]+")
 
 
 def flatten(data: Any, prefix: str = "") -> dict[str, Any]:
@@ -31,3 +45,72 @@ def as_number(value: Any) -> float | None:
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
     return float(value)
+
+
+class Directions:
+    """Which way each metric is better: params.yaml's ``metrics:`` first, then its name.
+
+    ``metrics: {val_loss: lower, "train/*": lower, bleu: higher}`` sets directions by
+    exact name or glob (first match wins). Otherwise a name with a word such as ``loss``,
+    ``perplexity``, ``error_rate``, ``errors``, ``latency``, ``time``, ``cost`` or
+    ``tokens`` is lower-is-better, one with ``accuracy``, ``score``, ``f1``... higher.
+    Anything else is taken as higher-is-better, and :attr:`assumed` collects those names
+    so the output can say so once.
+    """
+
+    def __init__(self, overrides: dict[str, str] | None = None) -> None:
+        self.overrides = dict(overrides or {})
+        self.assumed: set[str] = set()
+
+    @classmethod
+    def from_params(cls, params: Any) -> Directions:
+        """The directions a params.yaml document sets (its ``metrics:`` section), checked."""
+        section = params.get("metrics") if isinstance(params, dict) else None
+        if section is None:
+            return cls()
+        if not isinstance(section, dict):
+            raise ConfigError(
+                "params.yaml: metrics must map metric names (or globs) to lower or higher",
+                "e.g. metrics: {val_loss: lower}",
+            )
+        for name, value in section.items():
+            if not isinstance(name, str) or value not in DIRECTIONS:
+                raise ConfigError(
+                    f"params.yaml: metrics.{name} is {value!r}; use lower or higher",
+                    "lower: smaller is better (loss, cost); higher: larger is better",
+                )
+        return cls(section)
+
+    def lower_is_better(self, metric: str) -> bool:
+        """Whether a smaller value of ``metric`` is an improvement."""
+        return self.direction(metric) == "lower"
+
+    def direction(self, metric: str) -> str:
+        """``lower`` or ``higher`` for ``metric``."""
+        found = self.overrides.get(metric)
+        if found is None:
+            found = next((d for pattern, d in self.overrides.items()
+                          if fnmatch.fnmatchcase(metric, pattern)), None)  # fmt: skip
+        if found is not None:
+            return found
+        name = metric.lower()
+        words = set(_WORD.findall(name))
+        if words & _HIGHER_WORDS:
+            return "higher"
+        if words & _LOWER_WORDS:
+            return "lower"
+        # Compounds such as runtime_s or val_errors_total: the stems inside the words.
+        if any(stem in name for stem in ("accuracy", "score")):
+            return "higher"
+        if any(stem in name for stem in ("loss", "error", "latency", "time", "cost", "token")):
+            return "lower"
+        self.assumed.add(metric)
+        return "higher"
+
+    def note(self) -> str | None:
+        """One line naming the metrics whose direction was assumed, or None."""
+        if not self.assumed:
+            return None
+        names = ", ".join(sorted(self.assumed))
+        return (f"direction of {names} not known: taken as higher-is-better; set it under "
+                "`metrics:` in params.yaml, e.g. `metrics: {name: lower}`")  # fmt: skip

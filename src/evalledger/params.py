@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from evalledger.atomic import atomic_write
 from evalledger.errors import ConfigError
+from evalledger.metrics import Directions
 from evalledger.names import check_name
 
 if TYPE_CHECKING:
@@ -42,7 +43,7 @@ AXES: dict[str, str] = {
 AXIS_ORDER = tuple(AXES)
 REQUIRED_AXES = ("model", "benchmark")
 # No leading "_": metrics/_<name>/ folders are reserved for evalledger's own files.
-_TOP_LEVEL = {"axes", "run", "judges", *AXES.values()}
+_TOP_LEVEL = {"axes", "run", "judges", "metrics", *AXES.values()}
 
 
 @dataclass(frozen=True)
@@ -187,6 +188,7 @@ def parse_spec(data: dict[str, Any]) -> MatrixSpec:
                 f"rename it, or give your own section a name unlike {close[0]!r}",
             )
     _refuse_secrets(data)
+    Directions.from_params(data)  # a bad `metrics:` direction is refused before any run
     axes_raw = data.get("axes")
     if not isinstance(axes_raw, dict) or not axes_raw:
         raise ConfigError(

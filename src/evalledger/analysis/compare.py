@@ -10,12 +10,11 @@ over the average of the others.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from evalledger.analysis.diff import lower_is_better
 from evalledger.errors import StatsError, UnknownExecutionError, UnknownRevisionError
-from evalledger.metrics import as_number, flatten
+from evalledger.metrics import Directions, as_number, flatten
 
 if TYPE_CHECKING:
     from evalledger.ledger.history import Ledger
@@ -56,6 +55,7 @@ class SideBySide:
     vs_others: float | None
     """Winner's mean minus the average of the other sides' means."""
     common_units: int
+    notes: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         """JSON-ready."""
@@ -108,6 +108,7 @@ def compare_sides(ledger: Ledger, refs: list[str], primary: str = "accuracy") ->
     if all(len(s) == 1 for s in systems) and len({next(iter(s)) for s in systems}) > 1:
         for side, axes in built:
             side.metrics = {axes[k].get("benchmark", k): v for k, v in side.metrics.items()}
+    directions = Directions.from_params(sides[-1].config)
     flat_cfg = [flatten(s.config) for s in sides]
     keys = list(dict.fromkeys(k for f in flat_cfg for k in f))
     config_diff = {k: [f.get(k) for f in flat_cfg] for k in keys
@@ -119,7 +120,9 @@ def compare_sides(ledger: Ledger, refs: list[str], primary: str = "accuracy") ->
             values = [as_number(s.metrics.get(unit, {}).get(metric)) for s in sides]
             if all(v is None for v in values):
                 continue
-            performance.append((unit, metric, values, _best(values, metric)))
+            performance.append(
+                (unit, metric, values, _best(values, directions.lower_is_better(metric)))
+            )
     costs: dict[str, list[float | None]] = {}
     for name in _COSTS:
         totals = [_total(s.metrics, name) for s in sides]
@@ -133,27 +136,29 @@ def compare_sides(ledger: Ledger, refs: list[str], primary: str = "accuracy") ->
         vals = [as_number(s.metrics.get(u, {}).get(primary)) for u in pool]
         got = [v for v in vals if v is not None]
         means.append(math.fsum(got) / len(got) if got else None)
-    winner = _best(means, primary)
+    lower = directions.lower_is_better(primary)
+    winner = _best(means, lower)
     margin = vs_others = None
     if winner is not None:
         others = [m for i, m in enumerate(means) if i != winner and m is not None]
         if others:
-            best_other = min(others) if lower_is_better(primary) else max(others)
+            best_other = min(others) if lower else max(others)
             margin = means[winner] - best_other  # type: ignore[operator]
             vs_others = means[winner] - math.fsum(others) / len(others)  # type: ignore[operator]
     return SideBySide(sides, config_diff, performance, costs, primary, means, winner, margin,
-                      vs_others, len(common))  # fmt: skip
+                      vs_others, len(common),
+                      notes=[n] if (n := directions.note()) else [])  # fmt: skip
 
 
 def _system(axes: dict[str, str]) -> str:
     return "/".join(v for a, v in axes.items() if a != "benchmark")
 
 
-def _best(values: list[float | None], metric: str) -> int | None:
+def _best(values: list[float | None], lower: bool) -> int | None:
     present = [(v, i) for i, v in enumerate(values) if v is not None]
     if len(present) < 2 or len({v for v, _ in present}) == 1:
         return None
-    pick = min if lower_is_better(metric) else max
+    pick = min if lower else max
     return pick(present, key=lambda p: p[0])[1]
 
 

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from evalledger.errors import EvalLedgerError
 from evalledger.ledger.gitobjects import WORKSPACE
 from evalledger.ledger.scores import column_for
-from evalledger.metrics import as_number, flatten
+from evalledger.metrics import Directions, as_number, flatten
 
 if TYPE_CHECKING:
     from evalledger.analysis.paired import PairedResult
@@ -41,13 +41,15 @@ __all__ = [
 #: Metrics shown by default (those a cell has); ``--metric`` or ``--all`` choose others.
 DEFAULT_METRICS = ("accuracy", "mean_score", "partial_accuracy", "format_accuracy",
                    "error_rate", "cost")  # fmt: skip
-_LOWER_IS_BETTER = ("error", "errors", "error_rate", "cost", "latency", "time", "tokens")
 
 
 def lower_is_better(metric: str) -> bool:
-    """Whether a smaller value of this metric is an improvement (errors, cost, latency)."""
-    leaf = metric.lower()
-    return any(part in leaf for part in _LOWER_IS_BETTER) and "accuracy" not in leaf
+    """Whether a smaller value of this metric is an improvement, by its name alone.
+
+    Readers of a revision use :class:`evalledger.metrics.Directions` from its
+    params.yaml instead, which ``metrics:`` can override.
+    """
+    return Directions().lower_is_better(metric)
 
 
 def format_value(value: float | None, signed: bool = False) -> str:
@@ -103,6 +105,8 @@ class MetricChange:
     """p < alpha; None when there are no per-item scores to test."""
     regression: bool = False
     """Set by :meth:`LedgerDiff.regressions` for a CI gate."""
+    lower: bool = False
+    """Smaller is better for this metric (from :class:`evalledger.metrics.Directions`)."""
 
     @property
     def change(self) -> float | None:
@@ -117,7 +121,7 @@ class MetricChange:
         change = self.change
         if not change:
             return None
-        return (change < 0) if lower_is_better(self.metric) else (change > 0)
+        return (change < 0) if self.lower else (change > 0)
 
     @property
     def verdict(self) -> str:
@@ -376,6 +380,7 @@ def diff_revisions(
             "commit the ledger first, e.g. `evalledger run --commit`",
         )
     a, b = ledger.snapshot(a_rev), ledger.snapshot(b_rev)
+    directions = Directions.from_params(b.params or a.params)  # the newer side's say
     common = [k for k in b.cells if k in a.cells]
     changed = [k for k in common if a.cells[k].metrics_oid != b.cells[k].metrics_oid
                or a.cells[k].scores_oid != b.cells[k].scores_oid]  # fmt: skip
@@ -391,7 +396,8 @@ def diff_revisions(
             old, new = as_number(flat_old.get(metric)), as_number(flat_new.get(metric))
             if old == new:
                 continue
-            changes.append(MetricChange(key, metric, old, new))
+            changes.append(MetricChange(key, metric, old, new,
+                                        lower=directions.lower_is_better(metric)))  # fmt: skip
             col = column_for(metric)
             both = old is not None and new is not None
             if both and col and a.cells[key].scores_oid and b.cells[key].scores_oid:
@@ -409,6 +415,7 @@ def diff_revisions(
         params=params, unchanged=len(common) - len(changed) - len(unreadable), alpha=alpha,
         confidence=confidence, method=method, other_changes=other,
         unreadable=unreadable,
+        notes=[note] if (note := directions.note()) else [],
     )  # fmt: skip
 
 

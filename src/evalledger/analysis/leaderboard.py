@@ -18,11 +18,11 @@ from dataclasses import dataclass, field
 from statistics import NormalDist
 from typing import TYPE_CHECKING, Any
 
-from evalledger.analysis.diff import format_value, lower_is_better, md_code, md_text
+from evalledger.analysis.diff import format_value, md_code, md_text
 from evalledger.analysis.intervals import wilson_interval
 from evalledger.errors import ConfigError
 from evalledger.ledger.scores import METRIC_COLUMNS, column_for
-from evalledger.metrics import as_number, flatten
+from evalledger.metrics import Directions, as_number, flatten
 
 if TYPE_CHECKING:
     from evalledger.ledger.history import Ledger, Snapshot
@@ -92,11 +92,9 @@ class Leaderboard:
     confidence: float
     entries: list[Entry]
     benchmarks: list[str]
-
-    @property
-    def ascending(self) -> bool:
-        """True when lower values rank first (errors, cost, latency)."""
-        return lower_is_better(self.metric)
+    ascending: bool = False
+    """True when lower values rank first (loss, errors, cost, latency)."""
+    notes: list[str] = field(default_factory=list)
 
     def title(self) -> str:
         """e.g. ``accuracy by model at workspace``."""
@@ -294,14 +292,17 @@ def build_leaderboard(
             ns = [c.n for c in cells]
             n = None if None in ns else sum(ns)  # type: ignore[arg-type]
             entries.append(_entry(name, value, se, n, z, {c.benchmark: c.value for c in cells}))
-    desc = not lower_is_better(metric)
+    directions = Directions.from_params(snaps[-1].params)
+    desc = not directions.lower_is_better(metric)
     entries.sort(key=lambda e: (-e.value if desc else e.value, e.name))
     for i, e in enumerate(entries, 1):
         e.rank = i
     if top is not None:
         entries = entries[:top]
     benches = sorted({s.benchmark for s in scores})
-    return Leaderboard(metric, by, [s.label for s in snaps], confidence, entries, benches)
+    note = directions.note()
+    return Leaderboard(metric, by, [s.label for s in snaps], confidence, entries, benches,
+                       ascending=not desc, notes=[note] if note else [])  # fmt: skip
 
 
 def _cell_entry(name: str, s: CellScore, z: float) -> Entry:

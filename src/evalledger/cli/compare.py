@@ -58,6 +58,8 @@ def compare(ctx: click.Context, refs: tuple[str, ...], primary: str, as_json: bo
         rows = [[name, *[format_value(v) for v in vals]] for name, vals in result.costs.items()]
         print_table(["total", *heads], rows, title="\nCosts")
     click.echo("")
+    for note in result.notes:
+        click.echo(f"note: {note}", err=True)
     if result.winner is None:
         click.echo(f"No winner: the sides tie on mean {result.primary}.")
         return

@@ -66,3 +66,5 @@ def leaderboard(
                 f"({len(board.benchmarks)} benchmarks: per-benchmark columns left out; "
                 "see --format csv or md, or pick some with --benchmark)"
             )
+    for note in board.notes:  # on stderr: csv and json on stdout stay clean
+        click.echo(f"note: {note}", err=True)

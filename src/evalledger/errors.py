@@ -27,6 +27,7 @@ __all__ = [
     "UnknownRevisionError",
     "UnsafePathError",
     "describe",
+    "notice",
 ]
 
 EXIT_OK = 0
@@ -136,3 +137,15 @@ def describe(exc: BaseException) -> str:
     """An exception as one line, ``Type: message`` (whitespace folded)."""
     msg = " ".join(str(exc).split())
     return f"{type(exc).__name__}: {msg}" if msg else type(exc).__name__
+
+
+def notice(text: str) -> None:
+    """Print one ``evalledger: ...`` line on stderr, for what must be said but is no error.
+
+    For library code that carries on (a mirror dropped, a lock rebuilt, checkpoint
+    lines dropped): the CLI's errors and warnings have their own paths.
+    """
+    import sys
+
+    sys.stderr.write(f"evalledger: {text}\n")
+    sys.stderr.flush()

@@ -16,11 +16,10 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-import sys
 from typing import TYPE_CHECKING, Any
 
 from evalledger.atomic import atomic_write
-from evalledger.errors import CellError
+from evalledger.errors import CellError, notice
 from evalledger.redact import scrub_text
 
 if TYPE_CHECKING:
@@ -141,11 +140,10 @@ class Checkpoint:
         self.records, kept, dropped = _parse(data)
         if dropped:
             self._rewrite(b"".join(line + b"\n" for line in kept))
-            sys.stderr.write(
-                f"evalledger: checkpoint {self.path}: dropped {dropped} malformed "
-                f"line{'s' if dropped != 1 else ''}; their items will be evaluated again\n"
+            notice(
+                f"checkpoint {self.path}: dropped {dropped} malformed "
+                f"line{'s' if dropped != 1 else ''}; their items will be evaluated again"
             )
-            sys.stderr.flush()
 
     def _rewrite(self, data: bytes) -> None:
         """Replace the log with ``data`` (renamed into place), then hold the new file."""

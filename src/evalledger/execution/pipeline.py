@@ -19,12 +19,11 @@ import copy
 import csv
 import hashlib
 import io
-import sys
 from typing import TYPE_CHECKING, Any
 
 from evalledger.atomic import atomic_write
 from evalledger.dvcyaml import edit_dvc_yaml
-from evalledger.errors import ConfigError, CorruptFileError, EvalLedgerError
+from evalledger.errors import ConfigError, CorruptFileError, EvalLedgerError, notice
 from evalledger.matrix import STAGE, Cell, expand
 from evalledger.params import AXES, plain_data
 from evalledger.safeload import MAX_DVC_FILE_BYTES, load_json, load_yaml
@@ -89,11 +88,6 @@ def sync_dvc_yaml(project: Project, spec: MatrixSpec) -> bool:
         return True
 
     return edit_dvc_yaml(project, edit)
-
-
-def _notice(text: str) -> None:
-    sys.stderr.write(f"evalledger: {text}\n")
-    sys.stderr.flush()
 
 
 def _read_lock(project: Project) -> tuple[dict[str, Any], str | None]:
@@ -238,7 +232,7 @@ def _record_batch(project: Project, wanted: set[str], rebuild: str | None) -> in
     finally:
         dvc_logger.setLevel(level)
     if problem is not None:
-        _notice(
+        notice(
             f"{problem}; rebuilt it from the completed cells in runs/ and their outputs: "
             f"{recorded} cells recorded again, none evaluated again"
         )

@@ -18,11 +18,10 @@ a value of any shape, and the built-in mirrors call it on everything they send.
 
 from __future__ import annotations
 
-import sys
 from importlib.metadata import EntryPoint, entry_points
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from evalledger.errors import ConfigError, EvalLedgerError, describe
+from evalledger.errors import ConfigError, EvalLedgerError, describe, notice
 from evalledger.redact import scrub_text
 
 if TYPE_CHECKING:
@@ -128,11 +127,6 @@ def load_mirror(name: str, **options: Any) -> Mirror:
     return mirror
 
 
-def _warn(text: str) -> None:
-    sys.stderr.write(f"evalledger: {text}\n")
-    sys.stderr.flush()
-
-
 class MirrorGroup:
     """Mirrors called beside the ledger; one that raises is dropped with one warning."""
 
@@ -156,7 +150,7 @@ class MirrorGroup:
             except EvalLedgerError:
                 raise
             except Exception as exc:
-                _warn(f"mirror {entry} could not be loaded ({describe(exc)}); it is disabled")
+                notice(f"mirror {entry} could not be loaded ({describe(exc)}); it is disabled")
         return cls(loaded)
 
     def call(self, method: str, *args: Any, optional: bool = False) -> None:
@@ -169,7 +163,7 @@ class MirrorGroup:
                 getattr(mirror, method)(*args)
             except Exception as exc:
                 self.active.remove(entry)
-                _warn(
+                notice(
                     f"mirror {label} failed in {method} ({describe(exc)}); it is disabled, "
                     "the ledger keeps recording"
                 )

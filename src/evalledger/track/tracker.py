@@ -45,7 +45,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from evalledger.atomic import atomic_write
-from evalledger.errors import EvalLedgerError, describe
+from evalledger.errors import EvalLedgerError, describe, notice
 from evalledger.manifest import (
     ArtifactRecord,
     CellRecord,
@@ -117,11 +117,6 @@ class _Run:
     stop: threading.Event = dataclasses.field(default_factory=threading.Event)
     thread: threading.Thread | None = None
     warned: bool = False
-
-
-def _warn(text: str) -> None:
-    sys.stderr.write(f"evalledger: {text}\n")
-    sys.stderr.flush()
 
 
 class Tracker:
@@ -424,7 +419,7 @@ class Tracker:
             except Exception as exc:  # a full disk: keep training, say so once
                 if not run.warned:
                     run.warned = True
-                    _warn(f"flushing experiment {run.exp_id} failed: {describe(exc)}")
+                    notice(f"flushing experiment {run.exp_id} failed: {describe(exc)}")
 
     def _flush(self, run: _Run, *, fsync: bool) -> None:
         """Append the buffered rows to their series, then rewrite manifest and summary."""
@@ -478,7 +473,7 @@ def _finish_at_exit() -> None:
         try:
             tracker.finish_experiment("failed", error=error)
         except Exception as exc:
-            _warn(f"could not record the unfinished experiment: {describe(exc)}")
+            notice(f"could not record the unfinished experiment: {describe(exc)}")
 
 
 atexit.register(_finish_at_exit)

@@ -13,7 +13,7 @@ from typing import Any
 
 from evalledger.errors import ConfigError
 
-__all__ = ["DIRECTIONS", "Directions", "as_number", "flatten"]
+__all__ = ["DIRECTIONS", "TIMING_METRICS", "Directions", "as_number", "flatten", "is_timing_metric"]
 
 #: The values a ``metrics:`` entry of params.yaml may take.
 DIRECTIONS = ("lower", "higher")
@@ -23,6 +23,12 @@ _LOWER_WORDS = frozenset({"loss", "perplexity", "ppl", "error", "errors", "laten
 _HIGHER_WORDS = frozenset({"accuracy", "score", "f1", "precision", "recall", "bleu", "rouge",
                            "reward", "auc", "pass", "match", "throughput", "n"})  # fmt: skip
 _WORD = re.compile(r"[a-z0-9]+")
+#: The timing metrics a cell's metrics file holds (``latency_ms`` is a mapping of
+#: ``mean``/``p50``/``p95``). They measure the clock, not the answers: a re-run of a
+#: deterministic model changes them and nothing else.
+TIMING_METRICS = ("latency_ms", "total_time_s", "wall_time_s")
+# Words that make any other metric (a Tracker's, say) a timing one.
+_TIMING_WORDS = frozenset({"latency", "time", "duration", "elapsed", "throughput"})
 
 
 def flatten(data: Any, prefix: str = "") -> dict[str, Any]:
@@ -38,6 +44,19 @@ def flatten(data: Any, prefix: str = "") -> dict[str, Any]:
     elif prefix:
         out[prefix] = data
     return out
+
+
+def is_timing_metric(name: str) -> bool:
+    """Whether metric ``name`` (a dotted path such as ``latency_ms.p50``) is a timing.
+
+    The :data:`TIMING_METRICS` and their parts, and any name with one of the words
+    ``latency``, ``time``, ``duration``, ``elapsed`` or ``throughput`` (words are split at
+    anything but letters and digits): ``train/epoch_time`` and ``time_to_first_token_ms``
+    are timings, ``timeout_rate`` and ``runtime_errors`` are not.
+    """
+    if name.split(".", 1)[0] in TIMING_METRICS:
+        return True
+    return not _TIMING_WORDS.isdisjoint(_WORD.findall(name.lower()))
 
 
 def as_number(value: Any) -> float | None:

@@ -113,12 +113,16 @@ def test_compare_two_revisions(swept: tuple[Project, str, str]) -> None:
     }  # fmt: skip
     check_performance(data, values)
     assert data["common_units"] == len(CELLS)
-    means = {lab: math.fsum(v[lab] for v in values.values()) / len(CELLS) for lab in labels}
-    check_winner(data, means)
-    # only noisy changed between the revisions
+    # only noisy was re-run: the verdict is over its cells, the others are left out
+    noisy = [f"noisy/{b}" for b in BENCHES]
+    assert data["changed_units"] == noisy
+    assert set(data["left_out"]) == {"unchanged"}
+    assert sorted(data["left_out"]["unchanged"]) == sorted(k for k in CELLS if k not in noisy)
     for key in CELLS:
-        if not key.startswith("noisy/"):
+        if key not in noisy:
             assert values[key][labels[0]] == values[key][labels[1]]
+    means = {lab: math.fsum(values[k][lab] for k in noisy) / len(noisy) for lab in labels}
+    check_winner(data, means)
 
 
 def test_compare_one_model_per_side_compares_per_benchmark(tmp_path: Path) -> None:

@@ -9,8 +9,13 @@ import click
 
 from evalledger.analysis.compare import compare_sides
 from evalledger.analysis.diff import format_value
-from evalledger.cli._options import open_ledger
+from evalledger.cli._options import benchmarks_option, open_ledger
 from evalledger.cli._render import print_table
+
+#: Units of the verdict that the cost title names (more are counted).
+_NAMED = 4
+#: Unchanged cells listed by name (more are counted).
+_LISTED = 8
 
 
 def _cfg(value: Any) -> str:
@@ -19,23 +24,40 @@ def _cfg(value: Any) -> str:
 
 @click.command()
 @click.argument("refs", nargs=-1, required=True)
+@benchmarks_option
 @click.option(
     "-m",
     "--metric",
-    "primary",
-    default="accuracy",
-    show_default=True,
-    help="Primary metric that decides the winner.",
+    "metrics",
+    multiple=True,
+    metavar="NAME",
+    help="Metrics to show (repeatable; dotted paths like categories.two_step.accuracy); "
+    "the first decides the winner. Default: accuracy, partial/format accuracy and "
+    "mean_score, the winner on accuracy.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_context
-def compare(ctx: click.Context, refs: tuple[str, ...], primary: str, as_json: bool) -> None:
+def compare(
+    ctx: click.Context, refs: tuple[str, ...], benchmarks: tuple[str, ...],
+    metrics: tuple[str, ...], as_json: bool,
+) -> None:  # fmt: skip
     """Compare executions or revisions side by side: config, performance, cost, winner.
 
     Each REF is an execution ID (or a unique part of one) or a git revision. Only the
     configuration keys that differ are shown; the best value of each metric is starred.
+
+    The winner, its margins and the cost totals are computed over what changed: the
+    cells every side evaluated, leaving out cells only some sides have and cells whose
+    results are the same execution's on every side. The output says what was left out.
+    Lower-is-better metrics (loss, error_rate, cost...) win when smaller. For example,
+    the last commit against its parent on one benchmark, the winner on
+    partial_accuracy:
+
+        evalledger compare HEAD~1 HEAD -b arith -m partial_accuracy -m accuracy
     """
-    result = compare_sides(open_ledger(ctx), list(refs), primary)
+    result = compare_sides(
+        open_ledger(ctx), list(refs), list(metrics) or None, list(benchmarks) or None
+    )
     if as_json:
         click.echo(json.dumps(result.to_json(), indent=2))
         return
@@ -48,24 +70,35 @@ def compare(ctx: click.Context, refs: tuple[str, ...], primary: str, as_json: bo
         print_table(["parameter", *heads], rows, title="\nConfiguration differences")
     else:
         click.echo("\nConfiguration: identical")
+    unchanged = set(result.left_out.get("unchanged", []))
     rows = []
     for unit, metric, values, best in result.performance:
+        if unit in unchanged:
+            continue
         cells = [format_value(v) + (" *" if i == best else "") for i, v in enumerate(values)]
         rows.append([unit, metric, *cells])
-    print_table(["cell", "metric", *heads], rows, title="\nPerformance (* best)",
-                right=len(heads))  # fmt: skip
+    if rows:
+        print_table(["cell", "metric", *heads], rows, title="\nPerformance (* best)",
+                    right=len(heads))  # fmt: skip
+    if unchanged:
+        names = result.left_out["unchanged"]
+        more = f" and {len(names) - _LISTED} more" if len(names) > _LISTED else ""
+        click.echo(f"\nUnchanged on every side: {', '.join(names[:_LISTED])}{more}")
     if result.costs:
+        over = result.compared
+        named = ", ".join(over) if len(over) <= _NAMED else f"{len(over)} cells"
         rows = [[name, *[format_value(v) for v in vals]] for name, vals in result.costs.items()]
-        print_table(["total", *heads], rows, title="\nCosts")
+        print_table(["total", *heads], rows, title=f"\nCosts (over {named}, on every side)")
     click.echo("")
     for note in result.notes:
         click.echo(f"note: {note}", err=True)
-    if result.winner is None:
-        click.echo(f"No winner: the sides tie on mean {result.primary}.")
+    if not result.compared:  # nothing changed, or nothing shared: no verdict
+        click.echo(f"{result.scope[:1].upper()}{result.scope[1:]}; no winner.")
         return
-    scope = (f"over the {result.common_units} cells all sides have" if result.common_units
-             else "over each side's own cells (no cell is shared)")  # fmt: skip
+    if result.winner is None:
+        click.echo(f"No winner: the sides tie on mean {result.primary} {result.scope}.")
+        return
     click.echo(f"Winner: [{result.winner + 1}] {labels[result.winner]}, mean {result.primary} "
-               f"{format_value(result.means[result.winner])} {scope}")  # fmt: skip
+               f"{format_value(result.means[result.winner])} {result.scope}")  # fmt: skip
     margin, others = format_value(result.margin, True), format_value(result.vs_others, True)
     click.echo(f"Margin: {margin} over the runner-up, {others} over the average of the others")

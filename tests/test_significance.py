@@ -18,8 +18,10 @@ from evalledger.analysis.paired import (
 from evalledger.analysis.power import minimum_detectable_effect, power, required_items
 from evalledger.analysis.resampling import _bootstrap_means, paired_bootstrap, paired_permutation
 from evalledger.analysis.significance import (
+    BOOTSTRAP_MIN_ITEMS,
     METHODS,
     all_pairs,
+    cluster_ttest,
     compare_paired,
     holm_bonferroni,
     mcnemar_exact,
@@ -281,19 +283,20 @@ def test_clustered_standard_error_by_hand():
     x = [1.0, 0.0, 1.0, 1.0, 0.0, 0.0]
     clusters = ["a", "a", "b", "b", "c", "c"]
     # mean 0.5; residuals +.5 -.5 | +.5 +.5 | -.5 -.5; cluster sums 0, 1, -1;
-    # SE_C^2 = (0^2 + 1^2 + (-1)^2) / 6^2 = 2 / 36.
-    assert standard_error(x, clusters) == pytest.approx(math.sqrt(2) / 6)
+    # CR1 with G = 3: SE_C^2 = 3/2 * (0^2 + 1^2 + (-1)^2) / 6^2 = 3 / 36.
+    expected = math.sqrt(3) / 6
+    assert standard_error(x, clusters) == pytest.approx(expected)
     # Plain: var(ddof=1) = 6 * 0.25 / 5 = 0.3, SE = sqrt(0.3 / 6).
     assert standard_error(x) == pytest.approx(math.sqrt(0.3 / 6))
     # Tuple labels take the hashing path and must group the same way.
     tuples = [("q", 1), ("q", 1), ("q", 2), ("q", 2), ("r", 1), ("r", 1)]
-    assert standard_error(x, tuples) == pytest.approx(math.sqrt(2) / 6)
+    assert standard_error(x, tuples) == pytest.approx(expected)
     # 1 and "1" are different labels (an array conversion would merge them).
-    assert standard_error(x, [1, 1, "1", "1", 2.5, 2.5]) == pytest.approx(math.sqrt(2) / 6)
-    assert standard_error(x, np.array([3, 3, 1, 1, 2, 2])) == pytest.approx(math.sqrt(2) / 6)
+    assert standard_error(x, [1, 1, "1", "1", 2.5, 2.5]) == pytest.approx(expected)
+    assert standard_error(x, np.array([3, 3, 1, 1, 2, 2])) == pytest.approx(expected)
     # Paired: the SE of b - a.
     a = [0.0] * 6
-    assert paired_standard_error(a, x, clusters) == pytest.approx(math.sqrt(2) / 6)
+    assert paired_standard_error(a, x, clusters) == pytest.approx(expected)
 
 
 def test_mean_ci_and_moments():
@@ -362,10 +365,15 @@ def test_all_pairs_holm_adjusts_across_pairs():
 
 def test_compare_paired_auto_and_dispatch():
     a, b = _binary(100, seed=16)
-    assert compare_paired(a, b, method="auto").method == "mcnemar"
-    assert compare_paired(a, b, method="auto", clusters=np.arange(100) // 5).method == "bootstrap"
+    auto = compare_paired(a, b)  # auto is the default
+    assert auto.method == "mcnemar" and auto.details["auto"] == "0/1 scores"
+    clustered = compare_paired(a, b, clusters=np.arange(100) // 5)
+    assert clustered.method == "cluster-t" and clustered.details["clusters"] == 20
     a, b = _continuous(50, seed=16)
-    assert compare_paired(a, b, method="auto").method == "t-test"
+    assert compare_paired(a, b).method == "permutation"
+    a, b = _continuous(BOOTSTRAP_MIN_ITEMS, seed=16)
+    assert compare_paired(a, b).method == "bootstrap"
+    assert compare_paired(a[:-1], b[:-1]).method == "permutation"
     for method in METHODS[:-1]:
         if method == "mcnemar":
             continue
@@ -373,6 +381,9 @@ def test_compare_paired_auto_and_dispatch():
         assert result.method == method and result.confidence == 0.9
         assert result.ci_low < result.diff < result.ci_high
         json.dumps(result.to_dict(), allow_nan=False)
+    # With clusters, --method t-test is the cluster-robust t-test.
+    labels = np.arange(len(a)) % 7
+    assert compare_paired(a, b, method="t-test", clusters=labels) == cluster_ttest(a, b, labels)
 
 
 def test_nan_pairs_are_dropped_and_counted():
@@ -398,7 +409,7 @@ def test_nan_pairs_are_dropped_and_counted():
         (lambda: wilcoxon_test([0.5, np.nan, 1], [0.7, 1, np.nan]), "only 1 of 3 items"),
         (lambda: mcnemar_exact([0, 1, 0.5], [1, 1, 0]), "binary (0/1)"),
         (lambda: compare_paired([0, 1], [1, 1], method="z-test"), "unknown significance method"),
-        (lambda: compare_paired([0, 1], [1, 1], method="t-test", clusters=[1, 2]), "bootstrap"),
+        (lambda: compare_paired([0, 1], [1, 1], method="wilcoxon", clusters=[1, 2]), "t-test"),
         (lambda: standard_error([0.1, 0.2, 0.3], clusters=["a", "a", "a"]), "2 clusters"),
         (lambda: paired_bootstrap([0.1, 0.2], [0.2, 0.3], confidence=95), "confidence"),
         (lambda: required_items(0.0, 0.5), "effect"),

@@ -14,6 +14,7 @@ from evalledger.analysis.paired import (
     check_resamples,
     prepare,
     standard_error_codes,
+    t_interval,
 )
 from evalledger.errors import StatsError
 
@@ -22,7 +23,11 @@ if TYPE_CHECKING:
 
     from evalledger.analysis.paired import Clusters, FloatArray
 
-__all__ = ["paired_bootstrap", "paired_permutation"]
+__all__ = ["EXACT_SIGN_FLIPS", "paired_bootstrap", "paired_permutation"]
+
+#: Up to this many nonzero differences, the sign-flip test enumerates all 2**m sign
+#: patterns (65,536 at most, a few ms) whatever ``n_resamples`` is: its p is exact.
+EXACT_SIGN_FLIPS = 16
 
 # The index path holds about this many indices plus gathered floats per chunk (16 MB);
 # chunks that fit in cache are faster than one huge (R x n) array, and memory stays flat.
@@ -206,13 +211,15 @@ def paired_permutation(
 ) -> PairedResult:
     """Sign-flip permutation test of mean(b - a) = 0; two-sided p-value.
 
-    Zero differences never change the statistic, so when 2**(number of nonzero d)
-    <= ``n_resamples`` every sign pattern is enumerated and p is exact (the share of
-    patterns with |T*| >= |T|, equal to scipy's exact two-sided p for a symmetric
-    null). Otherwise p = (#(|T*| >= |T|) + 1) / (R + 1) over R random sign patterns.
-    A tiny tolerance (1e-9 * sum|d|) counts rounding-level ties as ties. The CI is
-    the bootstrap percentile CI of :func:`paired_bootstrap` with the same R and seed;
-    a sign-flip test has no interval of its own.
+    Zero differences never change the statistic, so when there are at most
+    :data:`EXACT_SIGN_FLIPS` nonzero differences, or 2**m <= ``n_resamples``, every
+    sign pattern is enumerated and p is exact (the share of patterns with |T*| >= |T|,
+    equal to scipy's exact two-sided p for a symmetric null): k differences all of one
+    sign give p = 2**(1 - k). Otherwise p = (#(|T*| >= |T|) + 1) / (R + 1) over R
+    random sign patterns, which is valid (never below the exact p in expectation). A
+    tiny tolerance (1e-9 * sum|d|) counts rounding-level ties as ties. The CI is the
+    t interval of the mean difference on n - 1 df: a sign-flip test has no interval
+    of its own, and the percentile bootstrap's is too narrow at small n.
     """
     n_resamples = check_resamples(n_resamples)
     confidence = check_confidence(confidence)
@@ -222,7 +229,7 @@ def paired_permutation(
     m = len(nonzero)
     observed = float(nonzero.sum())
     tolerance = 1e-9 * float(np.abs(nonzero).sum())
-    if m < n_resamples.bit_length():  # 2**m <= n_resamples
+    if m <= EXACT_SIGN_FLIPS or m < n_resamples.bit_length():  # or 2**m <= n_resamples
         null = _enumerate_sign_flips(nonzero)
         p = float(np.count_nonzero(np.abs(null) >= abs(observed) - tolerance)) / len(null)
         kind, patterns = "exact", len(null)
@@ -231,15 +238,15 @@ def paired_permutation(
         extreme = int(np.count_nonzero(np.abs(null) >= abs(observed) - tolerance))
         p = (extreme + 1) / (n_resamples + 1)
         kind, patterns = "monte-carlo", n_resamples
-    boot = paired_bootstrap(a_arr, b_arr, n_resamples=n_resamples, confidence=confidence, seed=seed)
-    base = base_fields("permutation", a_arr, b_arr, dropped, boot.confidence)
-    base["details"].update({"null": kind, "sign_patterns": patterns, "ci": "bootstrap"})
+    low, high = t_interval(d, confidence)
+    base = base_fields("permutation", a_arr, b_arr, dropped, confidence)
+    base["details"].update({"null": kind, "sign_patterns": patterns, "ci": "t"})
     return PairedResult(
         **base,
-        ci_low=boot.ci_low,
-        ci_high=boot.ci_high,
+        ci_low=low,
+        ci_high=high,
         p_value=min(1.0, p),
-        se=boot.se,
-        n_resamples=n_resamples,
-        seed=seed,
+        se=standard_error_codes(d, None),
+        n_resamples=n_resamples if kind == "monte-carlo" else None,
+        seed=seed if kind == "monte-carlo" else None,
     )

@@ -146,10 +146,13 @@ def test_json_and_csv_carry_the_same_numbers(built: lf.Built) -> None:
     rows = list(
         csv.DictReader(io.StringIO(invoke(built.project, "diff", "v1", "v2", "--csv").stdout))
     )
-    assert [(r["cell"], r["verdict"]) for r in rows[-2:]] == [
+    assert [(r["cell"], r["verdict"]) for r in rows if r["verdict"] in ("added", "removed")] == [
         ("gamma/math", "added"), ("beta/math", "removed"),
     ]  # fmt: skip
-    assert len(data["changes"]) == len(rows) - 2 == len(api.changes) == 9
+    problems = [(p["cell"], p["reason"]) for p in data["problems"]]
+    assert problems == [("gamma/math", "error rate")]  # its new cell has errored items
+    assert [(r["cell"], r["verdict"]) for r in rows[-1:]] == problems
+    assert len(data["changes"]) == len(rows) - 3 == len(api.changes) == 9
     for c, j, r in zip(api.changes, data["changes"], rows, strict=False):
         assert c.test is not None
         assert (j["cell"], j["metric"], j["verdict"]) == (c.cell, c.metric, c.verdict)
@@ -181,21 +184,27 @@ def test_fail_on_regression_exit_codes(built: lf.Built) -> None:
     assert out.exit_code == 5
     assert "beta/qa" in out.stdout  # the report is still printed
     assert out.stderr == (
-        f"Error: 1 regression(s) from v1 ({built.short('v1')}) to v2 ({built.short('v2')}), "
-        "e.g. beta/qa accuracy 0.75 -> 0.55; threshold 0, alpha 0.05\n"
+        f"Error: the gate fails from v1 ({built.short('v1')}) to v2 ({built.short('v2')}) "
+        "(1 regression, 1 error rate), e.g. beta/qa accuracy 0.75 -> 0.55 (-0.2, p 0.021); "
+        "threshold 0, alpha 0.05; re-run failed, stale or incomplete cells with "
+        "`evalledger run`, or allow some errors with --max-error-rise\n"
     )
     # The JSON report marks the gated change.
     data = json.loads(invoke(p, "diff", "v1", "v2", "--json", "--fail-on-regression").stdout)
     flagged = [(c["cell"], c["metric"]) for c in data["changes"] if c["regression"]]
     assert flagged == [("beta/qa", "accuracy")]
-    # A drop of 0.2 within the threshold, or not significant at a smaller alpha: exit 0.
-    assert (
-        invoke(p, "diff", "v1", "v2", "--fail-on-regression", "--threshold", "0.25").exit_code == 0
-    )
+    # A drop of 0.2 within the threshold, or not significant at a smaller alpha: exit 0,
+    # once the new cell's 4% errored items are allowed.
+    assert invoke(p, "diff", "v1", "v2", "--fail-on-regression", "--threshold", "0.25",
+                  "--max-error-rise", "0.05").exit_code == 0  # fmt: skip
+    assert invoke(p, "diff", "v1", "v2", "--fail-on-regression", "--threshold", "0.25",
+                  "--max-error-rise", "0.03").exit_code == 5  # fmt: skip
     assert (
         invoke(p, "diff", "v1", "v2", "--fail-on-regression", "--threshold", "0.1").exit_code == 5
     )
-    assert invoke(p, "diff", "v1", "v2", "--fail-on-regression", "--alpha", "0.02").exit_code == 0
+    allow = ("--max-error-rise", "0.05")
+    assert invoke(p, "diff", "v1", "v2", "--fail-on-regression", "--alpha", "0.02", *allow
+                  ).exit_code == 0  # fmt: skip
     assert invoke(p, "diff", "v1", "v2", "--fail-on-regression", "--alpha", "0.03").exit_code == 5
     # The only drop from v2 to v3 (gamma/qa 0.55 -> 0.525) has p = 1: not a regression.
     ok = invoke(p, "diff", "v2", "v3", "--fail-on-regression")
@@ -203,7 +212,7 @@ def test_fail_on_regression_exit_codes(built: lf.Built) -> None:
     assert "gamma/qa" in ok.stdout and "0.525" in ok.stdout
     # -m chooses the gated metrics.
     assert invoke(p, "diff", "v1", "v2", "--fail-on-regression", "-m", "mean_score").exit_code == 5
-    gated = invoke(p, "diff", "v1", "v2", "--fail-on-regression", "-m", "format_accuracy")
+    gated = invoke(p, "diff", "v1", "v2", "--fail-on-regression", "-m", "format_accuracy", *allow)
     assert gated.exit_code == 0 and "0 cells changed" in gated.stdout
 
 
@@ -298,6 +307,10 @@ def test_a_damaged_metrics_file_is_not_reported_as_changes(tmp_path: Path) -> No
     assert report["changes"] == []  # not five metrics "changed to -"
     assert report["unreadable_cells"] == ["solver/arith"]
     assert report["unchanged_cells"] == 1
-    assert "1 cells not compared (damaged metrics)" in report["summary"]
+    assert "problems: 1 unreadable" in report["summary"]
+    assert report["problems"] == [{"cell": "solver/arith", "reason": "unreadable",
+                                   "detail": "a metrics file is damaged: restore it from git"}]
+    gate = invoke(project, "diff", "--fail-on-regression")
+    assert gate.exit_code == 5 and "solver/arith a metrics file is damaged" in gate.stderr
     out = invoke(project, "diff")
     assert "note: 1 cell not compared, a metrics file damaged: solver/arith" in out.output

@@ -12,7 +12,15 @@ from evalledger.errors import ConfigError, UnsafePathError
 from evalledger.names import NAME_HINT, is_name
 from evalledger.params import AXES, AXIS_ORDER, MatrixSpec
 
-__all__ = ["STAGE", "Cell", "cell_from_axes", "config_hash", "expand", "parse_cell_args"]
+__all__ = [
+    "STAGE",
+    "Cell",
+    "cell_from_axes",
+    "config_hash",
+    "expand",
+    "parse_cell_args",
+    "stage_params",
+]
 
 #: The dvc.yaml stage that evalledger owns; each cell is ``eval@<v1>-<v2>...``.
 STAGE = "eval"
@@ -81,6 +89,14 @@ class Cell:
             where = f"benchmarks.{self.values[1]}.scorer.model"
             cfg["judge"] = {"name": judge, **spec.judge_config(judge, where)}
         return cfg
+
+
+def stage_params(spec: MatrixSpec, cell: Cell) -> dict[str, Any]:
+    """The params.yaml values a cell's dvc.lock entry records (what ``dvc status`` compares)."""
+    current = {f"{AXES[a]}.{v}": spec.value_config(a, v) for a, v in cell.axes}
+    if spec.judges:
+        current["judges"] = spec.judges
+    return current
 
 
 def config_hash(config: dict[str, Any]) -> str:

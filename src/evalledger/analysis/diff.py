@@ -17,6 +17,7 @@ import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from evalledger.analysis.gate import Problem, find_problems
 from evalledger.errors import EvalLedgerError
 from evalledger.ledger.gitobjects import WORKSPACE
 from evalledger.ledger.scores import column_for
@@ -169,16 +170,17 @@ class LedgerDiff:
     method: str
     notes: list[str] = field(default_factory=list)
     other_changes: int = 0
+    """Cells whose files changed only in metrics not compared (e.g. latency)."""
     unreadable: list[str] = field(default_factory=list)
     """Cells whose metrics file could not be read on one side: not compared."""
+    problems: list[Problem] = field(default_factory=list)
+    """What makes B's metrics untrustworthy besides regressions (see analysis.gate)."""
 
     def __post_init__(self) -> None:
         if self.unreadable:
             n = len(self.unreadable)
             self.notes.append(f"{n} cell{'s' if n != 1 else ''} not compared, a metrics file "
                               f"damaged: {', '.join(self.unreadable)}")  # fmt: skip
-
-    """Cells whose files changed only in metrics not compared (e.g. latency)."""
 
     @property
     def changed_cells(self) -> list[str]:
@@ -195,8 +197,11 @@ class LedgerDiff:
     def summary(self) -> str:
         """One line: cells changed, significant moves, cells added/removed, params."""
         text = self._summary()
-        if self.unreadable:
-            text += f"; {len(self.unreadable)} cells not compared (damaged metrics)"
+        if self.problems:
+            kinds: dict[str, int] = {}
+            for p in self.problems:
+                kinds[p.reason] = kinds.get(p.reason, 0) + 1
+            text += f"; problems: {', '.join(f'{n} {r}' for r, n in kinds.items())}"
         return text
 
     def _summary(self) -> str:
@@ -246,6 +251,16 @@ class LedgerDiff:
             found.append(c)
         return found
 
+    def gate(
+        self, metrics: list[str] | None = None, threshold: float = 0.0, alpha: float | None = None
+    ) -> list[Problem]:
+        """Every reason a CI gate fails: :meth:`regressions`, then :attr:`problems`."""
+        rows = [Problem(c.cell, "regression", f"{c.metric} {format_value(c.old)} -> "
+                        f"{format_value(c.new)} ({format_value(c.change, True)}"
+                        + (f", p {format_p(c.test.p_value)})" if c.test else ", untested)"))
+                for c in self.regressions(metrics, threshold, alpha)]  # fmt: skip
+        return rows + self.problems
+
     def ordered(self) -> list[MetricChange]:
         """Significant changes first (regressions, then improvements), then the rest."""
         rank = {"regression": 0, "improvement": 1, "changed": 2}
@@ -263,6 +278,7 @@ class LedgerDiff:
             "params": [{"key": p.key, "old": p.old, "new": p.new} for p in self.params],
             "unchanged_cells": self.unchanged, "other_changes": self.other_changes,
             "unreadable_cells": self.unreadable,
+            "problems": [p.to_json() for p in self.problems],
             "notes": self.notes,
         }  # fmt: skip
 
@@ -284,6 +300,8 @@ class LedgerDiff:
             w.writerow([key, "", "", "", "", "added", "", "", "", "", ""])
         for key in self.removed:
             w.writerow([key, "", "", "", "", "removed", "", "", "", "", ""])
+        for p in self.problems:
+            w.writerow([p.cell, "", "", "", "", p.reason, "", "", "", "", ""])
         return buf.getvalue()
 
     def to_markdown(self) -> str:
@@ -301,6 +319,11 @@ class LedgerDiff:
             lines += [f"#### {title}", "", head, rule]
             for c in rows:
                 lines.append(_md_row(c))
+            lines.append("")
+        if self.problems:
+            lines += ["#### Problems", "", "| | cell | reason | detail |", "|---|---|---|---|"]
+            lines += [f"| ⚠️ | {md_code(p.cell)} | {p.reason} | {md_text(p.detail)} |"
+                      for p in self.problems]  # fmt: skip
             lines.append("")
         if self.added or self.removed:
             lines += ["#### Cells added or removed", ""]
@@ -370,8 +393,12 @@ def diff_revisions(
     n_resamples: int = 10_000,
     seed: int = 0,
     cluster: str | None = None,
+    max_error_rise: float = 0.0,
 ) -> LedgerDiff:
-    """Compare the ledger at ``a_rev`` (default HEAD) with ``b_rev`` (default the workspace)."""
+    """Compare the ledger at ``a_rev`` (default HEAD) with ``b_rev`` (default the workspace).
+
+    ``max_error_rise`` is how much a cell's error rate may rise before it is a problem.
+    """
     a_rev = a_rev or "HEAD"
     b_rev = b_rev or WORKSPACE
     if "HEAD" in (a_rev, b_rev) and not ledger.git.has_commits:
@@ -405,16 +432,21 @@ def diff_revisions(
     _test_changes(a, b, changes, tested, method=method, alpha=alpha, confidence=confidence,
                   n_resamples=n_resamples, seed=seed, cluster=cluster)  # fmt: skip
     other = len([k for k in changed if not any(c.cell == k for c in changes)])
+    from evalledger.ledger.health import cell_health
+
+    added = [k for k in b.cells if k not in a.cells]
+    problems = find_problems(cell_health(b), old_m, {**new_m, **b.metrics(added)}, unreadable,
+                             max_error_rise=max_error_rise)  # fmt: skip
     params = [
         ParamChange(k, old, new) for k, (old, new) in _param_changes(a.params, b.params).items()
     ]
     return LedgerDiff(
         a=a.label, b=b.label, a_commit=a.commit, b_commit=b.commit, changes=changes,
-        added=[k for k in b.cells if k not in a.cells],
+        added=added,
         removed=[k for k in a.cells if k not in b.cells],
         params=params, unchanged=len(common) - len(changed) - len(unreadable), alpha=alpha,
         confidence=confidence, method=method, other_changes=other,
-        unreadable=unreadable,
+        unreadable=unreadable, problems=problems,
         notes=[note] if (note := directions.note()) else [],
     )  # fmt: skip
 

@@ -29,8 +29,9 @@ from evalledger.errors import RegressionError
 @click.option(
     "--fail-on-regression",
     is_flag=True,
-    help="Exit 5 if a gated metric got worse by more than --threshold and the "
-    "change is significant at --alpha (for CI gates).",
+    help="Exit 5 if a gated metric got worse by more than --threshold and the change is "
+    "significant at --alpha, or B has a problem: a cell failed, stale or incomplete, its "
+    "error rate up by more than --max-error-rise, its n changed, or its metrics damaged.",
 )
 @click.option(
     "--threshold",
@@ -39,11 +40,19 @@ from evalledger.errors import RegressionError
     show_default=True,
     help="Smallest drop that counts as a regression (absolute).",
 )
+@click.option(
+    "--max-error-rise",
+    type=click.FloatRange(min=0, max=1),
+    default=0.0,
+    show_default=True,
+    help="How much a cell's error rate (errored share of items) may rise under the gate.",
+)
 @click.pass_context
 def diff(
     ctx: click.Context, a_rev: str | None, b_rev: str | None, metrics: tuple[str, ...],
     all_metrics: bool, fmt: str, method: str | None, confidence: float, n_resamples: int,
     seed: int, cluster: str | None, alpha: float, fail_on_regression: bool, threshold: float,
+    max_error_rise: float,
 ) -> None:  # fmt: skip
     """Show how cell metrics changed between two revisions (default: HEAD and the workspace).
 
@@ -51,22 +60,33 @@ def diff(
     Where both revisions have per-item scores, each change gets a paired test on the
     shared items (--method auto: McNemar's exact test for 0/1 scores, else a paired
     t-test) and a confidence interval. --md prints a pull-request comment.
+
+    Problems at B are listed whatever changed: failed, stale (params.yaml changed since
+    the cell ran) or incomplete cells, error-rate rises, changed item counts and damaged
+    files. The gate fails on them as on regressions. For example, in CI:
+
+        evalledger diff origin/main HEAD --fail-on-regression --threshold 0.01
     """
     result = diff_revisions(
         open_ledger(ctx), a_rev, b_rev, metrics=list(metrics) or None,
         all_metrics=all_metrics, method=method or "auto", alpha=alpha, confidence=confidence,
-        n_resamples=n_resamples, seed=seed, cluster=cluster,
+        n_resamples=n_resamples, seed=seed, cluster=cluster, max_error_rise=max_error_rise,
     )  # fmt: skip
-    regressions = result.regressions(list(metrics) or None, threshold) if fail_on_regression else []
+    failures = result.gate(list(metrics) or None, threshold) if fail_on_regression else []
     if not echo_formatted(result, fmt):
         _print(result)
-    if regressions:
-        worst = min(regressions, key=lambda c: c.change or 0.0)
+    if failures:
+        kinds = dict.fromkeys(f.reason for f in failures)
+        counts = ", ".join(f"{sum(f.reason == k for f in failures)} {k}" for k in kinds)
+        first = failures[0]
+        hint = f"threshold {threshold:g}, alpha {alpha:g}"
+        if set(kinds) - {"regression"}:
+            hint += ("; re-run failed, stale or incomplete cells with `evalledger run`, or "
+                     "allow some errors with --max-error-rise")  # fmt: skip
         raise RegressionError(
-            f"{len(regressions)} regression(s) from {result.a} to {result.b}, e.g. "
-            f"{worst.cell} {worst.metric} {format_value(worst.old)} -> "
-            f"{format_value(worst.new)}",
-            f"threshold {threshold:g}, alpha {alpha:g}",
+            f"the gate fails from {result.a} to {result.b} ({counts}), e.g. {first.cell} "
+            f"{first.detail}",
+            hint,
         )
 
 
@@ -91,5 +111,9 @@ def _print(result: LedgerDiff) -> None:
     if result.params:
         print_table(["param", "old", "new"],
                     [[p.key, str(p.old), str(p.new)] for p in result.params])  # fmt: skip
+    if result.problems:
+        print_table(["cell", "problem", "detail"],
+                    [[p.cell, p.reason, p.detail] for p in result.problems],
+                    title="Problems", styles=["red"] * len(result.problems))  # fmt: skip
     for note in result.notes:
         click.echo(f"note: {note}")

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from evalledger.atomic import atomic_write
 from evalledger.dvcyaml import edit_dvc_yaml
 from evalledger.errors import ConfigError, CorruptFileError, EvalLedgerError, notice
-from evalledger.matrix import STAGE, Cell, expand
+from evalledger.matrix import STAGE, Cell, expand, stage_params
 from evalledger.params import AXES, plain_data
 from evalledger.safeload import MAX_DVC_FILE_BYTES, load_json, load_yaml
 
@@ -394,10 +394,7 @@ def stale_cells(project: Project, spec: MatrixSpec, cells: list[Cell]) -> list[C
 def _entry_fresh(project: Project, spec: MatrixSpec, cell: Cell, entry: dict[str, Any]) -> bool:
     params = entry.get("params")
     recorded = (params.get("params.yaml") if isinstance(params, dict) else None) or {}
-    current = {f"{AXES[a]}.{v}": spec.value_config(a, v) for a, v in cell.axes}
-    if spec.judges:
-        current["judges"] = spec.judges
-    if recorded != current:
+    if recorded != stage_params(spec, cell):
         return False
     expected = render_stage(spec.axis_names)["cmd"]
     for axis, value in cell.axes:

@@ -55,7 +55,7 @@ __all__ = [
 ]
 
 #: What the reader looks at in a revision.
-LEDGER_PATHS = ("params.yaml", "runs", "metrics")
+LEDGER_PATHS = ("params.yaml", "dvc.lock", "runs", "metrics")
 #: ``metrics/<this>/`` holds saved significance results, not cells. Every folder of
 #: ``metrics/`` whose name starts with ``_`` is reserved like it (axis values cannot).
 SIGNIFICANCE_DIR = "_significance"

@@ -88,24 +88,41 @@ def _check_cell(entry: Entry, cell: lf.Cell) -> None:
     assert entry.n_items == cell.n_scored
 
 
-def _by_model(cells: dict[str, lf.Cell]) -> dict[str, tuple[float, float, int]]:
-    """model -> (mean over benchmarks, sqrt(sum SE^2) / B, items), by hand."""
+def _cell_bounds(cell: lf.Cell) -> tuple[float, float]:
+    """The cell's interval by hand: Wilson for 0/1 items, mean +- z x SE with clusters."""
+    if cell.cluster_size:
+        se = _se_clustered(cell)
+        return cell.accuracy - Z * se, cell.accuracy + Z * se
+    return _wilson(cell.accuracy, cell.n_scored)
+
+
+def _by_model(cells: dict[str, lf.Cell]) -> dict[str, tuple[float, float, float, int]]:
+    """model -> (mean over benchmarks, MOVER low, MOVER high, items), by hand.
+
+    MOVER: mean -/+ sqrt(sum of each cell's squared distance to its bound) / B.
+    """
     out = {}
     for model in sorted({k.split("/")[0] for k in cells}):
         mine = [c for k, c in cells.items() if k.split("/")[0] == model]
-        value = sum(c.accuracy for c in mine) / len(mine)
-        se = math.sqrt(sum(_se(c) ** 2 for c in mine)) / len(mine)
-        out[model] = (value, se, sum(c.n_scored for c in mine))
+        b = len(mine)
+        value = sum(c.accuracy for c in mine) / b
+        bounds = [_cell_bounds(c) for c in mine]
+        down = math.sqrt(sum((c.accuracy - lo) ** 2 for c, (lo, _) in zip(mine, bounds))) / b
+        up = math.sqrt(sum((hi - c.accuracy) ** 2 for c, (_, hi) in zip(mine, bounds))) / b
+        out[model] = (value, value - down, value + up, sum(c.n_scored for c in mine))
     return out
 
 
 def _check_model(e: Entry, cells: dict[str, lf.Cell], model: str | None = None) -> None:
-    """A model on several benchmarks: combined SEs; on one: that cell's interval."""
+    """A model on several benchmarks: MOVER over its cells; on one: that cell's interval."""
     model = model or e.name
     if len(e.benchmarks) == 1:
         _check_cell(e, cells[f"{model}/{next(iter(e.benchmarks))}"])
     else:
-        _check(e, *_by_model(cells)[model])
+        value, low, high, n = _by_model(cells)[model]
+        assert e.value == pytest.approx(value, abs=1e-12)
+        assert (e.ci_low, e.ci_high) == (pytest.approx(low, abs=TOL), pytest.approx(high, abs=TOL))
+        assert e.n_items == n
 
 
 def test_by_model_order_values_and_cis(built: lf.Built) -> None:
@@ -173,10 +190,15 @@ def test_lower_is_better_metric_sorts_ascending(built: lf.Built) -> None:
     assert [(e.name, e.value) for e in board.entries] == [
         ("beta", 0.0), ("gamma", 0.02), ("alpha", 0.1),
     ]  # fmt: skip
-    # error_rate = errors / n over all items (errored ones included): its binomial SE uses n.
+    # error_rate = errors / n over all items (errored ones included): Wilson over n, and
+    # MOVER across the two cells, so 0 errors of 40 on qa is [0, 0.088], not a point.
     alpha = board.entries[2]
-    se = math.sqrt(0.0 + _se_binomial(4 / 20, 20) ** 2) / 2  # qa has no errors: SE 0
-    _check(alpha, 0.1, se, 40 + 20)
+    (qa_low, qa_high), (m_low, m_high) = _wilson(0.0, 40), _wilson(0.2, 20)
+    assert qa_low == pytest.approx(0.0, abs=1e-12) and qa_high > 0.08
+    down = math.sqrt((0.0 - qa_low) ** 2 + (0.2 - m_low) ** 2) / 2
+    up = math.sqrt((qa_high - 0.0) ** 2 + (m_high - 0.2) ** 2) / 2
+    assert (alpha.value, alpha.n_items) == (pytest.approx(0.1), 40 + 20)
+    assert (alpha.ci_low, alpha.ci_high) == (pytest.approx(0.1 - down), pytest.approx(0.1 + up))
     cells = _board(built, metric="error_rate", by="cell")
     assert [e.name for e in cells][-2:] == ["gamma/math", "alpha/math"]
     low, high = _wilson(0.2, 20)  # a proportion without per-item scores: Wilson
@@ -219,22 +241,28 @@ def test_every_format_has_the_same_numbers(built: lf.Built) -> None:
 
     rows = list(csv.DictReader(io.StringIO(invoke(p, "leaderboard", "--csv").stdout)))
     assert list(rows[0]) == ["rank", "model", "accuracy", "ci_low", "ci_high", "items",
-                             "math", "qa"]  # fmt: skip
+                             "errored", "flags", "math", "qa"]  # fmt: skip
     for r, e in zip(rows, api, strict=True):
         assert (int(r["rank"]), r["model"], int(r["items"])) == (e.rank, e.name, e.n_items)
         assert (float(r["accuracy"]), float(r["ci_low"]), float(r["ci_high"])) == (
             e.value, e.ci_low, e.ci_high,
         )  # fmt: skip
         assert {b: float(r[b]) for b in ("math", "qa") if r[b]} == e.benchmarks
+        assert (float(r["errored"]), r["flags"]) == (e.errored, " ".join(e.flags))
+    # alpha/math has 4 of 20 items errored; beta was not run on math (v2 removed it).
+    assert [(e.name, e.errored_text, e.flags) for e in api] == [
+        ("alpha", f"{4 / 60:.1%}", []), ("gamma", f"{2 / 90:.1%}", []),
+        ("beta", "0%", ["incomplete"]),
+    ]  # fmt: skip
 
     def shown(e: Entry) -> list[str]:  # what the text formats print: 4 significant digits
         bench = [f"{e.benchmarks[b]:.4g}" if b in e.benchmarks else "-" for b in ("math", "qa")]
-        return [str(e.rank), e.name, f"{e.value:.4g}",
-                f"[{e.ci_low:.4g}, {e.ci_high:.4g}]", str(e.n_items), *bench]  # fmt: skip
+        return [str(e.rank), e.name, f"{e.value:.4g}", f"[{e.ci_low:.4g}, {e.ci_high:.4g}]",
+                str(e.n_items), e.errored_text, " ".join(e.flags) or "-", *bench]  # fmt: skip
 
     md = invoke(p, "leaderboard", "--md").stdout.splitlines()
     assert md[0] == "**accuracy by model at workspace**"
-    assert md[2] == "| rank | model | mean accuracy | 95% CI | items | math | qa |"
+    assert md[2] == "| rank | model | mean accuracy | 95% CI | items | errored | flags | math | qa |"
     md_rows = [[c.strip().strip("`") for c in line.strip("|").split("|")] for line in md[4:]]
     assert md_rows == [shown(e) for e in api]
 
@@ -264,13 +292,14 @@ def test_every_format_has_the_same_numbers(built: lf.Built) -> None:
     parser = Cells()
     parser.feed(page)
     assert parser.title == "accuracy by model at workspace"
-    assert parser.rows[0] == ["rank", "model", "mean accuracy", "95% CI", "items", "math", "qa"]
+    assert parser.rows[0] == ["rank", "model", "mean accuracy", "95% CI", "items", "errored",
+                              "flags", "math", "qa"]  # fmt: skip
     assert parser.rows[1:] == [shown(e) for e in api]
 
     table = invoke(p, "leaderboard").stdout.splitlines()
     assert table[0] == "accuracy by model at workspace"
     assert table[1].split() == [
-        "rank", "model", "mean", "accuracy", "95%", "CI", "items", "math", "qa"
+        "rank", "model", "mean", "accuracy", "95%", "CI", "items", "errored", "flags", "math", "qa"
     ]  # fmt: skip
     parsed = [re.split(r"\s{2,}", line.strip()) for line in table[2:]]
     assert parsed == [shown(e) for e in api]

@@ -1,4 +1,7 @@
-"""Score intervals for proportions: Wilson for one, Newcombe's for a paired difference.
+"""Score intervals: Wilson, Newcombe's paired difference, MOVER for a mean.
+
+Wilson is for one proportion, Newcombe's for a paired difference of two, and MOVER for
+the mean of independent estimates.
 
 Pure ``math`` so the leaderboard can use them without importing numpy or scipy.
 """
@@ -7,7 +10,7 @@ from __future__ import annotations
 
 import math
 
-__all__ = ["newcombe_paired_interval", "wilson_interval"]
+__all__ = ["mover_mean_interval", "newcombe_paired_interval", "wilson_interval"]
 
 
 def wilson_interval(p: float, n: int, z: float) -> tuple[float, float]:
@@ -49,3 +52,26 @@ def newcombe_paired_interval(
     low = p1 - p2 - math.sqrt(max(0.0, down_1**2 + up_2**2 - 2 * phi * down_1 * up_2))
     high = p1 - p2 + math.sqrt(max(0.0, down_2**2 + up_1**2 - 2 * phi * down_2 * up_1))
     return max(-1.0, low), min(1.0, high)
+
+
+def mover_mean_interval(
+    values: list[float], intervals: list[tuple[float, float]]
+) -> tuple[float, float]:
+    """The interval of the mean of independent estimates, from each one's interval.
+
+    MOVER (Zou & Donner 2008, Stat. Med. 27:1693): the distance from the mean to each
+    bound is sqrt(sum of the estimates' squared distances to theirs) / k. From symmetric
+    intervals it is mean +- z sqrt(sum SE^2) / k; from Wilson intervals it keeps their
+    asymmetry, so the mean of 300/300 and 300/300 is not [1, 1].
+    """
+    k = len(values)
+    if k == 0 or len(intervals) != k:
+        raise ValueError("a mean interval needs one interval per value")
+    mean = math.fsum(values) / k
+    down = math.sqrt(
+        math.fsum((v - low) ** 2 for v, (low, _) in zip(values, intervals, strict=True))
+    )
+    up = math.sqrt(
+        math.fsum((high - v) ** 2 for v, (_, high) in zip(values, intervals, strict=True))
+    )
+    return mean - down / k, mean + up / k

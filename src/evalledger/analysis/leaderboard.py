@@ -3,9 +3,20 @@
 A cell's interval comes from its per-item scores: the mean +- z x SE, with the clustered
 SE when items share a cluster (Miller 2024). For 0/1 scores without clusters (and for a
 proportion with no scores) it is the Wilson score interval, which stays sensible near 0
-and 1 where mean +- z x SE collapses to a point (300 of 300 correct is not [1, 1]). A
-model's value is the mean over the benchmarks it was run on, and its SE combines the
-benchmarks' SEs as independent (sqrt(sum SE^2) / B).
+and 1 where mean +- z x SE collapses to a point (300 of 300 correct is not [1, 1], and
+one item right is [0.21, 1]). A category metric (``categories.<name>.accuracy``) is
+computed from the items of that category only, so its n is the category's.
+
+A model's value is the mean over the benchmarks it was run on. Its interval combines the
+cells' intervals as independent estimates by MOVER (Zou & Donner 2008): the distance
+from the mean to each bound is sqrt(sum of the cells' squared distances) / B. With
+symmetric cell intervals this is mean +- z sqrt(sum SE^2) / B; with Wilson intervals it
+keeps their asymmetry, so it never collapses at 0 or 1 either.
+
+Every row also says what stands against trusting it (see :mod:`evalledger.ledger.health`):
+the share of items that errored, and ``failed``, ``stale`` or ``incomplete`` markers.
+``strict`` leaves such cells out. Models run on disjoint benchmark sets have means over
+different things, and ranking them together is refused.
 """
 
 from __future__ import annotations
@@ -14,14 +25,15 @@ import csv
 import html
 import io
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from statistics import NormalDist
 from typing import TYPE_CHECKING, Any
 
 from evalledger.analysis.diff import format_value, md_code, md_text
-from evalledger.analysis.intervals import wilson_interval
+from evalledger.analysis.intervals import mover_mean_interval, wilson_interval
 from evalledger.errors import ConfigError
-from evalledger.ledger.scores import METRIC_COLUMNS, column_for
+from evalledger.ledger.health import CellHealth, cell_health
+from evalledger.ledger.scores import METRIC_COLUMNS, ScoreTable, column_for, summarize
 from evalledger.metrics import Directions, as_number, flatten
 
 if TYPE_CHECKING:
@@ -51,6 +63,7 @@ class CellScore:
     n: int | None
     binary: bool = False
     """The value is a proportion of n independent 0/1 items (Wilson interval applies)."""
+    health: CellHealth | None = None
 
     @property
     def benchmark(self) -> str:
@@ -74,12 +87,24 @@ class Entry:
     ci_high: float | None
     n_items: int | None
     benchmarks: dict[str, float] = field(default_factory=dict)
+    errored: float | None = None
+    """Share of the items (of every cell in the row) whose model call errored."""
+    flags: list[str] = field(default_factory=list)
+    """``failed``, ``stale``, ``incomplete``: why the row should not be trusted as is."""
 
     def to_json(self) -> dict[str, Any]:
         """JSON-ready."""
         return {"rank": self.rank, "name": self.name, "value": self.value,
                 "ci_low": self.ci_low, "ci_high": self.ci_high, "n_items": self.n_items,
+                "errored": self.errored, "flags": self.flags,
                 "benchmarks": self.benchmarks}  # fmt: skip
+
+    @property
+    def errored_text(self) -> str:
+        """``0%``, ``28.3%`` or ``-``."""
+        if self.errored is None:
+            return "-"
+        return "0%" if self.errored == 0 else f"{self.errored:.1%}"
 
 
 @dataclass
@@ -122,14 +147,21 @@ class Leaderboard:
         value = self.metric
         if self.by == "model" and len(self.benchmarks) > 1:
             value = f"mean {self.metric}"
-        return ["rank", self.by, value, conf, "items", *self.pivot(limit)]
+        flags = ["flags"] if self.flagged else []
+        return ["rank", self.by, value, conf, "items", "errored", *flags, *self.pivot(limit)]
+
+    @property
+    def flagged(self) -> bool:
+        """Whether any row has a marker (the text formats show the column only then)."""
+        return any(e.flags for e in self.entries)
 
     def rows(self, limit: int | None = None) -> list[list[str]]:
         """Rows of the text formats, matching :meth:`columns`."""
         pivot = self.pivot(limit)
         return [
             [str(e.rank), e.name, format_value(e.value), self.ci_text(e),
-             "-" if e.n_items is None else str(e.n_items),
+             "-" if e.n_items is None else str(e.n_items), e.errored_text,
+             *([" ".join(e.flags) or "-"] if self.flagged else []),
              *[format_value(e.benchmarks.get(b)) for b in pivot]]
             for e in self.entries
         ]  # fmt: skip
@@ -138,16 +170,19 @@ class Leaderboard:
         """JSON-ready."""
         return {"metric": self.metric, "by": self.by, "revs": self.revs,
                 "confidence": self.confidence, "benchmarks": self.benchmarks,
-                "entries": [e.to_json() for e in self.entries]}  # fmt: skip
+                "entries": [e.to_json() for e in self.entries],
+                "notes": self.notes}  # fmt: skip
 
     def to_csv(self) -> str:
         """Full-precision CSV, one row per entry (benchmarks as columns)."""
         buf = io.StringIO()
         w = csv.writer(buf, lineterminator="\n")
-        w.writerow(["rank", self.by, self.metric, "ci_low", "ci_high", "items", *self.benchmarks])
+        w.writerow(["rank", self.by, self.metric, "ci_low", "ci_high", "items", "errored",
+                    "flags", *self.benchmarks])  # fmt: skip
         for e in self.entries:
             w.writerow([e.rank, e.name, e.value, _blank(e.ci_low), _blank(e.ci_high),
-                        _blank(e.n_items), *[_blank(e.benchmarks.get(b))
+                        _blank(e.n_items), _blank(e.errored), " ".join(e.flags),
+                        *[_blank(e.benchmarks.get(b))
                                              for b in self.benchmarks]])  # fmt: skip
         return buf.getvalue()
 
@@ -192,8 +227,11 @@ def cell_scores(
     keys = [k for k, c in snap.cells.items()
             if not benchmarks or c.axes.get("benchmark") in benchmarks]  # fmt: skip
     metrics = snap.metrics(keys)
-    col = column_for(metric)
-    summaries = snap.summaries(keys) if col else {}
+    category = _category_of(metric)
+    col = category[1] if category else column_for(metric)
+    summaries = snap.summaries(keys) if col and not category else {}
+    tables = snap.score_tables(k for k in keys if snap.cells[k].scores_oid) if category else {}
+    health = cell_health(snap, keys)
     out = []
     for key in keys:
         data = metrics.get(key, {})
@@ -201,21 +239,63 @@ def cell_scores(
         if value is None:
             continue
         se, n, binary = None, None, False
-        summary = summaries.get(key, {}).get(col or "")
+        counts = data
+        if category:
+            counts = _lookup(data, f"categories.{category[0]}") or {}
+            table = tables.get(key)
+            summary = _category_summary(table, *category) if table else None
+        else:
+            summary = summaries.get(key, {}).get(col or "")
         if summary:
             n = int(summary["n"])
             se = summary.get("se_clustered", summary["sd"] / math.sqrt(n) if n else None)
             binary = "se_clustered" not in summary and _all_zero_or_one(summary)
         else:
             # error_rate is over every item; the other proportions over the scored ones
-            raw_n = data.get("n") if metric == "error_rate" else data.get("scored", data.get("n"))
+            raw_n = _scored(counts) if metric != "error_rate" else counts.get("n")
             if isinstance(raw_n, int) and raw_n > 0 and _proportion(metric) and 0 <= value <= 1:
                 n = raw_n
                 se = math.sqrt(value * (1 - value) / n)
                 binary = True
         axes = snap.cells[key].axes
-        out.append(CellScore(snap.label, key, axes, float(value), se, n, binary))
+        out.append(CellScore(snap.label, key, axes, float(value), se, n, binary,
+                             _with_counts(health[key], counts)))  # fmt: skip
     return out
+
+
+def _category_of(metric: str) -> tuple[str, str] | None:
+    """``categories.<name>.<metric>`` -> (name, per-item column), for item-level metrics."""
+    parts = metric.split(".")
+    if len(parts) == 3 and parts[0] == "categories" and parts[2] in METRIC_COLUMNS:
+        return parts[1], METRIC_COLUMNS[parts[2]]
+    return None
+
+
+def _category_summary(table: ScoreTable, category: str, col: str) -> dict[str, float] | None:
+    """n, mean, sd (and clustered SE) of one column over the items of one category."""
+    if col not in table.columns or not table.category:
+        return None
+    rows = [i for i, c in enumerate(table.category) if c == category]
+    part = ScoreTable([table.ids[i] for i in rows], {col: [table.columns[col][i] for i in rows]},
+                      [category] * len(rows),
+                      [table.cluster[i] for i in rows] if table.cluster else None)  # fmt: skip
+    return summarize(part).get(col)
+
+
+def _scored(counts: dict[str, Any]) -> Any:
+    """Scored items of a cell (or category): ``scored``, else n minus errors."""
+    if "scored" in counts:
+        return counts["scored"]
+    n, errors = counts.get("n"), counts.get("errors") or 0
+    return n - errors if isinstance(n, int) and isinstance(errors, int) else n
+
+
+def _with_counts(h: CellHealth, counts: dict[str, Any]) -> CellHealth:
+    """The cell's health with the errors and n of what is ranked (a category's own)."""
+    n, errors = as_number(counts.get("n")), as_number(counts.get("errors"))
+    if n is None:
+        return h
+    return replace(h, n=int(n), errors=int(errors or 0))
 
 
 def _all_zero_or_one(summary: dict[str, float]) -> bool:
@@ -224,6 +304,8 @@ def _all_zero_or_one(summary: dict[str, float]) -> bool:
     Exactly then sum x^2 = sum x, so the sample variance is n p (1 - p) / (n - 1).
     """
     n, p, sd = summary["n"], summary["mean"], summary["sd"]
+    if n == 1:  # one item: binary when it is 0 or 1, so it gets Wilson's [0.21, 1]
+        return p in (0.0, 1.0)
     if n < 2 or not 0.0 <= p <= 1.0:
         return False
     return math.isclose(sd * sd, n * p * (1 - p) / (n - 1), rel_tol=1e-9, abs_tol=1e-12)
@@ -255,8 +337,13 @@ def build_leaderboard(
     by: str = "model",
     top: int | None = None,
     confidence: float = 0.95,
+    strict: bool = False,
 ) -> Leaderboard:
-    """Rank models (``by="model"``) or cells (``by="cell"``) at one or more revisions."""
+    """Rank models (``by="model"``) or cells (``by="cell"``) at one or more revisions.
+
+    With ``strict``, cells with errored items or a marker are left out, and models that
+    then lack a benchmark the others have.
+    """
     if by not in ("model", "cell"):
         raise ConfigError(f"unknown --by {by!r}; known: model, cell")
     snaps = [ledger.snapshot(r) for r in revs] if revs else [ledger.snapshot()]
@@ -271,27 +358,34 @@ def build_leaderboard(
         scores += cell_scores(snap, metric, benchmarks)
     if not scores:
         _explain_empty(snaps, metric, benchmarks)
+    notes: list[str] = []
+    if strict:
+        left = [s for s in scores if s.health is not None and not s.health.trusted]
+        scores = [s for s in scores if s not in left]
+        if left:
+            notes.append(f"--strict left out {len(left)} cell(s): "
+                         + ", ".join(f"{s.key} ({_why(s)})" for s in left))  # fmt: skip
     z = NormalDist().inv_cdf(0.5 + confidence / 2)
     multi = len(snaps) > 1
     entries: list[Entry] = []
     if by == "cell":
         for s in scores:
-            name = f"{s.key}@{s.rev}" if multi else s.key
-            entries.append(_cell_entry(name, s, z))
+            entries.append(_cell_entry(f"{s.key}@{s.rev}" if multi else s.key, s, z))
     else:
         groups: dict[str, list[CellScore]] = {}
         for s in scores:
             groups.setdefault(f"{s.system}@{s.rev}" if multi else s.system, []).append(s)
-        for name, cells in groups.items():
-            if len(cells) == 1:  # one benchmark: the model's interval is its cell's
-                entries.append(_cell_entry(name, cells[0], z))
+        _refuse_disjoint(groups)
+        everywhere = {s.benchmark for s in scores}
+        for name, cells in list(groups.items()):
+            if strict and {c.benchmark for c in cells} != everywhere:
+                del groups[name]
+                notes.append(f"--strict left out {name}: not run on every benchmark")
                 continue
-            value = math.fsum(c.value for c in cells) / len(cells)
-            ses = [c.se for c in cells]
-            se = None if None in ses else math.sqrt(math.fsum(x * x for x in ses)) / len(cells)  # type: ignore[operator]
-            ns = [c.n for c in cells]
-            n = None if None in ns else sum(ns)  # type: ignore[arg-type]
-            entries.append(_entry(name, value, se, n, z, {c.benchmark: c.value for c in cells}))
+            entry = _model_entry(name, cells, z)
+            if len(everywhere) > 1 and {c.benchmark for c in cells} != everywhere:
+                entry.flags.append("incomplete")  # a mean over fewer benchmarks than the rest
+            entries.append(entry)
     directions = Directions.from_params(snaps[-1].params)
     desc = not directions.lower_is_better(metric)
     entries.sort(key=lambda e: (-e.value if desc else e.value, e.name))
@@ -300,23 +394,75 @@ def build_leaderboard(
     if top is not None:
         entries = entries[:top]
     benches = sorted({s.benchmark for s in scores})
-    note = directions.note()
+    if note := directions.note():
+        notes.append(note)
     return Leaderboard(metric, by, [s.label for s in snaps], confidence, entries, benches,
-                       ascending=not desc, notes=[note] if note else [])  # fmt: skip
+                       ascending=not desc, notes=notes)  # fmt: skip
+
+
+def _why(s: CellScore) -> str:
+    h = s.health
+    assert h is not None
+    parts = list(h.flags)
+    if h.errors:
+        parts.append(f"{h.errors} of {h.n} items errored")
+    return ", ".join(parts)
+
+
+def _refuse_disjoint(groups: dict[str, list[CellScore]]) -> None:
+    """Means over benchmark sets that share nothing are not comparable."""
+    sets = {name: {c.benchmark for c in cells} for name, cells in groups.items()}
+    names = list(sets)
+    for i, first in enumerate(names):
+        for second in names[i + 1 :]:
+            if not sets[first] & sets[second]:
+                raise ConfigError(
+                    f"{first} ({', '.join(sorted(sets[first]))}) and {second} "
+                    f"({', '.join(sorted(sets[second]))}) share no benchmark, so their means "
+                    "are not comparable",
+                    "rank shared benchmarks with -b NAME, or single cells with --by cell",
+                )
+
+
+def _cell_interval(s: CellScore, z: float) -> tuple[float, float] | None:
+    if s.binary and s.n:
+        return wilson_interval(s.value, s.n, z)
+    if s.se is None:
+        return None
+    return s.value - z * s.se, s.value + z * s.se
+
+
+def _errored(cells: list[CellScore]) -> float | None:
+    known = [c.health for c in cells if c.health is not None and c.health.n]
+    if not known:
+        return None
+    return sum(h.errors for h in known) / sum(h.n or 0 for h in known)
+
+
+def _flags(cells: list[CellScore]) -> list[str]:
+    found = {f for c in cells if c.health is not None for f in c.health.flags}
+    return [f for f in ("failed", "stale", "incomplete") if f in found]
 
 
 def _cell_entry(name: str, s: CellScore, z: float) -> Entry:
-    entry = _entry(name, s.value, s.se, s.n, z, {s.benchmark: s.value})
-    if s.binary and s.n:
-        entry.ci_low, entry.ci_high = wilson_interval(s.value, s.n, z)
-    return entry
+    ci = _cell_interval(s, z)
+    return Entry(0, name, s.value, ci[0] if ci else None, ci[1] if ci else None, s.n,
+                 {s.benchmark: s.value}, _errored([s]), _flags([s]))  # fmt: skip
 
 
-def _entry(name: str, value: float, se: float | None, n: int | None, z: float,
-           benchmarks: dict[str, float]) -> Entry:  # fmt: skip
-    if se is None:
-        return Entry(0, name, value, None, None, n, benchmarks)
-    return Entry(0, name, value, value - z * se, value + z * se, n, benchmarks)
+def _model_entry(name: str, cells: list[CellScore], z: float) -> Entry:
+    """A model over its cells: their mean, and the MOVER combination of their intervals."""
+    if len(cells) == 1:  # one benchmark: the model's interval is its cell's
+        return _cell_entry(name, cells[0], z)
+    values = [c.value for c in cells]
+    intervals = [_cell_interval(c, z) for c in cells]
+    found = [i for i in intervals if i is not None]
+    low, high = mover_mean_interval(values, found) if len(found) == len(cells) else (None, None)
+    value = math.fsum(values) / len(values)
+    ns = [c.n for c in cells]
+    n = None if None in ns else sum(ns)  # type: ignore[arg-type]
+    return Entry(0, name, value, low, high, n, {c.benchmark: c.value for c in cells},
+                 _errored(cells), _flags(cells))  # fmt: skip
 
 
 def _default_metric(snaps: list[Snapshot]) -> str:

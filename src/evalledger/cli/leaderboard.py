@@ -41,22 +41,36 @@ _PIVOT_LIMIT = 8
     metavar="REV",
     help="Revision(s) to rank (repeatable; default: the workspace).",
 )
+@click.option(
+    "--strict",
+    is_flag=True,
+    help="Leave out cells with errored items, failed, stale or incomplete ones, and models "
+    "that then miss a benchmark.",
+)
 @confidence_option
 @format_options("table", "md", "csv", "json", "html")
 @click.pass_context
 def leaderboard(
     ctx: click.Context, benchmarks: tuple[str, ...], metric: str | None, top: int | None,
-    by: str, revs: tuple[str, ...], confidence: float, fmt: str,
+    by: str, revs: tuple[str, ...], strict: bool, confidence: float, fmt: str,
 ) -> None:  # fmt: skip
     """Rank models (or cells) on a metric with confidence intervals.
 
     By model, a model's value is its mean over the benchmarks, shown beside the value on
     each benchmark. Intervals come from per-item scores (clustered when items share a
-    cluster). With several --rev, each model appears once per revision.
+    cluster); a model's combines its cells' (never collapsing at 0 or 1). With several
+    --rev, each model appears once per revision.
+
+    The errored column is the share of items whose model call failed (accuracy is over
+    the others); flags mark failed cells (a later attempt failed), stale ones (params.yaml
+    changed since they ran, as `dvc status` says) and incomplete ones (an attempt
+    interrupted, or a model missing benchmarks). For example:
+
+        evalledger leaderboard -b arith --strict
     """
     board = build_leaderboard(
         open_ledger(ctx), list(revs) or None, metric=metric, benchmarks=list(benchmarks) or None,
-        by=by, top=top, confidence=confidence,
+        by=by, top=top, confidence=confidence, strict=strict,
     )  # fmt: skip
     if not echo_formatted(board, fmt):
         columns = board.columns(_PIVOT_LIMIT)

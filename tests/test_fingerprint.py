@@ -197,6 +197,5 @@ def test_scores_get_a_cluster_column_only_when_items_have_clusters(
     assert [row.rsplit(",", 1)[1] for row in qa[1:]] == ["p0", "p0", "p1", "p1", "p2", "p2"]
     arith = (qa_project.root / "metrics/solver/arith.scores.csv").read_text().splitlines()
     assert arith[0] == (
-        "id,category,correct,score,partial,formatted,latency_ms,prompt_tokens,"
-        "completion_tokens,error"
+        "id,category,correct,score,partial,formatted,prompt_tokens,completion_tokens,error"
     )

@@ -80,6 +80,12 @@ def test_sigkill_mid_cell_then_resume_scores_every_item_exactly_once(
         assert sorted(_scores(project, key)) == sorted(
             i for i in log if i.startswith("easy" if key.endswith("arith") else "hard")
         )
+        # The 15 items restored from the checkpoint keep their latency (the model sleeps
+        # 2 ms an item): in the predictions file and in the metrics' timings.
+        preds = (project.root / f"predictions/{key}.jsonl").read_text().splitlines()
+        assert len(preds) == 40 and all(json.loads(p)["latency_ms"] >= 2 for p in preds)
+        metrics = json.loads((project.root / f"metrics/{key}.json").read_text())
+        assert metrics["latency_ms"]["p50"] >= 2 and metrics["total_time_s"] >= 0.08
     assert json.loads(dvc(project.root, "status", "--json").stdout) == {}
     assert not list((project.root / ".evalledger/checkpoints").glob("*.jsonl"))
 

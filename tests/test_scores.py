@@ -8,13 +8,14 @@ import pytest
 
 from evalledger.ledger.scores import parse_scores, summarize, summarize_many
 
+#: The columns files had before per-item latency moved to the predictions file.
 HEADER = (
     "id,category,correct,score,partial,formatted,latency_ms,prompt_tokens,completion_tokens,error"
 )
 
 
 def _csv(rng: random.Random, n: int, *, cluster: bool = False, errors: bool = False,
-         quoted: bool = False, blank_score: bool = False) -> bytes:  # fmt: skip
+         quoted: bool = False, blank_score: bool = False, timed: bool = True) -> bytes:  # fmt: skip
     head = HEADER + (",cluster" if cluster else "")
     lines = [head]
     for i in range(n):
@@ -28,6 +29,8 @@ def _csv(rng: random.Random, n: int, *, cluster: bool = False, errors: bool = Fa
         if cluster:
             row.append(f"c{i // 4}")
         lines.append(",".join(row))
+    if not timed:  # the columns evalledger run writes now
+        lines = [",".join(c for j, c in enumerate(line.split(",")) if j != 6) for line in lines]
     return ("\n".join(lines) + "\n").encode()
 
 
@@ -44,6 +47,7 @@ def _close(a: dict, b: dict) -> None:  # type: ignore[type-arg]
     [
         {}, {"cluster": True}, {"errors": True}, {"errors": True, "quoted": True},
         {"cluster": True, "errors": True}, {"blank_score": True},
+        {"timed": False}, {"timed": False, "cluster": True, "errors": True},
     ],
 )  # fmt: skip
 def test_summarize_many_equals_summarize(shape: dict) -> None:  # type: ignore[type-arg]
@@ -121,3 +125,18 @@ def test_one_damaged_file_among_many_does_not_spoil_the_others() -> None:
     assert "line 10: 'maybe' in column 'correct'" in many["oid2"].describe("s.csv")
     for oid in ("oid0", "oid1", "oid3", "oid4"):
         _close(many[oid], summarize(parse_scores(blobs[oid])))
+
+
+def test_files_with_and_without_latency_summarise_alike() -> None:
+    """Old score files (a latency_ms column) and new ones read side by side, one answer."""
+    timed = _csv(random.Random(5), 60, cluster=True, errors=True)
+    plain = _csv(random.Random(5), 60, cluster=True, errors=True, timed=False)
+    assert b"latency_ms" in timed and b"latency_ms" not in plain
+    old, new = parse_scores(timed), parse_scores(plain)
+    assert old.columns.pop("latency_ms") == [1.5] * len(old.ids)
+    assert (old.ids, old.columns, old.cluster, old.errored) == (
+        new.ids, new.columns, new.cluster, new.errored,
+    )  # fmt: skip
+    many = summarize_many({"old": timed, "new": plain})
+    _close(many["old"], many["new"])
+    _close(many["new"], summarize(new))

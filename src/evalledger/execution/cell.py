@@ -42,6 +42,7 @@ if TYPE_CHECKING:
 __all__ = [
     "CLUSTER_COLUMN",
     "SCORE_COLUMNS",
+    "TIMED_SCORE_COLUMNS",
     "CellResult",
     "PreparedCell",
     "benchmark_data_hash",
@@ -53,10 +54,16 @@ __all__ = [
     "prepare_cell",
 ]
 
+#: The columns of a cell's ``.scores.csv``: only what the answers determine, so a re-run
+#: of a deterministic model rewrites the file byte for byte. Each item's ``latency_ms``
+#: is in the predictions file (DVC-cached, not in git) and the item checkpoint.
 SCORE_COLUMNS = [
     "id", "category", "correct", "score", "partial", "formatted",
-    "latency_ms", "prompt_tokens", "completion_tokens", "error",
+    "prompt_tokens", "completion_tokens", "error",
 ]  # fmt: skip
+#: The columns with per-item ``latency_ms``: those of score files written before
+#: timings left them, and of a Tracker's, which keeps the latency its caller logged.
+TIMED_SCORE_COLUMNS = [*SCORE_COLUMNS[:6], "latency_ms", *SCORE_COLUMNS[6:]]
 #: Appended to SCORE_COLUMNS when some item of the cell has ``meta["cluster"]``.
 CLUSTER_COLUMN = "cluster"
 #: File hashes of benchmark data, by path, size and mtime (below ``.evalledger/``).
@@ -174,7 +181,9 @@ def cell_metrics(
     """Cell metrics from per-item records (the DVC metrics file's content).
 
     Accuracies are over the scored items; errored items are counted apart (``errors``,
-    ``error_rate``, ``error_patterns``) and never as wrong answers.
+    ``error_rate``, ``error_patterns``) and never as wrong answers. Keys come in one
+    order, and the timings (:data:`~evalledger.metrics.TIMING_METRICS`) sit together, so
+    a re-run of a deterministic model changes one block of lines and nothing else.
     """
     n = len(records)
     scored = [r for r in records if not r.get("error")]
@@ -202,11 +211,11 @@ def cell_metrics(
             "p95": round(_quantile(lat, 0.95), 3),
         },
         "total_time_s": round(sum(lat) / 1000, 3),
-        "prompt_tokens": prompt_tokens,
-        "completion_tokens": completion_tokens,
     }
     if wall_time_s is not None:
         metrics["wall_time_s"] = round(wall_time_s, 3)
+    metrics["prompt_tokens"] = prompt_tokens
+    metrics["completion_tokens"] = completion_tokens
     if price is not None:
         metrics["cost"] = round((prompt_tokens * price[0] + completion_tokens * price[1]) / 1e6, 6)
     metrics["categories"] = {}
@@ -222,7 +231,10 @@ def cell_metrics(
 
 
 def _scores_csv(records: list[dict[str, Any]], items: list[Item]) -> str:
-    """Per-item scores; a ``cluster`` column only when some item has a cluster."""
+    """Per-item scores, in item order; a ``cluster`` column only when some item has one.
+
+    Nothing of the clock is written here (see :data:`SCORE_COLUMNS`).
+    """
     clusters = {it.id: str(it.meta["cluster"]) for it in items if "cluster" in it.meta}
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
@@ -230,8 +242,8 @@ def _scores_csv(records: list[dict[str, Any]], items: list[Item]) -> str:
     for r in records:
         row = [
             r["id"], r.get("category", ""), int(r["correct"]), r["score"], int(r["partial"]),
-            int(r["formatted"]), r["latency_ms"], r.get("prompt_tokens") or 0,
-            r.get("completion_tokens") or 0, r.get("error") or "",
+            int(r["formatted"]), r.get("prompt_tokens") or 0, r.get("completion_tokens") or 0,
+            r.get("error") or "",
         ]  # fmt: skip
         if clusters:
             row.append(clusters.get(r["id"], ""))
@@ -240,6 +252,7 @@ def _scores_csv(records: list[dict[str, Any]], items: list[Item]) -> str:
 
 
 def _predictions_jsonl(records: list[dict[str, Any]], prepared: PreparedCell) -> str:
+    """One line per item: prompt, output, target, and the item's ``latency_ms``."""
     targets = {it.id: it.target for it in prepared.items}
     lines = []
     for r in records:
@@ -251,6 +264,7 @@ def _predictions_jsonl(records: list[dict[str, Any]], prepared: PreparedCell) ->
             row["judge"] = r["detail"]
         if r.get("error"):
             row["error"] = r["error"]
+        row["latency_ms"] = r["latency_ms"]
         lines.append(json.dumps(row, ensure_ascii=False))
     return "\n".join(lines) + ("\n" if lines else "")
 

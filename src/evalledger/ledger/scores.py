@@ -44,7 +44,9 @@ METRIC_COLUMNS: dict[str, str] = {
     "partial_accuracy": "partial",
     "format_accuracy": "formatted",
 }
-#: Numeric per-item columns (others, like ``category``, are labels).
+#: Numeric per-item columns (others, like ``category``, are labels). Any may be absent:
+#: ``latency_ms`` is only in files written before timings moved to the predictions file,
+#: and in a Tracker's when its caller logs per-item latency.
 ITEM_COLUMNS = ("correct", "score", "partial", "formatted", "latency_ms",
                 "prompt_tokens", "completion_tokens")  # fmt: skip
 _SUMMARISED = ("correct", "score", "partial", "formatted")

@@ -174,12 +174,12 @@ def item_record(index: int, item: dict[str, Any]) -> dict[str, Any]:
 
 def scores_csv(records: list[dict[str, Any]]) -> str:
     """Per-item scores in a cell's ``.scores.csv`` columns (a ``cluster`` one if any)."""
-    from evalledger.execution.cell import CLUSTER_COLUMN, SCORE_COLUMNS
+    from evalledger.execution.cell import CLUSTER_COLUMN, TIMED_SCORE_COLUMNS
 
     clusters = any(r["cluster"] for r in records)
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow([*SCORE_COLUMNS, CLUSTER_COLUMN] if clusters else SCORE_COLUMNS)
+    writer.writerow([*TIMED_SCORE_COLUMNS, CLUSTER_COLUMN] if clusters else TIMED_SCORE_COLUMNS)
     for r in records:
         row = [
             r["id"], r["category"], int(r["correct"]), r["score"], int(r["partial"]),

@@ -3,7 +3,9 @@
 It lives in ``.evalledger/checkpoints/``, outside DVC's outputs, so ``dvc repro``
 removing a stage's outputs does not lose finished items. One process at a time holds a
 cell's checkpoint (``flock``); each item is one ``write()`` of one line, which survives
-the process being killed. A torn last line is cut off when the log is reopened.
+the process being killed. A torn last line is cut off when the log is reopened. A line
+keeps the item's ``latency_ms`` (which ``.scores.csv`` does not hold), so a resumed cell
+writes every item's latency to its predictions file and counts it in its timings.
 
 Every line is checked when the log is read: one that is not JSON, or lacks a field a
 scored item needs (or holds one of the wrong type), is dropped, and its item is

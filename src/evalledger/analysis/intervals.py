@@ -18,7 +18,10 @@ def wilson_interval(p: float, n: int, z: float) -> tuple[float, float]:
     denom = 1 + z * z / n
     center = (p + z * z / (2 * n)) / denom
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return max(0.0, center - half), min(1.0, center + half)
+    # At p = 0 or 1 the bound is exactly 0 or 1; the arithmetic misses it by rounding.
+    low = 0.0 if p <= 0.0 else max(0.0, center - half)
+    high = 1.0 if p >= 1.0 else min(1.0, center + half)
+    return low, high
 
 
 def newcombe_paired_interval(
@@ -74,4 +77,7 @@ def mover_mean_interval(
     up = math.sqrt(
         math.fsum((high - v) ** 2 for v, (_, high) in zip(values, intervals, strict=True))
     )
-    return mean - down / k, mean + up / k
+    # Both bounds lie within the cells' own (sqrt(sum d^2) <= sum d); min/max only undo
+    # rounding, so 1.0000000000000002 stays 1.
+    lows, highs = [low for low, _ in intervals], [high for _, high in intervals]
+    return max(min(lows), mean - down / k), min(max(highs), mean + up / k)

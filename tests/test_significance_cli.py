@@ -85,7 +85,7 @@ def test_rows_per_benchmark_and_json_fields(ran: Project) -> None:
 
     data = as_json(invoke(ran, "significance", "solver", "noisy", "--json"))
     assert data["operands"] == ["solver", "noisy"]
-    assert data["method"] == "bootstrap"
+    assert data["method"] == "mcnemar"  # the default for 0/1 scores
     assert [c["unit"] for c in data["comparisons"]] == BENCHES
     for comp in data["comparisons"]:
         for key in ("method", "n", "diff", "ci_low", "ci_high", "p_value", "p_adjusted",

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from evalledger.atomic import atomic_write
 from evalledger.errors import StatsError, UnknownExecutionError, UnknownRevisionError
-from evalledger.ledger.scores import column_for
+from evalledger.ledger.scores import ITEM_COLUMNS, METRIC_COLUMNS, column_for
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -29,13 +29,29 @@ if TYPE_CHECKING:
     from evalledger.ledger.scores import ScoreTable
 
 __all__ = [
+    "CLUSTER_COLUMNS",
     "Comparison",
     "Operand",
     "SignificanceReport",
+    "check_cluster_column",
     "paired_arrays",
     "resolve_operand",
     "run_significance",
 ]
+
+
+#: The per-item label columns items can be clustered on.
+CLUSTER_COLUMNS = ("cluster", "category")
+
+
+def check_cluster_column(cluster: str | None, tables: list[ScoreTable]) -> None:
+    """StatsError unless ``cluster`` is None or a label column the tables can cluster on."""
+    if cluster is None or cluster in CLUSTER_COLUMNS:
+        return
+    have = [c for c in CLUSTER_COLUMNS if any(t.clusters(c) for t in tables)]
+    hint = (f"cluster on one of: {', '.join(have)}" if have else
+            "these scores have no cluster or category labels; leave --cluster out")  # fmt: skip
+    raise StatsError(f"unknown cluster column {cluster!r}", hint)
 
 
 def paired_arrays(
@@ -43,15 +59,19 @@ def paired_arrays(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None] | None:
     """Values of ``column`` for the items both tables scored, in one order, and clusters.
 
-    ``cluster`` names the label column to cluster on (``cluster`` or ``category``); by
-    default the ``cluster`` column is used when the tables have one. Returns None when
-    the tables share fewer than two items.
+    ``cluster`` names the label column to cluster on (``cluster`` or ``category``; any
+    other name is a StatsError listing the valid ones); by default the ``cluster``
+    column is used when the tables have one. Returns None when the tables share fewer
+    than two items.
     """
     import numpy as np
 
+    check_cluster_column(cluster, [a, b])
     if column not in a.columns or column not in b.columns:
         known = ", ".join(sorted(set(a.columns) & set(b.columns))) or "none"
-        raise StatsError(f"no per-item column {column!r} to compare; known: {known}")
+        raise StatsError(
+            f"no per-item column {column!r} to compare", f"columns with scores: {known}"
+        )
     va, vb = a.values(column), b.values(column)
     ids = [i for i in va if i in vb]
     if len(ids) < 2:
@@ -84,8 +104,27 @@ class Operand:
 
 
 def resolve_operand(ledger: Ledger, text: str, rev: str | None = None) -> Operand:
-    """Resolve ``NAME[@REV]``: a model, a cell key, an execution ID or a revision."""
+    """Resolve ``NAME[@REV]``: a model, a cell key, an execution ID or a revision.
+
+    A text with ``@`` that is no ``NAME@REV`` (e.g. the revision ``HEAD@{1}``) is
+    tried as a revision whole.
+    """
     name, _, at = text.partition("@")
+    try:
+        return _resolve(ledger, text, name, at, rev)
+    except (StatsError, UnknownRevisionError):
+        if not at:
+            raise
+        try:
+            whole = ledger.snapshot(text)
+        except UnknownRevisionError:
+            pass
+        else:
+            return Operand(text, whole, {k: k for k in whole.cells}, "revision")
+        raise
+
+
+def _resolve(ledger: Ledger, text: str, name: str, at: str, rev: str | None) -> Operand:
     snap = ledger.snapshot(at or rev)
     models = {c.axes.get("model", ""): None for c in snap.cells.values()}
     if name in models:
@@ -123,7 +162,7 @@ def _without_model(axes: dict[str, str]) -> str:
 
 @dataclass
 class Comparison:
-    """One paired test: operand A against operand B on one unit (benchmark or cell)."""
+    """One test: operand A against operand B on one unit (benchmark or cell)."""
 
     a: str
     b: str
@@ -134,12 +173,29 @@ class Comparison:
     """Minimum detectable effect (power 0.8 at alpha) with the items compared."""
     mde_at: dict[int, float] = field(default_factory=dict)
     """Minimum detectable effect at other numbers of items (``--items``)."""
+    items: dict[str, int] = field(default_factory=dict)
+    """Items scored: ``shared`` by both, ``a_only`` and ``b_only`` (left out when paired)."""
+    paired: bool = True
 
     def to_json(self) -> dict[str, Any]:
         """JSON-ready: the operands, the unit, and the test with its effect size and CI."""
         return {"a": self.a, "b": self.b, "unit": self.unit, "metric": self.metric,
                 **self.result.to_dict(), "mde": self.mde,
-                "mde_at": {str(k): v for k, v in self.mde_at.items()}}  # fmt: skip
+                "mde_at": {str(k): v for k, v in self.mde_at.items()},
+                "paired": self.paired, "items": self.items, "note": self.note()}  # fmt: skip
+
+    def note(self) -> str | None:
+        """Which items were tested, when not simply the same items on both sides."""
+        shared, a_only, b_only = (self.items.get(k, 0) for k in ("shared", "a_only", "b_only"))
+        if not self.paired:
+            return (f"unpaired: all {shared + a_only} items of {self.a} and "
+                    f"{shared + b_only} of {self.b} ({shared} shared)")  # fmt: skip
+        if not a_only and not b_only:
+            return None
+        if a_only == b_only:
+            return f"{shared} shared items; {a_only} on each side left out"
+        return (f"{shared} shared items; {a_only} of {self.a}'s and {b_only} of "
+                f"{self.b}'s left out")  # fmt: skip
 
 
 @dataclass
@@ -180,39 +236,55 @@ def run_significance(
     rev: str | None = None,
     benchmarks: list[str] | None = None,
     metric: str = "accuracy",
-    method: str = "bootstrap",
+    method: str = "auto",
     alpha: float = 0.05,
     confidence: float = 0.95,
     n_resamples: int = 10_000,
     seed: int = 0,
     cluster: str | None = None,
     items: list[int] | None = None,
+    unpaired: bool = False,
 ) -> SignificanceReport:
-    """Paired tests between every pair of operands on every unit they share."""
-    import numpy as np
+    """Tests between every pair of operands on every unit they share.
 
-    from evalledger.analysis.power import minimum_detectable_effect
-    from evalledger.analysis.significance import compare_paired, holm_bonferroni
-
+    Paired on the items both sides scored (``method``, by default ``auto``: see
+    :func:`evalledger.analysis.significance.choose_method`), or with ``unpaired`` an
+    unpaired test of all items of each side (Fisher's exact test for 0/1 scores,
+    Welch's t-test otherwise).
+    """
     if len(operands) < 2:
         raise StatsError("significance needs at least two operands", "e.g. `solver noisy`")
     column = column_for(metric)
     if column is None:
         raise StatsError(
-            f"metric {metric!r} has no per-item scores to test",
-            "use accuracy, mean_score, partial_accuracy, format_accuracy or a score column",
+            f"unknown metric {metric!r}: it has no per-item scores to test",
+            f"metrics: {', '.join([*METRIC_COLUMNS, *ITEM_COLUMNS])}",
+        )
+    if unpaired and method != "auto":
+        raise StatsError(
+            f"--unpaired picks its own test, not {method}",
+            "leave --method out: Fisher's exact test for 0/1 scores, else Welch's t-test",
         )
     sides = [resolve_operand(ledger, o, rev) for o in operands]
-    by_model = all(s.kind == "model" for s in sides)
-    units = [_units(s, by_model) for s in sides]
+    units = _units(sides)
     shared = [u for u in units[0] if all(u in other for other in units[1:])]
     if benchmarks:
-        shared = [u for u in shared if u.split("/")[0] in benchmarks]
+        cells = [c for s in sides for c in s.snapshot.cells.values()]
+        known = sorted({c.axes.get("benchmark", "") for c in cells} - {""})
+        for name in benchmarks:
+            if name not in known:
+                hint = f"benchmarks with results: {', '.join(known) or 'none'}"
+                raise StatsError(f"unknown benchmark {name!r}", hint)
+        shared = [u for u in shared if any(_benchmark(s, m[u]) in benchmarks
+                                           for s, m in zip(sides, units, strict=True))]  # fmt: skip
     if not shared:
+        among = f" among {', '.join(benchmarks)}" if benchmarks else ""
         raise StatsError(
-            f"{', '.join(operands)} share no benchmark with per-item scores",
+            f"{', '.join(operands)} share no benchmark with per-item scores{among}",
             "pick operands evaluated on the same benchmarks (see `evalledger leaderboard`)",
         )
+    options = {"method": method, "n_resamples": n_resamples, "confidence": confidence,
+               "seed": seed}  # fmt: skip
     comparisons: list[Comparison] = []
     skipped: list[str] = []
     for unit in shared:
@@ -223,25 +295,20 @@ def run_significance(
         for i in range(len(sides)):
             for j in range(i + 1, len(sides)):
                 ta, tb = tables[i], tables[j]
-                pair = paired_arrays(ta, tb, column, cluster) if ta and tb else None
-                if pair is None:
-                    skipped.append(f"{unit}: {operands[i]} vs {operands[j]} share < 2 items")
+                label = f"{unit}: {operands[i]} vs {operands[j]}"
+                if ta is None or tb is None:
+                    skipped.append(f"{label} have no per-item scores")
                     continue
-                x, y, labels = pair
-                result = compare_paired(
-                    x, y, method=method, n_resamples=n_resamples, confidence=confidence,
-                    seed=seed, clusters=labels,
-                )  # fmt: skip
-                sd = float(np.std(y - x, ddof=1))
-                design = (result.se / (sd / math.sqrt(result.n))) ** 2 if sd > 0 else 1.0
-                mde = at = None
-                if sd > 0:
-                    mde = minimum_detectable_effect(sd, result.n, alpha=alpha, design_effect=design)
-                    at = {n: minimum_detectable_effect(sd, n, alpha=alpha, design_effect=design)
-                          for n in items or []}  # fmt: skip
+                found = _compare(ta, tb, column, cluster, unpaired, alpha, items, options)
+                if isinstance(found, str):
+                    skipped.append(f"{label} {found}")
+                    continue
+                result, mde, at, counts = found
                 comparisons.append(Comparison(operands[i], operands[j], unit, metric, result,
-                                              mde, at or {}))  # fmt: skip
+                                              mde, at, counts, not unpaired))  # fmt: skip
     if comparisons:
+        from evalledger.analysis.significance import holm_bonferroni
+
         adjusted = holm_bonferroni([c.result.p_value for c in comparisons])
         for c, p in zip(comparisons, adjusted, strict=True):
             c.result = replace(c.result, p_adjusted=p)
@@ -249,7 +316,72 @@ def run_significance(
                               else method, alpha, comparisons, skipped)  # fmt: skip
 
 
-def _units(side: Operand, by_model: bool) -> dict[str, str]:
-    if by_model:
-        return side.cells
-    return {key: key for key in side.cells.values()}
+def _compare(
+    ta: ScoreTable, tb: ScoreTable, column: str, cluster: str | None, unpaired: bool,
+    alpha: float, items: list[int] | None, options: dict[str, Any],
+) -> tuple[PairedResult, float | None, dict[int, float], dict[str, int]] | str:  # fmt: skip
+    """One test of two cells' scores, its MDEs and item counts; or why it was skipped."""
+    import numpy as np
+
+    from evalledger.analysis.power import minimum_detectable_effect
+    from evalledger.analysis.significance import compare_paired, compare_unpaired
+
+    pair = paired_arrays(ta, tb, column, cluster)
+    va, vb = ta.values(column), tb.values(column)
+    common = sum(1 for i in va if i in vb)
+    counts = {"shared": common, "a_only": len(va) - common, "b_only": len(vb) - common}
+    if unpaired:
+        if pair is not None and pair[2] is not None:
+            raise StatsError(
+                "--unpaired does not account for clustered items",
+                "leave --unpaired out: the paired test on shared items is cluster-robust",
+            )
+        x = np.fromiter(va.values(), dtype=float, count=len(va))
+        y = np.fromiter(vb.values(), dtype=float, count=len(vb))
+        x, y = x[~np.isnan(x)], y[~np.isnan(y)]
+        if min(len(x), len(y)) < 2:
+            return "have < 2 scored items on a side"
+        result = compare_unpaired(x, y, confidence=options["confidence"])
+        # SE^2 = var_a / n_a + var_b / n_b: with N items a side it is (var_a + var_b) / N.
+        spread = math.sqrt(float(np.var(x, ddof=1) + np.var(y, ddof=1)))
+        if result.se <= 0 or spread <= 0:
+            return result, None, {}, counts
+        return (result, minimum_detectable_effect(result.se, 1, alpha=alpha),
+                {n: minimum_detectable_effect(spread, n, alpha=alpha) for n in items or []},
+                counts)  # fmt: skip
+    if pair is None:
+        return "share < 2 items"
+    x, y, labels = pair
+    result = compare_paired(x, y, clusters=labels, **options)
+    d = y - x
+    d = d[~np.isnan(d)]  # the pairs the test used
+    sd = float(np.std(d, ddof=1))
+    if not sd > 0 or not result.se > 0:
+        return result, None, {}, counts
+    design = (result.se / (sd / math.sqrt(result.n))) ** 2
+    mde = minimum_detectable_effect(sd, result.n, alpha=alpha, design_effect=design)
+    at = {n: minimum_detectable_effect(sd, n, alpha=alpha, design_effect=design)
+          for n in items or []}  # fmt: skip
+    return result, mde, at, counts
+
+
+def _benchmark(side: Operand, key: str) -> str:
+    cell = side.snapshot.cells.get(key)
+    return cell.axes.get("benchmark", "") if cell is not None else ""
+
+
+def _units(sides: list[Operand]) -> list[dict[str, str]]:
+    """Per side, unit -> cell key, with the units that pair the sides' cells.
+
+    Models and cells pair on the cell without its model (the benchmark); cells alone
+    always pair, whatever their benchmarks; revisions and executions (and models or
+    cells beside them) pair on the whole cell key.
+    """
+    kinds = {s.kind for s in sides}
+    if kinds == {"cell"}:
+        names = list(dict.fromkeys(unit for s in sides for unit in s.cells))
+        label = " vs ".join(names)
+        return [dict.fromkeys([label], next(iter(s.cells.values()))) for s in sides]
+    if kinds <= {"model", "cell"}:
+        return [s.cells for s in sides]
+    return [{key: key for key in s.cells.values()} for s in sides]

@@ -64,7 +64,7 @@ def stats_options(fn: F) -> F:
     """The options of paired tests: method, confidence, resamples, seed, clusters."""
     for option in reversed([
         click.option("--method", type=click.Choice(METHOD_NAMES), default=None,
-                     help="Paired test (default: see the command's help)."),
+                     help="Paired test (default: auto, see the command's help)."),
         confidence_option,
         click.option("--n-resamples", type=click.IntRange(min=100), default=10_000,
                      show_default=True, help="Resamples for bootstrap and permutation."),

@@ -39,25 +39,45 @@ from evalledger.cli._render import print_table
     metavar="N",
     help="Also show the minimum detectable effect with N items (repeatable).",
 )
+@click.option(
+    "--unpaired",
+    is_flag=True,
+    help="Test all items of each side as independent samples (Fisher's exact test for "
+    "0/1 scores, else Welch's t-test) instead of pairing the shared items.",
+)
 @click.option("--save", is_flag=True, help="Write the results as JSON to metrics/_significance/.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_context
 def significance(
     ctx: click.Context, operands: tuple[str, ...], benchmarks: tuple[str, ...], metric: str,
     method: str | None, confidence: float, n_resamples: int, seed: int, cluster: str | None,
-    alpha: float, rev: str | None, items: tuple[int, ...], save: bool, as_json: bool,
+    alpha: float, rev: str | None, items: tuple[int, ...], unpaired: bool, save: bool,
+    as_json: bool,
 ) -> None:  # fmt: skip
     """Test whether differences are real, on paired per-item scores.
 
-    OPERANDS are models (paired on each benchmark), cells (model/benchmark), execution
-    IDs or revisions (the same cells paired across them); NAME@REV reads one at a
-    revision, e.g. `solver@HEAD~1 solver`. With three or more, every pair is tested and
-    p-values are Holm-Bonferroni adjusted. The default method is the paired bootstrap.
-    """
+    OPERANDS are models (paired on each benchmark), cells (model/benchmark, e.g.
+    `solver/arith noisy/arith`), execution IDs or revisions (the same cells paired
+    across them, e.g. `HEAD~1 HEAD -b arith`); NAME@REV reads one at a revision, e.g.
+    `solver@HEAD~1 solver`. Items are paired by id; items only one side scored are
+    left out and the output says how many (--unpaired tests all of them). With three
+    or more operands every pair is tested and p-values are Holm-Bonferroni adjusted.
+
+    \b
+    The default method (--method auto) is sound at every n:
+      clustered items     cluster-robust t-test: CR1 SE, t on G-1 df (G clusters)
+      0/1 scores          McNemar's exact test (k discordant pairs all one way:
+                          p = 2^(1-k)), Newcombe's score interval
+      other, n < 200      sign-flip permutation test, exact up to 16 nonzero
+                          differences, else Monte Carlo; t interval
+      other, n >= 200     percentile bootstrap (paired)
+    --unpaired: Fisher's exact test for 0/1 scores, else Welch's t-test.
+    """  # noqa: D301 - click's \b marks the method table as preformatted
     report = run_significance(
         open_ledger(ctx), list(operands), rev=rev, benchmarks=list(benchmarks) or None,
-        metric=metric, method=method or "bootstrap", alpha=alpha, confidence=confidence,
+        metric=metric, method=method or "auto", alpha=alpha, confidence=confidence,
         n_resamples=n_resamples, seed=seed, cluster=cluster, items=list(items),
+        unpaired=unpaired,
     )  # fmt: skip
     saved = report.save(current_project(ctx).metrics_dir) if save else None
     if as_json:
@@ -76,9 +96,14 @@ def significance(
                          "yes" if sig else "no"])  # fmt: skip
             styles.append("bold" if sig else "")
         cols = ["comparison", "benchmark", "method", "n", "A", "B", "B - A", conf, "p",
-                "p (Holm)", "d_z", "MDE", "significant"]  # fmt: skip
-        print_table(cols, rows, title=f"{metric}: paired tests, alpha {alpha:g}",
+                "p (Holm)", "d" if unpaired else "d_z", "MDE", "significant"]  # fmt: skip
+        kind = "unpaired" if unpaired else "paired"
+        print_table(cols, rows, title=f"{metric}: {kind} tests, alpha {alpha:g}",
                     styles=styles)  # fmt: skip
+        for c in report.comparisons:
+            if (note := c.note()) is not None:
+                more = "" if unpaired else " (--unpaired tests all items)"
+                click.echo(f"{c.a} vs {c.b} on {c.unit}: {note}{more}")
         for c in report.comparisons:
             for n, mde in c.mde_at.items():
                 click.echo(f"{c.a} vs {c.b} on {c.unit}: with {n} items the minimum "

@@ -78,6 +78,49 @@ def test_params_yaml_sets_directions_by_name_and_glob(tmp_path: Path) -> None:
     assert not directions.lower_is_better("accuracy") and directions.assumed == set()
 
 
+def test_the_tracker_records_a_direction_that_diff_and_leaderboard_follow(
+    tmp_path: Path,
+) -> None:
+    project = make_project(tmp_path / "proj")
+    tracker = Tracker(project)
+    with tracker.experiment({"run": "wide"}, name="wide"):
+        tracker.log_metrics({"drift": 0.5}, direction="lower")
+        tracker.log_evaluation("heldout", {"drift": 0.5, "n": 100})
+    _commit(project, "drift 0.5")
+    with tracker.experiment({"run": "wide"}, name="wide"):
+        tracker.log_metrics({"drift": 0.2}, direction={"dri*": "lower"})
+        tracker.log_evaluation("heldout", {"drift": 0.2, "n": 100})
+    _commit(project, "drift 0.2")
+    manifests = sorted(p.read_text() for p in project.root.glob("runs/exp_*/manifest.yaml"))
+    assert sum("directions:\n  drift: lower\n" in m for m in manifests) == 1
+    assert sum("directions:\n  dri*: lower\n" in m for m in manifests) == 1
+    better = invoke(project, "diff", "HEAD~1", "HEAD", "-m", "drift", "--fail-on-regression")
+    assert better.exit_code == 0, better.output
+    worse = invoke(project, "diff", "HEAD", "HEAD~1", "-m", "drift", "--fail-on-regression")
+    assert worse.exit_code == 5 and "drift 0.2 -> 0.5" in worse.stderr
+    assert "taken as higher-is-better" not in worse.output
+    with tracker.experiment({"run": "narrow"}, name="narrow"):
+        tracker.log_evaluation("heldout", {"drift": 0.1, "n": 100})
+    board = json.loads(invoke(project, "leaderboard", "-m", "drift", "--json").stdout)
+    assert [e["name"] for e in board["entries"]] == ["narrow", "wide"]
+    assert board["notes"] == []
+    # params.yaml has the last word.
+    project.params_path.write_text(project.params_path.read_text() + "metrics:\n  drift: higher\n")
+    board = json.loads(invoke(project, "leaderboard", "-m", "drift", "--json").stdout)
+    assert [e["name"] for e in board["entries"]] == ["wide", "narrow"]
+
+
+def test_a_bad_tracker_direction_is_one_line(tmp_path: Path) -> None:
+    from evalledger.errors import EvalLedgerError
+
+    project = make_project(tmp_path / "proj")
+    tracker = Tracker(project)
+    with tracker.experiment({"run": "x"}, name="x"):
+        with pytest.raises(EvalLedgerError, match=r"direction of 'loss' is 'down'; use 'lower'"):
+            tracker.log_metrics({"loss": 1.0}, direction="down")
+        tracker.log_metrics({"loss": 1.0})  # the bad call logged nothing
+
+
 def test_an_unknown_direction_is_assumed_higher_and_said_once(tmp_path: Path) -> None:
     project = make_project(tmp_path / "proj")
     _evaluate(project, "a", quirk=0.3)

@@ -228,6 +228,8 @@ class ExecutionManifest(_Strict):
     """Hyperparameters logged with ``log_params`` (secrets redacted)."""
     last_metrics: dict[str, float] = Field(default_factory=dict)
     """The last logged value of each step metric, and ``step``: the last step."""
+    directions: dict[str, Literal["lower", "higher"]] = Field(default_factory=dict)
+    """Metric name (or glob) -> which way is better, from ``log_metrics(direction=...)``."""
     checkpoints: list[ArtifactRecord] = Field(default_factory=list)
     artifacts: list[ArtifactRecord] = Field(default_factory=list)
     error: str | None = None
@@ -415,6 +417,8 @@ def dump_manifest(manifest: ExecutionManifest) -> str:
     import yaml
 
     data = manifest.model_dump(mode="json")
+    if not data["directions"]:  # only experiments that set one carry the key
+        del data["directions"]
     dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
     text = str(yaml.dump(data, Dumper=dumper, sort_keys=False, allow_unicode=True, width=100))
     return f"{text}{END_MARKER}\n"

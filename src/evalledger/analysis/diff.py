@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from evalledger.analysis.gate import Problem, find_problems
 from evalledger.errors import EvalLedgerError
+from evalledger.ledger.directions import directions_at
 from evalledger.ledger.gitobjects import WORKSPACE
 from evalledger.ledger.scores import column_for
 from evalledger.metrics import Directions, as_number, flatten
@@ -407,7 +408,7 @@ def diff_revisions(
             "commit the ledger first, e.g. `evalledger run --commit`",
         )
     a, b = ledger.snapshot(a_rev), ledger.snapshot(b_rev)
-    directions = Directions.from_params(b.params or a.params)  # the newer side's say
+    directions = directions_at(b if b.params else a)  # the newer side's say
     common = [k for k in b.cells if k in a.cells]
     changed = [k for k in common if a.cells[k].metrics_oid != b.cells[k].metrics_oid
                or a.cells[k].scores_oid != b.cells[k].scores_oid]  # fmt: skip

@@ -32,9 +32,10 @@ from typing import TYPE_CHECKING, Any
 from evalledger.analysis.diff import format_value, md_code, md_text
 from evalledger.analysis.intervals import mover_mean_interval, wilson_interval
 from evalledger.errors import ConfigError
+from evalledger.ledger.directions import directions_at
 from evalledger.ledger.health import CellHealth, cell_health
 from evalledger.ledger.scores import METRIC_COLUMNS, ScoreTable, column_for, summarize
-from evalledger.metrics import Directions, as_number, flatten
+from evalledger.metrics import as_number, flatten
 
 if TYPE_CHECKING:
     from evalledger.ledger.history import Ledger, Snapshot
@@ -386,7 +387,7 @@ def build_leaderboard(
             if len(everywhere) > 1 and {c.benchmark for c in cells} != everywhere:
                 entry.flags.append("incomplete")  # a mean over fewer benchmarks than the rest
             entries.append(entry)
-    directions = Directions.from_params(snaps[-1].params)
+    directions = directions_at(snaps[-1])
     desc = not directions.lower_is_better(metric)
     entries.sort(key=lambda e: (-e.value if desc else e.value, e.name))
     for i, e in enumerate(entries, 1):

@@ -265,15 +265,23 @@ class Tracker:
 
     # ----------------------------------------------------------------- logging
 
-    def log_metrics(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
+    def log_metrics(
+        self, metrics: Mapping[str, Any], step: int | None = None, *,
+        direction: str | Mapping[str, str] | None = None,
+    ) -> None:  # fmt: skip
         """Record step metrics (``{"train/loss": 0.41}``) at ``step`` (default: last + 1).
 
-        This only appends to a buffer: no I/O. Names and values are checked here, so a
-        bad one raises at once with a one-line :class:`EvalLedgerError`.
+        ``direction`` (``"lower"`` or ``"higher"``, for every metric of the call, or a
+        mapping of names or globs to one) says which way is better where the name does
+        not; diff, leaderboard and compare read it from the manifest, after params.yaml's
+        ``metrics:``. This only appends to a buffer: no I/O. Names and values are checked
+        here, so a bad one raises at once with a one-line :class:`EvalLedgerError`.
         """
         run = self._run
         if run is None:
             raise EvalLedgerError("no experiment is running", "call start_experiment() first")
+        if direction is not None:
+            self._set_directions(run, metrics, direction)
         if step is None:
             step = run.step + 1
         elif type(step) is not int:
@@ -288,6 +296,21 @@ class Tracker:
                 values[key] = logged_number(key, value)
         run.buffer.append((step, values))
         run.step = step
+
+    def _set_directions(
+        self, run: _Run, metrics: Mapping[str, Any], direction: str | Mapping[str, str]
+    ) -> None:
+        given = dict.fromkeys(metrics, direction) if isinstance(direction, str) else direction
+        for name, way in dict(given).items():
+            if way not in ("lower", "higher") or not isinstance(name, str):
+                raise EvalLedgerError(
+                    f"direction of {name!r} is {way!r}; use 'lower' or 'higher'",
+                    "lower: smaller is better (loss, cost); higher: larger is better",
+                )
+        with self._lock:
+            if any(run.manifest.directions.get(k) != v for k, v in given.items()):
+                run.manifest.directions.update(given)  # type: ignore[arg-type]
+                run.dirty = True
 
     def _register(self, run: _Run, values: Mapping[str, Any]) -> None:
         with self._lock:

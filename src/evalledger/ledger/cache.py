@@ -36,6 +36,14 @@ def _is_manifest(value: Any) -> bool:
     return isinstance(value, dict) and isinstance(value.get("schema_version"), int)
 
 
+def _is_lock_entry(value: Any) -> bool:
+    return (
+        isinstance(value, dict)
+        and isinstance(value.get("params"), dict)
+        and isinstance(value.get("outs"), dict)
+    )
+
+
 #: What a cached value of each kind must look like; anything else is parsed again.
 _SHAPES: dict[str, Callable[[Any], bool]] = {
     "params": lambda value: value is None or isinstance(value, dict),
@@ -44,6 +52,10 @@ _SHAPES: dict[str, Callable[[Any], bool]] = {
     "scores": is_score_table_json,
     "summary": is_summary_json,
     "scores_text": lambda value: isinstance(value, str),
+    "dvc.lock": lambda value: (
+        isinstance(value, dict) and all(_is_lock_entry(e) for e in value.values())
+    ),
+    "md5": lambda value: isinstance(value, str) and len(value) == 32,
 }
 
 

@@ -160,9 +160,11 @@ def _parse_lock(data: bytes) -> dict[str, Any]:
         params = entry.get("params")
         recorded = params.get("params.yaml") if isinstance(params, dict) else None
         outs = entry.get("outs")
-        md5s = {o.get("path"): o.get("md5") for o in outs if isinstance(o, dict)} if (
+        md5s = {str(o.get("path")): o.get("md5") for o in outs if isinstance(o, dict)} if (
             isinstance(outs, list)) else {}  # fmt: skip
-        stages[str(name)] = {"params": recorded or {}, "outs": md5s}
+        # A damaged entry records nothing usable: the cell reads as stale, as DVC says.
+        stages[str(name)] = {"params": recorded if isinstance(recorded, dict) else {},
+                             "outs": md5s}  # fmt: skip
     return stages
 
 

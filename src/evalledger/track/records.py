@@ -15,7 +15,7 @@ import json
 import numbers
 import operator
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel
 
@@ -31,6 +31,7 @@ __all__ = [
     "evaluation_records",
     "hash_path",
     "item_record",
+    "logged_directions",
     "logged_number",
     "logged_step",
     "merge_into",
@@ -98,6 +99,20 @@ def logged_number(name: str, value: Any) -> float:
         f"metric {name!r} has a non-numeric value {value!r:.60} ({type(value).__name__})",
         "log numbers only (int, float, or a 0-d array)",
     )
+
+
+def logged_directions(
+    metrics: Mapping[str, Any], direction: str | Mapping[str, str]
+) -> dict[str, Literal["lower", "higher"]]:
+    """``log_metrics(direction=...)``: one for every metric of the call, or name -> one."""
+    given = dict.fromkeys(metrics, direction) if isinstance(direction, str) else dict(direction)
+    for name, way in given.items():
+        if way not in ("lower", "higher") or not isinstance(name, str):
+            raise EvalLedgerError(
+                f"direction of {name!r} is {way!r}; use 'lower' or 'higher'",
+                "lower: smaller is better (loss, cost); higher: larger is better",
+            )
+    return given  # type: ignore[return-value]
 
 
 def logged_step(step: Any) -> int:

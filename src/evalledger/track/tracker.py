@@ -65,6 +65,7 @@ from evalledger.track.records import (
     check_name,
     evaluation_records,
     hash_path,
+    logged_directions,
     logged_number,
     logged_step,
     merge_into,
@@ -300,16 +301,10 @@ class Tracker:
     def _set_directions(
         self, run: _Run, metrics: Mapping[str, Any], direction: str | Mapping[str, str]
     ) -> None:
-        given = dict.fromkeys(metrics, direction) if isinstance(direction, str) else direction
-        for name, way in dict(given).items():
-            if way not in ("lower", "higher") or not isinstance(name, str):
-                raise EvalLedgerError(
-                    f"direction of {name!r} is {way!r}; use 'lower' or 'higher'",
-                    "lower: smaller is better (loss, cost); higher: larger is better",
-                )
+        given = logged_directions(metrics, direction)
         with self._lock:
             if any(run.manifest.directions.get(k) != v for k, v in given.items()):
-                run.manifest.directions.update(given)  # type: ignore[arg-type]
+                run.manifest.directions.update(given)
                 run.dirty = True
 
     def _register(self, run: _Run, values: Mapping[str, Any]) -> None:

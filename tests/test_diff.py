@@ -277,24 +277,65 @@ def test_agrees_with_dvc_metrics_diff(built: lf.Built) -> None:
     assert changed_by_dvc == set(ours.changed_cells)
 
 
-def test_cells_that_differ_only_in_other_metrics_are_counted(tmp_path: Path) -> None:
+def test_timing_changes_are_listed_apart_and_other_metrics_counted(tmp_path: Path) -> None:
     from conftest import make_project
 
     project = make_project(tmp_path / "proj")
     assert invoke(project, "run", "--models", "solver", "--commit").exit_code == 0
     path = project.root / "metrics/solver/arith.json"
+    original = json.loads(path.read_text())
     data = json.loads(path.read_text())
     data["latency_ms"]["p50"] += 1.0  # a rerun: same answers, other timings
+    data["wall_time_s"] += 2.0
     path.write_text(json.dumps(data, indent=2) + "\n")
     out = invoke(project, "diff")
     assert out.exit_code == 0
-    assert "no change in the compared metrics; 1 cells differ only in others" in out.output
+    assert (  # and stale: a hand edit, not a run, changed the file dvc.lock recorded
+        "no change in the compared metrics; timings changed in 1 cells (--timings lists them); "
+        "problems: 1 stale"
+    ) in out.stdout.splitlines()[0]
+    assert "latency_ms.p50" not in out.stdout  # collapsed
+    listed = invoke(project, "diff", "--timings").stdout
+    assert "Timing changes" in listed and "latency_ms.p50" in listed and "+2" in listed
+    for args in ((), ("--all",)):
+        report = json.loads(invoke(project, "diff", *args, "--json").stdout)
+        assert (report["changes"], report["other_changes"]) == ([], 0)
+        assert [(c["cell"], c["metric"], c["change"]) for c in report["timing_changes"]] == [
+            ("solver/arith", "latency_ms.p50", pytest.approx(1.0)),
+            ("solver/arith", "wall_time_s", pytest.approx(2.0)),
+        ]
+    md = invoke(project, "diff", "--md").stdout
+    assert "<details><summary>Timing changes in 1 cells</summary>" in md
+    assert "| `solver/arith` | latency_ms.p50 |" in md
+    asked = json.loads(invoke(project, "diff", "-m", "latency_ms.p50", "--json").stdout)
+    assert [c["metric"] for c in asked["changes"]] == ["latency_ms.p50"]  # asked for: shown
+
+    data["prompt_tokens"] += 5  # not a default metric, not a timing
+    path.write_text(json.dumps(data, indent=2) + "\n")
     report = json.loads(invoke(project, "diff", "--json").stdout)
-    assert (report["changes"], report["other_changes"]) == ([], 1)
-    shown = json.loads(invoke(project, "diff", "--all", "--json").stdout)
-    assert [(c["cell"], c["metric"]) for c in shown["changes"]] == [
-        ("solver/arith", "latency_ms.p50")
-    ]
+    assert (report["changes"], report["other_changes"]) == ([], 0)  # the timings are there
+    data["latency_ms"], data["wall_time_s"] = original["latency_ms"], original["wall_time_s"]
+    path.write_text(json.dumps(data, indent=2) + "\n")
+    report = json.loads(invoke(project, "diff", "--json").stdout)
+    assert (report["changes"], report["other_changes"], report["timing_changes"]) == ([], 1, [])
+    assert "1 cells differ only in others (--all shows them)" in report["summary"]
+
+
+def test_a_category_change_is_tested_on_its_own_items(tmp_path: Path) -> None:
+    from conftest import make_project
+
+    project = make_project(tmp_path / "proj")
+    assert invoke(project, "run", "--models", "noisy", "--commit").exit_code == 0
+    out = invoke(project, "run", "--models", "noisy", "-S", "models.noisy.seed=11")
+    assert out.exit_code == 0
+    report = json.loads(invoke(project, "diff", "--all", "--json").stdout)
+    cats = [c for c in report["changes"] if c["metric"].startswith("categories.")
+            and c["metric"].endswith(".accuracy") and c["cell"] == "noisy/arith"]  # fmt: skip
+    assert cats, report["changes"]
+    metrics = json.loads((project.root / "metrics/noisy/arith.json").read_text())
+    for c in cats:
+        name = c["metric"].split(".")[1]
+        assert c["test"]["n"] == metrics["categories"][name]["n"] < metrics["n"]
 
 
 def test_a_damaged_metrics_file_is_not_reported_as_changes(tmp_path: Path) -> None:
@@ -308,8 +349,13 @@ def test_a_damaged_metrics_file_is_not_reported_as_changes(tmp_path: Path) -> No
     assert report["unreadable_cells"] == ["solver/arith"]
     assert report["unchanged_cells"] == 1
     assert "problems: 1 unreadable" in report["summary"]
-    assert report["problems"] == [{"cell": "solver/arith", "reason": "unreadable",
-                                   "detail": "a metrics file is damaged: restore it from git"}]
+    assert report["problems"] == [
+        {
+            "cell": "solver/arith",
+            "reason": "unreadable",
+            "detail": "a metrics file is damaged: restore it from git",
+        }
+    ]
     gate = invoke(project, "diff", "--fail-on-regression")
     assert gate.exit_code == 5 and "solver/arith a metrics file is damaged" in gate.stderr
     out = invoke(project, "diff")

@@ -107,8 +107,14 @@ def _by_model(cells: dict[str, lf.Cell]) -> dict[str, tuple[float, float, float,
         b = len(mine)
         value = sum(c.accuracy for c in mine) / b
         bounds = [_cell_bounds(c) for c in mine]
-        down = math.sqrt(sum((c.accuracy - lo) ** 2 for c, (lo, _) in zip(mine, bounds))) / b
-        up = math.sqrt(sum((hi - c.accuracy) ** 2 for c, (_, hi) in zip(mine, bounds))) / b
+        down = (
+            math.sqrt(sum((c.accuracy - lo) ** 2 for c, (lo, _) in zip(mine, bounds, strict=True)))
+            / b
+        )
+        up = (
+            math.sqrt(sum((hi - c.accuracy) ** 2 for c, (_, hi) in zip(mine, bounds, strict=True)))
+            / b
+        )
         out[model] = (value, value - down, value + up, sum(c.n_scored for c in mine))
     return out
 
@@ -262,7 +268,9 @@ def test_every_format_has_the_same_numbers(built: lf.Built) -> None:
 
     md = invoke(p, "leaderboard", "--md").stdout.splitlines()
     assert md[0] == "**accuracy by model at workspace**"
-    assert md[2] == "| rank | model | mean accuracy | 95% CI | items | errored | flags | math | qa |"
+    assert md[2] == (
+        "| rank | model | mean accuracy | 95% CI | items | errored | flags | math | qa |"
+    )
     md_rows = [[c.strip().strip("`") for c in line.strip("|").split("|")] for line in md[4:]]
     assert md_rows == [shown(e) for e in api]
 

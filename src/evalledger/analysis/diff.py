@@ -13,16 +13,17 @@ import csv
 import io
 import json
 import math
-import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from evalledger.analysis.categories import category_items, category_of
+from evalledger.analysis.formatting import format_p, format_value, md_code, md_text
 from evalledger.analysis.gate import Problem, find_problems
 from evalledger.errors import EvalLedgerError
 from evalledger.ledger.directions import directions_at
 from evalledger.ledger.gitobjects import WORKSPACE
 from evalledger.ledger.scores import column_for
-from evalledger.metrics import Directions, as_number, flatten
+from evalledger.metrics import Directions, as_number, flatten, is_timing_metric
 
 if TYPE_CHECKING:
     from evalledger.analysis.paired import PairedResult
@@ -34,6 +35,7 @@ __all__ = [
     "MetricChange",
     "ParamChange",
     "diff_revisions",
+    "format_p",
     "format_value",
     "lower_is_better",
     "md_code",
@@ -52,46 +54,6 @@ def lower_is_better(metric: str) -> bool:
     params.yaml instead, which ``metrics:`` can override.
     """
     return Directions().lower_is_better(metric)
-
-
-def format_value(value: float | None, signed: bool = False) -> str:
-    """A compact number for tables: 4 significant decimals, ``-`` for missing."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "-"
-    if value == int(value) and abs(value) >= 1000:
-        text = f"{value:+,.0f}" if signed else f"{value:,.0f}"
-    else:
-        text = f"{value:+.4g}" if signed else f"{value:.4g}"
-    return text
-
-
-def md_code(text: object) -> str:
-    """``text`` as a Markdown code span that no backtick in it can close, safe in tables.
-
-    The fence is one backtick longer than the longest run inside (CommonMark), ``|`` is
-    escaped for GitHub tables, and line breaks become spaces.
-    """
-    body = " ".join(str(text).splitlines()).replace("|", "\\|")
-    longest = max((len(run) for run in re.findall(r"`+", body)), default=0)
-    fence = "`" * (longest + 1)
-    pad = " " if body.startswith("`") or body.endswith("`") else ""
-    return f"{fence}{pad}{body}{pad}{fence}"
-
-
-def md_text(text: object) -> str:
-    """``text`` as Markdown table-cell text: backslash, backtick, ``* | < > [ ]`` escaped.
-
-    ``_`` is left alone: GitHub Markdown does not emphasise inside words.
-    """
-    body = " ".join(str(text).splitlines())
-    return re.sub(r"([\\`*|<>\[\]])", r"\\\1", body)
-
-
-def format_p(p: float | None) -> str:
-    """A p-value for tables."""
-    if p is None or math.isnan(p):
-        return "-"
-    return "<0.001" if p < 0.001 else f"{p:.3f}"
 
 
 @dataclass
@@ -176,6 +138,13 @@ class LedgerDiff:
     """Cells whose metrics file could not be read on one side: not compared."""
     problems: list[Problem] = field(default_factory=list)
     """What makes B's metrics untrustworthy besides regressions (see analysis.gate)."""
+    timings: list[MetricChange] = field(default_factory=list)
+    """Changes of timing metrics (latency, wall time), apart: a re-run moves them alone."""
+
+    @property
+    def timing_cells(self) -> list[str]:
+        """Cells with a changed timing metric, in order."""
+        return list(dict.fromkeys(c.cell for c in self.timings))
 
     def __post_init__(self) -> None:
         if self.unreadable:
@@ -206,10 +175,14 @@ class LedgerDiff:
         return text
 
     def _summary(self) -> str:
+        timed = (f"timings changed in {len(self.timing_cells)} cells (--timings lists them)"
+                 if self.timings else "")  # fmt: skip
         if not (self.changes or self.added or self.removed or self.params):
-            if self.other_changes:
-                return (f"no change in the compared metrics; {self.other_changes} cells differ "
-                        "only in others (--all shows them)")  # fmt: skip
+            parts = [f"{self.other_changes} cells differ only in others (--all shows them)"
+                     ] if self.other_changes else []  # fmt: skip
+            parts += [timed] if timed else []
+            if parts:
+                return "; ".join(["no change in the compared metrics", *parts])
             return f"no changes between {self.a} and {self.b}"
         c = self.counts()
         parts = [f"{len(self.changed_cells)} cells changed"]
@@ -222,6 +195,8 @@ class LedgerDiff:
             parts.append(f"{len(self.added)} cells added, {len(self.removed)} removed")
         if self.params:
             parts.append(f"{len(self.params)} params changed")
+        if timed:
+            parts.append(timed)
         return "; ".join(parts)
 
     def regressions(
@@ -280,6 +255,7 @@ class LedgerDiff:
             "unchanged_cells": self.unchanged, "other_changes": self.other_changes,
             "unreadable_cells": self.unreadable,
             "problems": [p.to_json() for p in self.problems],
+            "timing_changes": [c.to_json() for c in self.timings],
             "notes": self.notes,
         }  # fmt: skip
 
@@ -303,6 +279,9 @@ class LedgerDiff:
             w.writerow([key, "", "", "", "", "removed", "", "", "", "", ""])
         for p in self.problems:
             w.writerow([p.cell, "", "", "", "", p.reason, "", "", "", "", ""])
+        for c in self.timings:
+            w.writerow([c.cell, c.metric, _csv(c.old), _csv(c.new), _csv(c.change), "timing",
+                        "", "", "", "", ""])  # fmt: skip
         return buf.getvalue()
 
     def to_markdown(self) -> str:
@@ -326,6 +305,14 @@ class LedgerDiff:
             lines += [f"| ⚠️ | {md_code(p.cell)} | {p.reason} | {md_text(p.detail)} |"
                       for p in self.problems]  # fmt: skip
             lines.append("")
+        if self.timings:  # collapsed: a re-run moves them and nothing else
+            lines += [f"<details><summary>Timing changes in {len(self.timing_cells)} cells"
+                      "</summary>", "", "| cell | metric | old | new | change |",
+                      "|---|---|---:|---:|---:|"]  # fmt: skip
+            lines += [f"| {md_code(c.cell)} | {md_text(c.metric)} | {format_value(c.old)} | "
+                      f"{format_value(c.new)} | {format_value(c.change, True)} |"
+                      for c in self.timings]  # fmt: skip
+            lines += ["", "</details>", ""]
         if self.added or self.removed:
             lines += ["#### Cells added or removed", ""]
             lines += [f"- added {md_code(k)}" for k in self.added]
@@ -416,23 +403,33 @@ def diff_revisions(
     # A metrics file that could not be read (warned about already) is no change to report.
     unreadable = [k for k in changed if k not in old_m or k not in new_m]
     changed = [k for k in changed if k not in unreadable]
-    tested: list[tuple[str, str, str]] = []
+    tested: list[tuple[str, str, str, str | None]] = []
     changes: list[MetricChange] = []
+    timings: list[MetricChange] = []
+    asked = set(metrics or [])
     for key in changed:
         flat_old, flat_new = flatten(old_m.get(key, {})), flatten(new_m.get(key, {}))
-        for metric in _pick_metrics(flat_old, flat_new, metrics, all_metrics):
+        picked = _pick_metrics(flat_old, flat_new, metrics, all_metrics)
+        timing = [m for m in dict.fromkeys([*flat_old, *flat_new])
+                  if is_timing_metric(m) and m not in asked]  # fmt: skip
+        for metric in dict.fromkeys([*picked, *timing]):
             old, new = as_number(flat_old.get(metric)), as_number(flat_new.get(metric))
             if old == new:
                 continue
-            changes.append(MetricChange(key, metric, old, new,
-                                        lower=directions.lower_is_better(metric)))  # fmt: skip
-            col = column_for(metric)
+            change = MetricChange(key, metric, old, new, lower=directions.lower_is_better(metric))
+            if metric in timing:  # the clock, not the answers: listed apart
+                timings.append(change)
+                continue
+            changes.append(change)
+            category = category_of(metric)
+            col = category[1] if category else column_for(metric)
             both = old is not None and new is not None
             if both and col and a.cells[key].scores_oid and b.cells[key].scores_oid:
-                tested.append((key, metric, col))
+                tested.append((key, metric, col, category[0] if category else None))
     _test_changes(a, b, changes, tested, method=method, alpha=alpha, confidence=confidence,
                   n_resamples=n_resamples, seed=seed, cluster=cluster)  # fmt: skip
-    other = len([k for k in changed if not any(c.cell == k for c in changes)])
+    moved = {c.cell for c in changes} | {c.cell for c in timings}
+    other = len([k for k in changed if k not in moved])
     from evalledger.ledger.health import cell_health
 
     added = [k for k in b.cells if k not in a.cells]
@@ -447,7 +444,7 @@ def diff_revisions(
         removed=[k for k in a.cells if k not in b.cells],
         params=params, unchanged=len(common) - len(changed) - len(unreadable), alpha=alpha,
         confidence=confidence, method=method, other_changes=other,
-        unreadable=unreadable, problems=problems,
+        unreadable=unreadable, problems=problems, timings=timings,
         notes=[note] if (note := directions.note()) else [],
     )  # fmt: skip
 
@@ -459,23 +456,26 @@ def _param_changes(old: dict[str, Any], new: dict[str, Any]) -> dict[str, tuple[
 
 
 def _test_changes(
-    a: Snapshot, b: Snapshot, changes: list[MetricChange], tested: list[tuple[str, str, str]],
-    **options: Any,
+    a: Snapshot, b: Snapshot, changes: list[MetricChange],
+    tested: list[tuple[str, str, str, str | None]], **options: Any,
 ) -> None:  # fmt: skip
     if not tested:
         return
     from evalledger.analysis.pairing import paired_arrays
     from evalledger.analysis.significance import compare_paired
 
-    keys = list(dict.fromkeys(k for k, _, _ in tested))
+    keys = list(dict.fromkeys(k for k, _, _, _ in tested))
     old_t, new_t = a.score_tables(keys), b.score_tables(keys)
     by_id = {(c.cell, c.metric): c for c in changes}
     cluster = options.pop("cluster")
     alpha = options.pop("alpha")
-    for key, metric, col in tested:
+    for key, metric, col, category in tested:
         if key not in old_t or key not in new_t:
             continue
-        pair = paired_arrays(old_t[key], new_t[key], col, cluster)
+        old, new = old_t[key], new_t[key]
+        if category is not None:  # a category's change is tested on its own items
+            old, new = category_items(old, category), category_items(new, category)
+        pair = paired_arrays(old, new, col, cluster)
         if pair is None:
             continue
         x, y, clusters = pair

@@ -29,7 +29,8 @@ from dataclasses import dataclass, field, replace
 from statistics import NormalDist
 from typing import TYPE_CHECKING, Any
 
-from evalledger.analysis.diff import format_value, md_code, md_text
+from evalledger.analysis.categories import category_items, category_of
+from evalledger.analysis.formatting import format_value, md_code, md_text
 from evalledger.analysis.intervals import mover_mean_interval, wilson_interval
 from evalledger.errors import ConfigError
 from evalledger.ledger.directions import directions_at
@@ -228,7 +229,7 @@ def cell_scores(
     keys = [k for k, c in snap.cells.items()
             if not benchmarks or c.axes.get("benchmark") in benchmarks]  # fmt: skip
     metrics = snap.metrics(keys)
-    category = _category_of(metric)
+    category = category_of(metric)
     col = category[1] if category else column_for(metric)
     summaries = snap.summaries(keys) if col and not category else {}
     tables = snap.score_tables(k for k in keys if snap.cells[k].scores_oid) if category else {}
@@ -264,23 +265,11 @@ def cell_scores(
     return out
 
 
-def _category_of(metric: str) -> tuple[str, str] | None:
-    """``categories.<name>.<metric>`` -> (name, per-item column), for item-level metrics."""
-    parts = metric.split(".")
-    if len(parts) == 3 and parts[0] == "categories" and parts[2] in METRIC_COLUMNS:
-        return parts[1], METRIC_COLUMNS[parts[2]]
-    return None
-
-
 def _category_summary(table: ScoreTable, category: str, col: str) -> dict[str, float] | None:
     """n, mean, sd (and clustered SE) of one column over the items of one category."""
     if col not in table.columns or not table.category:
         return None
-    rows = [i for i, c in enumerate(table.category) if c == category]
-    part = ScoreTable([table.ids[i] for i in rows], {col: [table.columns[col][i] for i in rows]},
-                      [category] * len(rows),
-                      [table.cluster[i] for i in rows] if table.cluster else None)  # fmt: skip
-    return summarize(part).get(col)
+    return summarize(category_items(table, category)).get(col)
 
 
 def _scored(counts: dict[str, Any]) -> Any:

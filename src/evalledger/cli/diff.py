@@ -23,6 +23,11 @@ from evalledger.errors import RegressionError
     "Default: accuracy, mean_score, partial/format accuracy, error rate, cost.",
 )
 @click.option("--all", "all_metrics", is_flag=True, help="Compare every numeric metric.")
+@click.option(
+    "--timings",
+    is_flag=True,
+    help="List timing changes (latency, wall time), which are otherwise one summary line.",
+)
 @format_options("table", "md", "json", "csv")
 @stats_options
 @alpha_option()
@@ -52,7 +57,7 @@ def diff(
     ctx: click.Context, a_rev: str | None, b_rev: str | None, metrics: tuple[str, ...],
     all_metrics: bool, fmt: str, method: str | None, confidence: float, n_resamples: int,
     seed: int, cluster: str | None, alpha: float, fail_on_regression: bool, threshold: float,
-    max_error_rise: float,
+    max_error_rise: float, timings: bool,
 ) -> None:  # fmt: skip
     """Show how cell metrics changed between two revisions (default: HEAD and the workspace).
 
@@ -74,7 +79,7 @@ def diff(
     )  # fmt: skip
     failures = result.gate(list(metrics) or None, threshold) if fail_on_regression else []
     if not echo_formatted(result, fmt):
-        _print(result)
+        _print(result, timings)
     if failures:
         kinds = dict.fromkeys(f.reason for f in failures)
         counts = ", ".join(f"{sum(f.reason == k for f in failures)} {k}" for k in kinds)
@@ -90,7 +95,7 @@ def diff(
         )
 
 
-def _print(result: LedgerDiff) -> None:
+def _print(result: LedgerDiff, timings: bool) -> None:
     click.echo(f"{result.a} -> {result.b}: {result.summary()}")
     if result.changes:
         conf = f"{result.confidence:.0%} CI"
@@ -111,6 +116,11 @@ def _print(result: LedgerDiff) -> None:
     if result.params:
         print_table(["param", "old", "new"],
                     [[p.key, str(p.old), str(p.new)] for p in result.params])  # fmt: skip
+    if timings and result.timings:
+        print_table(["cell", "timing", "old", "new", "change"],
+                    [[c.cell, c.metric, format_value(c.old), format_value(c.new),
+                      format_value(c.change, True)] for c in result.timings],
+                    title="Timing changes", right=3)  # fmt: skip
     if result.problems:
         print_table(["cell", "problem", "detail"],
                     [[p.cell, p.reason, p.detail] for p in result.problems],

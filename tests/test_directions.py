@@ -104,6 +104,12 @@ def test_the_tracker_records_a_direction_that_diff_and_leaderboard_follow(
     board = json.loads(invoke(project, "leaderboard", "-m", "drift", "--json").stdout)
     assert [e["name"] for e in board["entries"]] == ["narrow", "wide"]
     assert board["notes"] == []
+    by_direction = {("dri*" in p.read_text()): p.parent.name
+                    for p in project.root.glob("runs/exp_*/manifest.yaml")
+                    if "directions:" in p.read_text()}  # fmt: skip
+    low, high = by_direction[True], by_direction[False]  # drift 0.2, drift 0.5
+    compared = json.loads(invoke(project, "compare", high, low, "-m", "drift", "--json").stdout)
+    assert compared["winner"] == low  # lower being better, as the Tracker was told
     # params.yaml has the last word.
     project.params_path.write_text(project.params_path.read_text() + "metrics:\n  drift: higher\n")
     board = json.loads(invoke(project, "leaderboard", "-m", "drift", "--json").stdout)

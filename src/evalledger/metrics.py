@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import fnmatch
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from evalledger.errors import ConfigError
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
 
 __all__ = ["DIRECTIONS", "TIMING_METRICS", "Directions", "as_number", "flatten", "is_timing_metric"]
 
@@ -77,7 +80,7 @@ class Directions:
     so the output can say so once.
     """
 
-    def __init__(self, overrides: dict[str, str] | None = None) -> None:
+    def __init__(self, overrides: Mapping[str, str] | None = None) -> None:
         self.overrides = dict(overrides or {})
         self.assumed: set[str] = set()
 

@@ -24,6 +24,7 @@ from evalledger.errors import (
     UnknownExecutionError,
     UnknownRevisionError,
 )
+from evalledger.ledger.directions import directions_at
 from evalledger.metrics import Directions, as_number, flatten
 
 if TYPE_CHECKING:
@@ -145,14 +146,15 @@ def _side(ledger: Ledger, ref: str) -> tuple[Side, dict[str, dict[str, str]], Di
         experiments = [manifests[i].config for i in dict.fromkeys(owners.values())
                        if i in manifests and manifests[i].kind == "experiment"]  # fmt: skip
         directions = _merge([*map(_experiment_directions, experiments),
-                             Directions.from_params(snap.params)])  # fmt: skip
+                             directions_at(snap)])  # fmt: skip
         side = Side(ref, snap.label, "revision", snap.params, metrics, sources)
         return side, axes, directions
     manifest = ledger.manifest(info)
     results = {k: v for k, v in ledger.results(info).items() if v is not None}
     axes = {k: manifest.cells[k].axes for k in results}
-    if manifest.kind == "experiment":
-        directions = _experiment_directions(manifest.config)
+    if manifest.kind == "experiment":  # log_metrics(direction=...) over its config's
+        directions = _merge([_experiment_directions(manifest.config),
+                             Directions(manifest.directions)])  # fmt: skip
     else:
         directions = Directions.from_params(manifest.config)
     sources = dict.fromkeys(results, info.execution_id)

@@ -10,6 +10,7 @@ import re
 from html.parser import HTMLParser
 
 import pytest
+import scipy.stats
 
 import ledger_factory as lf
 from conftest import invoke
@@ -75,9 +76,12 @@ def _wilson(p: float, n: int) -> tuple[float, float]:
 
 
 def _check_cell(entry: Entry, cell: lf.Cell) -> None:
-    """A cell of 0/1 items: the Wilson interval; with clusters, mean +- z x clustered SE."""
+    """A cell of 0/1 items: the Wilson interval; with clusters, see :func:`_cell_bounds`."""
     if cell.cluster_size:
-        _check(entry, cell.accuracy, _se_clustered(cell), cell.n_scored)
+        low, high = _cell_bounds(cell)
+        assert entry.value == pytest.approx(cell.accuracy, abs=1e-12)
+        assert (entry.ci_low, entry.ci_high) == (pytest.approx(low), pytest.approx(high))
+        assert entry.n_items == cell.n_scored
         return
     assert entry.value == pytest.approx(cell.accuracy, abs=1e-12)
     low, high = _wilson(cell.accuracy, cell.n_scored)
@@ -89,10 +93,12 @@ def _check_cell(entry: Entry, cell: lf.Cell) -> None:
 
 
 def _cell_bounds(cell: lf.Cell) -> tuple[float, float]:
-    """The cell's interval by hand: Wilson for 0/1 items, mean +- z x SE with clusters."""
+    """The cell's interval by hand: Wilson for 0/1 items; with G clusters, mean +- t(G-1)
+    x the CR1 clustered SE."""
     if cell.cluster_size:
-        se = _se_clustered(cell)
-        return cell.accuracy - Z * se, cell.accuracy + Z * se
+        g = math.ceil(len(cell.values()) / cell.cluster_size)
+        half = scipy.stats.t.ppf(0.975, g - 1) * _se_clustered(cell) * math.sqrt(g / (g - 1))
+        return cell.accuracy - half, cell.accuracy + half
     return _wilson(cell.accuracy, cell.n_scored)
 
 
@@ -168,7 +174,11 @@ def test_clustered_ci_from_the_cluster_column(built: lf.Built) -> None:
     se = _se_clustered(cell)
     assert se == pytest.approx(math.sqrt(1.2) / 20)  # cluster sums .6 -.4 .6 -.4 -.4
     assert se != pytest.approx(_se_items(cell))  # the clusters matter
-    _check(entries["beta/math"], 0.6, se, 20)
+    # Five clusters: CR1 (x sqrt(5/4)) and Student's t on 4 df, not z.
+    half = scipy.stats.t.ppf(0.975, 4) * se * math.sqrt(5 / 4)
+    e = entries["beta/math"]
+    assert (e.value, e.n_items) == (pytest.approx(0.6), 20)
+    assert (e.ci_low, e.ci_high) == (pytest.approx(0.6 - half), pytest.approx(0.6 + half))
     for key in ("alpha/qa", "beta/qa", "gamma/qa", "alpha/math"):
         _check_cell(entries[key], lf.V1[key])
 

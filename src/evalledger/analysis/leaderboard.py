@@ -1,7 +1,8 @@
 """Rankings of models (or cells) on a metric, with 95% confidence intervals.
 
-A cell's interval comes from its per-item scores: the mean +- z x SE, with the clustered
-SE when items share a cluster (Miller 2024). For 0/1 scores without clusters (and for a
+A cell's interval comes from its per-item scores: the mean +- z x SE; when items share a
+cluster, the clustered SE (Miller 2024) with the CR1 correction and Student's t on G - 1
+df, as ``significance`` uses. For 0/1 scores without clusters (and for a
 proportion with no scores) it is the Wilson score interval, which stays sensible near 0
 and 1 where mean +- z x SE collapses to a point (300 of 300 correct is not [1, 1], and
 one item right is [0.21, 1]). A category metric (``categories.<name>.accuracy``) is
@@ -66,6 +67,8 @@ class CellScore:
     binary: bool = False
     """The value is a proportion of n independent 0/1 items (Wilson interval applies)."""
     health: CellHealth | None = None
+    clusters: int | None = None
+    """G when the SE is clustered: the interval then uses t on G - 1 df (with CR1)."""
 
     @property
     def benchmark(self) -> str:
@@ -240,7 +243,7 @@ def cell_scores(
         value = as_number(_lookup(data, metric))
         if value is None:
             continue
-        se, n, binary = None, None, False
+        se, n, binary, clusters = None, None, False, None
         counts = data
         if category:
             counts = _lookup(data, f"categories.{category[0]}") or {}
@@ -250,7 +253,10 @@ def cell_scores(
             summary = summaries.get(key, {}).get(col or "")
         if summary:
             n = int(summary["n"])
-            se = summary.get("se_clustered", summary["sd"] / math.sqrt(n) if n else None)
+            se = summary["sd"] / math.sqrt(n) if n else None
+            if "se_clustered" in summary:
+                clusters = int(summary.get("clusters", 0)) or None
+                se = _cr1(summary["se_clustered"], clusters)
             binary = "se_clustered" not in summary and _all_zero_or_one(summary)
         else:
             # error_rate is over every item; the other proportions over the scored ones
@@ -261,8 +267,13 @@ def cell_scores(
                 binary = True
         axes = snap.cells[key].axes
         out.append(CellScore(snap.label, key, axes, float(value), se, n, binary,
-                             _with_counts(health[key], counts)))  # fmt: skip
+                             _with_counts(health[key], counts), clusters))  # fmt: skip
     return out
+
+
+def _cr1(se: float, clusters: int | None) -> float:
+    """The CR1 small-sample correction of a clustered SE: x sqrt(G / (G - 1))."""
+    return se * math.sqrt(clusters / (clusters - 1)) if clusters and clusters > 1 else se
 
 
 def _category_summary(table: ScoreTable, category: str, col: str) -> dict[str, float] | None:
@@ -419,7 +430,13 @@ def _cell_interval(s: CellScore, z: float) -> tuple[float, float] | None:
         return wilson_interval(s.value, s.n, z)
     if s.se is None:
         return None
-    return s.value - z * s.se, s.value + z * s.se
+    crit = z
+    if s.clusters and s.clusters > 1:  # few clusters: Student's t on G - 1 df, as significance
+        import scipy.special
+
+        confidence = 2 * NormalDist().cdf(z) - 1
+        crit = float(scipy.special.stdtrit(s.clusters - 1, 0.5 + confidence / 2))
+    return s.value - crit * s.se, s.value + crit * s.se
 
 
 def _errored(cells: list[CellScore]) -> float | None:

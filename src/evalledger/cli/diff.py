@@ -63,8 +63,11 @@ def diff(
 
     A and B are commits, branches, tags, HEAD~N, DVC experiment names or `workspace`.
     Where both revisions have per-item scores, each change gets a paired test on the
-    shared items (--method auto: McNemar's exact test for 0/1 scores, else a paired
-    t-test) and a confidence interval. --md prints a pull-request comment.
+    shared items and a confidence interval. --method auto picks McNemar's exact test for
+    0/1 scores, a sign-flip permutation test below 200 items, the bootstrap from 200, and
+    a cluster-robust t-test for clustered items (see `evalledger significance --help`).
+    Timing changes (latency, wall time) are one line unless --timings. --md prints a
+    pull-request comment.
 
     Problems at B are listed whatever changed: failed, stale (params.yaml changed since
     the cell ran) or incomplete cells, error-rate rises, changed item counts and damaged

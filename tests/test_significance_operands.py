@@ -238,3 +238,23 @@ def test_mde_survives_nan_pairs_and_continuous_default(tmp_path: Path) -> None:
     # The MDE comes from the 29 pairs used (it was null whenever a pair was dropped).
     sd = float(np.std(d, ddof=1))
     assert comp["mde"] == pytest.approx(Z_SUM * sd / math.sqrt(29), rel=1e-9)
+
+
+def test_a_category_metric_is_tested_on_its_own_items(history: Project) -> None:
+    root = history.root
+    data = as_json(invoke(history, "significance", "solver/arith", "noisy/arith", "-m",
+                          "categories.two_step.accuracy", "--json"))  # fmt: skip
+    (c,) = data["comparisons"]
+    rows = list(csv.DictReader(io.StringIO((root / "metrics/noisy/arith.scores.csv").read_text())))
+    mine = {r["id"] for r in rows if r["category"] == "two_step" and not r["error"]}
+    a = {i: v for i, v in ws(root, "solver/arith").items() if i in mine}
+    b = {i: v for i, v in ws(root, "noisy/arith").items() if i in mine}
+    assert c["n"] == len(mine) < len(rows)
+    b10, b01 = discordant(a, b)
+    exact = scipy.stats.binomtest(min(b10, b01), b10 + b01, 0.5).pvalue if b10 + b01 else 1.0
+    assert c["method"] == "mcnemar" and c["p_value"] == pytest.approx(exact)
+    one_line_usage_error(
+        invoke(history, "significance", "solver", "noisy", "-m", "categories.nosuch.accuracy"),
+        "unknown category 'nosuch'",
+        "two_step",
+    )

@@ -15,6 +15,7 @@ import re
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
+from evalledger.analysis.categories import category_items, category_of
 from evalledger.atomic import atomic_write
 from evalledger.errors import StatsError, UnknownExecutionError, UnknownRevisionError
 from evalledger.ledger.scores import ITEM_COLUMNS, METRIC_COLUMNS, column_for
@@ -254,11 +255,12 @@ def run_significance(
     """
     if len(operands) < 2:
         raise StatsError("significance needs at least two operands", "e.g. `solver noisy`")
-    column = column_for(metric)
+    category = category_of(metric)  # tested on that category's items only
+    column = category[1] if category else column_for(metric)
     if column is None:
         raise StatsError(
             f"unknown metric {metric!r}: it has no per-item scores to test",
-            f"metrics: {', '.join([*METRIC_COLUMNS, *ITEM_COLUMNS])}",
+            f"metrics: {', '.join([*METRIC_COLUMNS, *ITEM_COLUMNS])}, categories.<name>.accuracy",
         )
     if unpaired and method != "auto":
         raise StatsError(
@@ -287,11 +289,15 @@ def run_significance(
                "seed": seed}  # fmt: skip
     comparisons: list[Comparison] = []
     skipped: list[str] = []
+    seen: set[str] = set()
     for unit in shared:
         tables = [
             s.snapshot.score_tables([u[unit]]).get(u[unit])
             for s, u in zip(sides, units, strict=True)
         ]
+        if category:
+            seen.update(c for t in tables if t for c in t.category)
+            tables = [category_items(t, category[0]) if t else None for t in tables]
         for i in range(len(sides)):
             for j in range(i + 1, len(sides)):
                 ta, tb = tables[i], tables[j]
@@ -306,6 +312,9 @@ def run_significance(
                 result, mde, at, counts = found
                 comparisons.append(Comparison(operands[i], operands[j], unit, metric, result,
                                               mde, at, counts, not unpaired))  # fmt: skip
+    if category and category[0] not in seen:
+        raise StatsError(f"unknown category {category[0]!r} in {metric!r}",
+                         f"categories: {', '.join(sorted(seen)) or 'none'}")  # fmt: skip
     if comparisons:
         from evalledger.analysis.significance import holm_bonferroni
 

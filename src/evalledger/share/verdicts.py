@@ -18,7 +18,6 @@ if TYPE_CHECKING:
     from evalledger.ledger.scores import ScoreTable
 
 __all__ = [
-    "IGNORED_PARTS",
     "VERDICTS",
     "CellCheck",
     "ReproduceReport",
@@ -29,9 +28,6 @@ __all__ = [
 
 #: Per-cell verdicts, best first.
 VERDICTS = ("match", "consistent", "differs", "failed", "missing")
-#: A metric whose dotted name has a part containing one of these varies from run to run
-#: (wall-clock latency and timings) and is not compared.
-IGNORED_PARTS = ("latency", "time")
 #: Metrics that must be equal even under sampled decoding: the benchmark's item count.
 _STRUCTURAL = ("n",)
 _PRIMARY = ("accuracy", "mean_score")
@@ -127,8 +123,13 @@ class ReproduceReport:
 
 
 def is_ignored(name: str) -> bool:
-    """Whether a dotted metric name varies from run to run (see ``IGNORED_PARTS``)."""
-    return any(word in part for part in name.split(".") for word in IGNORED_PARTS)
+    """Whether a dotted metric name varies from run to run: a timing, not compared.
+
+    :func:`evalledger.metrics.is_timing_metric` decides, as it does for ``diff``.
+    """
+    from evalledger.metrics import is_timing_metric
+
+    return is_timing_metric(name)
 
 
 def numeric_metrics(metrics: dict[str, Any]) -> dict[str, float]:

@@ -26,7 +26,8 @@ from evalledger.cli._render import print_table
     "--metric",
     default="accuracy",
     show_default=True,
-    help="Metric to test: accuracy, mean_score, partial_accuracy, format_accuracy.",
+    help="Metric to test: accuracy, mean_score, partial_accuracy, format_accuracy, or "
+    "categories.<name>.accuracy (on that category's items).",
 )
 @stats_options
 @alpha_option("Significance level (after Holm).")

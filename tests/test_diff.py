@@ -191,7 +191,7 @@ def test_fail_on_regression_exit_codes(built: lf.Built) -> None:
     )
     # The JSON report marks the gated change.
     data = json.loads(invoke(p, "diff", "v1", "v2", "--json", "--fail-on-regression").stdout)
-    flagged = [(c["cell"], c["metric"]) for c in data["changes"] if c["regression"]]
+    flagged = [(c["cell"], c["metric"]) for c in data["changes"] if c["fails_gate"]]
     assert flagged == [("beta/qa", "accuracy")]
     # A drop of 0.2 within the threshold, or not significant at a smaller alpha: exit 0,
     # once the new cell's 4% errored items are allowed.
@@ -336,6 +336,19 @@ def test_a_category_change_is_tested_on_its_own_items(tmp_path: Path) -> None:
     for c in cats:
         name = c["metric"].split(".")[1]
         assert c["test"]["n"] == metrics["categories"][name]["n"] < metrics["n"]
+
+
+def test_an_unknown_metric_is_one_line_with_a_guess(built: lf.Built) -> None:
+    out = invoke(built.project, "diff", "v1", "v2", "-m", "acuracy", "--fail-on-regression")
+    assert out.exit_code == 2 and out.stdout == ""
+    assert out.stderr.startswith(
+        "Error: unknown metric 'acuracy' for -m/--metric; did you mean accuracy? known: "
+    )
+    assert out.stderr.count("\n") == 1
+    # A JSON change says whether it is a significant move and, apart, whether it fails.
+    data = json.loads(invoke(built.project, "diff", "v1", "v2", "--json").stdout)
+    worse = next(c for c in data["changes"] if c["verdict"] == "regression")
+    assert worse["fails_gate"] is False  # no gate was asked for
 
 
 def test_a_damaged_metrics_file_is_not_reported_as_changes(tmp_path: Path) -> None:

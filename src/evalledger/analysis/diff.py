@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -19,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from evalledger.analysis.categories import category_items, category_of
 from evalledger.analysis.formatting import format_p, format_value, md_code, md_text
 from evalledger.analysis.gate import Problem, find_problems
-from evalledger.errors import EvalLedgerError
+from evalledger.errors import ConfigError, EvalLedgerError
 from evalledger.ledger.directions import directions_at
 from evalledger.ledger.gitobjects import WORKSPACE
 from evalledger.ledger.scores import column_for
@@ -68,7 +67,8 @@ class MetricChange:
     significant: bool | None = None
     """p < alpha; None when there are no per-item scores to test."""
     regression: bool = False
-    """Set by :meth:`LedgerDiff.regressions` for a CI gate."""
+    """Set by :meth:`LedgerDiff.regressions`: this change fails the CI gate (``fails_gate``
+    in JSON; ``verdict`` says only whether it is a significant move)."""
     lower: bool = False
     """Smaller is better for this metric (from :class:`evalledger.metrics.Directions`)."""
 
@@ -99,7 +99,7 @@ class MetricChange:
         out: dict[str, Any] = {
             "cell": self.cell, "metric": self.metric, "old": self.old, "new": self.new,
             "change": self.change, "verdict": self.verdict, "significant": self.significant,
-            "regression": self.regression,
+            "fails_gate": self.regression,
         }  # fmt: skip
         if self.test is not None:
             out["test"] = self.test.to_dict()
@@ -286,72 +286,9 @@ class LedgerDiff:
 
     def to_markdown(self) -> str:
         """A pull-request comment: a summary line, significant changes first, marked."""
-        conf = f"{self.confidence:.0%}"
-        lines = [f"### evalledger diff: {md_code(self.a)} → {md_code(self.b)}", "",
-                 f"**{self.summary()}**", ""]  # fmt: skip
-        significant = [c for c in self.ordered() if c.verdict != "changed"]
-        other = [c for c in self.ordered() if c.verdict == "changed"]
-        head = f"| | cell | metric | old | new | change | {conf} CI | p | n |"
-        rule = "|---|---|---|---:|---:|---:|---|---:|---:|"
-        for title, rows in (("Significant changes", significant), ("Other changes", other)):
-            if not rows:
-                continue
-            lines += [f"#### {title}", "", head, rule]
-            for c in rows:
-                lines.append(_md_row(c))
-            lines.append("")
-        if self.problems:
-            lines += ["#### Problems", "", "| | cell | reason | detail |", "|---|---|---|---|"]
-            lines += [f"| ⚠️ | {md_code(p.cell)} | {p.reason} | {md_text(p.detail)} |"
-                      for p in self.problems]  # fmt: skip
-            lines.append("")
-        if self.timings:  # collapsed: a re-run moves them and nothing else
-            lines += [f"<details><summary>Timing changes in {len(self.timing_cells)} cells"
-                      "</summary>", "", "| cell | metric | old | new | change |",
-                      "|---|---|---:|---:|---:|"]  # fmt: skip
-            lines += [f"| {md_code(c.cell)} | {md_text(c.metric)} | {format_value(c.old)} | "
-                      f"{format_value(c.new)} | {format_value(c.change, True)} |"
-                      for c in self.timings]  # fmt: skip
-            lines += ["", "</details>", ""]
-        if self.added or self.removed:
-            lines += ["#### Cells added or removed", ""]
-            lines += [f"- added {md_code(k)}" for k in self.added]
-            lines += [f"- removed {md_code(k)}" for k in self.removed]
-            lines.append("")
-        if self.params:
-            lines += ["#### Parameters", "", "| param | old | new |", "|---|---|---|"]
-            for p in self.params:
-                lines.append(f"| {md_code(p.key)} | {_md_param(p.old)} | {_md_param(p.new)} |")
-            lines.append("")
-        used = sorted({c.test.method for c in self.changes if c.test is not None})
-        tests = f"paired {' / '.join(used)} tests on per-item scores" if used else "no tests"
-        cells = f"{self.unchanged} cell{'s' if self.unchanged != 1 else ''} unchanged"
-        lines.append(
-            f"<sub>{tests}, alpha {self.alpha:g}; {cells}. 🟢 significant improvement, "
-            "🔴 significant regression.</sub>"
-        )
-        for note in self.notes:
-            lines.append(f"<sub>{note}</sub>")
-        return "\n".join(lines) + "\n"
+        from evalledger.analysis.diff_markdown import diff_markdown
 
-
-_MARK = {"improvement": "🟢", "regression": "🔴", "changed": ""}
-
-
-def _md_row(c: MetricChange) -> str:
-    t = c.test
-    ci = f"[{format_value(t.ci_low, True)}, {format_value(t.ci_high, True)}]" if t else "-"
-    return (
-        f"| {_MARK[c.verdict]} | {md_code(c.cell)} | {md_text(c.metric)} | {format_value(c.old)} | "
-        f"{format_value(c.new)} | {format_value(c.change, True)} | {ci} | "
-        f"{format_p(t.p_value if t else None)} | {t.n if t else '-'} |"
-    )
-
-
-def _md_param(value: Any) -> str:
-    if value is None:
-        return "-"
-    return md_code(json.dumps(value) if not isinstance(value, str) else value)
+        return diff_markdown(self)
 
 
 def _csv(value: float | None) -> str:
@@ -366,6 +303,24 @@ def _pick_metrics(flat_old: dict[str, Any], flat_new: dict[str, Any],
                 or as_number(flat_new.get(k)) is not None]  # fmt: skip
     wanted = metrics or list(DEFAULT_METRICS)
     return [m for m in wanted if m in flat_old or m in flat_new]
+
+
+def _check_metrics(metrics: list[str], snaps: list[Snapshot]) -> None:
+    """ConfigError for a ``-m`` that no cell of either revision has (a typo passes no gate)."""
+    known: set[str] = set()
+    for snap in snaps:
+        for data in snap.metrics().values():
+            known.update(k for k, v in flatten(data).items() if as_number(v) is not None)
+    for name in metrics:
+        if name not in known and known:
+            import difflib
+
+            close = difflib.get_close_matches(name, sorted(known), n=1)
+            guess = f"did you mean {close[0]}? " if close else ""
+            shown = sorted(known, key=lambda k: (k.count("."), k))
+            more = f" and {len(shown) - 15} more" if len(shown) > 15 else ""
+            raise ConfigError(f"unknown metric {name!r} for -m/--metric",
+                              f"{guess}known: {', '.join(shown[:15])}{more}")  # fmt: skip
 
 
 def diff_revisions(
@@ -395,6 +350,8 @@ def diff_revisions(
             "commit the ledger first, e.g. `evalledger run --commit`",
         )
     a, b = ledger.snapshot(a_rev), ledger.snapshot(b_rev)
+    if metrics:
+        _check_metrics(metrics, [a, b])
     directions = directions_at(b if b.params else a)  # the newer side's say
     common = [k for k in b.cells if k in a.cells]
     changed = [k for k in common if a.cells[k].metrics_oid != b.cells[k].metrics_oid

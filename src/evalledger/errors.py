@@ -8,6 +8,9 @@ from __future__ import annotations
 
 __all__ = [
     "EXIT_CELLS_FAILED",
+    "EXIT_CODES",
+    "EXIT_INTERNAL",
+    "EXIT_INTERRUPTED",
     "EXIT_LOCKED",
     "EXIT_NOTHING_TO_RESUME",
     "EXIT_OK",
@@ -31,19 +34,39 @@ __all__ = [
 ]
 
 EXIT_OK = 0
+#: Cells failed (or a git or DVC step did); also any error without a code of its own.
 EXIT_CELLS_FAILED = 1
 EXIT_USAGE = 2
 EXIT_NOTHING_TO_RESUME = 3
 EXIT_LOCKED = 4
-EXIT_INTERRUPTED = 130
 #: `evalledger diff --fail-on-regression` found a regression (a CI gate).
 EXIT_REGRESSION = 5
+#: An unexpected error: a bug, reported as one line (EVALLEDGER_DEBUG=1 shows the traceback).
+EXIT_INTERNAL = 70
+EXIT_INTERRUPTED = 130
+
+#: The one table of exit codes: code -> meaning, as the README's "Exit codes" table shows
+#: it (a test checks the two are the same, and runs each case).
+EXIT_CODES: dict[int, str] = {
+    EXIT_OK: 'success (including "everything already completed" on resume)',
+    EXIT_CELLS_FAILED: "the run finished but some cells failed; `evalledger run --resume` "
+    "re-runs them (also: a git or DVC step failed)",
+    EXIT_USAGE: "bad input: params.yaml, dvc.yaml, an option or an unknown execution ID",
+    EXIT_NOTHING_TO_RESUME: "nothing to resume: no execution exists yet",
+    EXIT_LOCKED: "another `evalledger run` holds the project's run lock",
+    EXIT_REGRESSION: "`evalledger diff --fail-on-regression` failed: a regression, or a "
+    "problem at B (a failed, stale or incomplete cell, an error-rate rise, a changed n, a "
+    "damaged file)",
+    EXIT_INTERNAL: "internal error (a bug): rerun with `EVALLEDGER_DEBUG=1` for the "
+    "traceback and report it",
+    EXIT_INTERRUPTED: "interrupted; resume with `evalledger run --resume`",
+}
 
 
 class EvalLedgerError(Exception):
     """Base of every expected evalledger failure: a message and a hint naming the fix."""
 
-    exit_code = 1
+    exit_code = EXIT_CELLS_FAILED
 
     def __init__(self, message: str, hint: str | None = None) -> None:
         assert message

@@ -16,7 +16,12 @@ from typing import Any
 
 import click
 
-from evalledger.errors import EvalLedgerError
+from evalledger.errors import (
+    EXIT_CELLS_FAILED,
+    EXIT_INTERNAL,
+    EXIT_INTERRUPTED,
+    EvalLedgerError,
+)
 from evalledger.safeload import CorruptFileWarning
 
 __all__ = ["cli", "main"]
@@ -76,7 +81,7 @@ class LazyGroup(click.Group):
                 ctx.exit(exc.exit_code)
             except KeyboardInterrupt:
                 click.echo("Aborted.", err=True)
-                ctx.exit(130)
+                ctx.exit(EXIT_INTERRUPTED)
             except OSError as exc:
                 if exc.errno not in _DISK_FULL:
                     raise
@@ -87,7 +92,7 @@ class LazyGroup(click.Group):
                     "an interrupted run)",
                     err=True,
                 )
-                ctx.exit(1)
+                ctx.exit(EXIT_CELLS_FAILED)
 
 
 #: A write failed for want of space: one line, never "internal error".
@@ -140,4 +145,4 @@ def main() -> None:
             "rerun with EVALLEDGER_DEBUG=1 for the traceback and report it",
             err=True,
         )
-        sys.exit(70)
+        sys.exit(EXIT_INTERNAL)

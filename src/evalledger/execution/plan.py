@@ -180,6 +180,7 @@ def plan_run(project: Project, options: RunOptions) -> tuple[RunPlan, MatrixSpec
     Returns the plan, the spec it was made with, and either the execution manifest to
     resume or the list of cells for a new execution.
     """
+    from evalledger.execution.outputs import check_pullable
     from evalledger.execution.pipeline import stale_cells
 
     if options.resume:
@@ -204,6 +205,8 @@ def plan_run(project: Project, options: RunOptions) -> tuple[RunPlan, MatrixSpec
     cells = expand(spec, axis_filters(options.filters))
     check_plugins(spec, cells)
     stale = cells if options.force else stale_cells(project, spec, cells)
+    if not options.force and not options.resume:
+        check_pullable(project, spec, stale)  # a fresh clone pulls, it does not pay again
     stale_keys = {c.key for c in stale}
     done, total = {}, {}
     for cell in stale:

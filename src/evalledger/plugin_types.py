@@ -13,11 +13,19 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from evalledger.errors import ConfigError
 
-__all__ = ["AdapterSettings", "Completion", "Item", "ItemScore", "validate_settings"]
+__all__ = [
+    "AdapterSettings",
+    "Completion",
+    "DecodingSettings",
+    "Item",
+    "ItemScore",
+    "PromptSetSettings",
+    "validate_settings",
+]
 
 
 @dataclass(frozen=True)
@@ -65,19 +73,74 @@ class AdapterSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class PromptSetSettings(AdapterSettings):
+    """An entry of ``prompt_sets:``: the template that wraps each benchmark input."""
+
+    template: str = "{input}"
+    """``{input}`` is replaced by the item's input; a template without it drops the item."""
+
+    @field_validator("template")
+    @classmethod
+    def _has_input(cls, value: str) -> str:
+        if "{input}" not in value:
+            raise ValueError("the template must contain {input}")
+        return value
+
+
+class DecodingSettings(AdapterSettings):
+    """An entry of ``decodings:``: sampling settings passed to the model with each call.
+
+    The common ones are checked; any other key goes to the adapter as given.
+    """
+
+    model_config = ConfigDict(extra="allow")
+
+    temperature: float | None = Field(default=None, ge=0)
+    top_p: float | None = Field(default=None, ge=0, le=1)
+    top_k: int | None = None
+    max_tokens: int | None = Field(default=None, ge=1)
+    seed: int | None = None
+    stop: list[str] | str | None = None
+
+
 def validate_settings(
     cls: type[AdapterSettings], settings: dict[str, Any], where: str
 ) -> AdapterSettings:
-    """Validate ``settings`` with a one-line error naming the key and the valid ones."""
+    """Validate ``settings`` with a one-line error naming the key and the valid ones.
+
+    An unknown key lists the known ones (with a did-you-mean); a bad value says what was
+    expected (a type, a range such as ``less than or equal to 1``, a choice) and what came.
+    """
+    import difflib
+
     try:
         return cls.model_validate(settings)
     except ValidationError as exc:
         err = exc.errors()[0]
         loc = ".".join(str(p) for p in err["loc"])
         if err["type"] == "extra_forbidden":
-            known = ", ".join(_model_at(cls, err["loc"][:-1]).model_fields)
-            raise ConfigError(f"{where}: unknown setting {loc!r}; known: {known}") from None
-        raise ConfigError(f"{where}{'.' + loc if loc else ''}: {err['msg']}") from None
+            fields = list(_model_at(cls, err["loc"][:-1]).model_fields)
+            close = difflib.get_close_matches(str(err["loc"][-1]), fields, n=1, cutoff=0.6)
+            raise ConfigError(
+                f"{where}: unknown setting {loc!r}; known: {', '.join(fields)}",
+                f"did you mean {close[0]!r}?" if close else None,
+            ) from None
+        msg = str(err["msg"])
+        if err["type"] not in ("missing", "value_error"):  # a validator's own words say it
+            msg += _shown(err.get("input"))
+        raise ConfigError(f"{where}{'.' + loc if loc else ''}: {msg}") from None
+
+
+def _shown(value: Any) -> str:
+    """``, got <value>`` for a scalar that is safe and short enough to quote; else ""."""
+    from evalledger.redact import contains_secret
+
+    if not isinstance(value, str | int | float | bool) and value is not None:
+        return ""
+    text = repr(value)
+    if contains_secret(text):
+        return ""
+    return f", got {text if len(text) <= 40 else text[:37] + '...'}"
 
 
 def _model_at(cls: type[BaseModel], path: tuple[int | str, ...]) -> type[BaseModel]:

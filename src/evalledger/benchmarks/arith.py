@@ -9,6 +9,8 @@ from __future__ import annotations
 import random
 from typing import Literal
 
+from pydantic import Field
+
 from evalledger.benchmarks.base import Benchmark
 from evalledger.plugin_types import AdapterSettings, Item
 
@@ -84,10 +86,12 @@ def generate(n_items: int, seed: int, difficulty: str = "easy") -> list[Item]:
 class ArithSettings(AdapterSettings):
     """Settings of the ``arith`` benchmark."""
 
-    n_items: int = 300
+    n_items: int = Field(default=300, ge=1)
+    """How many problems to generate (at least 1)."""
     seed: int = 0
     difficulty: Literal["easy", "hard"] = "easy"
-    limit: int | None = None
+    limit: int | None = Field(default=None, ge=1)
+    """Use only the first N items."""
 
 
 class ArithBenchmark(Benchmark):

@@ -27,8 +27,8 @@ __all__ = [
 class Price(AdapterSettings):
     """Price per million tokens, in any currency you like (reported as ``cost``)."""
 
-    input: float = 0.0
-    output: float = 0.0
+    input: float = Field(default=0.0, ge=0)
+    output: float = Field(default=0.0, ge=0)
 
 
 class ModelSettings(AdapterSettings):

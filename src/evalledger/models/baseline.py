@@ -14,6 +14,8 @@ import re
 import time
 from typing import TYPE_CHECKING, Any, Literal
 
+from pydantic import Field
+
 from evalledger.models.base import Model, ModelSettings
 from evalledger.plugin_types import Completion
 
@@ -47,11 +49,12 @@ def solve(text: str) -> int | None:
 class BaselineSettings(ModelSettings):
     """Settings of the ``baseline`` adapter."""
 
-    max_concurrency: int = 8
+    max_concurrency: int = Field(default=8, ge=1)
     strategy: Literal["solver", "adder"] = "solver"
-    error_rate: float = 0.0
+    error_rate: float = Field(default=0.0, ge=0, le=1)
+    """The share of items answered wrong on purpose, in [0, 1]."""
     seed: int = 0
-    latency_ms: float = 0.0
+    latency_ms: float = Field(default=0.0, ge=0)
 
 
 class BaselineModel(Model):

@@ -24,7 +24,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from evalledger.errors import ConfigError
 from evalledger.models.base import Model, ModelSettings
@@ -102,13 +102,14 @@ class AuthenticationError(BadRequestError):
 class OpenAISettings(ModelSettings):
     """Settings of the ``openai`` adapter."""
 
-    base_url: str
+    base_url: str = Field(pattern=r"^https?://\S+$")
     """e.g. ``http://localhost:8000/v1`` or ``https://api.openai.com/v1``."""
-    model: str
+    model: str = Field(min_length=1)
     """The model name the endpoint knows."""
-    api_key_env: str | None = None
-    """Name of the environment variable holding the key (never the key itself)."""
-    api_key_header: str = "Authorization"
+    api_key_env: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    """Name of the environment variable holding the key (never the key itself); it must
+    be set when a cell of this model runs, which is checked before the first cell starts."""
+    api_key_header: str = Field(default="Authorization", min_length=1)
     """``Authorization`` sends ``Bearer <key>``; any other header (Azure: ``api-key``)
     sends the key as is."""
     headers: dict[str, str] = {}
@@ -119,11 +120,19 @@ class OpenAISettings(ModelSettings):
     """Query parameters (Azure: ``api-version``)."""
     system_prompt: str | None = None
     prompt_template: str = "{prompt}"
-    """Wraps the benchmark's prompt; ``{prompt}`` is replaced by it."""
-    temperature: float | None = None
-    top_p: float | None = None
+    """Wraps the benchmark's prompt; ``{prompt}`` is replaced by it (and must be there)."""
+
+    @field_validator("prompt_template")
+    @classmethod
+    def _has_prompt(cls, value: str) -> str:
+        if "{prompt}" not in value:
+            raise ValueError("must contain {prompt}")
+        return value
+
+    temperature: float | None = Field(default=None, ge=0)
+    top_p: float | None = Field(default=None, ge=0, le=1)
     top_k: int | None = None
-    max_tokens: int | None = None
+    max_tokens: int | None = Field(default=None, ge=1)
     seed: int | None = None
     stop: list[str] | str | None = None
     extra_body: dict[str, Any] = {}

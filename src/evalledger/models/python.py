@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import re
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from pydantic import field_validator
 
 from evalledger.errors import ConfigError
 from evalledger.models.base import Model, ModelSettings
@@ -33,6 +36,13 @@ class PythonSettings(ModelSettings):
     """A folder (relative to the project root) to put on ``sys.path`` first."""
     options: dict[str, Any] = {}
     """Extra keyword arguments passed to the callable."""
+
+    @field_validator("callable")
+    @classmethod
+    def _module_function(cls, value: str) -> str:
+        if not re.fullmatch(r"[\w.]+:[\w.]+", value):
+            raise ValueError("must be 'package.module:function'")
+        return value
 
 
 class PythonModel(Model):

@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING
 
+from pydantic import field_validator
+
 from evalledger.plugin_types import AdapterSettings, ItemScore
 from evalledger.scorers.base import Scorer
 
@@ -34,6 +36,23 @@ class JudgeSettings(AdapterSettings):
     pass_value: str = "CORRECT"
     score_pattern: str | None = None
     """Optional regex whose group 1 is a numeric score in [0, 1] (else 1/0 from verdict)."""
+
+    @field_validator("verdict_pattern", "score_pattern")
+    @classmethod
+    def _compiles(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise ValueError(f"invalid regular expression {value!r}: {exc}") from None
+        return value
+
+    @field_validator("rubric")
+    @classmethod
+    def _has_output(cls, value: str) -> str:
+        if "{output}" not in value:
+            raise ValueError("the rubric must contain {output}, the answer to grade")
+        return value
 
 
 class JudgeScorer(Scorer):

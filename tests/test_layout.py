@@ -19,7 +19,7 @@ PACKAGE = SRC / "evalledger"
 CORE = {
     "atomic", "dvcyaml", "errors", "gitinfo", "manifest", "matrix", "metrics", "params",
     "names", "safeload",
-    "plugin_types", "project", "provenance", "redact",
+    "plugin_types", "project", "provenance", "redact", "secret_keys",
 }  # fmt: skip
 #: The plugin types and their registry (``plugins.py``): model adapters, benchmarks,
 #: scorers and Tracker mirrors, each a group of entry points.

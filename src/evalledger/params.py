@@ -16,6 +16,7 @@ from evalledger.atomic import atomic_write
 from evalledger.errors import ConfigError
 from evalledger.metrics import Directions
 from evalledger.names import check_name
+from evalledger.secret_keys import is_secret_key, refuse_secrets
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -26,7 +27,9 @@ __all__ = [
     "MatrixSpec",
     "RunSettings",
     "apply_overrides",
+    "blame_overrides",
     "checked_params_text",
+    "is_secret_key",
     "load_params",
     "override_params",
     "parse_spec",
@@ -160,20 +163,6 @@ def _check_name(kind: str, name: Any) -> str:
     return check_name(f"{kind} name", name, numbers=True)
 
 
-def _refuse_secrets(data: dict[str, Any]) -> None:
-    """A secret in params.yaml would be copied into dvc.lock and git history: refuse it."""
-    from evalledger.redact import secret_paths
-
-    leaks = secret_paths(data)
-    if leaks:
-        raise ConfigError(
-            f"params.yaml holds a secret at {leaks[0]}; DVC copies params into dvc.lock and "
-            "git keeps them forever",
-            "put it in an environment variable and name the variable instead, e.g. "
-            "api_key_env: OPENAI_API_KEY",
-        )
-
-
 def parse_spec(data: dict[str, Any]) -> MatrixSpec:
     """Validate params data and return the matrix it defines."""
     import difflib
@@ -187,7 +176,7 @@ def parse_spec(data: dict[str, Any]) -> MatrixSpec:
                 f"unknown section {name!r} in params.yaml; did you mean {close[0]!r}?",
                 f"rename it, or give your own section a name unlike {close[0]!r}",
             )
-    _refuse_secrets(data)
+    refuse_secrets(data)
     Directions.from_params(data)  # a bad `metrics:` direction is refused before any run
     axes_raw = data.get("axes")
     if not isinstance(axes_raw, dict) or not axes_raw:
@@ -246,7 +235,10 @@ def parse_spec(data: dict[str, Any]) -> MatrixSpec:
         raise ConfigError("'run:' in params.yaml must be a mapping")
     unknown_run = sorted(set(run_raw) - {"jobs"})
     if unknown_run:
-        raise ConfigError(f"unknown run setting {unknown_run[0]!r}; known: jobs")
+        raise ConfigError(
+            f"unknown run setting {unknown_run[0]!r} (run.{unknown_run[0]})",
+            f"{_did_you_mean(str(unknown_run[0]), ['jobs'])}known: jobs",
+        )
     jobs = run_raw.get("jobs", 4)
     if not isinstance(jobs, int) or isinstance(jobs, bool) or jobs < 1:
         raise ConfigError(f"run.jobs must be a positive integer, got {jobs!r}")
@@ -268,23 +260,104 @@ def plain_data(node: Any) -> Any:
     return node
 
 
-def _parse_override(text: str) -> tuple[list[str], Any]:
+def _parse_override(text: str) -> tuple[list[str], Any, bool]:
+    """An override's key path, its value (YAML), and whether it adds a key (``+key``)."""
     import yaml
 
     key, sep, value = text.partition("=")
-    if not sep or not key.strip():
+    if not sep or not key.strip().lstrip("+"):
         raise ConfigError(f"bad override {text!r}", "write it as -S key.path=value")
     try:
         parsed = yaml.safe_load(value) if value.strip() else ""
     except yaml.YAMLError:
         parsed = value
-    return key.strip().split("."), parsed
+    key = key.strip()
+    adds = key.startswith("+")
+    return key.lstrip("+").split("."), parsed, adds
+
+
+def _did_you_mean(name: str, known: list[str]) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+    return f"did you mean {close[0]!r}? " if close else ""
+
+
+#: The kinds of entries each section defines, for messages.
+_ENTRY_KINDS = {**{section: axis for axis, section in AXES.items()}, "judges": "judge"}
+
+
+def _used_entries(data: dict[str, Any], section: str) -> set[str]:
+    """The entries of a section the matrix uses: on its axis, or named as a judge."""
+    axes = data.get("axes")
+    used: set[str] = set()
+    axis = _ENTRY_KINDS[section]
+    if isinstance(axes, dict) and isinstance(axes.get(axis), list):
+        used |= {str(v) for v in axes[axis]}
+    if section in ("models", "judges"):
+        for cfg in (data.get("benchmarks") or {}).values():
+            scorer = cfg.get("scorer") if isinstance(cfg, dict) else None
+            if isinstance(scorer, dict) and scorer.get("model") is not None:
+                used.add(str(scorer["model"]))
+    return used
+
+
+def _check_override_key(
+    original: dict[str, Any], new: dict[str, Any], keys: list[str], adds: bool, text: str
+) -> None:
+    """Refuse an override naming a section or an entry that params.yaml does not have.
+
+    A new entry is accepted when the overrides also put it to use (``-S axes.model=[a,new]``)
+    or when the key says it adds one (``+models.new.adapter=...``, as in DVC's ``-S``).
+    """
+    top = keys[0]
+    if top not in original and top not in _TOP_LEVEL and not adds:
+        known = [*sorted(_TOP_LEVEL), *(str(k) for k in original if k not in _TOP_LEVEL)]
+        raise ConfigError(
+            f"unknown key {top!r} in -S {text}",
+            f"{_did_you_mean(top, known)}top-level sections: {', '.join(known)}; "
+            f"write +{'.'.join(keys)}=... to add a section of your own",
+        )
+    if top not in _ENTRY_KINDS or len(keys) < 2 or adds:
+        return
+    entries = original.get(top)
+    known = [str(k) for k in entries] if isinstance(entries, dict) else []
+    name = keys[1]
+    if name in known or name in _used_entries(new, top):
+        return
+    kind = _ENTRY_KINDS[top]
+    raise ConfigError(
+        f"unknown {kind} {name!r} in -S {text}",
+        f"{_did_you_mean(name, known)}{top}: {', '.join(known) or 'none'}",
+    )
+
+
+def blame_overrides(exc: ConfigError, overrides: list[str]) -> ConfigError:
+    """``exc`` prefixed with the ``-S`` override it is about, if one is named in it.
+
+    An override is about the error when its key and a dotted path of the message are one
+    the prefix of the other (``models.noisy`` and ``-S models.noisy.error_rate=7``).
+    """
+    import re
+
+    if "-S " in exc.message:
+        return exc
+    paths = [t.rstrip(".:") for t in re.findall(r"[\w.-]+\.[\w.-]+", exc.message)]
+    for text in overrides:
+        key = text.partition("=")[0].strip().lstrip("+")
+        if any(key == p or key.startswith(p + ".") or p.startswith(key + ".") for p in paths):
+            # "-S k=v: k: bad" says k twice: "-S k=v: bad" is enough.
+            message = exc.message.removeprefix(f"{key}: ")
+            return ConfigError(f"-S {text}: {message}", exc.hint)
+    return exc
 
 
 def override_params(path: Path, overrides: list[str]) -> tuple[str, dict[str, Any]]:
     """params.yaml's text with ``key.path=value`` overrides applied, comments kept.
 
-    Returns the new text and its parsed data (validated); nothing is written.
+    Returns the new text and its parsed data, validated in memory (:func:`parse_spec`,
+    and every override's section and entry known); nothing is written. ``+key=value``
+    adds a key params.yaml does not have, as in DVC's ``-S``.
     """
     import io
 
@@ -298,8 +371,8 @@ def override_params(path: Path, overrides: list[str]) -> tuple[str, dict[str, An
     yaml_rt = YAML()
     yaml_rt.preserve_quotes = True
     doc = yaml_rt.load(text) or {}
-    for item in overrides:
-        keys, value = _parse_override(item)
+    parsed = [(item, *_parse_override(item)) for item in overrides]
+    for _, keys, value, _ in parsed:
         node = doc
         for k in keys[:-1]:
             if k not in node or not isinstance(node[k], dict):
@@ -308,9 +381,15 @@ def override_params(path: Path, overrides: list[str]) -> tuple[str, dict[str, An
         node[keys[-1]] = value
     buf = io.StringIO()
     yaml_rt.dump(doc, buf)
-    data = _reload(buf.getvalue())
-    parse_spec(data)
-    return buf.getvalue(), data
+    new = _reload(buf.getvalue())
+    refuse_secrets(new)  # first: the messages below quote the overrides
+    for item, keys, _, adds in parsed:
+        _check_override_key(data, new, keys, adds, item)
+    try:
+        parse_spec(new)
+    except ConfigError as exc:
+        raise blame_overrides(exc, overrides) from None
+    return buf.getvalue(), new
 
 
 def apply_overrides(path: Path, overrides: list[str]) -> None:

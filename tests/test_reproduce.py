@@ -176,8 +176,16 @@ def test_dvc_tracked_benchmark_data_is_restored_in_the_worktree(project: Project
     local = "benchmarks:\n  local: {loader: jsonl, path: data/items.jsonl}\n"
     params = project.params_path.read_text().replace("benchmarks:\n", local)
     project.params_path.write_text(params.replace("[arith, arith_hard]", "[local]"))
-    git(project.root, "add", "data/items.jsonl.dvc", "data/.gitignore")
+    # Not staged: the .dvc file of data a cell read is one of the execution's files, so
+    # the commit names the data version its results came from (and nothing else staged).
+    (project.root / "mine.py").write_text("x = 1\n")
+    git(project.root, "add", "mine.py")
     assert invoke(project, "run", "--models", "solver", "--commit").exit_code == 0
+    committed = git(project.root, "show", "--name-only", "--format=", "HEAD").split()
+    assert {"data/items.jsonl.dvc", "data/.gitignore"} <= set(committed)
+    assert "mine.py" not in committed
+    git(project.root, "reset", "-q", "--", "mine.py")
+    (project.root / "mine.py").unlink()
     before = _state(project.root)
     result = invoke(project, "reproduce", "--json", "-q")
     assert result.exit_code == 0, result.output

@@ -6,20 +6,38 @@ import hashlib
 import subprocess
 from typing import TYPE_CHECKING
 
-from evalledger.errors import EvalLedgerError
+from evalledger.errors import EXIT_USAGE, EvalLedgerError
 from evalledger.manifest import GitState
 from evalledger.redact import scrub_text
 
 if TYPE_CHECKING:
     from pathlib import Path
 
-__all__ = ["LEDGER_PATHS", "code_hash", "git", "git_commit", "git_diff_hash", "git_state"]
+__all__ = [
+    "LAUNCHER",
+    "LEDGER_PATHS",
+    "GitStateError",
+    "check_commit_target",
+    "code_hash",
+    "detached_error",
+    "git",
+    "git_commit",
+    "git_diff_hash",
+    "git_state",
+    "no_commits_error",
+    "not_a_repository_error",
+    "repo_state",
+]
+
+#: The launcher that dvc.yaml's ``cmd`` runs (``sh .evalledger.sh cell ...``): it finds
+#: the interpreter that last ran evalledger here, so ``dvc repro`` needs no activated venv.
+LAUNCHER = ".evalledger.sh"
 
 #: Top-level paths of a project that hold results and ledger state, not code: their
 #: changes (new results, a params edit) leave :func:`code_hash` unchanged.
 LEDGER_PATHS = (
     "runs", "metrics", "predictions", "dvc.lock", "dvc.yaml", "params.yaml",
-    ".evalledger", ".dvc",
+    ".evalledger", ".dvc", LAUNCHER,
 )  # fmt: skip
 #: git's empty tree: the base to compare against before the first commit.
 _EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
@@ -61,6 +79,77 @@ def git(root: Path, *args: str, check: bool = True, input: str | None = None) ->
         msg = (proc.stderr or proc.stdout).strip().splitlines()
         raise EvalLedgerError(f"git {args[0]} failed: {msg[-1] if msg else proc.returncode}")
     return proc.stdout
+
+
+class GitStateError(EvalLedgerError):
+    """The git repository is in a state the command cannot work in: none, no commits, detached.
+
+    ``state`` names it: ``outside`` (no repository), ``unborn`` (no commits yet) or
+    ``detached`` (HEAD on no branch).
+    """
+
+    exit_code = EXIT_USAGE
+
+    def __init__(self, state: str, message: str, hint: str | None = None) -> None:
+        super().__init__(message, hint)
+        self.state = state
+
+
+def repo_state(root: Path) -> str:
+    """``outside`` (no git work tree), ``unborn`` (no commits), ``detached`` or ``branch``."""
+    try:
+        inside = git(root, "rev-parse", "--is-inside-work-tree", check=False).strip()
+    except EvalLedgerError:  # git is not installed: as good as no repository
+        return "outside"
+    if inside != "true":
+        return "outside"
+    if not git(root, "rev-parse", "-q", "--verify", "HEAD^{commit}", check=False).strip():
+        return "unborn"
+    if not git(root, "symbolic-ref", "-q", "HEAD", check=False).strip():
+        return "detached"
+    return "branch"
+
+
+def not_a_repository_error(root: Path) -> GitStateError:
+    """The one message for a project outside any git repository."""
+    return GitStateError(
+        "outside",
+        f"{root} is not in a git repository: evalledger keeps its ledger in git",
+        f"run `git init` in {root}, then commit the project (`git add -A && git commit`)",
+    )
+
+
+def no_commits_error(what: str) -> GitStateError:
+    """The one message for a repository without commits; ``what`` is what needed one."""
+    return GitStateError(
+        "unborn",
+        f"the repository has no commits yet, so there is {what}",
+        "commit the project first, e.g. `evalledger run --commit`",
+    )
+
+
+def detached_error(root: Path, what: str) -> GitStateError:
+    """The one message for a detached HEAD; ``what`` is what needs a branch."""
+    head = git(root, "rev-parse", "--short", "HEAD", check=False).strip()
+    return GitStateError(
+        "detached",
+        f"HEAD is detached (at {head or 'an unknown commit'}): {what}",
+        "check out a branch first (`git switch <branch>`, or `git switch -c <new-branch>` "
+        "to keep this commit)",
+    )
+
+
+def check_commit_target(root: Path) -> None:
+    """Refuse, before anything runs, a repository that a ledger commit cannot go to.
+
+    Outside git there is nothing to commit to, and on a detached HEAD the commit would
+    belong to no branch; a repository with no commits gets its first commit.
+    """
+    state = repo_state(root)
+    if state == "outside":
+        raise not_a_repository_error(root)
+    if state == "detached":
+        raise detached_error(root, "a commit here would be on no branch, easy to lose")
 
 
 def git_state(root: Path) -> GitState:
@@ -122,23 +211,34 @@ _NO_TEMP_FILES = ":(exclude,glob)**/.*.tmp"
 
 
 def git_commit(root: Path, paths: list[str], message: str) -> str | None:
-    """Commit whatever of ``paths`` git does not hold yet; the new SHA, or None if nothing.
+    """Commit ``paths`` and nothing else; the new SHA, or None if git already holds them.
 
     New and changed files are staged, tracked files that are gone are staged as removals,
-    and temp files are never staged. Whatever an interrupted earlier commit left staged
-    is committed too. ``message`` is redacted (:func:`evalledger.redact.scrub_text`, in
-    :func:`git`) before git records it.
+    and temp files are never staged. The commit takes only ``paths`` (a pathspec commit,
+    ``git commit --only``): whatever else the user had staged stays staged and out of
+    it. What an interrupted earlier commit staged under ``paths`` is committed too.
+    ``message`` is redacted (:func:`evalledger.redact.scrub_text`, in :func:`git`)
+    before git records it.
     """
     gone = [p for p in paths if not (root / p).exists()]
     # git refuses a path it neither sees nor tracks; a tracked one that is gone is a removal.
     tracked = git(root, "ls-files", "-z", "--", *gone).split("\0") if gone else []
     specs = [p for p in paths if p not in gone
              or any(t == p or t.startswith(p + "/") for t in tracked)]  # fmt: skip
-    if specs:
-        git(root, "add", "-A", "--", *specs, _NO_TEMP_FILES)
-    if not git(root, "diff", "--cached", "--name-only", "--", *specs).strip():
+    if not specs:
         return None
-    git(root, "commit", "-q", "-m", message)  # redacted by git()
+    git(root, "add", "-A", "--", *specs, _NO_TEMP_FILES)
+    head = git(root, "rev-parse", "-q", "--verify", "HEAD", check=False).strip()
+    changed = (
+        git(root, "diff", "--cached", "--name-only", "-z", "--no-renames", "HEAD", "--", *specs)
+        if head
+        else git(root, "ls-files", "-z", "--", *specs)
+    )
+    # Only the paths that differ from HEAD: a pathspec naming nothing git knows fails.
+    only = sorted({p for p in changed.split("\0") if p})
+    if not only:
+        return None
+    git(root, "commit", "-q", "--only", "-m", message, "--", *only)  # redacted by git()
     return git(root, "rev-parse", "HEAD").strip()
 
 

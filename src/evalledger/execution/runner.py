@@ -307,31 +307,78 @@ def _drop_checkpoints(project: Project, manifest: ExecutionManifest) -> None:
             checkpoint_of(project, rec).unlink(missing_ok=True)
 
 
-def _execution_paths(manifest: ExecutionManifest) -> list[str]:
-    """What an execution adds to git, the pipeline files and the manifest folder first.
+#: What ``evalledger init`` makes: committed with an execution while HEAD lacks them.
+_SCAFFOLD = (".gitignore", ".dvcignore", "runs/.gitkeep", "metrics/.gitkeep",
+             ".dvc/config", ".dvc/.gitignore")  # fmt: skip
 
-    Per cell: its metrics, its scores and the .gitignore DVC keeps beside its predictions.
+
+def _execution_paths(project: Project, manifest: ExecutionManifest) -> list[str]:
+    """What an execution adds to git: exactly the ledger's files, nothing else staged.
+
+    The pipeline files (dvc.yaml, dvc.lock, params.yaml and the launcher dvc.yaml
+    runs), the manifest folder; per cell its metrics, its scores and the .gitignore DVC
+    keeps beside its predictions; the ``.dvc`` files (and their .gitignore) of the
+    benchmark data the cells read, so the commit names the data version its results
+    came from; and init's files that HEAD does not hold yet.
     """
-    paths = [f"runs/{manifest.execution_id}", "dvc.lock", "dvc.yaml", "params.yaml"]
+    from evalledger.gitinfo import LAUNCHER, git
+
+    paths = [f"runs/{manifest.execution_id}", "dvc.lock", "dvc.yaml", "params.yaml", LAUNCHER]
     for rec in manifest.cells.values():
         cell = cell_from_axes(rec.axes)
         folder = cell.predictions_path.rpartition("/")[0]
         paths += [cell.metrics_path, cell.scores_path, f"{folder}/.gitignore"]
+    paths += _data_version_files(project, {r.axes.get("benchmark", "") for r in
+                                           manifest.cells.values()})  # fmt: skip
+    present = [p for p in _SCAFFOLD if (project.root / p).is_file()]
+    head = git(project.root, "rev-parse", "-q", "--verify", "HEAD", check=False).strip()
+    listed = git(project.root, "ls-tree", "-r", "-z", "--name-only", "HEAD",
+                 "--", *present) if present and head else ""  # fmt: skip
+    tracked = set(listed.split("\0"))
+    paths += [p for p in present if p not in tracked]
     return list(dict.fromkeys(paths))
 
 
-def _commit(project: Project, manifest: ExecutionManifest) -> str | None:
-    """Commit whatever of the execution git does not hold yet; None if nothing is left.
+def _data_version_files(project: Project, benchmarks: set[str]) -> list[str]:
+    """The ``.dvc`` files that track these benchmarks' data, each with DVC's .gitignore."""
+    from evalledger.execution.cell import cell_benchmark
 
-    Whatever an earlier, interrupted ``--commit`` staged is committed too, and an
-    execution whose every cell failed still commits its manifest (the failure record).
+    try:
+        spec = project.spec()
+    except EvalLedgerError:
+        return []
+    found: list[str] = []
+    root = project.root.resolve()
+    for name in sorted(benchmarks):
+        try:
+            files = cell_benchmark(project, spec, name).data_files()
+        except (EvalLedgerError, OSError):
+            continue
+        for file in files:
+            path = file.resolve()
+            while path != root and path.is_relative_to(root):
+                dvc_file = path.with_name(path.name + ".dvc")
+                if dvc_file.is_file():
+                    rel = dvc_file.relative_to(root)
+                    found += [rel.as_posix(), (rel.parent / ".gitignore").as_posix()]
+                    break
+                path = path.parent
+    return [p for p in found if (root / p).exists()]
+
+
+def _commit(project: Project, manifest: ExecutionManifest) -> str | None:
+    """Commit the execution's paths and nothing else; None if git already holds them.
+
+    Whatever an earlier, interrupted ``--commit`` staged of them is committed too, and
+    an execution whose every cell failed still commits its manifest (the failure
+    record). Other staged changes stay staged, out of the commit.
     """
     from evalledger.gitinfo import git_commit
 
     lines = [f"evalledger: {manifest.execution_id} ({manifest.summary()})", ""]
     for key, rec in manifest.cells.items():
         lines.append(f"- {key}: {rec.status.value}" + (f" ({rec.error})" if rec.error else ""))
-    return git_commit(project.root, _execution_paths(manifest), "\n".join(lines))
+    return git_commit(project.root, _execution_paths(project, manifest), "\n".join(lines))
 
 
 def _commit_into(result: RunResult, project: Project, manifest: ExecutionManifest) -> None:
@@ -360,6 +407,10 @@ def run(project: Project, options: RunOptions, reporter: RunReporter | None = No
 
     reporter = reporter or _NullReporter()
     started = time.perf_counter()
+    if options.commit and not options.dry_run:  # no repository, or a detached HEAD
+        from evalledger.gitinfo import check_commit_target
+
+        check_commit_target(project.root)
     # Bad params fail before anything, even the lock file, is touched.
     override_params(project.params_path, [] if options.resume else options.overrides)
     if options.dry_run:  # read-only: works while another run holds the lock

@@ -227,9 +227,14 @@ def test_missing_key_variable_is_a_clear_error(tmp_path: Path, server: Reference
         tmp_path / "p",
         _params(server.base_url, api_key_env="EVALLEDGER_NO_SUCH_KEY"),
     )
-    assert invoke(project, "run").exit_code == 1
-    rec = load_execution(project, None).cells["ref/arith"]
-    assert rec.error == ("models.ref.api_key_env names EVALLEDGER_NO_SUCH_KEY, which is not set")
+    result = invoke(project, "run")
+    # Found before the first cell starts: one line, exit 2, no execution recorded.
+    assert result.exit_code == 2
+    assert result.stderr == (
+        "Error: models.ref.api_key_env names EVALLEDGER_NO_SUCH_KEY, which is not set; "
+        "export EVALLEDGER_NO_SUCH_KEY=<key> before running\n"
+    )
+    assert not [p for p in project.runs_dir.iterdir() if p.name != ".gitkeep"]
     assert server.stats()["requests"] == 0
 
 

@@ -7,6 +7,7 @@ registered the same way in its ``pyproject.toml``, so nothing is special-cased.
 
 from __future__ import annotations
 
+import contextlib
 from functools import cache
 from importlib.metadata import EntryPoint, entry_points
 from typing import TYPE_CHECKING, Any
@@ -26,6 +27,7 @@ __all__ = [
     "BENCHMARKS_GROUP",
     "MODELS_GROUP",
     "SCORERS_GROUP",
+    "build_plugins",
     "check_plugins",
     "check_registered",
     "load_benchmark",
@@ -64,8 +66,13 @@ def check_plugins(spec: MatrixSpec, cells: list[Cell]) -> None:
     """Check the adapters, loaders, scorers and judges some cells name, and their settings.
 
     Run before anything is evaluated, so a typo costs one line, not a failed execution.
+    Prompt sets and decodings are checked too: a template must hold ``{input}``.
     """
-    from evalledger.plugin_types import validate_settings
+    from evalledger.plugin_types import (
+        DecodingSettings,
+        PromptSetSettings,
+        validate_settings,
+    )
 
     def check(group: str, cfg: dict[str, Any], key: str, what: str, where: str) -> None:
         name = cfg.get(key)
@@ -89,6 +96,38 @@ def check_plugins(spec: MatrixSpec, cells: list[Cell]) -> None:
             judge_cfg = spec.judge_config(judge, f"benchmarks.{name}.scorer.model")
             section = "judges" if judge in spec.judges else "models"
             check(MODELS_GROUP, judge_cfg, "adapter", "model adapter", f"{section}.{judge}")
+    for axis, settings_cls in (("prompt_set", PromptSetSettings), ("decoding", DecodingSettings)):
+        for name in sorted({v for c in cells if (v := c.axis(axis)) is not None}):
+            cfg = spec.value_config(axis, name)
+            validate_settings(settings_cls, cfg, f"{axis}s.{name}")
+
+
+def build_plugins(spec: MatrixSpec, cells: list[Cell], root: Path | None = None) -> None:
+    """Build every model, judge, benchmark and scorer that ``cells`` will use, offline.
+
+    What only building finds is found before the first cell starts, not after others
+    ran: an API-key variable that is not set, a ``python`` callable that does not import,
+    a data file that is not there. Nothing is called and no item is loaded.
+    """
+    import asyncio
+
+    built: list[Model] = []
+    try:
+        for name in sorted({c.axis("model") or "" for c in cells}):
+            built.append(load_model(name, spec.value_config("model", name)))
+        for name in sorted({c.axis("benchmark") or "" for c in cells}):
+            cfg = spec.value_config("benchmark", name)
+            load_benchmark(name, cfg, root).data_files()  # a missing file: one line now
+            if cfg.get("scorer") is not None:
+                load_scorer(cfg["scorer"], f"benchmarks.{name}.scorer")
+            judge = spec.judge_name(name)
+            if judge is not None:
+                judge_cfg = spec.judge_config(judge, f"benchmarks.{name}.scorer.model")
+                built.append(load_model(judge, judge_cfg))
+    finally:
+        for model in built:  # a plugin may hold a connection from its constructor
+            with contextlib.suppress(Exception):
+                asyncio.run(model.aclose())
 
 
 def _load(group: str, name: Any, what: str, section: str) -> Any:

@@ -368,7 +368,14 @@ def execute_cell(
     progress: ProgressFn | None = None,
     stop: Event | None = None,
 ) -> CellResult:
-    """Prepare and evaluate one cell on its own event loop (``evalledger cell``)."""
+    """Prepare and evaluate one cell on its own event loop (``evalledger cell``).
+
+    The cell's plugins and dvc.yaml are checked first
+    (:func:`~evalledger.execution.validate.check_cell`): bad input writes nothing.
+    """
+    from evalledger.execution.validate import check_cell
+
+    check_cell(project, spec, cell)
     prepared = prepare_cell(project, spec, cell)
 
     async def main() -> CellResult:

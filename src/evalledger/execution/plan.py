@@ -14,13 +14,13 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from evalledger.atomic import locked_file, remove_leftover_temps
-from evalledger.errors import ConfigError, NothingToResumeError, RunLockedError
+from evalledger.errors import ConfigError, NothingToResumeError, RunLockedError, notice
 from evalledger.execution.cell import cell_context
 from evalledger.execution.checkpoint import count_scored
 from evalledger.execution.executions import latest_execution_id, manifest_path, resolve_execution_id
+from evalledger.execution.validate import check_ready, checked_spec, dvc_yaml_problem
 from evalledger.manifest import CellRecord, CellStatus, ExecutionManifest, read_manifest
 from evalledger.matrix import Cell, cell_from_axes, expand
-from evalledger.params import override_params, parse_spec
 from evalledger.plugins import check_plugins
 from evalledger.project import STATE_DIR
 
@@ -174,8 +174,31 @@ def _check_resume_config(spec: MatrixSpec, manifest: ExecutionManifest) -> list[
     return cells
 
 
+def _check_dvc_yaml(
+    project: Project, spec: MatrixSpec, will_run: bool, options: RunOptions
+) -> None:
+    """Refuse a damaged dvc.yaml; regenerate a missing or stale eval stage if no cell runs.
+
+    A run with cells to evaluate rewrites the stage anyway, after the overrides are
+    written; with none, the stage is rewritten here from params.yaml as it is on disk
+    (overrides with nothing to run are not written), and a notice says so.
+    """
+    from evalledger.execution.pipeline import sync_dvc_yaml
+
+    problem = dvc_yaml_problem(project, spec)
+    if problem is None or will_run or options.dry_run:
+        return
+    sync_dvc_yaml(project, project.spec())
+    notice(f"{problem}; regenerated it from params.yaml")
+
+
 def plan_run(project: Project, options: RunOptions) -> tuple[RunPlan, MatrixSpec, object]:
-    """Decide what a run would do, without evaluating or writing anything.
+    """Decide what a run would do, without evaluating anything.
+
+    Everything is validated first (:mod:`evalledger.execution.validate`): bad params,
+    overrides or plugins, a missing API key or data file, a damaged dvc.yaml are refused
+    before anything is written. The one write is a missing or stale eval stage in
+    dvc.yaml when no cell will run (never on a dry run); see :func:`_check_dvc_yaml`.
 
     Returns the plan, the spec it was made with, and either the execution manifest to
     resume or the list of cells for a new execution.
@@ -189,6 +212,8 @@ def plan_run(project: Project, options: RunOptions) -> tuple[RunPlan, MatrixSpec
         cells = _check_resume_config(spec, manifest)
         check_plugins(spec, cells)
         todo = [k for k, r in manifest.cells.items() if not cell_done(r)]
+        check_ready(project, spec, [c for c in cells if c.key in todo])
+        dvc_yaml_problem(project, spec)  # damaged: refused now; stale: the resume rewrites it
         done: dict[str, int] = {}
         total: dict[str, int | None] = {}
         for key in todo:
@@ -200,13 +225,13 @@ def plan_run(project: Project, options: RunOptions) -> tuple[RunPlan, MatrixSpec
             items_done=done, items_total=total, jobs=options.jobs or manifest.jobs,
         )  # fmt: skip
         return plan, spec, manifest
-    _, data = override_params(project.params_path, options.overrides)
-    spec = parse_spec(data)
+    _, spec = checked_spec(project, options.overrides, axis_filters(options.filters))
     cells = expand(spec, axis_filters(options.filters))
-    check_plugins(spec, cells)
     stale = cells if options.force else stale_cells(project, spec, cells)
     if not options.force and not options.resume:
         check_pullable(project, spec, stale)  # a fresh clone pulls, it does not pay again
+    check_ready(project, spec, stale, options.overrides)
+    _check_dvc_yaml(project, spec, bool(stale), options)
     stale_keys = {c.key for c in stale}
     done, total = {}, {}
     for cell in stale:

@@ -74,8 +74,8 @@ def test_plan_grid_is_the_product_and_list_zips(project: Project) -> None:
         {rate: "0.1", seed: "5"}, {rate: "0.2", seed: "5"},
     ]  # fmt: skip
     assert [c[seed] for c in plan_sweep(project, [f"{seed}=range(1,4)"])] == ["1", "2", "3"]
-    notes = plan_sweep(project, ["+models.noisy.note='a,b',c"])
-    assert [c["+models.noisy.note"] for c in notes] == ["'a,b'", "c"]
+    notes = plan_sweep(project, ["+train.note='a,b',c"])  # a section of the user's own
+    assert [c["+train.note"] for c in notes] == ["'a,b'", "c"]
 
 
 @pytest.mark.parametrize(

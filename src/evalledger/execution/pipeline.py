@@ -53,12 +53,15 @@ def render_stage(axis_names: list[str], judges: bool = False) -> dict[str, Any]:
     With ``judges``, every cell also depends on the ``judges:`` section, so changing a
     judge re-runs the cells it grades.
     """
+    from evalledger.gitinfo import LAUNCHER
+
     item = {a: "${item.%s}" % a for a in axis_names}  # noqa: UP031 - DVC's own syntax
     key = "/".join(item.values())
     args = " ".join(f"{a}={v}" for a, v in item.items())
     return {
         "matrix": {a: "${axes.%s}" % a for a in axis_names},  # noqa: UP031
-        "cmd": f"evalledger cell {args}",
+        # The launcher finds this interpreter's evalledger: no activated venv needed.
+        "cmd": f"sh {LAUNCHER} cell {args}",
         "params": [f"{AXES[a]}.{item[a]}" for a in axis_names] + (["judges"] if judges else []),
         "outs": [
             f"predictions/{key}.jsonl",
@@ -72,8 +75,12 @@ def sync_dvc_yaml(project: Project, spec: MatrixSpec) -> bool:
     """Make dvc.yaml's ``eval`` stage match the axes; keep every other stage. True if changed.
 
     The edit goes through :func:`~evalledger.dvcyaml.edit_dvc_yaml`, the lock a Tracker
-    declaring its outputs takes too, so neither loses the other's change.
+    declaring its outputs takes too, so neither loses the other's change. The launcher
+    the stage's cmd runs is written too (:func:`~evalledger.execution.scaffold.ensure_launcher`).
     """
+    from evalledger.execution.scaffold import ensure_launcher
+
+    ensure_launcher(project)
     wanted = render_stage(spec.axis_names, bool(spec.judges))
 
     def edit(doc: Any) -> bool:

@@ -2,17 +2,52 @@
 
 from __future__ import annotations
 
+import importlib.util
+import shutil
 import subprocess
+import sys
 from typing import TYPE_CHECKING
 
 from evalledger.atomic import atomic_write
 from evalledger.errors import ConfigError, EvalLedgerError
+from evalledger.gitinfo import LAUNCHER, git_commit
 from evalledger.project import STATE_DIR, Project
 
 if TYPE_CHECKING:
     from pathlib import Path
 
-__all__ = ["DEMO_PARAMS", "init_project"]
+__all__ = [
+    "DEMO_PARAMS",
+    "INTERPRETER_FILE",
+    "LAUNCHER_TEXT",
+    "commit_scaffold",
+    "ensure_launcher",
+    "init_project",
+    "scaffold_paths",
+]
+
+#: Where (below the project) the launcher finds the interpreter: git-ignored, per clone.
+INTERPRETER_FILE = f"{STATE_DIR}/python"
+
+#: The launcher dvc.yaml's stages run, ``sh .evalledger.sh cell ...``. DVC runs a stage's
+#: cmd through the shell with PATH as it found it, so with no activated virtualenv a bare
+#: ``evalledger`` is "command not found". The launcher runs the interpreter that last
+#: ran evalledger in this clone, else ``evalledger`` from PATH (a fresh clone, DVC's
+#: queue workers), and says what to do when there is neither.
+LAUNCHER_TEXT = f"""\
+# evalledger's launcher: dvc.yaml's eval stage runs `sh {LAUNCHER} cell ...`, so that
+# `dvc repro` and `dvc exp run` work without an activated virtualenv. Written by
+# evalledger; commit it with dvc.yaml. It runs the Python that last ran evalledger in
+# this clone (recorded, git-ignored, in {INTERPRETER_FILE}), else `evalledger` on PATH.
+here=$(dirname -- "$0")
+py=
+if [ -r "$here/{INTERPRETER_FILE}" ]; then read -r py < "$here/{INTERPRETER_FILE}"; fi
+if [ -n "$py" ] && [ -x "$py" ]; then exec "$py" -P -m evalledger "$@"; fi
+if command -v evalledger >/dev/null 2>&1; then exec evalledger "$@"; fi
+echo "evalledger: not found (nothing recorded in $here/{INTERPRETER_FILE}, none on PATH): \
+run <venv>/bin/evalledger run here once, or activate the virtualenv that has it" >&2
+exit 127
+"""
 
 DEMO_PARAMS = """\
 # evalledger parameters: the matrix and every knob.
@@ -60,20 +95,66 @@ GITIGNORE_LINES = {
 }
 
 
-def _run(cmd: list[str], cwd: Path) -> None:
+def _run(cmd: list[str], cwd: Path, name: str) -> None:
     try:
         proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, check=False)
     except FileNotFoundError:
-        raise EvalLedgerError(f"{cmd[0]} is not installed", f"install {cmd[0]}") from None
+        raise EvalLedgerError(f"{name} is not installed", f"install {name}") from None
     if proc.returncode != 0:
         last = (proc.stderr or proc.stdout).strip().splitlines()
-        raise EvalLedgerError(f"`{' '.join(cmd)}` failed: {last[-1] if last else ''}")
+        raise EvalLedgerError(f"`{name} {' '.join(cmd[-2:])}` failed: {last[-1] if last else ''}")
+
+
+def ensure_launcher(project: Project) -> list[str]:
+    """Write the launcher and record this interpreter for it; the paths that changed.
+
+    Called wherever dvc.yaml's stage is written, so the interpreter recorded is the one
+    of the latest evalledger to touch the pipeline (a moved virtualenv heals itself).
+    """
+    changed: list[str] = []
+    for rel, text in ((LAUNCHER, LAUNCHER_TEXT), (INTERPRETER_FILE, f"{sys.executable}\n")):
+        path = project.root / rel
+        try:
+            same = path.read_text(encoding="utf-8") == text
+        except (OSError, UnicodeDecodeError):
+            same = False
+        if not same:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            # Bytes: no redaction pass, which could take the interpreter's path for a
+            # secret's value (an environment variable that happens to hold its folder).
+            atomic_write(path, text.encode("utf-8"))
+            changed.append(rel)
+    return changed
+
+
+def _tools_init(root: Path, created: list[str]) -> None:
+    """``git init`` and ``dvc init`` where missing; a failure takes back what they made.
+
+    dvc is this interpreter's (``python -m dvc``), never whichever one PATH finds first.
+    """
+    if importlib.util.find_spec("dvc") is None:
+        raise EvalLedgerError(
+            f"dvc is not installed for {sys.executable}",
+            f"install it into that environment: `{sys.executable} -m pip install dvc`",
+        )
+    try:
+        if not (root / ".git").exists():
+            _run(["git", "init", "-q"], root, "git")
+            created.append(".git/")
+        if not (root / ".dvc").exists():
+            _run([sys.executable, "-m", "dvc", "init", "-q"], root, "dvc")
+            created.append(".dvc/")
+    except BaseException:
+        for made in reversed(created):  # only what this init made: nothing half-written
+            shutil.rmtree(root / made, ignore_errors=True)
+        raise
 
 
 def init_project(directory: Path, *, force: bool = False) -> tuple[Project, list[str]]:
     """Create params.yaml, dvc.yaml, runs/, metrics/ and .gitignore; git/dvc init if missing.
 
     Returns the project and the paths created. Existing files are kept unless ``force``.
+    Nothing is committed: :func:`commit_scaffold` does that.
     """
     from evalledger.execution.pipeline import sync_dvc_yaml
     from evalledger.params import load_params, parse_spec
@@ -87,12 +168,7 @@ def init_project(directory: Path, *, force: bool = False) -> tuple[Project, list
             "pass --force to overwrite it, or edit it by hand",
         )
     created: list[str] = []
-    if not (root / ".git").exists():
-        _run(["git", "init", "-q"], root)
-        created.append(".git/")
-    if not (root / ".dvc").exists():
-        _run(["dvc", "init", "-q"], root)
-        created.append(".dvc/")
+    _tools_init(root, created)
     atomic_write(root / "params.yaml", DEMO_PARAMS)
     created.append("params.yaml")
     if force and (root / "dvc.yaml").exists():
@@ -119,4 +195,18 @@ def init_project(directory: Path, *, force: bool = False) -> tuple[Project, list
         # Keeps DVC from walking virtualenvs when it looks for dvc.yaml files.
         atomic_write(dvcignore, ".venv/\nvenv/\nnode_modules/\n")
         created.append(".dvcignore")
+    if LAUNCHER not in created:
+        created.append(LAUNCHER)  # sync_dvc_yaml wrote it
     return project, created
+
+
+def commit_scaffold(root: Path) -> str | None:
+    """Commit the scaffold's files and nothing else staged; the SHA, None if already in git."""
+    return git_commit(root, scaffold_paths(root), "evalledger init: the project scaffold")
+
+
+def scaffold_paths(root: Path) -> list[str]:
+    """The files of an evalledger scaffold, as git should hold them."""
+    paths = ["params.yaml", "dvc.yaml", LAUNCHER, ".gitignore", ".dvcignore",
+             "runs/.gitkeep", "metrics/.gitkeep", ".dvc/config", ".dvc/.gitignore"]  # fmt: skip
+    return [p for p in paths if (root / p).exists()]

@@ -12,6 +12,7 @@ revision: ``evalledger leaderboard --rev <name>`` and ``evalledger diff`` read i
 from __future__ import annotations
 
 import contextlib
+import difflib
 import itertools
 import os
 import re
@@ -22,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from evalledger.errors import EXIT_CELLS_FAILED, ConfigError, EvalLedgerError
-from evalledger.params import load_params, override_params
+from evalledger.params import load_params
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -126,6 +127,35 @@ def _lookup(data: Any, path: list[str]) -> bool:
     return True
 
 
+def _no_such_key(data: dict[str, Any], key: str) -> ConfigError:
+    """Why a plain ``-S`` key names nothing: an unknown section or entry, or a missing key."""
+    from evalledger.params import AXES
+
+    path = key.split(".")
+    kinds = {section: axis for axis, section in AXES.items()}
+    if path[0] not in data:
+        known = list(data)
+        close = difflib.get_close_matches(path[0], known, n=1, cutoff=0.6)
+        return ConfigError(f"unknown key {path[0]!r} in -S {key}",
+                           (f"did you mean {close[0]!r}? " if close else "")
+                           + f"top-level keys: {', '.join(known)}")  # fmt: skip
+    if path[0] in kinds and len(path) > 1 and isinstance(data[path[0]], dict):
+        entries = [str(k) for k in data[path[0]]]
+        if path[1] not in entries:
+            close = difflib.get_close_matches(path[1], entries, n=1, cutoff=0.6)
+            return ConfigError(f"unknown {kinds[path[0]]} {path[1]!r} in -S {key}",
+                               (f"did you mean {close[0]!r}? " if close else "")
+                               + f"{path[0]}: {', '.join(entries) or 'none'}")  # fmt: skip
+    node: Any = data
+    for part in path[:-1]:
+        node = node.get(part) if isinstance(node, dict) else None
+    siblings = [str(k) for k in node] if isinstance(node, dict) else []
+    close = difflib.get_close_matches(path[-1], siblings, n=1, cutoff=0.6)
+    return ConfigError(f"-S {key}: no such key in params.yaml",
+                       (f"did you mean {'.'.join([*path[:-1], close[0]])!r}? " if close else "")
+                       + f"fix the name, or write +{key} to add it")  # fmt: skip
+
+
 def _check_keys(data: dict[str, Any], keys: list[str]) -> None:
     """Refuse keys DVC would refuse: a plain key must exist, a ``+`` key must not."""
     for key in keys:
@@ -137,15 +167,17 @@ def _check_keys(data: dict[str, Any], keys: list[str]) -> None:
             raise ConfigError(f"-S {key}: {key[1:]} is already in params.yaml",
                               f"drop the '+' to override it, or use ++{key[1:]}")  # fmt: skip
         if not key.startswith("+") and not exists:
-            raise ConfigError(f"-S {key}: no such key in params.yaml",
-                              f"fix the name, or write +{key} to add it")  # fmt: skip
+            raise _no_such_key(data, key)
 
 
 def plan_sweep(project: Project, overrides: list[str], mode: str = "grid") -> list[dict[str, str]]:
-    """The combinations of a sweep, each validated against params.yaml; nothing is queued.
+    """The combinations of a sweep, each validated as `run` would; nothing is queued.
 
     ``overrides`` are ``key=v1,v2,...`` strings; ``mode`` is ``grid`` (cartesian product)
-    or ``list`` (zipped; a single value is used in every combination).
+    or ``list`` (zipped; a single value is used in every combination). Every combination
+    is checked in full (:mod:`evalledger.execution.validate`): params and plugin settings,
+    dvc.yaml's eval stage, and the plugins of the cells its experiment would run built
+    (API-key variables set, data files present).
     """
     if mode not in MODES:
         raise ConfigError(f"unknown sweep mode {mode!r}; known: {', '.join(MODES)}")
@@ -154,13 +186,34 @@ def plan_sweep(project: Project, overrides: list[str], mode: str = "grid") -> li
     axes = _parse(overrides)
     _check_keys(load_params(project.params_path), [k for k, _ in axes])
     combos = _combine(axes, mode)
+    built: set[tuple[str, str]] = set()
     for combo in combos:
-        args = [f"{k.lstrip('+')}={v}" for k, v in combo.items()]
+        args = [f"{k}={v}" for k, v in combo.items()]
         try:
-            override_params(project.params_path, args)
+            built |= _check_combination(project, args, built)
         except ConfigError as exc:
+            if "-S " in exc.message:
+                raise
             raise ConfigError(f"-S {' '.join(args)}: {exc.message}", exc.hint) from None
     return combos
+
+
+def _check_combination(
+    project: Project, args: list[str], built: set[tuple[str, str]]
+) -> set[tuple[str, str]]:
+    """Validate one combination as its experiment would run; the cells newly built."""
+    from evalledger.execution.cell import cell_context
+    from evalledger.execution.pipeline import stale_cells
+    from evalledger.execution.validate import check_ready, checked_spec, require_dvc_yaml
+    from evalledger.matrix import expand
+
+    _, spec = checked_spec(project, args)
+    require_dvc_yaml(project, spec, "the experiments would fail")
+    stale = stale_cells(project, spec, expand(spec))
+    fresh = {(c.key, cell_context(spec, c)[1]): c for c in stale}
+    todo = [c for k, c in fresh.items() if k not in built]
+    check_ready(project, spec, todo, args)
+    return set(fresh)
 
 
 @contextlib.contextmanager

@@ -136,3 +136,16 @@ def test_archive_refuses_uncommitted_and_unknown(project: Project) -> None:
     _one_line_error(invoke(project, "archive", exec_id), 2, "commit it first")
     _one_line_error(invoke(project, "archive", "exec_1999"), 2, "unknown execution")
     assert git(project.root, "tag", "-l") == ""
+
+
+def test_push_pull_and_archive_json(project: Project, tmp_path: Path) -> None:
+    _remotes(project, tmp_path)
+    assert invoke(project, "run", "--models", "solver", "--commit").exit_code == 0
+    pushed = json.loads(invoke(project, "push", "--json").stdout)
+    assert pushed["git"].startswith("pushed to origin:") and pushed["dvc"].startswith("pushed to")
+    assert len(pushed["lines"]) == 2
+    pulled = json.loads(invoke(project, "pull", "--git-only", "--json").stdout)
+    assert pulled["dvc"] is None and "up to date" in pulled["git"]
+    tagged = json.loads(invoke(project, "archive", _only_execution(project), "--json").stdout)
+    assert tagged["tag"] == f"run/{_only_execution(project)}" and tagged["replaced"] is False
+    assert tagged["commit"] == git(project.root, "rev-parse", "HEAD").strip()

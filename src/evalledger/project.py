@@ -31,10 +31,18 @@ class Project:
 
     @classmethod
     def find(cls, start: Path | str | None = None) -> Project:
-        """The project containing ``start`` (default: the current directory)."""
+        """The project containing ``start`` (default: the current directory).
+
+        A project outside any git repository is refused here, before a command reads or
+        runs anything: evalledger's ledger is git history (``GitStateError``, exit 2).
+        """
         here = Path(start or Path.cwd()).resolve()
         for cand in (here, *here.parents):
             if (cand / "params.yaml").is_file() and (cand / ".dvc").is_dir():
+                from evalledger.gitinfo import not_a_repository_error, repo_state
+
+                if repo_state(cand) == "outside":
+                    raise not_a_repository_error(cand)
                 return cls(cand)
         raise NotAProjectError(
             f"{here} is not inside an evalledger project (no params.yaml beside a .dvc/ "

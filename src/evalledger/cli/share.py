@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 import click
 
 from evalledger.cli._options import current_project
-from evalledger.share.remote import archive_execution, pull_ledger, push_ledger
+from evalledger.share.remote import ShareResult, archive_execution, pull_ledger, push_ledger
 
 __all__ = ["archive", "pull", "push"]
 
@@ -23,6 +24,7 @@ def _transfer_options(fn: F) -> F:
                      help="DVC remote (default: the default DVC remote)."),
         click.option("--git-only", is_flag=True, help="Only git: skip DVC."),
         click.option("--dvc-only", is_flag=True, help="Only DVC: skip git."),
+        click.option("--json", "as_json", is_flag=True, help="Print a JSON object."),
     ]):  # fmt: skip
         fn = option(fn)
     return fn
@@ -40,14 +42,13 @@ def _which(git_only: bool, dvc_only: bool) -> tuple[bool, bool]:
 @click.pass_context
 def push(
     ctx: click.Context, remote: str | None, dvc_remote: str | None, git_only: bool,
-    dvc_only: bool, tags: bool,
+    dvc_only: bool, tags: bool, as_json: bool,
 ) -> None:  # fmt: skip
     """Share the ledger: `git push` the branch, then `dvc push` the cached predictions."""
     git, dvc = _which(git_only, dvc_only)
     result = push_ledger(current_project(ctx), remote=remote, dvc_remote=dvc_remote,
                          tags=tags, git=git, dvc=dvc)  # fmt: skip
-    for line in result.lines:
-        click.echo(line)
+    _print(result, as_json)
 
 
 @click.command()
@@ -55,12 +56,19 @@ def push(
 @click.pass_context
 def pull(
     ctx: click.Context, remote: str | None, dvc_remote: str | None, git_only: bool,
-    dvc_only: bool,
+    dvc_only: bool, as_json: bool,
 ) -> None:  # fmt: skip
     """Get others' results: `git pull --ff-only`, then `dvc pull` the predictions."""
     git, dvc = _which(git_only, dvc_only)
     result = pull_ledger(current_project(ctx), remote=remote, dvc_remote=dvc_remote,
                          git=git, dvc=dvc)  # fmt: skip
+    _print(result, as_json)
+
+
+def _print(result: ShareResult, as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps(result.to_json(), indent=2))
+        return
     for line in result.lines:
         click.echo(line)
 
@@ -68,10 +76,16 @@ def pull(
 @click.command()
 @click.argument("execution_id")
 @click.option("-f", "--force", is_flag=True, help="Move the tag if it already exists.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON object.")
 @click.pass_context
-def archive(ctx: click.Context, execution_id: str, force: bool) -> None:
+def archive(ctx: click.Context, execution_id: str, force: bool, as_json: bool) -> None:
     """Tag the commit holding EXECUTION_ID (any unique part) as run/<id>, to share it."""
     result = archive_execution(current_project(ctx), execution_id, force=force)
+    if as_json:
+        data = {"tag": result.tag, "commit": result.commit, "message": result.message,
+                "replaced": result.replaced}  # fmt: skip
+        click.echo(json.dumps(data, indent=2))
+        return
     verb = "moved" if result.replaced else "tagged"
     click.echo(f"{verb} {result.tag} -> {result.commit[:10]}: {result.message}")
     click.echo("share it with `evalledger push --tags`")

@@ -104,6 +104,10 @@ class GitObjects:
         if not rev.startswith("-"):
             out = self._git("rev-parse", "-q", "--verify", f"{rev}^{{commit}}", check=False)
             sha = out.decode().strip()
+        if not sha and rev != WORKSPACE and not self.has_commits:
+            from evalledger.gitinfo import no_commits_error
+
+            raise no_commits_error(f"no revision {rev!r} yet")
         if not sha:
             sha = self._resolve_experiment(rev)
         self._resolved[rev] = sha

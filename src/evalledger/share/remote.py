@@ -44,6 +44,11 @@ class ShareResult:
 
     lines: list[str] = field(default_factory=list)
 
+    def to_json(self) -> dict[str, str | list[str] | None]:
+        """``{"git": ..., "dvc": ..., "lines": [...]}``: each tool's line, None if skipped."""
+        by_tool = {ln.partition(": ")[0]: ln.partition(": ")[2] for ln in self.lines}
+        return {"git": by_tool.get("git"), "dvc": by_tool.get("dvc"), "lines": self.lines}
+
 
 @dataclass
 class ArchiveResult:
@@ -77,12 +82,21 @@ def _last_line(proc: subprocess.CompletedProcess[str]) -> str:
     return (errors or lines or [f"exit code {proc.returncode}"])[-1]
 
 
-def _branch(root: Path) -> str:
-    branch = _git(root, "symbolic-ref", "--short", "-q", "HEAD").stdout.strip()
-    if not branch:
-        raise ConfigError("HEAD is detached: there is no branch to push or pull",
-                          "check out a branch (`git switch <branch>`)")  # fmt: skip
-    return branch
+def _branch(root: Path, verb: str) -> str:
+    """The current branch; refused when there is no repository or HEAD is detached."""
+    from evalledger.gitinfo import detached_error, not_a_repository_error, repo_state
+
+    state = repo_state(root)
+    if state == "outside":
+        raise not_a_repository_error(root)
+    if state == "detached":
+        raise detached_error(root, f"there is no branch to {verb}")
+    # An unborn branch (no commits yet) has a name already: `git init` gave it one.
+    return _git(root, "symbolic-ref", "--short", "-q", "HEAD").stdout.strip()
+
+
+def _unborn(root: Path) -> bool:
+    return _git(root, "rev-parse", "-q", "--verify", "HEAD^{commit}").returncode != 0
 
 
 def _git_remote(root: Path, branch: str, remote: str | None) -> str:
@@ -93,6 +107,15 @@ def _git_remote(root: Path, branch: str, remote: str | None) -> str:
         remote = upstream if upstream in remotes else "origin"
     if remote not in remotes:
         known = f" (known: {', '.join(remotes)})" if remotes else ""
+        if _unborn(root):
+            from evalledger.gitinfo import GitStateError
+
+            raise GitStateError(
+                "unborn",
+                f"the repository has no commits yet and no git remote {remote!r}{known}",
+                "to start from a shared ledger, `git remote add origin <url>` and run "
+                "`evalledger pull`; to start one, `evalledger run --commit`",
+            )
         raise ConfigError(f"no git remote {remote!r}{known}", _GIT_REMOTE_FIX)
     return remote
 
@@ -151,7 +174,11 @@ def push_ledger(
     result = ShareResult()
     branch = remote_name = dvc_name = None
     if git:  # check every remote before moving anything
-        branch = _branch(root)
+        branch = _branch(root, "push")
+        if _unborn(root):
+            from evalledger.gitinfo import no_commits_error
+
+            raise no_commits_error("nothing to push")
         remote_name = _git_remote(root, branch, remote)
     if dvc:
         dvc_name = _dvc_remote(root, dvc_remote)
@@ -194,7 +221,7 @@ def pull_ledger(
     root = project.root
     result = ShareResult()
     if git:
-        branch = _branch(root)
+        branch = _branch(root, "pull into")
         remote_name = _git_remote(root, branch, remote)
         before = _git(root, "rev-parse", "-q", "--verify", "HEAD").stdout.strip()
         proc = _git(root, "pull", "--ff-only", "--quiet", remote_name, branch)

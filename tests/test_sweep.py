@@ -199,17 +199,37 @@ def test_leaderboard_and_diff_compare_experiments(swept: Project) -> None:
     assert "noisy/arith  accuracy" in diff.stdout
 
 
+QA = """\
+axes:
+  model: [noisy]
+  benchmark: [qa]
+models:
+  noisy: {adapter: baseline, strategy: solver, error_rate: 0.3, seed: 3}
+benchmarks:
+  qa: {loader: jsonl, path: data/qa.jsonl}
+run:
+  jobs: 1
+"""
+
+
 def test_sweep_run_queues_runs_and_ranks(tmp_path: Path) -> None:
-    project = make_project(tmp_path / "proj", TINY)
+    root = tmp_path / "proj"
+    (root / "data").mkdir(parents=True)
+    rows = [{"id": f"q{i}", "input": f"Ada has {i} apples. Ada buys 2 more. How many apples "
+             "now?", "target": str(i + 2)} for i in range(1, 21)]  # fmt: skip
+    (root / "data/qa.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (root / "data/torn.jsonl").write_text(json.dumps(rows[0]) + '\n{"id": "q2", "inp\n')
+    project = make_project(root, QA)
     out = invoke(
         project, "sweep", "-S", "models.noisy.error_rate=0.05,0.5",
-        "-S", "models.noisy.strategy=solver,bogus", "--list", "--run", "-j", "2",
-        "-n", "tune", "--timeout", "120",
+        "-S", "benchmarks.qa.path=data/qa.jsonl,data/torn.jsonl", "--list", "--run", "-j", "2",
+        "--name", "tune", "--timeout", "120",
     )  # fmt: skip
-    # tune-2's strategy passes params.yaml's checks but fails in its cell
+    # tune-2's data file is there, so every check before queueing passes; it is torn,
+    # which only reading it in the cell finds
     assert out.exit_code == 1, out.output
     assert "Queued 2 experiment(s)" in out.stdout
-    assert "tune-1      models.noisy.error_rate=0.05 models.noisy.strategy=solver" in out.stdout
+    assert "tune-1      models.noisy.error_rate=0.05 benchmarks.qa.path=data/qa.jsonl" in out.stdout
     assert "accuracy by model at tune-1 (" in out.stdout
     assert "tune-1: success" in out.stderr and "tune-2: failed" in out.stderr
     assert out.stderr.endswith(

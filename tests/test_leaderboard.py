@@ -332,7 +332,9 @@ def test_unknown_metric_or_benchmark_is_one_line(built: lf.Built) -> None:
     assert (out.exit_code, out.stderr) == (2, "Error: unknown benchmark 'nope'; known: math, qa\n")
     # One unknown benchmark among known ones is an error too, not silently left out.
     out = invoke(built.project, "leaderboard", "-b", "qa", "-b", "mathh")
-    assert (out.exit_code, out.stderr) == (2, "Error: unknown benchmark 'mathh'; known: math, qa\n")
+    assert (out.exit_code, out.stderr) == (
+        2, "Error: unknown benchmark 'mathh'; did you mean math? known: math, qa\n"
+    )  # fmt: skip
     out = invoke(built.project, "leaderboard", "--rev", "mian")
     assert (out.exit_code, out.stderr) == (
         2,

@@ -18,6 +18,7 @@ import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from evalledger.cellfilter import CellFilter, check_filter, matches, merge_filter
 from evalledger.errors import (
     ConfigError,
     StatsError,
@@ -186,20 +187,24 @@ def compare_sides(
     refs: list[str],
     metrics: str | Sequence[str] | None = None,
     benchmarks: Sequence[str] | None = None,
+    filters: CellFilter | None = None,
 ) -> SideBySide:
     """Compare executions or revisions (at least two).
 
     ``metrics`` are the metrics shown (dotted paths allowed); the first decides the
     winner. Default: :data:`COMPARED_METRICS`, the winner on accuracy. ``benchmarks``
-    keeps the cells of those benchmarks only. An unknown benchmark or metric is a
-    :class:`~evalledger.errors.ConfigError` listing the known ones.
+    keeps the cells of those benchmarks only, ``filters`` (axis -> values) the cells they
+    match. An unknown benchmark or metric is a :class:`~evalledger.errors.ConfigError`
+    listing the known ones.
     """
     if len(refs) < 2:
         raise StatsError("compare needs at least two executions or revisions")
     built = [_side(ledger, r) for r in refs]
     sides = [s for s, _, _ in built]
-    if benchmarks:
-        _filter_benchmarks(built, list(benchmarks))
+    filters = merge_filter(filters, benchmarks)
+    benchmarks = filters.get("benchmark")
+    if filters:
+        _filter_cells(built, filters)
     # Sides that are one model each (as in a hyperparameter sweep) compare per benchmark.
     systems = [{_system(a) for a in axes.values()} for _, axes, _ in built]
     if all(len(s) == 1 for s in systems) and len({next(iter(s)) for s in systems}) > 1:
@@ -259,21 +264,13 @@ def compare_sides(
     )  # fmt: skip
 
 
-def _filter_benchmarks(
-    built: list[tuple[Side, dict[str, dict[str, str]], Directions]], benchmarks: list[str]
+def _filter_cells(
+    built: list[tuple[Side, dict[str, dict[str, str]], Directions]], filters: CellFilter
 ) -> None:
-    """Keep the cells of ``benchmarks``; an unknown one is refused with the known ones."""
-    known = sorted({a.get("benchmark", "") for _, axes, _ in built for a in axes.values()} - {""})
-    for name in benchmarks:
-        if name not in known:
-            close = difflib.get_close_matches(name, known, n=1)
-            hint = f"did you mean {close[0]}? " if close else ""
-            raise ConfigError(
-                f"unknown benchmark {name!r} for -b/--benchmark",
-                f"{hint}known: {', '.join(known) or 'none (no cell has a benchmark)'}",
-            )
+    """Keep the cells ``filters`` matches; an unknown value is refused with the known ones."""
+    check_filter(filters, [a for _, axes, _ in built for a in axes.values()])
     for side, axes, _ in built:
-        keep = [k for k in side.metrics if axes[k].get("benchmark") in benchmarks]
+        keep = [k for k in side.metrics if matches(axes[k], filters)]
         side.metrics = {k: side.metrics[k] for k in keep}
         side.sources = {k: side.sources[k] for k in keep if k in side.sources}
 

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from evalledger.analysis.categories import category_items, category_of
 from evalledger.analysis.formatting import format_p, format_value, md_code, md_text
 from evalledger.analysis.gate import Problem, find_problems
+from evalledger.cellfilter import CellFilter, check_filter, matches
 from evalledger.errors import ConfigError, EvalLedgerError
 from evalledger.ledger.directions import directions_at
 from evalledger.ledger.gitobjects import WORKSPACE
@@ -337,10 +338,12 @@ def diff_revisions(
     seed: int = 0,
     cluster: str | None = None,
     max_error_rise: float = 0.0,
+    filters: CellFilter | None = None,
 ) -> LedgerDiff:
     """Compare the ledger at ``a_rev`` (default HEAD) with ``b_rev`` (default the workspace).
 
-    ``max_error_rise`` is how much a cell's error rate may rise before it is a problem.
+    ``max_error_rise`` is how much a cell's error rate may rise before it is a problem;
+    ``filters`` (axis -> values) keeps the cells that match, on both sides.
     """
     a_rev = a_rev or "HEAD"
     b_rev = b_rev or WORKSPACE
@@ -353,7 +356,10 @@ def diff_revisions(
     if metrics:
         _check_metrics(metrics, [a, b])
     directions = directions_at(b if b.params else a)  # the newer side's say
-    common = [k for k in b.cells if k in a.cells]
+    check_filter(filters, [c.axes for s in (a, b) for c in s.cells.values()])
+    a_keys = [k for k, c in a.cells.items() if matches(c.axes, filters)]
+    b_keys = [k for k, c in b.cells.items() if matches(c.axes, filters)]
+    common = [k for k in b_keys if k in a.cells]
     changed = [k for k in common if a.cells[k].metrics_oid != b.cells[k].metrics_oid
                or a.cells[k].scores_oid != b.cells[k].scores_oid]  # fmt: skip
     old_m, new_m = a.metrics(changed), b.metrics(changed)
@@ -389,16 +395,21 @@ def diff_revisions(
     other = len([k for k in changed if k not in moved])
     from evalledger.ledger.health import cell_health
 
-    added = [k for k in b.cells if k not in a.cells]
+    added = [k for k in b_keys if k not in a.cells]
     problems = find_problems(cell_health(b), old_m, {**new_m, **b.metrics(added)}, unreadable,
                              max_error_rise=max_error_rise)  # fmt: skip
+    problems = [
+        p
+        for p in problems
+        if matches(dict(zip(b.axis_names, p.cell.split("/"), strict=False)), filters)
+    ]
     params = [
         ParamChange(k, old, new) for k, (old, new) in _param_changes(a.params, b.params).items()
     ]
     return LedgerDiff(
         a=a.label, b=b.label, a_commit=a.commit, b_commit=b.commit, changes=changes,
         added=added,
-        removed=[k for k in a.cells if k not in b.cells],
+        removed=[k for k in a_keys if k not in b.cells],
         params=params, unchanged=len(common) - len(changed) - len(unreadable), alpha=alpha,
         confidence=confidence, method=method, other_changes=other,
         unreadable=unreadable, problems=problems, timings=timings,

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 from evalledger.analysis.categories import category_items, category_of
 from evalledger.analysis.formatting import format_value, md_code, md_text
 from evalledger.analysis.intervals import mover_mean_interval, wilson_interval
+from evalledger.cellfilter import CellFilter, check_filter, matches, merge_filter
 from evalledger.errors import ConfigError
 from evalledger.ledger.directions import directions_at
 from evalledger.ledger.health import CellHealth, cell_health
@@ -226,11 +227,13 @@ def _blank(value: Any) -> Any:
 
 
 def cell_scores(
-    snap: Snapshot, metric: str, benchmarks: list[str] | None = None
+    snap: Snapshot,
+    metric: str,
+    benchmarks: list[str] | None = None,
+    filters: CellFilter | None = None,
 ) -> list[CellScore]:
-    """Each cell's value of ``metric`` at a revision, with its SE where it can be had."""
-    keys = [k for k, c in snap.cells.items()
-            if not benchmarks or c.axes.get("benchmark") in benchmarks]  # fmt: skip
+    """Each kept cell's value of ``metric`` at a revision, with its SE where it can be had."""
+    keys = [k for k, c in snap.cells.items() if matches(c.axes, merge_filter(filters, benchmarks))]
     metrics = snap.metrics(keys)
     category = category_of(metric)
     col = category[1] if category else column_for(metric)
@@ -339,6 +342,7 @@ def build_leaderboard(
     top: int | None = None,
     confidence: float = 0.95,
     strict: bool = False,
+    filters: CellFilter | None = None,
 ) -> Leaderboard:
     """Rank models (``by="model"``) or cells (``by="cell"``) at one or more revisions.
 
@@ -349,14 +353,12 @@ def build_leaderboard(
         raise ConfigError(f"unknown --by {by!r}; known: model, cell")
     snaps = [ledger.snapshot(r) for r in revs] if revs else [ledger.snapshot()]
     metric = metric or _default_metric(snaps)
-    if benchmarks:  # a misspelt one among several must not be silently left out
-        known = sorted({c.axes.get("benchmark", "") for s in snaps for c in s.cells.values()})
-        missing = [b for b in benchmarks if b not in known]
-        if missing and known:
-            raise ConfigError(f"unknown benchmark {missing[0]!r}; known: {', '.join(known)}")
+    filters = merge_filter(filters, benchmarks)  # a misspelt value must not be left out silently
+    check_filter(filters, [c.axes for s in snaps for c in s.cells.values()])
+    benchmarks = filters.get("benchmark")
     scores: list[CellScore] = []
     for snap in snaps:
-        scores += cell_scores(snap, metric, benchmarks)
+        scores += cell_scores(snap, metric, filters=filters)
     if not scores:
         _explain_empty(snaps, metric, benchmarks)
     notes: list[str] = []

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from evalledger.analysis.categories import category_items, category_of
 from evalledger.atomic import atomic_write
+from evalledger.cellfilter import CellFilter, check_filter, matches, merge_filter
 from evalledger.errors import StatsError, UnknownExecutionError, UnknownRevisionError
 from evalledger.ledger.scores import ITEM_COLUMNS, METRIC_COLUMNS, column_for
 
@@ -245,6 +246,7 @@ def run_significance(
     cluster: str | None = None,
     items: list[int] | None = None,
     unpaired: bool = False,
+    filters: CellFilter | None = None,
 ) -> SignificanceReport:
     """Tests between every pair of operands on every unit they share.
 
@@ -270,15 +272,13 @@ def run_significance(
     sides = [resolve_operand(ledger, o, rev) for o in operands]
     units = _units(sides)
     shared = [u for u in units[0] if all(u in other for other in units[1:])]
-    if benchmarks:
-        cells = [c for s in sides for c in s.snapshot.cells.values()]
-        known = sorted({c.axes.get("benchmark", "") for c in cells} - {""})
-        for name in benchmarks:
-            if name not in known:
-                hint = f"benchmarks with results: {', '.join(known) or 'none'}"
-                raise StatsError(f"unknown benchmark {name!r}", hint)
-        shared = [u for u in shared if any(_benchmark(s, m[u]) in benchmarks
+    filters = merge_filter(filters, benchmarks)
+    if filters:
+        cells = [c.axes for s in sides for c in s.snapshot.cells.values()]
+        check_filter(filters, cells, StatsError)
+        shared = [u for u in shared if any(matches(_axes(s, m[u]), filters)
                                            for s, m in zip(sides, units, strict=True))]  # fmt: skip
+        benchmarks = filters.get("benchmark")
     if not shared:
         among = f" among {', '.join(benchmarks)}" if benchmarks else ""
         raise StatsError(
@@ -374,9 +374,9 @@ def _compare(
     return result, mde, at, counts
 
 
-def _benchmark(side: Operand, key: str) -> str:
+def _axes(side: Operand, key: str) -> dict[str, str]:
     cell = side.snapshot.cells.get(key)
-    return cell.axes.get("benchmark", "") if cell is not None else ""
+    return cell.axes if cell is not None else {}
 
 
 def _units(sides: list[Operand]) -> list[dict[str, str]]:

@@ -13,19 +13,50 @@ from evalledger.cli import COMMANDS, cli
 HEAVY = ("pandas", "scipy", "dvc", "git", "numpy", "ruamel", "rich")
 
 
+#: Commands of cli/init.py and cli/share.py (another engineer's): no example required yet.
+_NO_EXAMPLE_YET = {"init", "push", "pull", "archive"}
+
+
 @pytest.mark.parametrize("name", sorted(COMMANDS))
 def test_every_command_has_help(name: str) -> None:
     command = cli.get_command(click.Context(cli), name)
     assert command is not None and command.help and len(command.help.strip()) > 20
     result = CliRunner().invoke(cli, [name, "--help"], catch_exceptions=False)
     assert result.exit_code == 0 and "Usage: " in result.output
+    if name in _NO_EXAMPLE_YET:
+        return
+    # An example: an "Examples:" block whose lines are whole command lines of this command.
+    assert "Examples:" in result.output, result.output
+    examples = result.output.split("Examples:", 1)[1].strip().splitlines()
+    assert examples and all(line.strip().startswith(f"evalledger {name}") for line in examples)
 
 
-def test_root_help_lists_every_command() -> None:
-    result = CliRunner().invoke(cli, ["--help"], catch_exceptions=False)
+def test_root_help_lists_every_command_on_one_uncut_line() -> None:
+    result = CliRunner().invoke(cli, ["--help"], catch_exceptions=False, terminal_width=80)
     assert result.exit_code == 0
     for name in COMMANDS:
         assert f"  {name} " in result.output
+    listing = result.output.split("Commands:", 1)[1]
+    assert "..." not in listing
+    lines = [ln for ln in listing.splitlines() if ln.strip()]
+    mine = [ln for ln in lines if ln.split()[0] in set(COMMANDS) - _NO_EXAMPLE_YET]
+    assert len(mine) == len(COMMANDS) - len(_NO_EXAMPLE_YET)  # one line each, none wrapped
+
+
+@pytest.mark.parametrize(
+    ("typed", "suggestion"),
+    [("leaderbord", "did you mean leaderboard?"), ("stat", "did you mean stats or status?"),
+     ("lst", "did you mean list?")],
+)  # fmt: skip
+def test_a_mistyped_command_gets_a_suggestion(typed: str, suggestion: str) -> None:
+    result = CliRunner().invoke(cli, [typed], catch_exceptions=False)
+    assert result.exit_code == 2
+    assert f"Error: No such command '{typed}'; {suggestion}" in result.output
+
+
+def test_an_unknown_command_with_no_close_match_is_refused() -> None:
+    result = CliRunner().invoke(cli, ["frobnicate"], catch_exceptions=False)
+    assert result.exit_code == 2 and "No such command 'frobnicate'." in result.output
 
 
 def _imported_after(code: str) -> list[str]:

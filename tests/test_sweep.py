@@ -117,7 +117,7 @@ def test_dry_run_numbers_names_after_existing_experiments(project: Project) -> N
         r for r in _exp_refs(project.root) if r.endswith("/sweep-2")
     ]  # nothing queued
     for prefix in ("a..b", "ab\n"):  # `$` would let a trailing newline through
-        bad = invoke(project, "sweep", "-S", "models.noisy.seed=1", "--dry-run", "-n", prefix)
+        bad = invoke(project, "sweep", "-S", "models.noisy.seed=1", "--dry-run", "--name", prefix)
         assert bad.exit_code == 2 and f"prefix {prefix!r} is not allowed" in bad.stderr
 
 
@@ -161,7 +161,7 @@ def swept(tmp_path_factory: pytest.TempPathFactory) -> Project:
     """`dvc exp run --queue -S key=0.1,0.2,0.3` (DVC's own sweep) run by `--run-all`."""
     project = make_project(tmp_path_factory.mktemp("dvcsweep") / "proj", TINY)
     dvc(project.root, "exp", "run", "--queue", "-S", "models.noisy.error_rate=0.1,0.2,0.3",
-        "-n", "dvcs")  # fmt: skip
+        "--name", "dvcs")  # fmt: skip
     dvc(project.root, "exp", "run", "--run-all", "-j", "1")
     return project
 

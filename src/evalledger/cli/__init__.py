@@ -7,6 +7,7 @@ is imported only when it runs.
 
 from __future__ import annotations
 
+import difflib
 import errno
 import importlib
 import os
@@ -64,7 +65,20 @@ class LazyGroup(click.Group):
         module_name, attr = target.split(":")
         command = getattr(importlib.import_module(module_name), attr)
         assert isinstance(command, click.Command)
+        if command.short_help is None and command.help:  # a whole line, never cut with "..."
+            command.short_help = command.help.strip().splitlines()[0]
         return command
+
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        name = args[0] if args else ""
+        if name and not name.startswith("-") and name not in COMMANDS:
+            # sorted(), not list(): the `list` submodule shadows the builtin in this package
+            close = difflib.get_close_matches(name, sorted(COMMANDS), n=2, cutoff=0.6)
+            hint = f"; did you mean {' or '.join(close)}?" if close else "."
+            ctx.fail(f"No such command {name!r}{hint}")
+        return super().resolve_command(ctx, args)
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         # Kept for the manifest's `command:` field, whatever process called us.
@@ -146,3 +160,17 @@ def main() -> None:
             err=True,
         )
         sys.exit(EXIT_INTERNAL)
+    finally:
+        _drop_colorama_reset()
+
+
+def _drop_colorama_reset() -> None:
+    """Skip the ``ESC[0m`` that colorama (loaded by DVC) writes to a terminal at exit.
+
+    It would follow our last line as a stray ``[0m``; rich resets its own styles.
+    """
+    import atexit
+
+    initialise = sys.modules.get("colorama.initialise")
+    if initialise is not None:
+        atexit.unregister(initialise.reset_all)

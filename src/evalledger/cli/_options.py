@@ -2,24 +2,33 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import click
 
+from evalledger.cli._complete import complete_axis, complete_metric, complete_revision
 from evalledger.project import Project
 
 if TYPE_CHECKING:
     from evalledger.ledger.history import Ledger
 
 __all__ = [
+    "FILTER_AXES",
     "METHOD_NAMES",
     "alpha_option",
     "benchmarks_option",
     "confidence_option",
     "current_project",
+    "examples",
+    "filter_options",
     "format_options",
+    "json_option",
+    "metric_option",
     "open_ledger",
+    "rev_option",
+    "split_values",
     "stats_options",
 ]
 
@@ -28,6 +37,11 @@ F = TypeVar("F", bound=Callable[..., Any])
 #: The paired tests of evalledger.analysis.significance (a test keeps the two lists equal); kept
 #: here so that building the CLI imports no numpy or scipy.
 METHOD_NAMES = ("auto", "bootstrap", "permutation", "mcnemar", "t-test", "wilcoxon")
+
+
+def examples(*lines: str) -> str:
+    r"""A command's ``Examples:`` epilog: command lines kept as written (click's ``\b``)."""
+    return "Examples:\n\n\b\n" + "\n".join(f"  {line}" for line in lines)
 
 
 def current_project(ctx: click.Context) -> Project:
@@ -78,11 +92,76 @@ def stats_options(fn: F) -> F:
     return fn
 
 
-#: ``-b/--benchmark``, repeatable, into ``benchmarks``.
+#: Filter option (its keyword) -> the axis it filters; the command gets one ``filters``.
+FILTER_AXES = {"models": "model", "benchmarks": "benchmark", "prompt_sets": "prompt_set",
+               "decodings": "decoding"}  # fmt: skip
+
+
+def split_values(values: tuple[str, ...]) -> list[str]:
+    """Comma-separated and repeated option values as one list (``a,b -x c`` -> a, b, c)."""
+    return list(dict.fromkeys(v.strip() for chunk in values for v in chunk.split(",") if v.strip()))
+
+
+def _filter_option(keyword: str) -> Callable[[F], F]:
+    flag = "--" + keyword.replace("_", "-")
+    names = [flag, "-b", "--benchmark"] if keyword == "benchmarks" else [flag]
+    option: Callable[[F], F] = click.option(
+        *names, keyword, multiple=True, metavar="A,B",
+        shell_complete=complete_axis(FILTER_AXES[keyword]),
+        help=f"Only cells of these {keyword.replace('_', ' ')} (comma-separated, repeatable).",
+    )  # fmt: skip
+    return option
+
+
+def filter_options(fn: F) -> F:
+    """The one cell filter: --models, --benchmarks (-b), --prompt-sets, --decodings.
+
+    Each is comma-separated and repeatable (``--models a,b --models c``). The command
+    receives them as one ``filters`` argument: axis -> values, empty axes left out.
+    """
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        given = {axis: split_values(kwargs.pop(kw)) for kw, axis in FILTER_AXES.items()}
+        return fn(*args, filters={a: v for a, v in given.items() if v}, **kwargs)
+
+    decorated: Any = wrapper
+    for keyword in reversed(FILTER_AXES):
+        decorated = _filter_option(keyword)(decorated)
+    return cast(F, decorated)
+
+
+#: ``-b/--benchmark`` alone, repeatable, into ``benchmarks`` (for commands without cells
+#: of other axes to filter).
 benchmarks_option = click.option(
-    "-b", "--benchmark", "benchmarks", multiple=True, metavar="NAME",
-    help="Only these benchmarks (repeatable).",
+    "--benchmarks", "-b", "--benchmark", "benchmarks", multiple=True, metavar="A,B",
+    shell_complete=complete_axis("benchmark"),
+    help="Only these benchmarks (comma-separated, repeatable).",
 )  # fmt: skip
+
+#: ``--json``: the output as JSON, on every command.
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+
+
+def metric_option(
+    help: str, *, multiple: bool = False, default: str | None = None
+) -> Callable[[F], F]:
+    """``-m/--metric``, with completion of the workspace's metric names."""
+    option: Callable[[F], F] = click.option(
+        "-m", "--metric", "metrics" if multiple else "metric", multiple=multiple,
+        default=() if multiple else default, show_default=default is not None,
+        metavar="NAME", shell_complete=complete_metric, help=help,
+    )  # fmt: skip
+    return option
+
+
+def rev_option(help: str, *, multiple: bool = False) -> Callable[[F], F]:
+    """``-r/--rev``: a revision (commit, branch, tag, experiment, ``workspace``)."""
+    option: Callable[[F], F] = click.option(
+        "-r", "--rev", "revs" if multiple else "rev", multiple=multiple, default=None,
+        metavar="REV", shell_complete=complete_revision, help=help,
+    )  # fmt: skip
+    return option
 
 
 def alpha_option(help: str = "Significance level.") -> Callable[[F], F]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import threading
 import time
@@ -12,16 +13,19 @@ import click
 
 if TYPE_CHECKING:
     from evalledger.execution.plan import RunPlan
+    from evalledger.execution.runner import RunResult
     from evalledger.manifest import CellRecord, ExecutionManifest, Provenance
 
 __all__ = [
     "console",
     "echo_formatted",
     "make_reporter",
+    "plain_value",
     "print_experiment",
     "print_provenance",
     "print_status",
     "print_table",
+    "run_json",
     "status_json",
 ]
 
@@ -36,10 +40,18 @@ def status_json(manifest: ExecutionManifest) -> str:
 
 
 def console() -> Any:
-    """A rich console: the terminal's width, or 160 columns when piped."""
+    """A rich console: $COLUMNS or the terminal's width, else 160 columns when piped."""
     from rich.console import Console
 
-    return Console(highlight=False, soft_wrap=False, width=None if sys.stdout.isatty() else 160)
+    width = _env_width() or (None if sys.stdout.isatty() else 160)
+    return Console(highlight=False, soft_wrap=False, width=width)
+
+
+def _env_width() -> int | None:
+    try:
+        return max(20, int(os.environ.get("COLUMNS", "")))
+    except ValueError:
+        return None
 
 
 def echo_formatted(result: Any, fmt: str) -> bool:
@@ -61,19 +73,89 @@ def print_table(
     columns: list[str], rows: list[list[str]], title: str | None = None,
     styles: list[str] | None = None, right: int = 0,
 ) -> None:  # fmt: skip
-    """A plain table; ``right`` columns from the third on are right-aligned numbers."""
+    """A plain table; ``right`` columns from the third on are right-aligned numbers.
+
+    No word (a number, a name) is ever split: columns are at least as wide as their
+    longest word and wrap at spaces; a table that cannot fit so is printed as one block
+    of ``column  value`` lines per row. Cells may hold rich markup.
+    """
     from rich.table import Table
 
     out = console()
     if title:
         out.print(f"[bold]{title}[/]")
+    widths = _fit_widths(columns, rows, out.width)
+    if widths is None:
+        _print_records(out, columns, rows, styles)
+        return
     table = Table(show_edge=False, pad_edge=False, box=None, header_style="bold")
     for i, col in enumerate(columns):
         numeric = right and i >= 2 and i < 2 + right
-        table.add_column(col, overflow="fold", justify="right" if numeric else "left")
+        table.add_column(col, overflow="fold", justify="right" if numeric else "left",
+                         width=widths[i])  # fmt: skip
     for i, row in enumerate(rows):
         table.add_row(*row, style=styles[i] if styles else None)
     out.print(table)
+
+
+def _plain(cell: str) -> str:
+    from rich.text import Text
+
+    return Text.from_markup(cell).plain
+
+
+def _fit_widths(columns: list[str], rows: list[list[str]], width: int) -> list[int] | None:
+    """Column widths that keep every word whole within ``width``, or None when none do.
+
+    Each column gets its longest word, then what is left goes to the columns whose
+    longest cell is wider, in proportion to how much wider.
+    """
+    from rich.cells import cell_len
+
+    texts = [[_plain(c) for c in col] for col in zip(columns, *rows, strict=True)]
+    most = [max(cell_len(t) for t in col) for col in texts]
+    least = [max([cell_len(w) for t in col for w in t.split()] or [1]) for col in texts]
+    room = width - 2 * (len(columns) - 1)
+    if sum(least) > room:
+        return None
+    if sum(most) <= room:
+        return most
+    spare, wants = room - sum(least), [m - n for m, n in zip(most, least, strict=True)]
+    total = sum(wants)
+    extra = [spare * w // total for w in wants]
+    return [n + e for n, e in zip(least, extra, strict=True)]
+
+
+def _print_records(
+    out: Any, columns: list[str], rows: list[list[str]], styles: list[str] | None
+) -> None:
+    """A table too wide for the terminal: each row as ``column  value`` lines."""
+    from rich.table import Table
+
+    label = max(len(c) for c in columns)
+    for i, row in enumerate(rows):
+        grid = Table.grid(padding=(0, 2))
+        grid.add_column(no_wrap=True, style="bold", width=label)
+        grid.add_column(overflow="fold")
+        for col, cell in zip(columns, row, strict=True):
+            if cell:
+                grid.add_row(col, cell, style=styles[i] if styles else None)
+        if i:
+            out.print()
+        out.print(grid)
+
+
+def plain_value(value: Any) -> str:
+    """A config value as text: ``-`` for none, lists and mappings inline as YAML writes them."""
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(plain_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k}: {plain_value(v)}" for k, v in value.items()) + "}"
+    return str(value)
 
 
 def print_experiment(m: ExecutionManifest) -> None:
@@ -84,7 +166,7 @@ def print_experiment(m: ExecutionManifest) -> None:
     if m.error:
         click.echo(f"error     {m.error}")
     if m.params:
-        click.echo("params    " + ", ".join(f"{k}={v}" for k, v in m.params.items()))
+        click.echo("params    " + ", ".join(f"{k}={plain_value(v)}" for k, v in m.params.items()))
     if m.last_metrics:
         click.echo("last      " + ", ".join(f"{k}={v:g}" for k, v in m.last_metrics.items()))
     for kind, records in (("checkpoint", m.checkpoints), ("artifact", m.artifacts)):
@@ -113,7 +195,7 @@ def print_provenance(p: Provenance, packages: bool = False) -> None:
 
 def print_status(manifest: ExecutionManifest) -> None:
     """A header and the per-cell table of an execution."""
-    from rich.table import Table
+    from rich.markup import escape
 
     out = console()
     git = manifest.git
@@ -122,17 +204,15 @@ def print_status(manifest: ExecutionManifest) -> None:
                   f"{manifest.summary()}")  # fmt: skip
     out.print(f"created {manifest.created_at:%Y-%m-%d %H:%M:%S} UTC  "
                   f"git {commit} on {git.branch or 'detached HEAD'}")  # fmt: skip
-    table = Table(show_edge=False, pad_edge=False, box=None, header_style="bold")
-    for col in ("cell", "status", "examples", "experiment", "error"):
-        table.add_column(col, overflow="fold")
+    rows = []
     for key, rec in manifest.cells.items():
         total = "?" if rec.examples_total is None else str(rec.examples_total)
         errored = f" ({rec.examples_errored} errored)" if rec.examples_errored else ""
         style = _STYLE.get(rec.status.value, "")
         examples = f"{rec.examples_completed}/{total}{errored}"
         status = f"[{style}]{rec.status.value}[/]"
-        table.add_row(key, status, examples, rec.experiment, rec.error or "")
-    out.print(table)
+        rows.append([key, status, examples, rec.experiment, escape(rec.error or "")])
+    print_table(["cell", "status", "examples", "experiment", "error"], rows)
 
 
 def warn_duplicates(plan: RunPlan) -> None:
@@ -149,24 +229,25 @@ def warn_duplicates(plan: RunPlan) -> None:
 
 
 class _LineReporter:
-    """Plain lines, for logs and pipes."""
+    """Plain lines, for logs and pipes (on stderr with ``err``, as under ``--json``)."""
 
-    def __init__(self) -> None:
+    def __init__(self, err: bool = False) -> None:
         self.total = 0
         self.finished = 0
         self.lock = threading.Lock()
+        self.err = err
 
     def plan(self, plan: RunPlan) -> None:
         self.total = len(plan.cells)
         verb = "resuming" if plan.resume else "running"
         skipped = f", {len(plan.up_to_date)} up to date" if plan.up_to_date else ""
         click.echo(f"{verb} {plan.execution_id}: {self.total} cells{skipped}, "
-                   f"{plan.jobs} at once")  # fmt: skip
+                   f"{plan.jobs} at once", err=self.err)  # fmt: skip
         warn_duplicates(plan)
 
     def cell_started(self, key: str, done: int, total: int) -> None:
         if done:
-            click.echo(f"  {key}: continuing from item {done}/{total}")
+            click.echo(f"  {key}: continuing from item {done}/{total}", err=self.err)
 
     def cell_progress(self, key: str, done: int, total: int, errors: int) -> None:
         pass
@@ -177,7 +258,8 @@ class _LineReporter:
             detail = f"{record.examples_completed}/{record.examples_total}"
             if record.error:
                 detail += f" - {record.error}"
-            click.echo(f"  [{self.finished}/{self.total}] {key} {record.status.value} {detail}")
+            line = f"  [{self.finished}/{self.total}] {key} {record.status.value} {detail}"
+            click.echo(line, err=self.err)
 
 
 class _RichReporter(_LineReporter):
@@ -235,6 +317,30 @@ class _RichReporter(_LineReporter):
         self.progress.stop()
 
 
-def make_reporter() -> _LineReporter:
-    """Live bars on a terminal, plain lines otherwise."""
+def make_reporter(err: bool = False) -> _LineReporter:
+    """Live bars on a terminal, plain lines otherwise (always lines on stderr with ``err``)."""
+    if err:
+        return _LineReporter(err=True)
     return _RichReporter() if sys.stdout.isatty() else _LineReporter()
+
+
+def run_json(result: RunResult, dry_run: bool) -> dict[str, Any]:
+    """What ``run --json`` prints: the plan of a dry run, else the execution's outcome."""
+    plan = result.plan
+    data: dict[str, Any] = {
+        "execution_id": plan.execution_id, "resume": plan.resume, "dry_run": dry_run,
+        "cells": list(plan.cells), "up_to_date": list(plan.up_to_date),
+    }  # fmt: skip
+    if dry_run:
+        data["items_left"] = plan.items_remaining
+        return data
+    manifest = result.manifest
+    data.update(ok=result.ok, message=result.message, seconds=round(result.seconds, 3),
+                recorded=result.recorded, committed=result.committed)  # fmt: skip
+    if manifest is not None:
+        data["status"] = manifest.status.value
+        data["counts"] = manifest.counts()
+        data["results"] = {key: {"status": rec.status.value, "examples": rec.examples_completed,
+                                 "total": rec.examples_total, "error": rec.error}
+                           for key, rec in manifest.cells.items()}  # fmt: skip
+    return data

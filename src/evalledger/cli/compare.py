@@ -9,8 +9,15 @@ import click
 
 from evalledger.analysis.compare import compare_sides
 from evalledger.analysis.diff import format_value
-from evalledger.cli._options import benchmarks_option, open_ledger
-from evalledger.cli._render import print_table
+from evalledger.cli._complete import complete_rev_or_execution
+from evalledger.cli._options import (
+    examples,
+    filter_options,
+    format_options,
+    metric_option,
+    open_ledger,
+)
+from evalledger.cli._render import echo_formatted, print_table
 
 #: Units of the verdict that the cost title names (more are counted).
 _NAMED = 4
@@ -22,24 +29,26 @@ def _cfg(value: Any) -> str:
     return "-" if value is None else json.dumps(value) if not isinstance(value, str) else value
 
 
-@click.command()
-@click.argument("refs", nargs=-1, required=True)
-@benchmarks_option
-@click.option(
-    "-m",
-    "--metric",
-    "metrics",
-    multiple=True,
-    metavar="NAME",
-    help="Metrics to show (repeatable; dotted paths like categories.two_step.accuracy); "
+@click.command(
+    short_help="Compare executions or revisions side by side.",
+    epilog=examples(
+        "evalledger compare HEAD~1 HEAD -b arith -m partial_accuracy -m accuracy",
+        "evalledger compare main my-experiment --models solver --json",
+    ),
+)
+@click.argument("refs", nargs=-1, required=True, shell_complete=complete_rev_or_execution)
+@filter_options
+@metric_option(
+    "Metrics to show (repeatable; dotted paths like categories.two_step.accuracy); "
     "the first decides the winner. Default: accuracy, partial/format accuracy and "
     "mean_score, the winner on accuracy.",
+    multiple=True,
 )
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@format_options("table", "json")
 @click.pass_context
 def compare(
-    ctx: click.Context, refs: tuple[str, ...], benchmarks: tuple[str, ...],
-    metrics: tuple[str, ...], as_json: bool,
+    ctx: click.Context, refs: tuple[str, ...], filters: dict[str, list[str]],
+    metrics: tuple[str, ...], fmt: str,
 ) -> None:  # fmt: skip
     """Compare executions or revisions side by side: config, performance, cost, winner.
 
@@ -49,17 +58,10 @@ def compare(
     The winner, its margins and the cost totals are computed over what changed: the
     cells every side evaluated, leaving out cells only some sides have and cells whose
     results are the same execution's on every side. The output says what was left out.
-    Lower-is-better metrics (loss, error_rate, cost...) win when smaller. For example,
-    the last commit against its parent on one benchmark, the winner on
-    partial_accuracy:
-
-        evalledger compare HEAD~1 HEAD -b arith -m partial_accuracy -m accuracy
+    Lower-is-better metrics (loss, error_rate, cost...) win when smaller.
     """
-    result = compare_sides(
-        open_ledger(ctx), list(refs), list(metrics) or None, list(benchmarks) or None
-    )
-    if as_json:
-        click.echo(json.dumps(result.to_json(), indent=2))
+    result = compare_sides(open_ledger(ctx), list(refs), list(metrics) or None, filters=filters)
+    if echo_formatted(result, fmt):
         return
     labels = [s.label for s in result.sides]
     for i, s in enumerate(result.sides, 1):

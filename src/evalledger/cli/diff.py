@@ -5,22 +5,36 @@ from __future__ import annotations
 import click
 
 from evalledger.analysis.diff import LedgerDiff, diff_revisions, format_p, format_value
-from evalledger.cli._options import alpha_option, format_options, open_ledger, stats_options
-from evalledger.cli._render import echo_formatted, print_table
+from evalledger.cli._complete import complete_revision
+from evalledger.cli._options import (
+    alpha_option,
+    examples,
+    filter_options,
+    format_options,
+    metric_option,
+    open_ledger,
+    stats_options,
+)
+from evalledger.cli._render import echo_formatted, plain_value, print_table
 from evalledger.errors import RegressionError
 
 
-@click.command()
-@click.argument("a_rev", required=False)
-@click.argument("b_rev", required=False)
-@click.option(
-    "-m",
-    "--metric",
-    "metrics",
-    multiple=True,
-    metavar="NAME",
-    help="Metrics to compare (repeatable; dotted paths like latency_ms.p50). "
+@click.command(
+    short_help="Show how cell metrics changed between two revisions.",
+    epilog=examples(
+        "evalledger diff                      # HEAD against the workspace",
+        "evalledger diff main HEAD --md       # a pull-request comment",
+        "evalledger diff origin/main HEAD --fail-on-regression --threshold 0.01",
+        "evalledger diff HEAD~1 --models solver -b arith -m accuracy",
+    ),
+)
+@click.argument("a_rev", required=False, shell_complete=complete_revision)
+@click.argument("b_rev", required=False, shell_complete=complete_revision)
+@filter_options
+@metric_option(
+    "Metrics to compare (repeatable; dotted paths like latency_ms.p50). "
     "Default: accuracy, mean_score, partial/format accuracy, error rate, cost.",
+    multiple=True,
 )
 @click.option("--all", "all_metrics", is_flag=True, help="Compare every numeric metric.")
 @click.option(
@@ -54,7 +68,8 @@ from evalledger.errors import RegressionError
 )
 @click.pass_context
 def diff(
-    ctx: click.Context, a_rev: str | None, b_rev: str | None, metrics: tuple[str, ...],
+    ctx: click.Context, a_rev: str | None, b_rev: str | None, filters: dict[str, list[str]],
+    metrics: tuple[str, ...],
     all_metrics: bool, fmt: str, method: str | None, confidence: float, n_resamples: int,
     seed: int, cluster: str | None, alpha: float, fail_on_regression: bool, threshold: float,
     max_error_rise: float, timings: bool,
@@ -71,14 +86,14 @@ def diff(
 
     Problems at B are listed whatever changed: failed, stale (params.yaml changed since
     the cell ran) or incomplete cells, error-rate rises, changed item counts and damaged
-    files. The gate fails on them as on regressions. For example, in CI:
-
-        evalledger diff origin/main HEAD --fail-on-regression --threshold 0.01
+    files. The gate fails on them as on regressions. --models, --benchmarks (-b) and the
+    other filters keep the matching cells on both sides.
     """
     result = diff_revisions(
         open_ledger(ctx), a_rev, b_rev, metrics=list(metrics) or None,
         all_metrics=all_metrics, method=method or "auto", alpha=alpha, confidence=confidence,
         n_resamples=n_resamples, seed=seed, cluster=cluster, max_error_rise=max_error_rise,
+        filters=filters,
     )  # fmt: skip
     failures = result.gate(list(metrics) or None, threshold) if fail_on_regression else []
     if not echo_formatted(result, fmt):
@@ -99,6 +114,8 @@ def diff(
 
 
 def _print(result: LedgerDiff, timings: bool) -> None:
+    from rich.markup import escape
+
     click.echo(f"{result.a} -> {result.b}: {result.summary()}")
     if result.changes:
         conf = f"{result.confidence:.0%} CI"
@@ -118,7 +135,8 @@ def _print(result: LedgerDiff, timings: bool) -> None:
         click.echo(f"removed {key}")
     if result.params:
         print_table(["param", "old", "new"],
-                    [[p.key, str(p.old), str(p.new)] for p in result.params])  # fmt: skip
+                    [[p.key, escape(plain_value(p.old)), escape(plain_value(p.new))]
+                     for p in result.params])  # fmt: skip
     if timings and result.timings:
         print_table(["cell", "timing", "old", "new", "change"],
                     [[c.cell, c.metric, format_value(c.old), format_value(c.new),

@@ -6,10 +6,13 @@ import click
 
 from evalledger.analysis.leaderboard import build_leaderboard
 from evalledger.cli._options import (
-    benchmarks_option,
     confidence_option,
+    examples,
+    filter_options,
     format_options,
+    metric_option,
     open_ledger,
+    rev_option,
 )
 from evalledger.cli._render import echo_formatted, print_table
 
@@ -17,14 +20,16 @@ from evalledger.cli._render import echo_formatted, print_table
 _PIVOT_LIMIT = 8
 
 
-@click.command()
-@benchmarks_option
-@click.option(
-    "-m",
-    "--metric",
-    default=None,
-    help="Metric to rank by (default: accuracy; dotted paths allowed).",
+@click.command(
+    short_help="Rank models or cells on a metric, with confidence intervals.",
+    epilog=examples(
+        "evalledger leaderboard -b arith --strict",
+        "evalledger leaderboard --models solver,noisy -m partial_accuracy --md",
+        "evalledger leaderboard -r main -r HEAD --by cell",
+    ),
 )
+@filter_options
+@metric_option("Metric to rank by (default: accuracy; dotted paths allowed).")
 @click.option("-k", "--top", type=click.IntRange(min=1), default=None, help="Show the top K.")
 @click.option(
     "--by",
@@ -33,14 +38,7 @@ _PIVOT_LIMIT = 8
     show_default=True,
     help="Rank models (mean over benchmarks) or single cells.",
 )
-@click.option(
-    "-r",
-    "--rev",
-    "revs",
-    multiple=True,
-    metavar="REV",
-    help="Revision(s) to rank (repeatable; default: the workspace).",
-)
+@rev_option("Revision(s) to rank (repeatable; default: the workspace).", multiple=True)
 @click.option(
     "--strict",
     is_flag=True,
@@ -51,7 +49,7 @@ _PIVOT_LIMIT = 8
 @format_options("table", "md", "csv", "json", "html")
 @click.pass_context
 def leaderboard(
-    ctx: click.Context, benchmarks: tuple[str, ...], metric: str | None, top: int | None,
+    ctx: click.Context, filters: dict[str, list[str]], metric: str | None, top: int | None,
     by: str, revs: tuple[str, ...], strict: bool, confidence: float, fmt: str,
 ) -> None:  # fmt: skip
     """Rank models (or cells) on a metric with confidence intervals.
@@ -64,13 +62,11 @@ def leaderboard(
     The errored column is the share of items whose model call failed (accuracy is over
     the others); flags mark failed cells (a later attempt failed), stale ones (params.yaml
     changed since they ran, as `dvc status` says) and incomplete ones (an attempt
-    interrupted, or a model missing benchmarks). For example:
-
-        evalledger leaderboard -b arith --strict
+    interrupted, or a model missing benchmarks).
     """
     board = build_leaderboard(
-        open_ledger(ctx), list(revs) or None, metric=metric, benchmarks=list(benchmarks) or None,
-        by=by, top=top, confidence=confidence, strict=strict,
+        open_ledger(ctx), list(revs) or None, metric=metric, filters=filters, by=by, top=top,
+        confidence=confidence, strict=strict,
     )  # fmt: skip
     if not echo_formatted(board, fmt):
         columns = board.columns(_PIVOT_LIMIT)

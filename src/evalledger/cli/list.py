@@ -6,13 +6,21 @@ import json
 
 import click
 
-from evalledger.cli._options import open_ledger
+from evalledger.cli._options import examples, open_ledger
 from evalledger.cli._render import print_table
 from evalledger.ledger.duplicates import find_duplicates
 from evalledger.ledger.listing import ExecutionRow, ExperimentRow, list_executions, list_experiments
 
 
-@click.command(name="list")
+@click.command(
+    name="list",
+    short_help="List executions across history and the workspace.",
+    epilog=examples(
+        "evalledger list -n 5 -v",
+        "evalledger list --all-branches --json",
+        "evalledger list --duplicates",
+    ),
+)
 @click.option(
     "-n", "--limit", type=click.IntRange(min=1), default=None, help="Show the newest N executions."
 )
@@ -32,7 +40,7 @@ from evalledger.ledger.listing import ExecutionRow, ExperimentRow, list_executio
 @click.pass_context
 def list_executions_cmd(ctx: click.Context, limit: int | None, verbose: bool, duplicates: bool,
                         all_refs: bool, experiments: bool, as_json: bool) -> None:  # fmt: skip
-    """List executions across git history and the workspace, newest first.
+    """List executions across history and the workspace.
 
     DVC experiments (`dvc exp run`, `evalledger sweep`) follow in a section of their own,
     with the params each changed; --no-experiments leaves them out.

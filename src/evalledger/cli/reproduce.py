@@ -7,7 +7,15 @@ from typing import TYPE_CHECKING
 
 import click
 
-from evalledger.cli._options import alpha_option, confidence_option, current_project, format_options
+from evalledger.cli._complete import complete_revision
+from evalledger.cli._options import (
+    alpha_option,
+    confidence_option,
+    current_project,
+    examples,
+    filter_options,
+    format_options,
+)
 from evalledger.cli._render import echo_formatted, print_table
 from evalledger.errors import EXIT_CELLS_FAILED
 
@@ -20,12 +28,14 @@ _STYLE = {"match": "green", "consistent": "green", "differs": "red", "failed": "
           "missing": "yellow"}  # fmt: skip
 
 
-def _split(values: tuple[str, ...]) -> list[str]:
-    return [v.strip() for chunk in values for v in chunk.split(",") if v.strip()]
-
-
-@click.command()
-@click.argument("rev", required=False, default="HEAD")
+@click.command(
+    short_help="Re-run a revision's cells in a worktree and check them.",
+    epilog=examples(
+        "evalledger reproduce                   # HEAD's cells",
+        "evalledger reproduce HEAD~1 --models solver -b arith --json",
+    ),
+)
+@click.argument("rev", required=False, default="HEAD", shell_complete=complete_revision)
 @click.option(
     "--cells",
     "cells",
@@ -33,8 +43,7 @@ def _split(values: tuple[str, ...]) -> list[str]:
     metavar="MODEL/BENCH",
     help="Only these cells (repeatable; default: every cell with metrics at REV).",
 )
-@click.option("--models", multiple=True, metavar="A,B", help="Only these models.")
-@click.option("--benchmarks", multiple=True, metavar="A,B", help="Only these benchmarks.")
+@filter_options
 @click.option(
     "-j",
     "--jobs",
@@ -48,8 +57,8 @@ def _split(values: tuple[str, ...]) -> list[str]:
 @click.option("-q", "--quiet", is_flag=True, help="Do not show the runs' progress.")
 @click.pass_context
 def reproduce(
-    ctx: click.Context, rev: str, cells: tuple[str, ...], models: tuple[str, ...],
-    benchmarks: tuple[str, ...], jobs: int | None, confidence: float, alpha: float, fmt: str,
+    ctx: click.Context, rev: str, cells: tuple[str, ...], filters: dict[str, list[str]],
+    jobs: int | None, confidence: float, alpha: float, fmt: str,
     quiet: bool,
 ) -> None:  # fmt: skip
     """Re-run REV's cells (default: HEAD) in a temporary git worktree and check the results.
@@ -67,7 +76,7 @@ def reproduce(
 
     report = reproduce_rev(
         current_project(ctx), rev, cells=list(cells),
-        filters={"model": _split(models), "benchmark": _split(benchmarks)},
+        filters=filters,
         alpha=alpha, confidence=confidence, jobs=jobs, log=None if quiet else log,
     )  # fmt: skip
     if not echo_formatted(report, fmt):

@@ -2,19 +2,26 @@
 
 from __future__ import annotations
 
+import json
+
 import click
 
-from evalledger.cli._options import current_project
+from evalledger.cli._complete import complete_execution
+from evalledger.cli._options import current_project, examples, json_option
 from evalledger.execution.executions import load_execution
-from evalledger.execution.revert import revert_params
+from evalledger.execution.revert import MISSING, revert_params
 
 
-@click.command()
-@click.argument("execution_id")
+@click.command(
+    short_help="Put an execution's configuration back into params.yaml.",
+    epilog=examples("evalledger revert 2026-11-22_2233 --dry-run", "evalledger revert b4b2ed5f"),
+)
+@click.argument("execution_id", shell_complete=complete_execution)
 @click.option("--dry-run", is_flag=True, help="Show the changes without writing params.yaml.")
+@json_option
 @click.pass_context
-def revert(ctx: click.Context, execution_id: str, dry_run: bool) -> None:
-    """Put an execution's configuration back into params.yaml, to re-run it.
+def revert(ctx: click.Context, execution_id: str, dry_run: bool, as_json: bool) -> None:
+    """Put an execution's configuration back into params.yaml.
 
     EXECUTION_ID may be a full ID or any unique part of one. Comments and formatting of
     the rest of params.yaml are kept; redacted secrets keep their current values. Then
@@ -23,6 +30,15 @@ def revert(ctx: click.Context, execution_id: str, dry_run: bool) -> None:
     project = current_project(ctx)
     result = revert_params(project, load_execution(project, execution_id), dry_run=dry_run)
     exec_id = result.execution_id
+    if as_json:
+        changes = [{"key": c.key, "kind": c.kind, "old": None if c.old is MISSING else c.old,
+                    "new": None if c.new is MISSING else c.new}
+                   for c in result.changes]  # fmt: skip
+        data = {"execution_id": exec_id, "dry_run": dry_run, "written": result.written,
+                "changes": changes, "kept_redacted": result.kept_redacted,
+                "stale_cells": result.stale_cells}  # fmt: skip
+        click.echo(json.dumps(data, indent=2, default=str))
+        return
     if not result.changes:
         click.echo(f"params.yaml already matches {exec_id}; nothing to change")
         return

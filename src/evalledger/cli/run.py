@@ -2,40 +2,45 @@
 
 from __future__ import annotations
 
+import json
 import sys
-from collections.abc import Callable
-from typing import Any, TypeVar
 
 import click
 
-from evalledger.cli._options import current_project
-from evalledger.cli._render import make_reporter
+from evalledger.cli._complete import complete_execution
+from evalledger.cli._options import current_project, examples, filter_options, json_option
+from evalledger.cli._render import make_reporter, run_json
 from evalledger.errors import EXIT_CELLS_FAILED
 from evalledger.execution.plan import RunOptions
 from evalledger.execution.runner import RunResult
 from evalledger.execution.runner import run as run_execution
 
-F = TypeVar("F", bound=Callable[..., Any])
 
-_AXIS_OPTIONS = {"models": "model", "benchmarks": "benchmark",
-                 "prompt_sets": "prompt_set", "decodings": "decoding"}  # fmt: skip
-
-
-def _split(values: tuple[str, ...]) -> list[str]:
-    return [v.strip() for chunk in values for v in chunk.split(",") if v.strip()]
-
-
-def _execute(ctx: click.Context, options: RunOptions) -> None:
+def _execute(ctx: click.Context, options: RunOptions, as_json: bool = False) -> None:
     project = current_project(ctx)
     options.command = list(ctx.meta.get("evalledger.argv", ["evalledger", "run"]))
-    reporter = make_reporter()
+    reporter = make_reporter(err=as_json)  # with --json, progress goes to stderr
     try:
         result = run_execution(project, options, reporter)
     finally:
         close = getattr(reporter, "close", None)
         if close:
             close()
-    _report(result, options)
+    if as_json:
+        click.echo(json.dumps(run_json(result, options.dry_run), indent=2))
+        _fail_unless_ok(result)
+    else:
+        _report(result, options)
+
+
+def _fail_unless_ok(result: RunResult) -> None:
+    if not result.ok and result.manifest is not None:
+        click.echo(
+            f"Error: some cells did not complete; rerun them with "
+            f"`evalledger run --resume {result.manifest.execution_id}`",
+            err=True,
+        )
+        sys.exit(EXIT_CELLS_FAILED)
 
 
 def _report(result: RunResult, options: RunOptions) -> None:
@@ -60,22 +65,7 @@ def _report(result: RunResult, options: RunOptions) -> None:
     )
     if result.committed:
         click.echo(f"committed {result.committed[:10]}")
-    if not result.ok:
-        click.echo(
-            f"Error: some cells did not complete; rerun them with "
-            f"`evalledger run --resume {manifest.execution_id}`",
-            err=True,
-        )
-        sys.exit(EXIT_CELLS_FAILED)
-
-
-def _axis_option(name: str) -> Callable[[F], F]:
-    flag = "--" + name.replace("_", "-")
-    option: Callable[[F], F] = click.option(
-        flag, name, multiple=True, metavar="A,B",
-        help=f"Only these {name.replace('_', ' ')} (comma-separated).",
-    )  # fmt: skip
-    return option
+    _fail_unless_ok(result)
 
 
 _JOBS = click.option(
@@ -86,14 +76,19 @@ _COMMIT = click.option("--commit", is_flag=True,
                        help="Commit the execution's results to git at the end.")  # fmt: skip
 
 
-@click.command()
-@click.argument("execution_id", required=False)
+@click.command(
+    short_help="Evaluate the matrix: the selected cells not up to date.",
+    epilog=examples(
+        "evalledger run                          # every stale cell",
+        "evalledger run --models solver,noisy -b arith -j 4",
+        "evalledger run -S models.noisy.error_rate=0.1 --commit",
+        "evalledger run --resume                 # continue the latest execution",
+    ),
+)
+@click.argument("execution_id", required=False, shell_complete=complete_execution)
 @click.option("--resume", is_flag=True,
               help="Continue an execution (EXECUTION_ID, default: the latest).")  # fmt: skip
-@_axis_option("models")
-@_axis_option("benchmarks")
-@_axis_option("prompt_sets")
-@_axis_option("decodings")
+@filter_options
 @click.option(
     "-S",
     "--set-param",
@@ -107,11 +102,12 @@ _COMMIT = click.option("--commit", is_flag=True,
               help="Evaluate cells even if dvc.lock says they are up to date.")  # fmt: skip
 @_COMMIT
 @click.option("--dry-run", is_flag=True, help="Show which cells and items would run; run none.")
+@json_option
 @click.pass_context
 def run(
-    ctx: click.Context, execution_id: str | None, resume: bool, models: tuple[str, ...],
-    benchmarks: tuple[str, ...], prompt_sets: tuple[str, ...], decodings: tuple[str, ...],
+    ctx: click.Context, execution_id: str | None, resume: bool, filters: dict[str, list[str]],
     overrides: tuple[str, ...], jobs: int | None, force: bool, commit: bool, dry_run: bool,
+    as_json: bool,
 ) -> None:  # fmt: skip
     """Evaluate the matrix: a new execution of the selected cells, several at once.
 
@@ -121,25 +117,28 @@ def run(
     """
     if execution_id and not resume:
         raise click.UsageError("EXECUTION_ID is only used with --resume")
-    given = {"models": models, "benchmarks": benchmarks, "prompt_sets": prompt_sets,
-             "decodings": decodings}  # fmt: skip
-    filters = {axis: _split(given[opt]) for opt, axis in _AXIS_OPTIONS.items()}
     options = RunOptions(
         resume=resume, execution_id=execution_id, filters=filters, overrides=list(overrides),
         jobs=jobs, force=force, commit=commit, dry_run=dry_run,
     )  # fmt: skip
-    _execute(ctx, options)
+    _execute(ctx, options, as_json)
 
 
-@click.command()
-@click.argument("execution_id", required=False)
+@click.command(
+    short_help="Continue an interrupted execution; same as `run --resume`.",
+    epilog=examples("evalledger resume", "evalledger resume 2026-11-22_2233 --dry-run"),
+)
+@click.argument("execution_id", required=False, shell_complete=complete_execution)
 @_JOBS
 @_COMMIT
 @click.option("--dry-run", is_flag=True, help="Show which cells and items remain; run none.")
+@json_option
 @click.pass_context
 def resume(
-    ctx: click.Context, execution_id: str | None, jobs: int | None, commit: bool, dry_run: bool
-) -> None:
+    ctx: click.Context, execution_id: str | None, jobs: int | None, commit: bool, dry_run: bool,
+    as_json: bool,
+) -> None:  # fmt: skip
     """Continue an interrupted execution (default: the latest); same as `run --resume`."""
-    _execute(ctx, RunOptions(resume=True, execution_id=execution_id, jobs=jobs,
-                             commit=commit, dry_run=dry_run))  # fmt: skip
+    options = RunOptions(resume=True, execution_id=execution_id, jobs=jobs, commit=commit,
+                         dry_run=dry_run)  # fmt: skip
+    _execute(ctx, options, as_json)

@@ -7,7 +7,8 @@ import json
 import click
 
 from evalledger.analysis.diff import format_value
-from evalledger.cli._options import open_ledger
+from evalledger.cli._complete import complete_execution
+from evalledger.cli._options import examples, open_ledger
 from evalledger.cli._render import print_experiment, print_provenance, print_table
 from evalledger.ledger.listing import show_execution
 from evalledger.metrics import flatten
@@ -16,13 +17,16 @@ _COLUMNS = ("accuracy", "mean_score", "partial_accuracy", "format_accuracy", "er
             "latency_ms.p50")  # fmt: skip
 
 
-@click.command()
-@click.argument("execution_id")
+@click.command(
+    short_help="Show an execution: provenance, configuration, metrics.",
+    epilog=examples("evalledger show b4b2ed5f", "evalledger show 2026-11-22_2233 --packages"),
+)
+@click.argument("execution_id", shell_complete=complete_execution)
 @click.option("--packages", is_flag=True, help="List every installed package version.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_context
 def show(ctx: click.Context, execution_id: str, packages: bool, as_json: bool) -> None:
-    """Show one execution: provenance, configuration and per-cell metrics.
+    """Show an execution: provenance, configuration, metrics.
 
     EXECUTION_ID may be any unique part of an ID. Metrics are read at the commit that
     last changed the execution (or the workspace); a cell a later execution re-ran

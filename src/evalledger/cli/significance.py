@@ -8,30 +8,39 @@ import click
 
 from evalledger.analysis.diff import format_p, format_value
 from evalledger.analysis.pairing import run_significance
+from evalledger.cli._complete import complete_operand
 from evalledger.cli._options import (
     alpha_option,
-    benchmarks_option,
     current_project,
+    examples,
+    filter_options,
+    json_option,
+    metric_option,
     open_ledger,
+    rev_option,
     stats_options,
 )
 from evalledger.cli._render import print_table
 
 
-@click.command()
-@click.argument("operands", nargs=-1, required=True)
-@benchmarks_option
-@click.option(
-    "-m",
-    "--metric",
-    default="accuracy",
-    show_default=True,
-    help="Metric to test: accuracy, mean_score, partial_accuracy, format_accuracy, or "
+@click.command(
+    short_help="Test whether differences between models are real.",
+    epilog=examples(
+        "evalledger significance solver noisy",
+        "evalledger significance HEAD~1 HEAD -b arith",
+        "evalledger significance solver@HEAD~1 solver --method permutation --json",
+    ),
+)
+@click.argument("operands", nargs=-1, required=True, shell_complete=complete_operand)
+@filter_options
+@metric_option(
+    "Metric to test: accuracy, mean_score, partial_accuracy, format_accuracy, or "
     "categories.<name>.accuracy (on that category's items).",
+    default="accuracy",
 )
 @stats_options
 @alpha_option("Significance level (after Holm).")
-@click.option("-r", "--rev", default=None, help="Revision to read models at (default: workspace).")
+@rev_option("Revision to read models at (default: workspace).")
 @click.option(
     "--items",
     "items",
@@ -47,10 +56,10 @@ from evalledger.cli._render import print_table
     "0/1 scores, else Welch's t-test) instead of pairing the shared items.",
 )
 @click.option("--save", is_flag=True, help="Write the results as JSON to metrics/_significance/.")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@json_option
 @click.pass_context
 def significance(
-    ctx: click.Context, operands: tuple[str, ...], benchmarks: tuple[str, ...], metric: str,
+    ctx: click.Context, operands: tuple[str, ...], filters: dict[str, list[str]], metric: str,
     method: str | None, confidence: float, n_resamples: int, seed: int, cluster: str | None,
     alpha: float, rev: str | None, items: tuple[int, ...], unpaired: bool, save: bool,
     as_json: bool,
@@ -75,7 +84,7 @@ def significance(
     --unpaired: Fisher's exact test for 0/1 scores, else Welch's t-test.
     """  # noqa: D301 - click's \b marks the method table as preformatted
     report = run_significance(
-        open_ledger(ctx), list(operands), rev=rev, benchmarks=list(benchmarks) or None,
+        open_ledger(ctx), list(operands), rev=rev, filters=filters,
         metric=metric, method=method or "auto", alpha=alpha, confidence=confidence,
         n_resamples=n_resamples, seed=seed, cluster=cluster, items=list(items),
         unpaired=unpaired,

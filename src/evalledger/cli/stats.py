@@ -6,7 +6,7 @@ import json
 
 import click
 
-from evalledger.cli._options import open_ledger
+from evalledger.cli._options import examples, open_ledger
 from evalledger.ledger.listing import ledger_stats
 
 
@@ -19,7 +19,10 @@ def _size(n: int) -> str:
     return f"{n} B"  # pragma: no cover - the loop always returns
 
 
-@click.command()
+@click.command(
+    short_help="Show ledger statistics: executions, cells, items, sizes.",
+    epilog=examples("evalledger stats", "evalledger stats --json"),
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_context
 def stats(ctx: click.Context, as_json: bool) -> None:

@@ -2,14 +2,29 @@
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 import click
 
-from evalledger.cli._options import current_project, open_ledger
+from evalledger.cli._options import (
+    current_project,
+    examples,
+    json_option,
+    metric_option,
+    open_ledger,
+)
 from evalledger.cli._render import print_table
 from evalledger.errors import EvalLedgerError
 
 
-@click.command()
+@click.command(
+    short_help="Queue (and run) a sweep of overrides as DVC experiments.",
+    epilog=examples(
+        "evalledger sweep -S models.noisy.error_rate=0.1,0.3 --dry-run",
+        "evalledger sweep -S 'models.noisy.seed=range(1,4)' --name seeds --run -j 2",
+    ),
+)
 @click.option("-S", "--set-param", "overrides", multiple=True, required=True,
               metavar="KEY=V1,V2,...",
               help="A params.yaml key and the values to sweep (repeatable; DVC's -S syntax: "
@@ -17,7 +32,7 @@ from evalledger.errors import EvalLedgerError
 @click.option("--grid/--list", "grid", default=True,
               help="Every combination of the -S values (default), or their i-th values "
                    "together (the lists must have one length).")  # fmt: skip
-@click.option("-n", "--name", "prefix", default="sweep", show_default=True,
+@click.option("--name", "prefix", default="sweep", show_default=True,
               help="Name experiments PREFIX-1, PREFIX-2, ... (after any in use).")  # fmt: skip
 @click.option("--run", is_flag=True,
               help="Start DVC's queue workers (they also run anything queued before) and "
@@ -26,12 +41,13 @@ from evalledger.errors import EvalLedgerError
               help="Queue workers (experiments at once) with --run.")  # fmt: skip
 @click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=None,
               help="With --run, stop waiting after this many seconds.")  # fmt: skip
-@click.option("-m", "--metric", default=None, help="Metric of the summary leaderboard.")
+@metric_option("Metric of the summary leaderboard.")
 @click.option("--dry-run", is_flag=True, help="Print the combinations; queue nothing.")
+@json_option
 @click.pass_context
 def sweep(
     ctx: click.Context, overrides: tuple[str, ...], grid: bool, prefix: str, run: bool,
-    jobs: int, timeout: float | None, metric: str | None, dry_run: bool,
+    jobs: int, timeout: float | None, metric: str | None, dry_run: bool, as_json: bool,
 ) -> None:  # fmt: skip
     """Queue a sweep of params.yaml overrides as DVC experiments, and optionally run it.
 
@@ -48,12 +64,22 @@ def sweep(
     if dry_run:
         names = experiment_names(project, prefix, len(combos))
         rows = [[n, " ".join(override_args(c))] for n, c in zip(names, combos, strict=True)]
+        if as_json:
+            click.echo(json.dumps(_sweep_json(rows, queued=False), indent=2))
+            return
         print_table(["experiment", "overrides"], rows,
                     title=f"{len(combos)} experiment(s) would be queued")  # fmt: skip
         return
     points = queue_sweep(project, combos, prefix)
     names = [p.name for p in points]
     rows = [[p.name, " ".join(override_args(p.params))] for p in points]
+    if as_json:  # JSON has no summary leaderboard: `evalledger leaderboard --json` makes one
+        data = _sweep_json(rows, queued=True)
+        if run:
+            data["results"] = _run_queue(ctx, names, jobs, timeout)
+        click.echo(json.dumps(data, indent=2))
+        _raise_if_failed(names, data.get("results", {}))
+        return
     print_table(["experiment", "overrides"], rows, title=f"Queued {len(points)} experiment(s)")
     revs = " ".join(f"--rev {n}" for n in names)
     if not run:
@@ -63,19 +89,40 @@ def sweep(
     _run_and_summarize(ctx, names, jobs, timeout, metric)
 
 
-def _run_and_summarize(
-    ctx: click.Context, names: list[str], jobs: int, timeout: float | None, metric: str | None
-) -> None:
-    from evalledger.analysis.leaderboard import build_leaderboard
-    from evalledger.share.sweep import SweepFailedError, run_queue
+def _sweep_json(rows: list[list[str]], queued: bool) -> dict[str, Any]:
+    return {"queued": queued, "experiments": [{"name": n, "overrides": o} for n, o in rows]}
+
+
+def _run_queue(
+    ctx: click.Context, names: list[str], jobs: int, timeout: float | None
+) -> dict[str, str]:
+    from evalledger.share.sweep import run_queue
 
     def report(name: str, status: str) -> None:
         click.echo(f"{name}: {status.lower()}", err=True)
 
-    results = run_queue(current_project(ctx), names, jobs=jobs, timeout=timeout,
-                        on_update=report)  # fmt: skip
-    done = [n for n, s in results.items() if s == "Success"]
+    return dict(run_queue(current_project(ctx), names, jobs=jobs, timeout=timeout,
+                          on_update=report))  # fmt: skip
+
+
+def _raise_if_failed(names: list[str], results: dict[str, str]) -> None:
+    from evalledger.share.sweep import SweepFailedError
+
     failed = [n for n, s in results.items() if s != "Success"]
+    if failed:
+        raise SweepFailedError(
+            f"{len(failed)} of {len(names)} experiment(s) failed: {', '.join(failed)}",
+            f"see `dvc queue logs {failed[0]}`",
+        )
+
+
+def _run_and_summarize(
+    ctx: click.Context, names: list[str], jobs: int, timeout: float | None, metric: str | None
+) -> None:
+    from evalledger.analysis.leaderboard import build_leaderboard
+
+    results = _run_queue(ctx, names, jobs, timeout)
+    done = [n for n, s in results.items() if s == "Success"]
     if done:
         try:
             board = build_leaderboard(open_ledger(ctx), done, metric=metric)
@@ -85,8 +132,4 @@ def _run_and_summarize(
             click.echo()
             print_table(board.columns(), board.rows(), title=board.title(),
                         right=len(board.columns()) - 2)  # fmt: skip
-    if failed:
-        raise SweepFailedError(
-            f"{len(failed)} of {len(names)} experiment(s) failed: {', '.join(failed)}",
-            f"see `dvc queue logs {failed[0]}`",
-        )
+    _raise_if_failed(names, results)

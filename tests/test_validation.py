@@ -198,16 +198,16 @@ CASES: dict[str, tuple[list[str], str, Setup | None]] = {
     "run: a secret's value": (
         ["run", "-S", f"models.noisy.note={SECRET}"],
         "params.yaml holds a secret at models.noisy.note", None),
-    # -- plugins built before the first cell: keys, imports, data --------------------------
+    # -- plugins built before the first cell: keys, imports ------------------------------
     "run: API key not set": (
         ["run", "--force"], f"models.gpt.api_key_env names {NO_KEY}, which is not set",
         _add_model("gpt", OPENAI)),
     "run: callable does not import": (
         ["run", "--force"], "cannot be imported",
         _add_model("mine", "{adapter: python, callable: evalledger_no_such_mod:answer}")),
-    "run: data file missing": (
-        ["run", "--force"], "benchmarks.files: file data/nope.jsonl not found",
-        _add_benchmark("files", "{loader: jsonl, path: data/nope.jsonl}")),
+    "run: a loader's settings": (
+        ["run"], "benchmarks.files.path: String should have at least 1 character",
+        _add_benchmark("files", "{loader: jsonl, path: ''}")),
     "run: dry run sees the missing key": (
         ["run", "--dry-run"], "which is not set", _add_model("gpt", OPENAI)),
     # -- dvc.yaml ---------------------------------------------------------------------

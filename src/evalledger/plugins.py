@@ -106,8 +106,9 @@ def build_plugins(spec: MatrixSpec, cells: list[Cell], root: Path | None = None)
     """Build every model, judge, benchmark and scorer that ``cells`` will use, offline.
 
     What only building finds is found before the first cell starts, not after others
-    ran: an API-key variable that is not set, a ``python`` callable that does not import,
-    a data file that is not there. Nothing is called and no item is loaded.
+    ran: an API-key variable that is not set, a ``python`` callable that does not import.
+    Nothing is called and no data is read: a benchmark's file may be made by a DVC stage
+    upstream, or pulled, before its cell runs.
     """
     import asyncio
 
@@ -117,7 +118,7 @@ def build_plugins(spec: MatrixSpec, cells: list[Cell], root: Path | None = None)
             built.append(load_model(name, spec.value_config("model", name)))
         for name in sorted({c.axis("benchmark") or "" for c in cells}):
             cfg = spec.value_config("benchmark", name)
-            load_benchmark(name, cfg, root).data_files()  # a missing file: one line now
+            load_benchmark(name, cfg, root)  # no data read: a DVC stage may make it
             if cfg.get("scorer") is not None:
                 load_scorer(cfg["scorer"], f"benchmarks.{name}.scorer")
             judge = spec.judge_name(name)

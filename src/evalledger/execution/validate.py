@@ -7,7 +7,7 @@ validated in memory, as one document, before any file is touched:
   and each override's section and entry known (:func:`~evalledger.params.override_params`);
 * each plugin's settings: unknown keys, types, ranges (:func:`~evalledger.plugins.check_plugins`);
 * the plugins of the cells that will run, built: API-key variables set, ``python``
-  callables importable, data files present (:func:`~evalledger.plugins.build_plugins`);
+  callables importable (:func:`~evalledger.plugins.build_plugins`);
 * dvc.yaml readable and its ``eval`` stage the one params.yaml's axes make.
 """
 
@@ -88,8 +88,8 @@ def check_ready(
 ) -> None:
     """The cells that will run can start: each plugin they use builds (offline).
 
-    A missing API-key variable, an unimportable callable or a missing data file is one
-    line now, before the first cell starts, not a failed cell after others ran.
+    A missing API-key variable or an unimportable callable is one line now, before the
+    first cell starts, not a failed cell after others ran.
     """
     try:
         build_plugins(spec, cells, project.root)

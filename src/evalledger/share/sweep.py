@@ -177,7 +177,7 @@ def plan_sweep(project: Project, overrides: list[str], mode: str = "grid") -> li
     or ``list`` (zipped; a single value is used in every combination). Every combination
     is checked in full (:mod:`evalledger.execution.validate`): params and plugin settings,
     dvc.yaml's eval stage, and the plugins of the cells its experiment would run built
-    (API-key variables set, data files present).
+    (API-key variables set).
     """
     if mode not in MODES:
         raise ConfigError(f"unknown sweep mode {mode!r}; known: {', '.join(MODES)}")

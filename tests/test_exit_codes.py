@@ -48,6 +48,7 @@ def _wait_for(check: Callable[[], bool], timeout: float = 60) -> None:
 
 
 def test_bad_input_exits_2(project: Project) -> None:
+    assert invoke(project, "run", "--models", "solver", "-b", "arith").exit_code == 0
     for args in (["run", "--models", "nosuch"], ["show", "nosuch"], ["leaderbord"],
                  ["run", "--jobs", "0"], ["diff", "--models", "nosuch"]):  # fmt: skip
         result = invoke(project, *args)

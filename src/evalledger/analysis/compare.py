@@ -18,7 +18,7 @@ import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from evalledger.cellfilter import CellFilter, check_filter, matches, merge_filter
+from evalledger.analysis.cellfilter import CellFilter, check_filter, matches, merge_filter
 from evalledger.errors import (
     ConfigError,
     StatsError,

@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from evalledger.analysis.categories import category_items, category_of
+from evalledger.analysis.cellfilter import CellFilter, check_filter, matches
 from evalledger.analysis.formatting import format_p, format_value, md_code, md_text
 from evalledger.analysis.gate import Problem, find_problems
-from evalledger.cellfilter import CellFilter, check_filter, matches
 from evalledger.errors import ConfigError, EvalLedgerError
 from evalledger.ledger.directions import directions_at
 from evalledger.ledger.gitobjects import WORKSPACE

@@ -31,9 +31,9 @@ from statistics import NormalDist
 from typing import TYPE_CHECKING, Any
 
 from evalledger.analysis.categories import category_items, category_of
+from evalledger.analysis.cellfilter import CellFilter, check_filter, matches, merge_filter
 from evalledger.analysis.formatting import format_value, md_code, md_text
 from evalledger.analysis.intervals import mover_mean_interval, wilson_interval
-from evalledger.cellfilter import CellFilter, check_filter, matches, merge_filter
 from evalledger.errors import ConfigError
 from evalledger.ledger.directions import directions_at
 from evalledger.ledger.health import CellHealth, cell_health

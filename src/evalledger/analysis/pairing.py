@@ -16,8 +16,8 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from evalledger.analysis.categories import category_items, category_of
+from evalledger.analysis.cellfilter import CellFilter, check_filter, matches, merge_filter
 from evalledger.atomic import atomic_write
-from evalledger.cellfilter import CellFilter, check_filter, matches, merge_filter
 from evalledger.errors import StatsError, UnknownExecutionError, UnknownRevisionError
 from evalledger.ledger.scores import ITEM_COLUMNS, METRIC_COLUMNS, column_for
 

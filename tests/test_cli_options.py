@@ -9,13 +9,13 @@ from pathlib import Path
 import click
 import pytest
 from click.testing import CliRunner, Result
-from tests.conftest import SMALL_PARAMS, invoke, make_project
 
+from conftest import SMALL_PARAMS, git, invoke, make_project
 from evalledger.cli import COMMANDS, cli
 from evalledger.project import Project
 
-#: Another engineer's commands (cli/init.py, cli/share.py): not held to these tests yet.
-ELSEWHERE = {"init", "push", "pull", "archive"}
+#: Commands whose JSON is tested where their remotes are set up (tests/test_share.py).
+ELSEWHERE = {"push", "pull"}
 
 
 def _commands() -> dict[str, click.Command]:
@@ -31,8 +31,6 @@ def _commands() -> dict[str, click.Command]:
 def test_each_short_option_means_one_thing() -> None:
     meaning: dict[str, tuple[str, str]] = {}
     for name, command in _commands().items():
-        if name in ELSEWHERE:
-            continue
         for param in command.params:
             if not isinstance(param, click.Option):
                 continue
@@ -97,6 +95,8 @@ JSON_CASES: dict[str, list[str]] = {
     "revert": ["revert", "{first}", "--dry-run"],
     "reproduce": ["reproduce", "--models", "solver", "-b", "arith", "-q"],
     "sweep": ["sweep", "-S", "models.noisy.seed=1,2", "--dry-run"],
+    "init": ["init", "{new}"],
+    "archive": ["archive", "{committed}"],
     "delete": ["delete", "{second}", "-y"],
 }
 
@@ -110,7 +110,10 @@ def test_json_on_every_command_parses(name: str, scratch: Project, tmp_path: Pat
     ids = _ids(scratch)
     dump = tmp_path / "export.json"
     dump.write_text(invoke(scratch, "export", ids[0]).stdout)
-    args = [a.format(first=ids[0], second=ids[1], export=dump) for a in JSON_CASES[name]]
+    committed = git(scratch.root, "ls-tree", "--name-only", "HEAD", "runs/").split()[-1]
+    names = {"first": ids[0], "second": ids[1], "export": dump, "new": tmp_path / "new",
+             "committed": committed.removeprefix("runs/")}  # fmt: skip
+    args = [a.format(**names) for a in JSON_CASES[name]]
     result = invoke(scratch, *args, "--json")
     assert result.exit_code in (0, 1), result.output  # reproduce exits 1 unless all match
     data = json.loads(result.stdout)

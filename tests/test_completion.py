@@ -5,9 +5,9 @@ from __future__ import annotations
 import click
 import pytest
 from click.testing import CliRunner
-from tests.conftest import git, invoke
 from tests.test_cli import _imported_after
 
+from conftest import git, invoke
 from evalledger.cli import cli
 from evalledger.cli._complete import (
     complete_axis,

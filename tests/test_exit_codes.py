@@ -11,8 +11,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from tests.conftest import SMALL_PARAMS, counting_params, invoke, make_project
-
+from conftest import SMALL_PARAMS, counting_params, invoke, make_project
 from evalledger import errors
 from evalledger.errors import EXIT_CODES
 from evalledger.project import Project

@@ -38,8 +38,6 @@ EXPECTED: dict[str, dict[str, str | None]] = {
     "detached": {"list": None, "diff": None, "leaderboard": None, "push": DETACHED,
                  "pull": DETACHED, "run --commit": DETACHED, "status": None, "show": None},
 }  # fmt: skip
-#: analysis/diff.py raises its own no-commits error with exit code 1, not 2.
-_KNOWN = {("unborn", "diff")}
 
 
 def _execution(root: Path) -> str:
@@ -74,10 +72,7 @@ def _cases() -> list[object]:
     cases = []
     for state, expected in EXPECTED.items():
         for name in COMMANDS:
-            marks = [pytest.mark.xfail(strict=True, reason="diff.py's exit code")] if (
-                (state, name) in _KNOWN) else []  # fmt: skip
-            cases.append(pytest.param(state, name, expected[name], marks=marks,
-                                      id=f"{state}-{name}"))  # fmt: skip
+            cases.append(pytest.param(state, name, expected[name], id=f"{state}-{name}"))
     return cases
 
 

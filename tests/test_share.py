@@ -94,7 +94,7 @@ def test_missing_remotes(project: Project, tmp_path: Path) -> None:
     _remotes(project, tmp_path, dvc_remote=False)
     _one_line_error(invoke(project, "push"), 2, "`dvc remote add -d store <path-or-url>`")
     _one_line_error(invoke(project, "push", "--dvc-only"), 2, "no default DVC remote")
-    _one_line_error(invoke(project, "push", "-r", "nope"), 2, "no DVC remote 'nope'")
+    _one_line_error(invoke(project, "push", "--dvc-remote", "nope"), 2, "no DVC remote 'nope'")
     # Nothing moved before the DVC remote was found missing.
     assert git(project.root, "ls-remote", "origin") == ""
     assert invoke(project, "push", "--git-only").exit_code == 0

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from evalledger.atomic import atomic_write, locked_file
 from evalledger.errors import ConfigError, CorruptFileError
+from evalledger.params import AXES
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
 __all__ = [
     "edit_dvc_yaml",
     "load_dvc_yaml",
+    "render_stage",
     "top_level_list",
     "undeclare_metrics",
     "write_dvc_yaml",
@@ -110,3 +112,27 @@ def undeclare_metrics(project: Project, paths: Sequence[str]) -> bool:
         return True
 
     return edit_dvc_yaml(project, edit)
+
+
+def render_stage(axis_names: list[str], judges: bool = False) -> dict[str, Any]:
+    """The ``eval`` stage for a matrix over ``axis_names`` (canonical order).
+
+    With ``judges``, every cell also depends on the ``judges:`` section, so changing a
+    judge re-runs the cells it grades.
+    """
+    from evalledger.gitinfo import LAUNCHER
+
+    item = {a: "${item.%s}" % a for a in axis_names}  # noqa: UP031 - DVC's own syntax
+    key = "/".join(item.values())
+    args = " ".join(f"{a}={v}" for a, v in item.items())
+    return {
+        "matrix": {a: "${axes.%s}" % a for a in axis_names},  # noqa: UP031
+        # The launcher finds this interpreter's evalledger: no activated venv needed.
+        "cmd": f"sh {LAUNCHER} cell {args}",
+        "params": [f"{AXES[a]}.{item[a]}" for a in axis_names] + (["judges"] if judges else []),
+        "outs": [
+            f"predictions/{key}.jsonl",
+            {f"metrics/{key}.scores.csv": {"cache": False}},
+        ],
+        "metrics": [{f"metrics/{key}.json": {"cache": False}}],
+    }

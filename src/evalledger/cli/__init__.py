@@ -83,7 +83,11 @@ class LazyGroup(click.Group):
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         # Kept for the manifest's `command:` field, whatever process called us.
         ctx.meta["evalledger.argv"] = ["evalledger", *args]
-        return super().parse_args(ctx, args)
+        try:
+            return super().parse_args(ctx, args)
+        except click.UsageError as exc:  # e.g. `evalledger --nope`
+            _usage_error(ctx, exc)
+            raise  # not reached: ctx.exit raises
 
     def invoke(self, ctx: click.Context) -> Any:
         with warnings.catch_warnings():
@@ -93,6 +97,8 @@ class LazyGroup(click.Group):
             except EvalLedgerError as exc:
                 click.echo(f"Error: {exc.one_line()}", err=True)
                 ctx.exit(exc.exit_code)
+            except click.UsageError as exc:
+                _usage_error(ctx, exc)
             except KeyboardInterrupt:
                 click.echo("Aborted.", err=True)
                 ctx.exit(EXIT_INTERRUPTED)
@@ -107,6 +113,15 @@ class LazyGroup(click.Group):
                     err=True,
                 )
                 ctx.exit(EXIT_CELLS_FAILED)
+
+
+def _usage_error(ctx: click.Context, exc: click.UsageError) -> None:
+    """Bad input is one line, as every other error: click's message and where help is."""
+    where = exc.ctx.command_path if exc.ctx is not None else ctx.command_path
+    message = exc.format_message().rstrip(".")
+    sep = " " if message.endswith("?") else "; "
+    click.echo(f"Error: {message}{sep}see `{where} --help`", err=True)
+    ctx.exit(exc.exit_code)
 
 
 #: A write failed for want of space: one line, never "internal error".

@@ -7,11 +7,15 @@ from pathlib import Path
 
 import click
 
+from evalledger.cli._options import examples
 from evalledger.errors import EvalLedgerError
 from evalledger.execution.scaffold import commit_scaffold, init_project, scaffold_paths
 
 
-@click.command()
+@click.command(
+    short_help="Scaffold an evaluation project (git, DVC, a demo matrix).",
+    epilog=examples("evalledger init evals", "evalledger init . --no-commit --json"),
+)
 @click.argument("directory", type=click.Path(file_okay=False), default=".")
 @click.option("--force", is_flag=True, help="Overwrite an existing params.yaml and dvc.yaml.")
 @click.option("--no-commit", is_flag=True, help="Leave the new files uncommitted.")
@@ -24,10 +28,6 @@ def init(directory: str, force: bool, no_commit: bool, as_json: bool) -> None:
     files (only those: whatever else is staged stays staged). dvc.yaml's stages run
     `sh .evalledger.sh cell ...`, a launcher that finds this interpreter's evalledger,
     so `.venv/bin/dvc repro` works without an activated virtualenv.
-
-    \b
-    Example:
-      .venv/bin/evalledger init evals && .venv/bin/evalledger -C evals run --commit
     """
     project, created = init_project(Path(directory), force=force)
     root = project.root

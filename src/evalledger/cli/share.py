@@ -8,7 +8,7 @@ from typing import Any, TypeVar
 
 import click
 
-from evalledger.cli._options import current_project
+from evalledger.cli._options import current_project, examples
 from evalledger.share.remote import ShareResult, archive_execution, pull_ledger, push_ledger
 
 __all__ = ["archive", "pull", "push"]
@@ -20,7 +20,7 @@ def _transfer_options(fn: F) -> F:
     for option in reversed([
         click.option("--remote", default=None, metavar="NAME",
                      help="git remote (default: the branch's upstream, else origin)."),
-        click.option("-r", "--dvc-remote", default=None, metavar="NAME",
+        click.option("--dvc-remote", default=None, metavar="NAME",
                      help="DVC remote (default: the default DVC remote)."),
         click.option("--git-only", is_flag=True, help="Only git: skip DVC."),
         click.option("--dvc-only", is_flag=True, help="Only DVC: skip git."),
@@ -36,7 +36,11 @@ def _which(git_only: bool, dvc_only: bool) -> tuple[bool, bool]:
     return not dvc_only, not git_only
 
 
-@click.command()
+@click.command(
+    short_help="Share the ledger: git push, then dvc push of the predictions.",
+    epilog=examples("evalledger push", "evalledger push --tags --dvc-remote store",
+                    "evalledger push --git-only --json"),
+)  # fmt: skip
 @_transfer_options
 @click.option("--tags", is_flag=True, help="Also push the run/* tags made by `archive`.")
 @click.pass_context
@@ -51,7 +55,10 @@ def push(
     _print(result, as_json)
 
 
-@click.command()
+@click.command(
+    short_help="Get others' results: git pull --ff-only, then dvc pull.",
+    epilog=examples("evalledger pull", "evalledger pull --dvc-only --dvc-remote store"),
+)
 @_transfer_options
 @click.pass_context
 def pull(
@@ -73,7 +80,10 @@ def _print(result: ShareResult, as_json: bool) -> None:
         click.echo(line)
 
 
-@click.command()
+@click.command(
+    short_help="Tag the commit holding an execution as run/<id>.",
+    epilog=examples("evalledger archive 2026-11-22_2233", "evalledger archive b4b2ed5f --force"),
+)
 @click.argument("execution_id")
 @click.option("-f", "--force", is_flag=True, help="Move the tag if it already exists.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON object.")

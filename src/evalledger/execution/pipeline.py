@@ -22,10 +22,10 @@ import io
 from typing import TYPE_CHECKING, Any
 
 from evalledger.atomic import atomic_write
-from evalledger.dvcyaml import edit_dvc_yaml
+from evalledger.dvcyaml import edit_dvc_yaml, render_stage
 from evalledger.errors import ConfigError, CorruptFileError, EvalLedgerError, notice
 from evalledger.matrix import STAGE, Cell, expand, stage_params
-from evalledger.params import AXES, plain_data
+from evalledger.params import plain_data
 from evalledger.safeload import MAX_DVC_FILE_BYTES, load_json, load_yaml
 
 if TYPE_CHECKING:
@@ -47,38 +47,14 @@ __all__ = [
 ]
 
 
-def render_stage(axis_names: list[str], judges: bool = False) -> dict[str, Any]:
-    """The ``eval`` stage for a matrix over ``axis_names`` (canonical order).
-
-    With ``judges``, every cell also depends on the ``judges:`` section, so changing a
-    judge re-runs the cells it grades.
-    """
-    from evalledger.gitinfo import LAUNCHER
-
-    item = {a: "${item.%s}" % a for a in axis_names}  # noqa: UP031 - DVC's own syntax
-    key = "/".join(item.values())
-    args = " ".join(f"{a}={v}" for a, v in item.items())
-    return {
-        "matrix": {a: "${axes.%s}" % a for a in axis_names},  # noqa: UP031
-        # The launcher finds this interpreter's evalledger: no activated venv needed.
-        "cmd": f"sh {LAUNCHER} cell {args}",
-        "params": [f"{AXES[a]}.{item[a]}" for a in axis_names] + (["judges"] if judges else []),
-        "outs": [
-            f"predictions/{key}.jsonl",
-            {f"metrics/{key}.scores.csv": {"cache": False}},
-        ],
-        "metrics": [{f"metrics/{key}.json": {"cache": False}}],
-    }
-
-
 def sync_dvc_yaml(project: Project, spec: MatrixSpec) -> bool:
     """Make dvc.yaml's ``eval`` stage match the axes; keep every other stage. True if changed.
 
     The edit goes through :func:`~evalledger.dvcyaml.edit_dvc_yaml`, the lock a Tracker
     declaring its outputs takes too, so neither loses the other's change. The launcher
-    the stage's cmd runs is written too (:func:`~evalledger.execution.scaffold.ensure_launcher`).
+    the stage's cmd runs is written too (:func:`~evalledger.execution.launcher.ensure_launcher`).
     """
-    from evalledger.execution.scaffold import ensure_launcher
+    from evalledger.execution.launcher import ensure_launcher
 
     ensure_launcher(project)
     wanted = render_stage(spec.axis_names, bool(spec.judges))

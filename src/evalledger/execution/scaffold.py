@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from evalledger.atomic import atomic_write
 from evalledger.errors import ConfigError, EvalLedgerError
+from evalledger.execution.launcher import INTERPRETER_FILE, LAUNCHER_TEXT, ensure_launcher
 from evalledger.gitinfo import LAUNCHER, git_commit
 from evalledger.project import STATE_DIR, Project
 
@@ -27,27 +28,6 @@ __all__ = [
 ]
 
 #: Where (below the project) the launcher finds the interpreter: git-ignored, per clone.
-INTERPRETER_FILE = f"{STATE_DIR}/python"
-
-#: The launcher dvc.yaml's stages run, ``sh .evalledger.sh cell ...``. DVC runs a stage's
-#: cmd through the shell with PATH as it found it, so with no activated virtualenv a bare
-#: ``evalledger`` is "command not found". The launcher runs the interpreter that last
-#: ran evalledger in this clone, else ``evalledger`` from PATH (a fresh clone, DVC's
-#: queue workers), and says what to do when there is neither.
-LAUNCHER_TEXT = f"""\
-# evalledger's launcher: dvc.yaml's eval stage runs `sh {LAUNCHER} cell ...`, so that
-# `dvc repro` and `dvc exp run` work without an activated virtualenv. Written by
-# evalledger; commit it with dvc.yaml. It runs the Python that last ran evalledger in
-# this clone (recorded, git-ignored, in {INTERPRETER_FILE}), else `evalledger` on PATH.
-here=$(dirname -- "$0")
-py=
-if [ -r "$here/{INTERPRETER_FILE}" ]; then read -r py < "$here/{INTERPRETER_FILE}"; fi
-if [ -n "$py" ] && [ -x "$py" ]; then exec "$py" -P -m evalledger "$@"; fi
-if command -v evalledger >/dev/null 2>&1; then exec evalledger "$@"; fi
-echo "evalledger: not found (nothing recorded in $here/{INTERPRETER_FILE}, none on PATH): \
-run <venv>/bin/evalledger run here once, or activate the virtualenv that has it" >&2
-exit 127
-"""
 
 DEMO_PARAMS = """\
 # evalledger parameters: the matrix and every knob.
@@ -103,28 +83,6 @@ def _run(cmd: list[str], cwd: Path, name: str) -> None:
     if proc.returncode != 0:
         last = (proc.stderr or proc.stdout).strip().splitlines()
         raise EvalLedgerError(f"`{name} {' '.join(cmd[-2:])}` failed: {last[-1] if last else ''}")
-
-
-def ensure_launcher(project: Project) -> list[str]:
-    """Write the launcher and record this interpreter for it; the paths that changed.
-
-    Called wherever dvc.yaml's stage is written, so the interpreter recorded is the one
-    of the latest evalledger to touch the pipeline (a moved virtualenv heals itself).
-    """
-    changed: list[str] = []
-    for rel, text in ((LAUNCHER, LAUNCHER_TEXT), (INTERPRETER_FILE, f"{sys.executable}\n")):
-        path = project.root / rel
-        try:
-            same = path.read_text(encoding="utf-8") == text
-        except (OSError, UnicodeDecodeError):
-            same = False
-        if not same:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            # Bytes: no redaction pass, which could take the interpreter's path for a
-            # secret's value (an environment variable that happens to hold its folder).
-            atomic_write(path, text.encode("utf-8"))
-            changed.append(rel)
-    return changed
 
 
 def _tools_init(root: Path, created: list[str]) -> None:

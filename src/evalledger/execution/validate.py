@@ -103,7 +103,7 @@ def dvc_yaml_problem(project: Project, spec: MatrixSpec) -> str | None:
     None when it is. A dvc.yaml that cannot be read or edited (damaged YAML, ``stages:``
     not a mapping) raises instead: no command can fix it for you.
     """
-    from evalledger.execution.pipeline import render_stage
+    from evalledger.dvcyaml import render_stage
 
     exists = project.dvc_yaml.exists()
     doc = load_dvc_yaml(project)

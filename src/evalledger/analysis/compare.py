@@ -198,7 +198,10 @@ def compare_sides(
     listing the known ones.
     """
     if len(refs) < 2:
-        raise StatsError("compare needs at least two executions or revisions")
+        raise StatsError(
+            "compare needs at least two executions or revisions",
+            "e.g. `evalledger compare HEAD~1 HEAD`, or two IDs from `evalledger list`",
+        )
     built = [_side(ledger, r) for r in refs]
     sides = [s for s, _, _ in built]
     filters = merge_filter(filters, benchmarks)

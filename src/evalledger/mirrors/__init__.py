@@ -127,6 +127,12 @@ def load_mirror(name: str, **options: Any) -> Mirror:
     return mirror
 
 
+def _why(exc: BaseException) -> str:
+    """Why a mirror failed to build, in one line of reasonable length (with the fix)."""
+    text = exc.one_line() if isinstance(exc, EvalLedgerError) else describe(exc)
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
 class MirrorGroup:
     """Mirrors called beside the ledger; one that raises is dropped with one warning."""
 
@@ -137,20 +143,23 @@ class MirrorGroup:
     def load(cls, entries: list[str | Mirror]) -> MirrorGroup:
         """Build mirrors from names (see :func:`load_mirror`) or ready objects.
 
-        An unknown name raises (a configuration error, before any training); a mirror
-        whose backend fails to build is left out with a warning.
+        An unknown name raises (a typo, a configuration error before any training); a
+        mirror that fails to build (its backend missing, refusing its options or its
+        tracking URI, any exception of its constructor) is left out with one warning
+        line, and the ledger records without it.
         """
         loaded: list[tuple[str, Any]] = []
+        known = _group()
         for entry in entries:
             if not isinstance(entry, str):
                 loaded.append((type(entry).__name__, entry))
                 continue
+            if entry not in known:
+                load_mirror(entry)  # raises the unknown-name error, listing the known ones
             try:
                 loaded.append((entry, load_mirror(entry)))
-            except EvalLedgerError:
-                raise
             except Exception as exc:
-                notice(f"mirror {entry} could not be loaded ({describe(exc)}); it is disabled")
+                notice(f"mirror {entry} is disabled, the ledger records without it: {_why(exc)}")
         return cls(loaded)
 
     def call(self, method: str, *args: Any, optional: bool = False) -> None:

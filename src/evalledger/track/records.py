@@ -12,6 +12,7 @@ import dataclasses
 import hashlib
 import io
 import json
+import math
 import numbers
 import operator
 from collections.abc import Mapping
@@ -20,15 +21,17 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel
 
 from evalledger import names
-from evalledger.errors import EvalLedgerError
+from evalledger.errors import EvalLedgerError, describe
 from evalledger.redact import redact
 
 if TYPE_CHECKING:
     from pathlib import Path
 
 __all__ = [
+    "block_outcome",
     "check_name",
     "evaluation_records",
+    "finite_json",
     "hash_path",
     "item_record",
     "logged_directions",
@@ -83,7 +86,50 @@ def _json_default(obj: Any) -> Any:
 
 def check_name(kind: str, name: str) -> str:
     """``name`` if it is a valid experiment or benchmark name (:mod:`evalledger.names`)."""
-    return names.check_name(kind, name, EvalLedgerError)
+    return names.check_name(kind, name, EvalLedgerError, dots=True)
+
+
+def block_outcome(exc: BaseException | None) -> tuple[str, str | None]:
+    """The final status and error of a ``with`` block that ended with ``exc`` (or None).
+
+    ``sys.exit(0)`` (or ``sys.exit()``) is a normal end: ``completed``. Another exit code
+    and Ctrl-C are ``failed``, with ``SystemExit: exit code N`` or ``KeyboardInterrupt:
+    interrupted``; any other exception with ``ErrorClass: message``.
+    """
+    if exc is None or (isinstance(exc, SystemExit) and exc.code in (0, None)):
+        return "completed", None
+    if isinstance(exc, SystemExit):
+        code = exc.code
+        return "failed", f"SystemExit: exit code {code}" if isinstance(code, int) else describe(exc)
+    if isinstance(exc, KeyboardInterrupt):
+        return "failed", "KeyboardInterrupt: interrupted"
+    return "failed", describe(exc)
+
+
+def finite_json(data: Any) -> tuple[Any, int]:
+    """``data`` with NaN and infinities replaced by None (JSON ``null``), and how many.
+
+    ``json.dumps`` would write them as ``NaN``/``Infinity``, which no standard JSON
+    reader (nor ``dvc metrics``) accepts.
+    """
+    if isinstance(data, float):
+        return (data, 0) if math.isfinite(data) else (None, 1)
+    if isinstance(data, dict):
+        out, count = {}, 0
+        for key, value in data.items():
+            out[key], n = finite_json(value)
+            count += n
+        return out, count
+    if isinstance(data, list | tuple):
+        pairs = [finite_json(v) for v in data]
+        return [v for v, _ in pairs], sum(n for _, n in pairs)
+    return data, 0
+
+
+def dump_json(data: Any) -> tuple[str, int]:
+    """``data`` as indented standard JSON text (non-finite numbers as null), and how many."""
+    clean, count = finite_json(data)
+    return json.dumps(clean, indent=2, allow_nan=False) + "\n", count
 
 
 def logged_number(name: str, value: Any) -> float:
@@ -115,7 +161,8 @@ def logged_directions(
     return given  # type: ignore[return-value]
 
 
-def logged_step(step: Any) -> int:
+def logged_step(step: Any, last: int = -1) -> int:
+    """``step`` as an integer; not negative, nor before the ``last`` step logged."""
     try:
         if isinstance(step, bool):
             raise TypeError
@@ -124,6 +171,12 @@ def logged_step(step: Any) -> int:
         raise EvalLedgerError(f"step {step!r} must be an integer") from None
     if value < 0:
         raise EvalLedgerError(f"step {step!r} must not be negative")
+    if value < last:
+        raise EvalLedgerError(
+            f"step {value} is before the last step {last} logged; steps must not decrease",
+            f"log at step {last} or later (several calls may share a step), "
+            "or leave step out for the next one",
+        )
     return value
 
 

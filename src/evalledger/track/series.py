@@ -4,7 +4,9 @@ The series and the summaries are declared once in dvc.yaml (:func:`declare_outpu
 
 One file per metric, in the format DVCLive writes and ``dvc plots show`` (and the DVC VS
 Code extension) draws: a header ``step<TAB><leaf name>`` and one ``<step><TAB><value>``
-row per logged step. A metric named ``train/loss`` lives in ``train/loss.tsv``.
+row per logged step. A metric named ``train/loss`` lives in ``train/loss.tsv``. A NaN or
+infinite value leaves its field empty (DVC hands a ``nan`` token to the chart as text; an
+empty field is a missing point), read back as NaN.
 
 Rows are only ever appended, each batch with a single ``write`` on an ``O_APPEND``
 descriptor, so a process killed between two system calls leaves whole lines; a reader
@@ -14,6 +16,7 @@ read back bit-identical.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from typing import TYPE_CHECKING, Any
@@ -34,9 +37,11 @@ __all__ = [
     "append_rows",
     "check_metric_name",
     "declare_outputs",
+    "nonfinite_notice",
     "read_series",
     "read_series_dir",
     "series_path",
+    "series_rows",
 ]
 
 _SEGMENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")
@@ -65,6 +70,39 @@ def series_path(folder: Path, metric: str) -> Path:
     """The file of ``metric`` below an experiment's series folder."""
     *parents, leaf = metric.split("/")
     return folder.joinpath(*parents, leaf + _SUFFIX)
+
+
+def series_rows(
+    batch: list[tuple[int, dict[str, Any]]], last: dict[str, float]
+) -> tuple[dict[str, list[str]], list[tuple[str, int, float]]]:
+    """The series lines of a batch of logged steps, per metric, and its non-finite values.
+
+    ``last`` is updated with each metric's latest value.
+    """
+    rows: dict[str, list[str]] = {}
+    bad: list[tuple[str, int, float]] = []
+    isfinite = math.isfinite
+    for step, values in batch:
+        for key, value in values.items():
+            lines = rows.get(key)
+            if lines is None:
+                lines = rows[key] = []
+            value = float(value)
+            if isfinite(value):
+                lines.append(f"{step}\t{value!r}\n")
+            else:
+                lines.append(f"{step}\t\n")
+                bad.append((key, step, value))
+            last[key] = value
+    return rows, bad
+
+
+def nonfinite_notice(key: str, step: int, value: float) -> str:
+    """The one notice of an experiment's first non-finite value."""
+    return (
+        f"metric {key!r} is {value} at step {step}: written as null in the summary and an "
+        "empty series field; the summary's 'nonfinite' counts them"
+    )
 
 
 def append_rows(path: Path, rows: str, *, fsync: bool = False) -> None:
@@ -100,7 +138,7 @@ def read_series(path: Path) -> list[tuple[int, float]]:
     rows = []
     for line in lines[1:]:
         step, _, value = line.partition("\t")
-        rows.append((int(step), float(value)))
+        rows.append((int(step), float(value) if value else math.nan))
     return rows
 
 

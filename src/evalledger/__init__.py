@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from evalledger.manifest import CellRecord, ExecutionManifest
     from evalledger.models.base import Model
     from evalledger.plugin_types import Completion, Item, ItemScore
+    from evalledger.track.evaluate import evaluate
     from evalledger.track.tracker import ExperimentConfig, Tracker
 
 __all__ = [
@@ -67,6 +68,7 @@ __all__ = [
     "compare_paired",
     "compare_sides",
     "diff_revisions",
+    "evaluate",
     "execute_cell",
     "execution_ids",
     "init_project",
@@ -112,6 +114,7 @@ _LAZY = {
     "compare_paired": "evalledger.analysis.significance",
     "ExperimentConfig": "evalledger.track.tracker",
     "Tracker": "evalledger.track.tracker",
+    "evaluate": "evalledger.track.evaluate",
 }
 
 

@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import atexit
 import dataclasses
-import json
 import sys
 import threading
 from contextlib import contextmanager
@@ -63,7 +62,9 @@ from evalledger.track.config import ExperimentConfig
 from evalledger.track.evaluate import tracker_evaluate
 from evalledger.track.experiment import new_experiment_manifest, stage_for_dvc_experiment
 from evalledger.track.records import (
+    block_outcome,
     check_name,
+    dump_json,
     evaluation_records,
     hash_path,
     logged_directions,
@@ -80,7 +81,9 @@ from evalledger.track.series import (
     append_rows,
     check_metric_name,
     declare_outputs,
+    nonfinite_notice,
     series_path,
+    series_rows,
 )
 
 if TYPE_CHECKING:
@@ -119,6 +122,8 @@ class _Run:
     stop: threading.Event = dataclasses.field(default_factory=threading.Event)
     thread: threading.Thread | None = None
     warned: bool = False
+    nonfinite: int = 0
+    """How many logged values were NaN or infinite (null in JSON, empty in series)."""
 
 
 class Tracker:
@@ -238,15 +243,15 @@ class Tracker:
     ) -> Iterator[Tracker]:
         """Run an experiment for the length of a ``with`` block.
 
-        It finishes ``completed``, or ``failed`` with ``ErrorClass: message`` when the
-        block raises (the exception then propagates).
+        It finishes ``completed`` (``sys.exit(0)`` too), or ``failed`` with ``ErrorClass:
+        message`` when the block raises (the exception then propagates).
         """
         self.start_experiment(config, name=name, notes=notes)
         try:
             yield self
         except BaseException as exc:
             if self._run is not None:
-                self.finish_experiment("failed", error=describe(exc))
+                self.finish_experiment(*block_outcome(exc))
             raise
         if self._run is not None:
             self.finish_experiment("completed")
@@ -260,10 +265,7 @@ class Tracker:
     ) -> None:  # fmt: skip
         """Finish a running experiment: ``failed`` with the error if the block raised."""
         if self._run is not None:
-            if exc is None:
-                self.finish_experiment("completed")
-            else:
-                self.finish_experiment("failed", error=describe(exc))
+            self.finish_experiment(*block_outcome(exc))
 
     # ----------------------------------------------------------------- logging
 
@@ -286,10 +288,8 @@ class Tracker:
             self._set_directions(run, metrics, direction)
         if step is None:
             step = run.step + 1
-        elif type(step) is not int:
-            step = logged_step(step)
-        elif step < 0:
-            logged_step(step)
+        elif type(step) is not int or step < run.step or step < 0:
+            step = logged_step(step, run.step)  # raises for a bad or decreasing step
         values = dict(metrics)
         if not run.known.issuperset(values):
             self._register(run, values)
@@ -397,7 +397,10 @@ class Tracker:
             atomic_write(scores_path, scores_csv(records))
         else:
             scores_path.unlink(missing_ok=True)
-        atomic_write(self.project.path(f"metrics/{key}.json"), json.dumps(metrics, indent=2) + "\n")
+        text, nulled = dump_json(metrics)
+        if nulled:
+            notice(f"{nulled} non-finite metric(s) of {key} (NaN or inf) are written as null")
+        atomic_write(self.project.path(f"metrics/{key}.json"), text)
         declare_outputs(self.project, [f"metrics/{key}.json"])
         now = utcnow()
         n = len(records) if records is not None else 0
@@ -447,16 +450,11 @@ class Tracker:
         if n:
             batch = buf[:n]
             del buf[:n]  # rows appended meanwhile (by the training thread) stay
-            rows: dict[str, list[str]] = {}
-            last = run.last
-            for step, values in batch:
-                for key, value in values.items():
-                    lines = rows.get(key)
-                    if lines is None:
-                        lines = rows[key] = []
-                    value = float(value)
-                    lines.append(f"{step}\t{value!r}\n")
-                    last[key] = value
+            rows, bad = series_rows(batch, run.last)
+            if bad:
+                if not run.nonfinite:
+                    notice(nonfinite_notice(*bad[0]))
+                run.nonfinite += len(bad)
             run.last_step = batch[-1][0]
             for key, lines in rows.items():
                 append_rows(series_path(run.series_dir, key), "".join(lines), fsync=fsync)
@@ -472,8 +470,10 @@ class Tracker:
     def _write_state(self, run: _Run, *, fsync: bool) -> None:
         if run.last_step >= 0:
             run.manifest.last_metrics = {**run.last, "step": float(run.last_step)}
-            summary = {**nest(run.last), "step": run.last_step}
-            atomic_write(run.summary_path, json.dumps(summary, indent=2) + "\n", fsync=fsync)
+            summary: dict[str, Any] = {**nest(run.last), "step": run.last_step}
+            if run.nonfinite and "nonfinite" not in summary:
+                summary["nonfinite"] = run.nonfinite  # how many values are null or empty
+            atomic_write(run.summary_path, dump_json(summary)[0], fsync=fsync)
         run.manifest.updated_at = utcnow()
         atomic_write(run.manifest_path, dump_manifest(run.manifest), fsync=fsync)
         run.dirty = False

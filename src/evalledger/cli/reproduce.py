@@ -33,6 +33,7 @@ _STYLE = {"match": "green", "consistent": "green", "differs": "red", "failed": "
     epilog=examples(
         "evalledger reproduce                   # HEAD's cells",
         "evalledger reproduce HEAD~1 --models solver -b arith --json",
+        "evalledger reproduce HEAD --stages train  # only the train stage of dvc.yaml",
     ),
 )
 @click.argument("rev", required=False, default="HEAD", shell_complete=complete_revision)
@@ -44,6 +45,20 @@ _STYLE = {"match": "green", "consistent": "green", "differs": "red", "failed": "
     help="Only these cells (repeatable; default: every cell with metrics at REV).",
 )
 @filter_options
+@click.option(
+    "--stages",
+    "stages",
+    multiple=True,
+    metavar="STAGE",
+    help="Only these dvc.yaml stages of yours (repeatable; default: every stage).",
+)
+@click.option(
+    "--rtol",
+    type=click.FloatRange(min=0),
+    default=0.05,
+    show_default=True,
+    help="A stage's differing metrics within this relative tolerance are `consistent`.",
+)
 @click.option(
     "-j",
     "--jobs",
@@ -58,16 +73,19 @@ _STYLE = {"match": "green", "consistent": "green", "differs": "red", "failed": "
 @click.pass_context
 def reproduce(
     ctx: click.Context, rev: str, cells: tuple[str, ...], filters: dict[str, list[str]],
-    jobs: int | None, confidence: float, alpha: float, fmt: str,
-    quiet: bool,
+    stages: tuple[str, ...], rtol: float, jobs: int | None, confidence: float,
+    alpha: float, fmt: str, quiet: bool,
 ) -> None:  # fmt: skip
-    """Re-run REV's cells (default: HEAD) in a temporary git worktree and check the results.
+    """Re-run REV's cells and stages (default: HEAD) in a temporary worktree and check them.
 
-    The cells run with REV's params.yaml and code in a throwaway checkout; your working
-    tree is not touched. Each cell is `match` (metrics equal), `consistent` (different,
-    but a paired test on the items finds no significant change: sampling noise),
-    `differs`, `failed` (it did not run) or `missing` (no recorded metrics). Latency and
-    timing metrics are not compared. Exits 1 unless every cell matches or is consistent.
+    The cells, and every other DVC stage of dvc.yaml (training), run with REV's
+    params.yaml and code in a throwaway checkout; your working tree is not touched. A
+    stage is judged by the metrics and plots files it declares: `match` (equal),
+    `consistent` (within --rtol) or `differs`, with the numbers. Each cell is `match`
+    (metrics equal), `consistent` (different, but a paired test on the items finds no
+    significant change: sampling noise), `differs`, `failed` (it did not run) or
+    `missing` (no recorded metrics). Latency and timing metrics are not compared.
+    Exits 1 unless every cell and stage matches or is consistent.
     """
     from evalledger.share.reproduce import reproduce as reproduce_rev
 
@@ -76,7 +94,7 @@ def reproduce(
 
     report = reproduce_rev(
         current_project(ctx), rev, cells=list(cells),
-        filters=filters,
+        filters=filters, stages=list(stages), rtol=rtol,
         alpha=alpha, confidence=confidence, jobs=jobs, log=None if quiet else log,
     )  # fmt: skip
     if not echo_formatted(report, fmt):
@@ -94,8 +112,15 @@ def _print(report: ReproduceReport) -> None:
         t = c.test
         metric = f" ({c.metric})" if c.metric and c.metric != "accuracy" else ""
         note = c.note or ""
-        if c.verdict == "differs" and c.differing and not note.startswith("n "):
+        if (
+            c.verdict == "differs"
+            and c.differing
+            and c.kind == "cell"
+            and not note.startswith("n ")
+        ):
             note = f"{', '.join(c.differing[:4])}{'...' if len(c.differing) > 4 else ''}; {note}"
+        if c.kind == "stage":
+            metric = f" (stage: {c.metric})" if c.metric else " (stage)"
         rows.append([c.cell + metric, c.verdict, format_value(c.recorded),
                      format_value(c.reproduced), format_value(c.change, True),
                      format_p(t.p_value if t else None), note.strip("; ")])  # fmt: skip

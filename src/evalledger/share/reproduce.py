@@ -92,9 +92,12 @@ def _known_cells(snap: Snapshot) -> dict[str, dict[str, str]]:
 
 
 def _select(
-    snap: Snapshot, cells: list[str], filters: dict[str, list[str]]
+    snap: Snapshot, cells: list[str], filters: dict[str, list[str]], *, required: bool = True
 ) -> tuple[list[str], dict[str, dict[str, str]], list[str]]:
-    """The cells to check, the axes of the runnable ones, and notes about skipped ones."""
+    """The cells to check, the axes of the runnable ones, and notes about skipped ones.
+
+    No cell at all is an error when ``required`` (there are no stages to re-run either).
+    """
     matrix = _known_cells(snap)
     recorded = {k: c.axes for k, c in snap.cells.items()}
     known = {**recorded, **matrix}
@@ -123,9 +126,9 @@ def _select(
             raise ConfigError(f"unknown {axis} {bad[0]!r} at {snap.label}",
                               f"known: {', '.join(sorted(str(s) for s in seen))}")  # fmt: skip
         selected = [k for k in selected if known[k].get(axis) in values]
-    if not selected:
-        raise ConfigError(f"no cells to reproduce at {snap.label}",
-                          "commit an evaluation first (`evalledger run --commit`)")  # fmt: skip
+    if not selected and required:
+        raise ConfigError(f"no cells or stages to reproduce at {snap.label}",
+                          "commit an evaluation or a dvc.yaml stage first")  # fmt: skip
     return selected, {k: matrix[k] for k in selected if k in matrix}, notes
 
 
@@ -252,39 +255,58 @@ def reproduce(
     *,
     cells: list[str] | None = None,
     filters: dict[str, list[str]] | None = None,
+    stages: list[str] | None = None,
     alpha: float = 0.05,
     confidence: float = 0.95,
+    rtol: float = 0.05,
     jobs: int | None = None,
     log: Callable[[str], None] | None = None,
 ) -> ReproduceReport:
-    """Re-run ``rev``'s cells in a temporary worktree and compare them with the record.
+    """Re-run ``rev``'s cells and DVC stages in a temporary worktree; compare with the record.
 
-    ``cells`` (keys) or ``filters`` (axis -> values) select cells; by default every cell
-    with metrics at ``rev``. ``log`` receives the runs' output lines.
+    ``cells`` (keys) or ``filters`` (axis -> values) select cells, ``stages`` (names) the
+    user's dvc.yaml stages; with none of them, every cell with metrics at ``rev`` and
+    every stage. Naming cells only re-runs no stage, and naming stages only no cell.
+    A stage's differing metrics within ``rtol`` are ``consistent``. ``log`` receives the
+    runs' output lines.
     """
     from evalledger.ledger.gitobjects import WORKSPACE
     from evalledger.ledger.history import Ledger
+    from evalledger.share.stages import read_stages, rerun_stages, select_stages
 
     log = log or (lambda line: None)
+    pick_cells = bool(cells) or any((filters or {}).values())
     with Ledger(project) as ledger:
         if rev == WORKSPACE:
             raise ConfigError("reproduce needs a commit, not the workspace",
                               "commit the results first (`evalledger run --commit`)")  # fmt: skip
         snap = ledger.snapshot(rev)
         assert snap.commit is not None
-        selected, runnable, notes = _select(snap, cells or [], filters or {})
-        recorded = snap.metrics(selected)
-        recorded_scores = snap.score_tables(selected)
-    prefix = git(project.root, "rev-parse", "--show-prefix").strip()
-    to_run = {k: a for k, a in runnable.items() if k in recorded}
-    checks: dict[str, CellCheck] = {}
-    ignored: set[str] = set()
-    with temporary_worktree(project.root, snap.commit) as tree:
+        prefix = git(project.root, "rev-parse", "--show-prefix").strip()
+        worktree = temporary_worktree(project.root, snap.commit)
+    with worktree as tree:
         root = tree / prefix if prefix else tree
+        user_stages = read_stages(root)
+        chosen = [] if pick_cells and not stages else select_stages(user_stages, stages or [],
+                                                                    snap.label)  # fmt: skip
+        selected: list[str] = []
+        runnable: dict[str, dict[str, str]] = {}
+        notes: list[str] = []
+        if not stages or pick_cells:
+            selected, runnable, notes = _select(snap, cells or [], filters or {},
+                                                required=pick_cells or not chosen)  # fmt: skip
+        with Ledger(project) as ledger:  # the commit's, even if HEAD moved meanwhile
+            at = ledger.snapshot(snap.commit)
+            recorded = at.metrics(selected)
+            recorded_scores = at.score_tables(selected)
+        to_run = {k: a for k, a in runnable.items() if k in recorded}
+        checks: dict[str, CellCheck] = {}
+        ignored: set[str] = set()
         before = {p.name for p in (root / "runs").iterdir()} if (root / "runs").is_dir() else set()
-        note = _checkout_data(root, project) if to_run else None
+        note = _checkout_data(root, project) if to_run or chosen else None
         if note:
             notes.append(note + " (`dvc pull` in the project first?)")
+        stage_checks = rerun_stages(root, chosen, log, rtol=rtol) if chosen else []
         run_error = None
         for group in _run_groups(to_run):
             code, error = _run_in(root, group, jobs, log)
@@ -311,5 +333,5 @@ def reproduce(
                 key, recorded[key], new, recorded_scores.get(key), new_scores,
                 alpha=alpha, confidence=confidence,
             )  # fmt: skip
-    ordered = [checks[k] for k in selected]
+    ordered = stage_checks + [checks[k] for k in selected]
     return ReproduceReport(snap.rev, snap.commit, alpha, ordered, sorted(ignored), notes)

@@ -22,6 +22,7 @@ __all__ = [
     "CellCheck",
     "ReproduceReport",
     "compare_cell",
+    "compare_stage",
     "is_ignored",
     "numeric_metrics",
 ]
@@ -51,6 +52,10 @@ class CellCheck:
     tests: dict[str, PairedResult] = field(default_factory=dict)
     """Metric -> paired test of its per-item column, for differing metrics that have one."""
     note: str | None = None
+    kind: str = "cell"
+    """``cell`` (an evaluation cell) or ``stage`` (a DVC stage of the user's, re-run)."""
+    changes: dict[str, tuple[float | None, float | None]] = field(default_factory=dict)
+    """For a stage: differing ``file:metric`` -> (recorded, reproduced)."""
 
     @property
     def change(self) -> float | None:
@@ -79,6 +84,8 @@ class CellCheck:
             "p_value": self.test.p_value if self.test else None,
             "differing": self.differing,
             "tests": {m: t.to_dict() for m, t in self.tests.items()}, "note": self.note,
+            "kind": self.kind,
+            "changes": {k: {"recorded": a, "reproduced": b} for k, (a, b) in self.changes.items()},
         }  # fmt: skip
 
 
@@ -109,13 +116,17 @@ class ReproduceReport:
     def summary(self) -> str:
         """One line: the revision and how many cells got each verdict."""
         counts = ", ".join(f"{n} {v}" for v, n in self.counts().items() if n)
-        return f"reproduced {self.rev} ({self.commit[:7]}): {counts or 'no cells'}"
+        stages = sum(c.kind == "stage" for c in self.checks)
+        what = f" ({stages} stage(s), {len(self.checks) - stages} cell(s))" if stages else ""
+        return f"reproduced {self.rev} ({self.commit[:7]}): {counts or 'no cells'}{what}"
 
     def to_json(self) -> dict[str, Any]:
         """JSON-ready."""
         return {"rev": self.rev, "commit": self.commit, "alpha": self.alpha, "ok": self.ok,
                 "summary": self.summary(), "counts": self.counts(),
-                "cells": [c.to_json() for c in self.checks], "ignored_metrics": self.ignored,
+                "cells": [c.to_json() for c in self.checks if c.kind == "cell"],
+                "stages": [c.to_json() for c in self.checks if c.kind == "stage"],
+                "ignored_metrics": self.ignored,
                 "notes": self.notes}  # fmt: skip
 
 
@@ -250,3 +261,71 @@ def _disagreeing(
                 return (f"the {side} {name} ({value:.4g}) is not the mean of its per-item "
                         f"{column} ({mean:.4g})")  # fmt: skip
     return None
+
+
+def _metric_name(key: str) -> str:
+    """The dotted metric of a ``file:metric`` key (series rows are numbered)."""
+    name = key.split(":", 1)[-1]
+    return name.split(".", 1)[1] if name.split(".", 1)[0].isdigit() and "." in name else name
+
+
+def compare_stage(
+    stage: str,
+    recorded: dict[str, float],
+    reproduced: dict[str, float],
+    recorded_series: dict[str, float],
+    reproduced_series: dict[str, float],
+    *,
+    rtol: float = 0.05,
+) -> CellCheck:
+    """Compare a re-run stage's metrics and series (``file:metric`` -> number).
+
+    ``match`` when every number but the timings is equal (as in :func:`compare_cell`);
+    otherwise ``consistent`` when every differing metric of the metrics files is within
+    ``rtol`` of its recorded value (training has no per-item scores to test), else
+    ``differs``. Series differences are reported but do not decide between the two.
+    """
+    check = CellCheck(stage, "match", kind="stage")
+    names = [k for k in dict.fromkeys([*recorded, *reproduced]) if not is_ignored(_metric_name(k))]
+    series = [k for k in dict.fromkeys([*recorded_series, *reproduced_series])
+              if not is_ignored(_metric_name(k))]  # fmt: skip
+    if names:
+        check.metric = names[0]
+    differing = [k for k in names if not _equal(recorded.get(k), reproduced.get(k))]
+    moved = [k for k in series if not _equal(recorded_series.get(k), reproduced_series.get(k))]
+    check.differing = differing + moved
+    check.changes = {k: (recorded.get(k), reproduced.get(k)) for k in differing}
+    if differing:
+        check.metric = differing[0]
+    if check.metric:
+        check.recorded, check.reproduced = recorded.get(check.metric), reproduced.get(check.metric)
+    if not check.differing:
+        return check
+    far = [k for k in differing if not _near(recorded.get(k), reproduced.get(k), rtol)]
+    check.verdict = "differs" if far else "consistent"
+    shown = far or differing
+    numbers = "; ".join(f"{k} {_fmt(recorded.get(k))} -> {_fmt(reproduced.get(k))}"
+                        for k in shown[:3])  # fmt: skip
+    more = f" (+{len(shown) - 3} more)" if len(shown) > 3 else ""
+    parts = [numbers + more] if numbers else []
+    if moved:
+        parts.append(f"{len(moved)} series point(s) differ")
+    if far:
+        parts.append(f"beyond {rtol:.0%} of the recorded values")
+    elif differing:
+        parts.append(f"within {rtol:.0%} of the recorded values (unseeded run?)")
+    else:
+        parts.append("final metrics equal")
+        check.verdict = "consistent"
+    check.note = "; ".join(parts)
+    return check
+
+
+def _near(a: float | None, b: float | None, rtol: float) -> bool:
+    if a is None or b is None or math.isnan(a) or math.isnan(b):
+        return _equal(a, b)
+    return abs(a - b) <= rtol * max(abs(a), abs(b)) + _ROUNDING
+
+
+def _fmt(value: float | None) -> str:
+    return "none" if value is None else f"{value:.6g}"

@@ -82,7 +82,7 @@ def _print_executions(rows: list[ExecutionRow], verbose: bool) -> None:
         m, counts = r.manifest, r.manifest.counts()
         done = f"{counts['completed']}/{len(m.cells)}"
         created = f"{m.created_at:%Y-%m-%d %H:%M:%S}"
-        row = [m.execution_id, created, m.status.value, done, str(counts["failed"]), r.info.where]
+        row = [m.execution_id, created, r.status, done, str(counts["failed"]), r.info.where]
         if verbose:
             axes = [rec.axes for rec in m.cells.values()]
             row += [", ".join(dict.fromkeys(a.get("model", "") for a in axes)),

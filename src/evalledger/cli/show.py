@@ -15,6 +15,9 @@ from evalledger.metrics import flatten
 
 _COLUMNS = ("accuracy", "mean_score", "partial_accuracy", "format_accuracy", "errors", "cost",
             "latency_ms.p50")  # fmt: skip
+#: What a tracked run's liveness means, after its status in `show`.
+_LIVENESS = {"crashed": "crashed (in_progress, but its process is gone)",
+             "stale": "stale (in_progress; no recent heartbeat from its host)"}  # fmt: skip
 
 
 @click.command(
@@ -39,7 +42,7 @@ def show(ctx: click.Context, execution_id: str, packages: bool, as_json: bool) -
         click.echo(json.dumps(view.to_json(), indent=2))
         return
     m, git = view.manifest, view.manifest.git
-    click.echo(f"{m.execution_id}  {m.status.value}  {m.summary()}")
+    click.echo(f"{m.execution_id}  {_status(view.status)}  {m.summary()}")
     click.echo(f"created   {m.created_at:%Y-%m-%d %H:%M:%S} UTC, updated "
                f"{m.updated_at:%Y-%m-%d %H:%M:%S} UTC")  # fmt: skip
     click.echo(f"command   {' '.join(m.command) or '-'}")
@@ -70,3 +73,7 @@ def show(ctx: click.Context, execution_id: str, packages: bool, as_json: bool) -
         rows.append([key, status, f"{rec.examples_completed}/{rec.examples_total or '?'}",
                      *values])  # fmt: skip
     print_table(["cell", "status", "items", *_COLUMNS], rows, right=len(_COLUMNS) + 1)
+
+
+def _status(status: str) -> str:
+    return _LIVENESS.get(status, status)

@@ -77,6 +77,7 @@ def sweep(
         data = _sweep_json(rows, queued=True)
         if run:
             data["results"] = _run_queue(ctx, names, jobs, timeout)
+            data["errors"] = _failures(ctx, data["results"])
         click.echo(json.dumps(data, indent=2))
         _raise_if_failed(names, data.get("results", {}))
         return
@@ -105,6 +106,14 @@ def _run_queue(
                           on_update=report))  # fmt: skip
 
 
+def _failures(ctx: click.Context, results: dict[str, str]) -> dict[str, str]:
+    """Name -> why, for each failed experiment (from its queue log)."""
+    from evalledger.share.sweep import failure_reasons
+
+    failed = [n for n, s in results.items() if s != "Success"]
+    return failure_reasons(current_project(ctx), failed) if failed else {}
+
+
 def _raise_if_failed(names: list[str], results: dict[str, str]) -> None:
     from evalledger.share.sweep import SweepFailedError
 
@@ -122,6 +131,8 @@ def _run_and_summarize(
     from evalledger.analysis.leaderboard import build_leaderboard
 
     results = _run_queue(ctx, names, jobs, timeout)
+    for name, reason in _failures(ctx, results).items():
+        click.echo(f"{name} failed: {reason}", err=True)
     done = [n for n, s in results.items() if s == "Success"]
     if done:
         try:

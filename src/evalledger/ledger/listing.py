@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from evalledger.errors import CorruptFileError, EvalLedgerError
+from evalledger.heartbeat_state import liveness
 from evalledger.manifest import CellStatus
 from evalledger.safeload import warn_skipped
 
@@ -37,6 +38,12 @@ class ExecutionRow:
 
     info: ExecutionInfo
     manifest: ExecutionManifest
+    status: str = ""
+    """The recorded status; for an ``in_progress`` tracked run, whether it is ``running``,
+    ``crashed`` or ``stale`` (:func:`evalledger.heartbeat_state.liveness`)."""
+
+    def __post_init__(self) -> None:
+        self.status = self.status or self.manifest.status.value
 
     def to_json(self) -> dict[str, Any]:
         """JSON-ready summary."""
@@ -45,7 +52,8 @@ class ExecutionRow:
             "kind": "experiment" if self.manifest.kind == "experiment" else "execution",
             "execution_id": self.info.execution_id,
             "created_at": self.manifest.created_at.isoformat(),
-            "status": self.manifest.status.value,
+            "status": self.status,
+            "recorded_status": self.manifest.status.value,
             "cells": len(self.manifest.cells),
             "completed": counts["completed"],
             "failed": counts["failed"],
@@ -83,7 +91,8 @@ def list_executions(
     remote-tracking branches. A damaged manifest is left out with a warning.
     """
     infos = ledger.executions(all_refs=all_refs)
-    rows = [ExecutionRow(info, m) for info, m in readable_manifests(ledger, infos)]
+    found = readable_manifests(ledger, infos)
+    rows = [ExecutionRow(info, m, liveness(ledger.project, m)) for info, m in found]
     # IDs made within one second share their time part, and their suffix is random.
     rows.sort(key=lambda r: (r.manifest.created_at, r.info.execution_id), reverse=True)
     return rows if limit is None else rows[:limit]
@@ -174,11 +183,17 @@ class ExecutionView:
     """Where its results were read: a short commit or ``workspace``."""
     results: dict[str, dict[str, Any] | None]
     """Cell key -> metrics; None where a later execution overwrote the cell."""
+    status: str = ""
+    """As :attr:`ExecutionRow.status`: ``crashed`` for a killed tracked run."""
+
+    def __post_init__(self) -> None:
+        self.status = self.status or self.manifest.status.value
 
     def to_json(self) -> dict[str, Any]:
         """JSON-ready: the manifest, where it was read, and the results."""
         return {
-            "execution_id": self.info.execution_id, "commit": self.info.commit,
+            "execution_id": self.info.execution_id, "status": self.status,
+            "commit": self.info.commit,
             "first_commit": self.info.first_commit, "revision": self.revision,
             "manifest": self.manifest.model_dump(mode="json"), "results": self.results,
         }  # fmt: skip
@@ -187,8 +202,9 @@ class ExecutionView:
 def show_execution(ledger: Ledger, ref: str) -> ExecutionView:
     """One execution by ID (or a unique part of one), with its results."""
     info = ledger.find_execution(ref)
-    return ExecutionView(info, ledger.manifest(info), ledger.home(info).label,
-                         ledger.results(info))  # fmt: skip
+    manifest = ledger.manifest(info)
+    return ExecutionView(info, manifest, ledger.home(info).label, ledger.results(info),
+                         liveness(ledger.project, manifest))  # fmt: skip
 
 
 def _folder_size(path: Path) -> tuple[int, int]:

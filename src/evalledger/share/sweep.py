@@ -6,7 +6,8 @@ expanded into combinations: the cartesian product (``grid``) or the values zippe
 position by position (``list``). Every combination is validated against params.yaml
 before anything is queued, then each is queued as ``dvc exp run --queue -S ... -n
 <prefix>-<i>`` and, on request, run by DVC's queue workers. Each finished experiment is a
-revision: ``evalledger leaderboard --rev <name>`` and ``evalledger diff`` read it.
+revision: ``evalledger leaderboard --rev <name>`` and ``evalledger diff`` read it. A
+failed one leaves no experiment: :func:`failure_reasons` reads why from its queue log.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ __all__ = [
     "SweepFailedError",
     "SweepPoint",
     "experiment_names",
+    "failure_reasons",
     "override_args",
     "plan_sweep",
     "queue_sweep",
@@ -352,3 +354,50 @@ def run_queue(
                         "start one with `dvc queue start`; see `dvc queue logs NAME`",
                     )
             time.sleep(poll)
+
+
+#: The cause of a failure: a Python exception ending a traceback (``ValueError: bad lr``)
+#: or the one-line ``Error: ...`` of a command (evalledger's own).
+_CAUSE_RE = re.compile(
+    r"^(?:Error: .+|(?:[A-Za-z_][\w.]*\.)?[A-Z]\w*(?:Error|Exception|Exit|Interrupt)\b.*)"
+)
+_STAGE_RE = re.compile(r"^ERROR: failed to reproduce '([^']+)'")
+#: What a reason is cut to.
+_REASON_CHARS = 300
+
+
+def log_reason(log: str) -> str:
+    """Why a queued experiment failed, in one line, from its log.
+
+    The last exception or ``Error:`` line, with the stage that DVC's ``ERROR:`` line
+    names; else DVC's ``ERROR:`` line, or the log's last line.
+    """
+    lines = [line.strip() for line in log.splitlines() if line.strip()]
+    dvc_error = next((x for x in reversed(lines) if x.startswith("ERROR")), None)
+    cause = next((x for x in reversed(lines) if _CAUSE_RE.match(x)), None)
+    stage = _STAGE_RE.match(dvc_error) if dvc_error else None
+    if cause and stage:
+        text = f"stage {stage.group(1)}: {cause}"
+    else:
+        text = cause or dvc_error or (lines[-1] if lines else "its log is empty")
+    return text if len(text) <= _REASON_CHARS else text[: _REASON_CHARS - 3] + "..."
+
+
+def failure_reasons(project: Project, names: list[str]) -> dict[str, str]:
+    """Name -> why each of the failed queued experiments ``names`` failed (one line).
+
+    Read from DVC's queue log of the experiment (what ``dvc queue logs NAME`` prints).
+    """
+    out: dict[str, str] = {}
+    with _dvc_repo(project) as repo:
+        queue = repo.experiments.celery_queue
+        entries = queue.match_queue_entry_by_name(set(names), queue.iter_failed())
+        for name in names:
+            entry = entries.get(name)
+            try:
+                log = Path(queue.proc[entry.stash_rev].stdout).read_text(errors="replace")
+            except (AttributeError, KeyError, OSError, TypeError):
+                out[name] = "it failed before it started (no log); see `dvc queue logs`"
+                continue
+            out[name] = log_reason(log)
+    return out

@@ -58,6 +58,7 @@ from evalledger.manifest import (
 from evalledger.mirrors import MirrorGroup
 from evalledger.project import Project
 from evalledger.redact import redact
+from evalledger.track import heartbeat
 from evalledger.track.config import ExperimentConfig
 from evalledger.track.evaluate import tracker_evaluate
 from evalledger.track.experiment import new_experiment_manifest, stage_for_dvc_experiment
@@ -177,10 +178,8 @@ class Tracker:
 
         with self._lock:
             if self._run is not None:
-                raise EvalLedgerError(
-                    f"experiment {self._run.exp_id} is still running",
-                    "call finish_experiment() first, or use another Tracker",
-                )
+                msg = f"experiment {self._run.exp_id} is still running"
+                raise EvalLedgerError(msg, "call finish_experiment() first, or use another Tracker")
             exp_id = new_experiment_id()
             name = check_name("experiment name", name) if name is not None else exp_id
             cfg = redact(plain_mapping(config, "config"))
@@ -202,6 +201,7 @@ class Tracker:
                 target=self._flush_loop, args=(run,), name=f"evalledger-{exp_id}", daemon=True
             )
             run.thread.start()
+            heartbeat.start(self.project, exp_id, until=run.stop)  # removed at finish
             _ACTIVE.add(self)
             return exp_id
 

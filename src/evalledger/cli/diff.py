@@ -89,8 +89,12 @@ def diff(
     files. The gate fails on them as on regressions. --models, --benchmarks (-b) and the
     other filters keep the matching cells on both sides.
     """
+    from evalledger.ledger.resolve import revision_of
+
+    ledger = open_ledger(ctx)  # a run (ID, name, DVC experiment) stands for its revision
+    a_rev, b_rev = (revision_of(ledger, r) if r else r for r in (a_rev, b_rev))
     result = diff_revisions(
-        open_ledger(ctx), a_rev, b_rev, metrics=list(metrics) or None,
+        ledger, a_rev, b_rev, metrics=list(metrics) or None,
         all_metrics=all_metrics, method=method or "auto", alpha=alpha, confidence=confidence,
         n_resamples=n_resamples, seed=seed, cluster=cluster, max_error_rise=max_error_rise,
         filters=filters,

@@ -26,6 +26,7 @@ _PIVOT_LIMIT = 8
         "evalledger leaderboard -b arith --strict",
         "evalledger leaderboard --models solver,noisy -m partial_accuracy --md",
         "evalledger leaderboard -r main -r HEAD --by cell",
+        "evalledger leaderboard --all-experiments -m val_acc",
     ),
 )
 @filter_options
@@ -40,6 +41,11 @@ _PIVOT_LIMIT = 8
 )
 @rev_option("Revision(s) to rank (repeatable; default: the workspace).", multiple=True)
 @click.option(
+    "--all-experiments",
+    is_flag=True,
+    help="Rank every DVC experiment (each experiment's commit as a revision), with any --rev.",
+)
+@click.option(
     "--strict",
     is_flag=True,
     help="Leave out cells with errored items, failed, stale or incomplete ones, and models "
@@ -50,22 +56,30 @@ _PIVOT_LIMIT = 8
 @click.pass_context
 def leaderboard(
     ctx: click.Context, filters: dict[str, list[str]], metric: str | None, top: int | None,
-    by: str, revs: tuple[str, ...], strict: bool, confidence: float, fmt: str,
+    by: str, revs: tuple[str, ...], all_experiments: bool, strict: bool, confidence: float,
+    fmt: str,
 ) -> None:  # fmt: skip
     """Rank models (or cells) on a metric with confidence intervals.
 
     By model, a model's value is its mean over the benchmarks, shown beside the value on
     each benchmark. Intervals come from per-item scores (clustered when items share a
     cluster); a model's combines its cells' (never collapsing at 0 or 1). With several
-    --rev, each model appears once per revision.
+    --rev, each model appears once per revision. A --rev may also be a run ID, a tracked
+    run's name or a DVC experiment name; --all-experiments adds every DVC experiment.
 
     The errored column is the share of items whose model call failed (accuracy is over
     the others); flags mark failed cells (a later attempt failed), stale ones (params.yaml
     changed since they ran, as `dvc status` says) and incomplete ones (an attempt
     interrupted, or a model missing benchmarks).
     """
+    from evalledger.ledger.resolve import experiment_revisions, revision_of
+
+    ledger = open_ledger(ctx)
+    chosen = [revision_of(ledger, r) for r in revs]
+    if all_experiments:
+        chosen += [r for r in experiment_revisions(ledger) if r not in chosen]
     board = build_leaderboard(
-        open_ledger(ctx), list(revs) or None, metric=metric, filters=filters, by=by, top=top,
+        ledger, chosen or None, metric=metric, filters=filters, by=by, top=top,
         confidence=confidence, strict=strict,
     )  # fmt: skip
     if not echo_formatted(board, fmt):

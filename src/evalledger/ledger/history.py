@@ -10,13 +10,13 @@ ever committed.
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass
 from functools import cached_property, partial
 from typing import TYPE_CHECKING, Any
 
 from evalledger.errors import CorruptFileError, UnknownExecutionError
 from evalledger.ledger.cache import ParsedCache
+from evalledger.ledger.execinfo import ExecutionInfo
 from evalledger.ledger.gitobjects import WORKSPACE, GitObjects
 from evalledger.ledger.scores import ScoreTable, parse_scores, summarize_file, summarize_files
 from evalledger.manifest import (
@@ -70,32 +70,6 @@ class CellFiles:
     axes: dict[str, str]
     metrics_oid: str
     scores_oid: str | None
-
-
-@dataclass
-class ExecutionInfo:
-    """Where an execution's manifest lives in history and in the working tree."""
-
-    execution_id: str
-    oid: str
-    """Blob id of the newest version of the manifest (workspace first)."""
-    commit: str | None
-    """The commit that last changed the manifest; None when the newest is uncommitted."""
-    first_commit: str | None = None
-    """The commit that added the manifest."""
-    in_workspace: bool = False
-    committed_time: int | None = None
-    ref: str | None = None
-    """The branch or tag holding it, for an execution not in HEAD's history."""
-
-    @property
-    def where(self) -> str:
-        """``abc1234``, ``workspace`` (uncommitted), ``abc1234 (deleted)`` or ``abc1234 (on x)``."""
-        if self.commit is None:
-            return WORKSPACE
-        if self.ref is not None:
-            return f"{self.commit[:7]} (on {self.ref})"
-        return self.commit[:7] + ("" if self.in_workspace else " (deleted)")
 
 
 # Refs whose histories ``executions(all_refs=True)`` walks besides HEAD's.
@@ -452,27 +426,14 @@ class Ledger:
         return [both[k] for k in sorted(both)]
 
     def find_execution(self, ref: str) -> ExecutionInfo:
-        """An execution by full ID or any unique part of one; close matches on a miss.
+        """A run by ID (or any unique part), experiment name or DVC experiment name.
 
-        HEAD's history and the workspace come first; other branches and tags are
-        searched when nothing there matches.
+        HEAD's history and the workspace come first, then other branches and tags, then
+        DVC experiment commits; see :mod:`evalledger.ledger.resolve`.
         """
-        index = self._execution_index
-        if ref not in index and not any(ref in i for i in index) and self._other_refs_index:
-            index = {**index, **self._other_refs_index}
-        if ref in index:
-            return index[ref]
-        matches = [i for i in index if ref in i]
-        if len(matches) == 1:
-            return index[matches[0]]
-        if matches:
-            raise UnknownExecutionError(
-                f"execution {ref!r} is ambiguous; it matches {', '.join(matches[:5])}",
-                "give more of the ID",
-            )
-        close = difflib.get_close_matches(ref, list(index), n=3, cutoff=0.5)
-        hint = f"did you mean {', '.join(close)}?" if close else "see `evalledger list`"
-        raise UnknownExecutionError(f"unknown execution {ref!r}", hint)
+        from evalledger.ledger.resolve import find_execution
+
+        return find_execution(self, ref)
 
     def manifest(self, info: ExecutionInfo) -> ExecutionManifest:
         """The newest version of an execution's manifest; CorruptFileError when damaged."""

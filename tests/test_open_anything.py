@@ -154,3 +154,12 @@ def test_leaderboard_all_experiments(swept: tuple[Project, dict[str, str]]) -> N
     assert table.exit_code == 0 and "noisy@tr-b" in table.stdout
     empty = make_project(project.root.parent / "empty", TINY)
     _one_line_error(invoke(empty, "leaderboard", "--all-experiments"), "no DVC experiments")
+
+
+def test_reproduce_a_dvc_experiment_by_name(swept: tuple[Project, dict[str, str]]) -> None:
+    project, _ = swept
+    result = invoke(project, "reproduce", "tr-b", "--stages", "train", "--json", "-q")
+    assert result.exit_code == 0, result.output
+    (stage,) = json.loads(result.stdout)["stages"]
+    assert stage["cell"] == "train" and stage["verdict"] == "match", stage
+    assert stage["metric"]  # the Tracker summary dvc.yaml declares (top-level metrics:)

@@ -133,3 +133,14 @@ def test_compare_stage_verdicts() -> None:
     assert timing.verdict == "match"
     series = compare_stage("t", {}, {}, {"s.json:0.loss": 1.0}, {"s.json:0.loss": 1.1})
     assert series.verdict == "consistent" and "series" in (series.note or "")
+
+
+def test_a_failing_stage_names_its_exception(tmp_path: Path) -> None:
+    project = _training_project(tmp_path / "proj", seed=7)
+    (project.root / "train.py").write_text("raise ValueError('diverged at epoch 3')\n")
+    git(project.root, "commit", "-qam", "broken training")
+    result = invoke(project, "reproduce", "--json", "-q")
+    assert result.exit_code == 1
+    (stage,) = json.loads(result.stdout)["stages"]
+    assert stage["verdict"] == "failed"
+    assert stage["note"] == "dvc repro: ValueError: diverged at epoch 3"

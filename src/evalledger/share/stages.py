@@ -15,9 +15,12 @@ import csv
 import io
 import json
 import logging
+import os
+import re
 import subprocess
 import sys
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import yaml
@@ -28,11 +31,12 @@ from evalledger.share.verdicts import CellCheck, compare_stage, numeric_metrics
 
 if TYPE_CHECKING:
     from collections.abc import Callable
-    from pathlib import Path
 
 __all__ = ["Stage", "read_stages", "rerun_stages", "select_stages"]
 
 _TABLE_SUFFIXES = {".csv": ",", ".tsv": "\t"}
+#: The last line of a Python traceback: ``ValueError: ...``, ``mod.SomeError: ...``.
+_EXCEPTION = re.compile(r"^[\w.]*(Error|Exception|Interrupt)\b.*")
 
 
 @dataclass
@@ -144,13 +148,23 @@ def read_numbers(root: Path, paths: list[str]) -> dict[str, float]:
 
 
 def _dvc_repro(root: Path, stage: str, log: Callable[[str], None]) -> tuple[int, str | None]:
+    """``dvc repro`` of one stage; its exit code and why it failed (exception, else ERROR).
+
+    This interpreter's folder comes first on PATH, so that a stage's ``python`` is the one
+    evalledger runs in (its venv), as if it were activated.
+    """
     cmd = [sys.executable, "-m", "dvc", "repro", "--force", "--single-item", stage]
-    proc = subprocess.run(cmd, cwd=root, capture_output=True, text=True, check=False)
+    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    env = {**os.environ, "PATH": path, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.run(cmd, cwd=root, capture_output=True, text=True, check=False, env=env)
     lines = [ln for ln in (proc.stdout + proc.stderr).splitlines() if ln.strip()]
     for line in lines:
         log(line)
+    if proc.returncode == 0:
+        return 0, None
+    raised = [ln.strip() for ln in lines if _EXCEPTION.match(ln.strip())]
     errors = [ln for ln in lines if ln.startswith("ERROR")]
-    return proc.returncode, (errors or lines or [f"exit {proc.returncode}"])[-1]
+    return proc.returncode, (raised or errors or lines or [f"exit {proc.returncode}"])[-1]
 
 
 def rerun_stages(

@@ -285,7 +285,7 @@ def test_mlflow_mirror_copies_a_tracked_experiment(
     assert run.data.params["api_key"] == REDACTED and run.data.params["hf_token"] == REDACTED
     assert run.data.params["batch_size"] == "32" and run.data.tags["params.batch_size"] == "64"
     # Every step arrives, with the ledger's exact values.
-    series = read_series_dir(project.metrics_dir / "_series" / exp_id)
+    series = read_series_dir(project.metrics_dir / "_series" / "mlflow-run")  # its name
     for key in ("train/loss", "lr"):
         history = client.get_metric_history(run.info.run_id, key)
         assert sorted((m.step, m.value) for m in history) == series[key]

@@ -277,7 +277,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Project, str]:
 def test_a_tracker_experiment_is_listed_with_its_params(trained: tuple[Project, str]) -> None:
     project, ref = trained
     tree = git(project.root, "ls-tree", "-r", "--name-only", ref).split()
-    summaries = [p for p in tree if p.startswith("metrics/_experiments/exp_")]
+    summaries = [p for p in tree if p.startswith("metrics/_experiments/")]
     assert len(summaries) == 1
     data = json.loads(invoke(project, "list", "-e", "--json").stdout)
     exp = next(d for d in data if d["kind"] == "dvc-experiment")

@@ -19,7 +19,7 @@ import yaml
 from conftest import dvc, git, invoke
 from evalledger.errors import EvalLedgerError
 from evalledger.manifest import ArtifactRecord, ExecutionManifest, read_manifest
-from evalledger.project import Project
+from evalledger.project import Project, experiment_paths
 from evalledger.track.series import read_series, read_series_dir
 from evalledger.track.tracker import EXITED_WITHOUT_FINISH, ExperimentConfig, Tracker
 
@@ -31,7 +31,11 @@ def _manifest(project: Project, exp_id: str) -> ExecutionManifest:
 
 
 def _series_dir(project: Project, exp_id: str) -> Path:
-    return project.metrics_dir / "_series" / exp_id
+    return experiment_paths(project, _manifest(project, exp_id)).series_dir
+
+
+def _summary(project: Project, exp_id: str) -> Path:
+    return experiment_paths(project, _manifest(project, exp_id)).summary_path
 
 
 def test_20000_steps_x_5_metrics_load_back_exactly(project: Project) -> None:
@@ -56,7 +60,7 @@ def test_20000_steps_x_5_metrics_load_back_exactly(project: Project) -> None:
     assert manifest.kind == "experiment" and manifest.name == "grpo"
     assert manifest.status.value == "completed"
     assert manifest.last_metrics == {m: expected[m][-1][1] for m in METRICS} | {"step": 19_999}
-    summary = json.loads((project.metrics_dir / "_experiments" / f"{exp_id}.json").read_text())
+    summary = json.loads(_summary(project, exp_id).read_text())
     assert summary["train"]["loss"] == expected["train/loss"][-1][1]
     assert summary["step"] == 19_999
 
@@ -100,16 +104,18 @@ def test_dvc_plots_and_metrics_show_the_series(project: Project) -> None:
     assert after["stages"] == before["stages"]  # the eval stage is kept as written
     assert after["plots"] == [{"metrics/_series": {"x": "step"}}]
     assert after["metrics"] == ["metrics/_experiments"]
-    Tracker(project).start_experiment()  # declared once: a second experiment changes nothing
+    assert after["params"] == ["metrics/_params"]
+    Tracker(project).start_experiment(name="b")  # declared once: a second one changes nothing
     assert project.dvc_yaml.read_text() == text
 
     shown = json.loads(dvc(project.root, "plots", "show", "--json").stdout)["data"]
-    for rel in (f"metrics/_series/{exp_id}/train/loss.tsv", f"metrics/_series/{exp_id}/acc.tsv"):
+    assert _series_dir(project, exp_id) == project.metrics_dir / "_series" / "train"  # default
+    for rel in ("metrics/_series/train/train/loss.tsv", "metrics/_series/train/acc.tsv"):
         assert rel in shown, sorted(shown)
         values = shown[rel][0]["content"]["data"]["values"]
         assert len(values) == 50 and float(values[-1]["step"]) == 49
     metrics = json.loads(dvc(project.root, "metrics", "show", "--json").stdout)
-    data = metrics[""]["data"][f"metrics/_experiments/{exp_id}.json"]["data"]
+    data = metrics[""]["data"]["metrics/_experiments/train.json"]["data"]
     assert data["train"]["loss"] == 1 / 50 and data["step"] == 49
 
 
@@ -168,7 +174,7 @@ def test_sigkill_leaves_readable_files(project: Project, tmp_path: Path) -> None
     manifest = _manifest(project, exp_id)
     assert manifest.status.value == "in_progress"
     assert manifest.last_metrics["step"] <= len(series["train/loss"]) - 1
-    json.loads((project.metrics_dir / "_experiments" / f"{exp_id}.json").read_text())
+    json.loads(_summary(project, exp_id).read_text())
 
 
 def test_exit_without_finish_marks_failed(project: Project, tmp_path: Path) -> None:
@@ -511,8 +517,10 @@ def test_delete_removes_an_experiments_files_and_its_dvc_yaml_entries(project: P
     out = invoke(project, "delete", exp_id, "--yes")
     assert out.exit_code == 0, out.output
     assert not (project.runs_dir / exp_id).exists()
-    assert not (project.metrics_dir / "_series" / exp_id).exists()
-    assert not (project.metrics_dir / "_experiments" / f"{exp_id}.json").exists()
+    assert not (project.metrics_dir / "_series" / "short").exists()
+    assert not (project.metrics_dir / "_experiments" / "short.json").exists()
+    assert not (project.metrics_dir / "_params" / "short.yaml").exists()
+    assert (project.metrics_dir / "_params" / "kept.yaml").exists()
     assert not (project.metrics_dir / "short").exists()
     # Emptied, but dvc.yaml declares it: kept, so `dvc metrics show` does not miss it.
     assert (project.metrics_dir / "_experiments").is_dir()

@@ -20,7 +20,7 @@ import pytest
 from conftest import dvc, invoke
 from evalledger.errors import EvalLedgerError
 from evalledger.manifest import ExecutionManifest, read_manifest
-from evalledger.project import Project
+from evalledger.project import Project, experiment_paths
 from evalledger.track.series import read_series, read_series_dir
 from evalledger.track.tracker import Tracker
 
@@ -164,7 +164,7 @@ def test_a_step_before_the_last_one_is_refused(project: Project) -> None:
             run.log_metrics({"loss": 2.0}, step=6)  # also after a flush
         run.log_metrics({"loss": 0.5})  # the next step: 8
         exp_id = str(run.experiment_id)
-    series = read_series_dir(project.metrics_dir / "_series" / exp_id)
+    series = read_series_dir(experiment_paths(project, _manifest(project, exp_id)).series_dir)
     assert series == {"loss": [(7, 1.0), (8, 0.5)], "acc": [(7, 0.5)]}
     assert _manifest(project, exp_id).status.value == "completed"
 
@@ -183,7 +183,7 @@ def test_nan_and_inf_are_null_in_json_and_empty_in_series(
         run.log_metrics({"train/loss": math.nan}, step=3)
         run.log_evaluation("arith", {"accuracy": 0.5, "perplexity": math.inf})
         exp_id = str(run.experiment_id)
-    summary = _strict_json(project.metrics_dir / "_experiments" / f"{exp_id}.json")
+    summary = _strict_json(experiment_paths(project, _manifest(project, exp_id)).summary_path)
     assert summary == {
         "train": {"loss": None}, "grad_norm": None, "step": 3, "nonfinite": 4,
     }  # fmt: skip
@@ -193,7 +193,7 @@ def test_nan_and_inf_are_null_in_json_and_empty_in_series(
     assert err.count("non-finite") == 1 and "is nan at step 1" in err  # the series, once
     assert err.count("written as null") == 2  # ... and the evaluation
 
-    series_dir = project.metrics_dir / "_series" / exp_id
+    series_dir = project.metrics_dir / "_series" / "diverged"
     text = (series_dir / "train" / "loss.tsv").read_text()
     assert text == "step\tloss\n0\t1.0\n1\t\n2\t0.5\n3\t\n"
     assert "inf" not in (series_dir / "grad_norm.tsv").read_text()
@@ -204,7 +204,7 @@ def test_nan_and_inf_are_null_in_json_and_empty_in_series(
     values = [
         row
         for name, charts in plots["data"].items()
-        if exp_id in name
+        if "/diverged/" in name
         for chart in charts
         for row in chart["content"]["data"]["values"]
     ]

@@ -13,6 +13,8 @@ by any earlier evalledger keep loading. History of the format:
    evaluation matrices: ``name``, ``notes``, ``params``, ``last_metrics``, ``checkpoints``,
    ``artifacts``, ``error``; a ``failed`` execution status; ``provenance`` (machine,
    packages, environment, data versions); ``git.diff_hash``.
+5. The file's end marker; later, an optional ``outputs``: the name a tracked experiment's
+   series, summary and params files are kept under (absent: under its ID, as before).
 """
 
 from __future__ import annotations
@@ -236,6 +238,10 @@ class ExecutionManifest(_Strict):
     """``ErrorClass: message`` when an experiment failed."""
     provenance: Provenance | None = None
     """The machine, packages, environment and data versions (schema 4 on)."""
+    outputs: str | None = None
+    """A tracked experiment's stable output name: its series, summary and params are
+    ``metrics/_series/<outputs>/``, ``metrics/_experiments/<outputs>.json`` and
+    ``metrics/_params/<outputs>.yaml``. None (ledgers written before it): keyed by ID."""
 
     @field_validator("execution_id")
     @classmethod
@@ -419,6 +425,8 @@ def dump_manifest(manifest: ExecutionManifest) -> str:
     data = manifest.model_dump(mode="json")
     if not data["directions"]:  # only experiments that set one carry the key
         del data["directions"]
+    if data["outputs"] is None:  # only experiments with stable paths carry the key
+        del data["outputs"]
     dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
     text = str(yaml.dump(data, Dumper=dumper, sort_keys=False, allow_unicode=True, width=100))
     return f"{text}{END_MARKER}\n"

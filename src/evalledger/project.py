@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path, PurePosixPath
@@ -10,17 +11,29 @@ from typing import TYPE_CHECKING
 from evalledger.errors import NotAProjectError, UnsafePathError
 
 if TYPE_CHECKING:
+    from evalledger.manifest import ExecutionManifest
     from evalledger.matrix import Cell
     from evalledger.params import MatrixSpec
 
-__all__ = ["SERIES_DIR", "STATE_DIR", "SUMMARY_DIR", "Project"]
+__all__ = [
+    "PARAMS_DIR",
+    "SERIES_DIR",
+    "STATE_DIR",
+    "SUMMARY_DIR",
+    "ExperimentPaths",
+    "Project",
+    "experiment_paths",
+]
 
 #: Local, git-ignored state: run lock, item checkpoints, caches. Safe to delete when idle.
 STATE_DIR = ".evalledger"
-#: Folder (below ``metrics/``) of tracked experiments' step series, one subfolder each.
+#: Folder (below ``metrics/``) of tracked experiments' step series, one subfolder per
+#: experiment name (``<exp id>`` in ledgers written before stable paths).
 SERIES_DIR = "_series"
-#: Folder (below ``metrics/``) of each tracked experiment's latest values, ``<exp id>.json``.
+#: Folder (below ``metrics/``) of each tracked experiment's latest values, ``<name>.json``.
 SUMMARY_DIR = "_experiments"
+#: Folder (below ``metrics/``) of each tracked experiment's config and params, ``<name>.yaml``.
+PARAMS_DIR = "_params"
 
 
 @dataclass(frozen=True)
@@ -130,3 +143,39 @@ class Project:
         if reload or "spec" not in self._spec_cache:
             self._spec_cache["spec"] = parse_spec(load_params(self.params_path))
         return self._spec_cache["spec"]
+
+
+@dataclass(frozen=True)
+class ExperimentPaths:
+    """Where a tracked experiment's series, summary and params (None: before) live."""
+
+    series_dir: Path
+    summary_path: Path
+    params_path: Path | None
+
+    def relative(self, project: Project) -> list[str]:
+        """The project-relative paths, series folder first."""
+        paths = [self.series_dir, self.summary_path, self.params_path]
+        return [p.relative_to(project.root).as_posix() for p in paths if p is not None]
+
+    def reset(self) -> None:
+        """Remove what an earlier run of the same name left (a new run replaces it)."""
+        if self.series_dir.is_dir() and not self.series_dir.is_symlink():
+            shutil.rmtree(self.series_dir)
+        self.summary_path.unlink(missing_ok=True)
+
+
+def experiment_paths(project: Project, manifest: ExecutionManifest) -> ExperimentPaths:
+    """The files of a tracked experiment: by ``outputs`` name, else by ID (older ledgers)."""
+    key = manifest.outputs
+    metrics = project.metrics_dir
+    if key is None:
+        exp_id = manifest.execution_id
+        return ExperimentPaths(
+            metrics / SERIES_DIR / exp_id, metrics / SUMMARY_DIR / f"{exp_id}.json", None
+        )
+    return ExperimentPaths(
+        metrics / SERIES_DIR / key,
+        metrics / SUMMARY_DIR / f"{key}.json",
+        metrics / PARAMS_DIR / f"{key}.yaml",
+    )

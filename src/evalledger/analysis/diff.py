@@ -3,8 +3,9 @@
 For every cell whose metrics differ, each metric's old and new value and the change;
 where both revisions hold per-item scores for the metric's column, a paired test on the
 items the two share, with a confidence interval of the change. Also the cells added or
-removed and the params.yaml keys that changed. Defaults mirror ``dvc metrics diff``:
-HEAD against the working tree.
+removed and the params.yaml keys that changed, with tracked experiments' config keys
+(``metrics/_params/<name>.yaml``). Defaults mirror ``dvc metrics diff``: HEAD against the
+working tree.
 """
 
 from __future__ import annotations
@@ -148,9 +149,8 @@ def diff_revisions(
         for p in problems
         if matches(dict(zip(b.axis_names, p.cell.split("/"), strict=False)), filters)
     ]
-    params = [
-        ParamChange(k, old, new) for k, (old, new) in _param_changes(a.params, b.params).items()
-    ]
+    old_p, new_p = {**a.params, **_tracked_params(a)}, {**b.params, **_tracked_params(b)}
+    params = [ParamChange(k, old, new) for k, (old, new) in _param_changes(old_p, new_p).items()]
     return LedgerDiff(
         a=a.label, b=b.label, a_commit=a.commit, b_commit=b.commit, changes=changes,
         added=added,
@@ -160,6 +160,24 @@ def diff_revisions(
         unreadable=unreadable, problems=problems, timings=timings,
         notes=[note] if (note := directions.note()) else [],
     )  # fmt: skip
+
+
+def _tracked_params(snap: Snapshot) -> dict[str, Any]:
+    """Tracked experiments' config and params, ``metrics/_params/<name>.yaml:<key>`` -> value.
+
+    The keys are DVC's own (``dvc params diff``); a damaged file is left out with a warning.
+    """
+    from functools import partial
+
+    from evalledger.project import PARAMS_DIR
+    from evalledger.safeload import MAX_PARAMS_BYTES, parse_yaml
+
+    folder = f"metrics/{PARAMS_DIR}/"
+    paths = [p for p in snap.files if p.startswith(folder) and p.endswith(".yaml")]
+    parse = partial(parse_yaml, max_bytes=MAX_PARAMS_BYTES)
+    found = snap.read("params", paths, parse, skip_damaged=True)
+    return {f"{path}:{key}": value for path, data in sorted(found.items())
+            if isinstance(data, dict) for key, value in flatten(data).items()}  # fmt: skip
 
 
 def _param_changes(old: dict[str, Any], new: dict[str, Any]) -> dict[str, tuple[Any, Any]]:

@@ -8,10 +8,11 @@ from typing import TYPE_CHECKING
 
 from evalledger.errors import UnknownExecutionError
 from evalledger.matrix import cell_from_axes
-from evalledger.project import SERIES_DIR, SUMMARY_DIR
+from evalledger.project import SERIES_DIR, experiment_paths
 
 if TYPE_CHECKING:
     from evalledger.ledger.history import Ledger
+    from evalledger.manifest import ExecutionManifest
 
 __all__ = ["DeletePlan", "apply_delete", "plan_delete"]
 
@@ -64,12 +65,21 @@ def plan_delete(ledger: Ledger, ref: str) -> DeletePlan:
                 paths.append(rel)
     undeclare: list[str] = []
     if manifest.kind == "experiment":
-        exp_id = info.execution_id
-        for rel in (f"metrics/{SERIES_DIR}/{exp_id}", f"metrics/{SUMMARY_DIR}/{exp_id}.json"):
-            if project.path(rel).exists():
-                paths.append(rel)
+        if not _replaced(ws.manifests(skip_damaged=True), manifest):
+            for rel in experiment_paths(project, manifest).relative(project):
+                if project.path(rel).exists():
+                    paths.append(rel)
         undeclare = [f"metrics/{key}.json" for key in cells]
     return DeletePlan(info.execution_id, paths, cells, manifest.kind, undeclare)
+
+
+def _replaced(manifests: dict[str, ExecutionManifest], manifest: ExecutionManifest) -> bool:
+    """Whether a later experiment of the same output name now holds its stable files."""
+    key = manifest.outputs
+    return key is not None and any(
+        m.kind == "experiment" and m.outputs == key and m.created_at > manifest.created_at
+        for m in manifests.values()
+    )
 
 
 def apply_delete(ledger: Ledger, plan: DeletePlan) -> None:
@@ -78,7 +88,8 @@ def apply_delete(ledger: Ledger, plan: DeletePlan) -> None:
 
     project = ledger.project
     root = project.root
-    folders = {plan.paths[0], f"metrics/{SERIES_DIR}/{plan.execution_id}"}
+    folders = {plan.paths[0]}
+    folders.update(p for p in plan.paths if p.startswith(f"metrics/{SERIES_DIR}/"))
     for rel in plan.paths[1:]:
         target = project.path(rel)  # checked again: the tree may have changed since the plan
         if rel in folders:
@@ -89,7 +100,7 @@ def apply_delete(ledger: Ledger, plan: DeletePlan) -> None:
     tops = (root / "metrics", root / "predictions")
     for rel in plan.paths[1:]:  # a model's folder the execution emptied goes too
         parent = (root / rel).parent
-        # Not metrics/_series or _experiments: dvc.yaml declares those folders.
+        # Not metrics/_series, _experiments, _params: dvc.yaml declares those folders.
         reserved = parent.parent not in tops or parent.name.startswith("_")
         if not reserved and parent.is_dir() and not any(parent.iterdir()):
             parent.rmdir()

@@ -54,13 +54,16 @@ def _git(root: Path) -> GitState:
 def stage_for_dvc_experiment(project: Project, manifest: ExecutionManifest) -> None:
     """Under ``dvc exp run``, stage the files DVC would otherwise leave out.
 
-    DVC commits an experiment's tracked files and declared outputs only; the manifest
-    and evaluation cells are new files, so they are added to git's index here (the
-    series and summary are declared in dvc.yaml and need nothing).
+    DVC commits an experiment's tracked files and declared outputs only; the manifest,
+    evaluation cells, series, summary and params file are new files, so they are added
+    to git's index here.
     """
+    from evalledger.track.series import experiment_paths
+
     if "DVC_EXP_BASELINE_REV" not in os.environ:
         return
     paths = [f"runs/{manifest.execution_id}/manifest.yaml"]
+    paths += experiment_paths(project, manifest).relative(project)
     for key in manifest.cells:
         paths += [f"metrics/{key}.json", f"metrics/{key}.scores.csv"]
     existing = [p for p in paths if (project.root / p).exists()]

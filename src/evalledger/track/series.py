@@ -1,6 +1,15 @@
-"""Step series of tracked experiments (``metrics/_series/<exp id>/<metric>.tsv``) for DVC plots.
+"""Step series of tracked experiments (``metrics/_series/<name>/<metric>.tsv``) for DVC plots.
 
-The series and the summaries are declared once in dvc.yaml (:func:`declare_outputs`).
+A tracked experiment's files are keyed by its name (:data:`DEFAULT_NAME` without one),
+not its ID, so that the same path holds the same experiment at every revision, as
+DVCLive does: ``dvc plots diff`` overlays revisions in one chart per metric, ``dvc exp
+show`` has one column per metric and config key, and ``dvc metrics diff`` gives changes.
+``metrics/_series/<name>/`` holds the series, ``metrics/_experiments/<name>.json`` the
+latest values and ``metrics/_params/<name>.yaml`` the config and params; a new run of a
+name in the same workspace replaces them (git and DVC history keep the earlier ones).
+Ledgers written before (no ``outputs`` in the manifest) keep ``<exp id>`` paths, which
+:func:`experiment_paths` falls back to. The three folders are declared once in dvc.yaml
+(:func:`declare_outputs`).
 
 One file per metric, in the format DVCLive writes and ``dvc plots show`` (and the DVC VS
 Code extension) draws: a header ``step<TAB><leaf name>`` and one ``<step><TAB><value>``
@@ -21,28 +30,44 @@ import os
 import re
 from typing import TYPE_CHECKING, Any
 
+from evalledger.atomic import atomic_write
 from evalledger.dvcyaml import edit_dvc_yaml, top_level_list
 from evalledger.errors import EvalLedgerError
-from evalledger.project import SERIES_DIR, SUMMARY_DIR
+from evalledger.project import (
+    PARAMS_DIR,
+    SERIES_DIR,
+    SUMMARY_DIR,
+    ExperimentPaths,
+    experiment_paths,
+)
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Iterable, Mapping, Sequence
     from pathlib import Path
 
     from evalledger.project import Project
 
 __all__ = [
+    "DEFAULT_NAME",
+    "PARAMS_DIR",
     "SERIES_DIR",
     "SUMMARY_DIR",
+    "ExperimentPaths",
     "append_rows",
     "check_metric_name",
     "declare_outputs",
+    "experiment_paths",
     "nonfinite_notice",
     "read_series",
     "read_series_dir",
+    "register_metrics",
     "series_path",
     "series_rows",
+    "write_params",
 ]
+
+#: The output name of an experiment started without a ``name``.
+DEFAULT_NAME = "train"
 
 _SEGMENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")
 _SUFFIX = ".tsv"
@@ -64,6 +89,43 @@ def check_metric_name(name: object) -> str:
             "each starting with a letter or digit (and not 'step')",
         )
     return name
+
+
+def write_params(
+    paths: ExperimentPaths, config: Mapping[str, Any], params: Mapping[str, Any]
+) -> None:
+    """Write config and logged params (already redacted) as the DVC params file.
+
+    ``log_params`` keys win over config keys of the same name.
+    """
+    import yaml
+
+    from evalledger.track.records import merge_into
+
+    if paths.params_path is None:
+        return
+    data: dict[str, Any] = {}
+    merge_into(data, config)
+    merge_into(data, params)
+    atomic_write(paths.params_path, yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
+
+
+def register_metrics(known: set[str], names: Iterable[str]) -> None:
+    """Check new metric ``names`` and add them to ``known``; a clash with one raises.
+
+    The summary nests on ``/``, so a metric cannot also be a group of other metrics.
+    """
+    for key in names:
+        if key in known:
+            continue
+        check_metric_name(key)
+        for other in known:
+            if other.startswith(key + "/") or key.startswith(other + "/"):
+                raise EvalLedgerError(
+                    f"metric {key!r} clashes with {other!r}",
+                    "a metric name cannot also be a group of other metrics",
+                )
+        known.add(key)
 
 
 def series_path(folder: Path, metric: str) -> Path:
@@ -152,13 +214,14 @@ def read_series_dir(folder: Path) -> dict[str, list[tuple[int, float]]]:
 
 
 def declare_outputs(project: Project, metrics_files: Sequence[str] = ()) -> bool:
-    """Declare the series (plots) and summaries (metrics) in dvc.yaml once; True if changed.
+    """Declare series (plots), summaries (metrics), params in dvc.yaml once; True if changed.
 
     ``metrics_files`` (evaluation cells' ``metrics/<name>/<benchmark>.json``) join the
     top-level ``metrics:`` list too, so ``dvc metrics show`` and ``dvc exp show`` see
     them; DVC lists a file once even when a matrix stage also outputs it. Idempotent.
     """
     series, summary = f"metrics/{SERIES_DIR}", f"metrics/{SUMMARY_DIR}"
+    params_dir = f"metrics/{PARAMS_DIR}"
 
     def edit(doc: Any) -> bool:
         changed = False
@@ -172,6 +235,10 @@ def declare_outputs(project: Project, metrics_files: Sequence[str] = ()) -> bool
             if path not in metrics:
                 metrics.append(path)
                 changed = True
+        params = top_level_list(doc, "params")
+        if params_dir not in params:
+            params.append(params_dir)
+            changed = True
         return changed
 
     return edit_dvc_yaml(project, edit)

@@ -17,10 +17,10 @@ An experiment leaves, in the ledger's layout:
   redacted configuration and params, git state, provenance, checkpoints and artifacts
   (path, sha256, size: their bytes are left to DVC), the last value of every metric,
   its status and, when it failed, the error;
-- ``metrics/_series/<exp id>/<metric>.tsv``: one step series per metric, in DVC's plots
-  format (declared once in dvc.yaml, so ``dvc plots show`` draws them);
-- ``metrics/_experiments/<exp id>.json``: the latest values (a DVC metrics file, also
-  declared in dvc.yaml, for ``dvc metrics show`` and ``dvc exp show``);
+- ``metrics/_series/<name>/<metric>.tsv``: one step series per metric, in DVC's plots
+  format, ``metrics/_experiments/<name>.json``: the latest values (DVC metrics), and
+  ``metrics/_params/<name>.yaml``: config and params (DVC params), all declared in dvc.yaml
+  and keyed by name (``train`` without one) so DVC compares revisions (:mod:`.series`);
 - ``metrics/<name>/<benchmark>.json`` (+ ``.scores.csv``): one ledger cell per
   :meth:`Tracker.log_evaluation`, so ``evalledger leaderboard``, ``diff`` and
   ``significance`` treat the experiment like any model.
@@ -77,14 +77,16 @@ from evalledger.track.records import (
     scores_csv,
 )
 from evalledger.track.series import (
-    SERIES_DIR,
-    SUMMARY_DIR,
+    DEFAULT_NAME,
+    ExperimentPaths,
     append_rows,
-    check_metric_name,
     declare_outputs,
+    experiment_paths,
     nonfinite_notice,
+    register_metrics,
     series_path,
     series_rows,
+    write_params,
 )
 
 if TYPE_CHECKING:
@@ -109,8 +111,7 @@ class _Run:
     exp_id: str
     manifest: ExecutionManifest
     manifest_path: Path
-    series_dir: Path
-    summary_path: Path
+    paths: ExperimentPaths
     config_hash: str
     buffer: list[tuple[int, dict[str, Any]]] = dataclasses.field(default_factory=list)
     known: set[str] = dataclasses.field(default_factory=set)
@@ -172,7 +173,8 @@ class Tracker:
         """Create an experiment and return its ID (``exp_YYYY-MM-DD_HHMMSS_<8 hex>``).
 
         ``name`` (default: the ID) is how its evaluations appear in the ledger, as the
-        model of cells ``metrics/<name>/<benchmark>.json``.
+        model of cells ``metrics/<name>/<benchmark>.json``, and (default: ``train``) the
+        key of its series, summary and params files: a later run of a name replaces them.
         """
         from evalledger.matrix import config_hash
 
@@ -181,19 +183,22 @@ class Tracker:
                 msg = f"experiment {self._run.exp_id} is still running"
                 raise EvalLedgerError(msg, "call finish_experiment() first, or use another Tracker")
             exp_id = new_experiment_id()
-            name = check_name("experiment name", name) if name is not None else exp_id
+            key = DEFAULT_NAME if name is None else check_name("experiment name", name)
             cfg = redact(plain_mapping(config, "config"))
-            manifest = new_experiment_manifest(self.project, exp_id, name, notes, cfg)
+            manifest = new_experiment_manifest(self.project, exp_id, name or exp_id, notes, cfg)
+            manifest.outputs = key
+            paths = experiment_paths(self.project, manifest)
+            paths.reset()  # a new run of the same name replaces the last one's files
             declare_outputs(self.project)
             run = _Run(
                 exp_id=exp_id,
                 manifest=manifest,
                 manifest_path=self.project.runs_dir / exp_id / "manifest.yaml",
-                series_dir=self.project.metrics_dir / SERIES_DIR / exp_id,
-                summary_path=self.project.metrics_dir / SUMMARY_DIR / f"{exp_id}.json",
+                paths=paths,
                 config_hash=config_hash(cfg),
             )
-            run.series_dir.mkdir(parents=True, exist_ok=True)
+            paths.series_dir.mkdir(parents=True, exist_ok=True)
+            write_params(paths, cfg, {})
             self._write_state(run, fsync=True)
             self._run = run
             self._mirrors.call("start", manifest)
@@ -310,17 +315,7 @@ class Tracker:
 
     def _register(self, run: _Run, values: Mapping[str, Any]) -> None:
         with self._lock:
-            for key in values:
-                if key in run.known:
-                    continue
-                check_metric_name(key)
-                for other in run.known:  # the summary nests on '/': a leaf is no folder
-                    if other.startswith(key + "/") or key.startswith(other + "/"):
-                        raise EvalLedgerError(
-                            f"metric {key!r} clashes with {other!r}",
-                            "a metric name cannot also be a group of other metrics",
-                        )
-                run.known.add(key)
+            register_metrics(run.known, values)
 
     def log_params(self, params: Mapping[str, Any]) -> None:
         """Record hyperparameters (merged into the manifest's ``params``, secrets redacted)."""
@@ -328,6 +323,7 @@ class Tracker:
         clean = redact(plain_mapping(params, "params"))
         with self._lock:
             merge_into(run.manifest.params, clean)
+            write_params(run.paths, run.manifest.config, run.manifest.params)
             run.dirty = True
             self._mirrors.call("log_params", clean)
 
@@ -457,7 +453,7 @@ class Tracker:
                 run.nonfinite += len(bad)
             run.last_step = batch[-1][0]
             for key, lines in rows.items():
-                append_rows(series_path(run.series_dir, key), "".join(lines), fsync=fsync)
+                append_rows(series_path(run.paths.series_dir, key), "".join(lines), fsync=fsync)
             run.dirty = True
             if self._mirrors.active:
                 for step, values in batch:
@@ -473,7 +469,7 @@ class Tracker:
             summary: dict[str, Any] = {**nest(run.last), "step": run.last_step}
             if run.nonfinite and "nonfinite" not in summary:
                 summary["nonfinite"] = run.nonfinite  # how many values are null or empty
-            atomic_write(run.summary_path, dump_json(summary)[0], fsync=fsync)
+            atomic_write(run.paths.summary_path, dump_json(summary)[0], fsync=fsync)
         run.manifest.updated_at = utcnow()
         atomic_write(run.manifest_path, dump_manifest(run.manifest), fsync=fsync)
         run.dirty = False

@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from conftest import dvc, git, invoke
+from evalledger.errors import ConfigError
 from evalledger.manifest import read_manifest
 from evalledger.project import Project, experiment_paths
 from evalledger.track.config import ExperimentConfig
@@ -156,6 +157,24 @@ def test_an_older_manifest_falls_back_to_id_paths(project: Project) -> None:
     assert paths.series_dir == project.metrics_dir / "_series" / exp_id
     assert paths.summary_path == project.metrics_dir / "_experiments" / f"{exp_id}.json"
     assert paths.params_path is None
+
+
+def test_strict_config_refuses_a_typo_with_a_did_you_mean() -> None:
+    assert TrainConfig(lrr=0.5).lr == 0.01  # not strict: stored beside the default
+    with pytest.raises(ConfigError) as err:
+        TrainConfig(strict=True, lrr=0.5)
+    assert err.value.one_line() == ("unknown config key 'lrr' for TrainConfig; did you mean 'lr'?")
+
+    class Strict(TrainConfig):
+        strict_keys = True
+
+    with pytest.raises(ConfigError) as err:
+        Strict(epoch=3)
+    assert err.value.one_line().endswith("did you mean 'epochs'?")
+    with pytest.raises(ConfigError) as err:
+        Strict.model_validate({"sede": 1})
+    assert err.value.one_line().endswith("did you mean 'seed'?")
+    assert Strict(lr=0.2).to_dict() == {"lr": 0.2, "epochs": 4, "seed": 0}
 
 
 def test_evalledger_diff_shows_the_config_change(two_revisions: tuple[Project, str, str]) -> None:

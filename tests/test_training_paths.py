@@ -32,8 +32,15 @@ class TrainConfig(ExperimentConfig):
     seed: int = 0
 
 
-def train(project: Project, config: TrainConfig, name: str | None = "digits") -> str:
-    """Train SGDClassifier on digits for ``config.epochs`` epochs; the experiment's ID."""
+def train(
+    project: Project, config: TrainConfig, name: str | None = "digits", checkpoint: str = ""
+) -> str:
+    """Train SGDClassifier on digits for ``config.epochs`` epochs; the experiment's ID.
+
+    With ``checkpoint`` (a project-relative path) the model is pickled there and logged.
+    """
+    import pickle
+
     import numpy as np
     from sklearn.datasets import load_digits
     from sklearn.linear_model import SGDClassifier
@@ -56,6 +63,9 @@ def train(project: Project, config: TrainConfig, name: str | None = "digits") ->
                 values[f"{split}/loss"] = log_loss(ys, model.predict_proba(xs), labels=classes)
                 values[f"{split}/acc"] = accuracy_score(ys, model.predict(xs))
             run.log_metrics(values, step=epoch, direction={"*loss": "lower", "*acc": "higher"})
+        if checkpoint:
+            (project.root / checkpoint).write_bytes(pickle.dumps(model))
+            run.log_checkpoint(project.root / checkpoint, step=config.epochs - 1)
         return str(run.experiment_id)
 
 

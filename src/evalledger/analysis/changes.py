@@ -20,6 +20,7 @@ from evalledger.metrics import Directions
 
 if TYPE_CHECKING:
     from evalledger.analysis.paired import PairedResult
+    from evalledger.analysis.trained import ExperimentRef
 
 __all__ = ["LedgerDiff", "MetricChange", "ParamChange", "lower_is_better"]
 
@@ -118,6 +119,8 @@ class LedgerDiff:
     """What makes B's metrics untrustworthy besides regressions (see analysis.gate)."""
     timings: list[MetricChange] = field(default_factory=list)
     """Changes of timing metrics (latency, wall time), apart: a re-run moves them alone."""
+    experiments: list[ExperimentRef] = field(default_factory=list)
+    """Tracked runs whose manifests are new at B, with their checkpoints."""
 
     @property
     def timing_cells(self) -> list[str]:
@@ -234,6 +237,7 @@ class LedgerDiff:
             "unreadable_cells": self.unreadable,
             "problems": [p.to_json() for p in self.problems],
             "timing_changes": [c.to_json() for c in self.timings],
+            "experiments": [e.to_json() for e in self.experiments],
             "notes": self.notes,
         }  # fmt: skip
 
@@ -301,6 +305,9 @@ class LedgerDiff:
             for p in self.params:
                 lines.append(f"| {md_code(p.key)} | {_md_param(p.old)} | {_md_param(p.new)} |")
             lines.append("")
+        from evalledger.analysis.trained import markdown_lines
+
+        lines += markdown_lines(self.experiments)
         used = sorted({c.test.method for c in self.changes if c.test is not None})
         tests = f"paired {' / '.join(used)} tests on per-item scores" if used else "no tests"
         cells = f"{self.unchanged} cell{'s' if self.unchanged != 1 else ''} unchanged"

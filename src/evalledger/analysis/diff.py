@@ -4,7 +4,8 @@ For every cell whose metrics differ, each metric's old and new value and the cha
 where both revisions hold per-item scores for the metric's column, a paired test on the
 items the two share, with a confidence interval of the change. Also the cells added or
 removed and the params.yaml keys that changed, with tracked experiments' config keys
-(``metrics/_params/<name>.yaml``). Defaults mirror ``dvc metrics diff``: HEAD against the
+(``metrics/_params/<name>.yaml``), their final training metrics and the runs new at B
+(:mod:`evalledger.analysis.training_diff`). Defaults mirror ``dvc metrics diff``: HEAD against the
 working tree.
 """
 
@@ -56,9 +57,12 @@ def _pick_metrics(flat_old: dict[str, Any], flat_new: dict[str, Any],
 
 
 def _check_metrics(metrics: list[str], snaps: list[Snapshot]) -> None:
-    """ConfigError for a ``-m`` that no cell of either revision has (a typo passes no gate)."""
+    """ConfigError for a ``-m`` that no cell or training summary of either revision has."""
+    from evalledger.analysis.training_diff import summary_metric_names
+
     known: set[str] = set()
     for snap in snaps:
+        known |= summary_metric_names(snap)
         for data in snap.metrics().values():
             known.update(k for k, v in flatten(data).items() if as_number(v) is not None)
     for name in metrics:
@@ -135,6 +139,9 @@ def diff_revisions(
             both = old is not None and new is not None
             if both and col and a.cells[key].scores_oid and b.cells[key].scores_oid:
                 tested.append((key, metric, col, category[0] if category else None))
+    from evalledger.analysis.training_diff import new_experiments, summary_changes
+
+    trained, trained_timings = summary_changes(a, b, directions, metrics, all_metrics)
     _test_changes(a, b, changes, tested, method=method, alpha=alpha, confidence=confidence,
                   n_resamples=n_resamples, seed=seed, cluster=cluster)  # fmt: skip
     moved = {c.cell for c in changes} | {c.cell for c in timings}
@@ -152,12 +159,13 @@ def diff_revisions(
     old_p, new_p = {**a.params, **_tracked_params(a)}, {**b.params, **_tracked_params(b)}
     params = [ParamChange(k, old, new) for k, (old, new) in _param_changes(old_p, new_p).items()]
     return LedgerDiff(
-        a=a.label, b=b.label, a_commit=a.commit, b_commit=b.commit, changes=changes,
-        added=added,
+        a=a.label, b=b.label, a_commit=a.commit, b_commit=b.commit,
+        changes=changes + trained, added=added, experiments=new_experiments(a, b),
         removed=[k for k in a_keys if k not in b.cells],
         params=params, unchanged=len(common) - len(changed) - len(unreadable), alpha=alpha,
         confidence=confidence, method=method, other_changes=other,
-        unreadable=unreadable, problems=problems, timings=timings,
+        unreadable=unreadable, problems=problems,
+        timings=timings + trained_timings,
         notes=[note] if (note := directions.note()) else [],
     )  # fmt: skip
 

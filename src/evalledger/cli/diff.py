@@ -141,6 +141,12 @@ def _print(result: LedgerDiff, timings: bool) -> None:
         print_table(["param", "old", "new"],
                     [[p.key, escape(plain_value(p.old)), escape(plain_value(p.new))]
                      for p in result.params])  # fmt: skip
+    for exp in result.experiments:
+        name = f" ({exp.name})" if exp.name else ""
+        click.echo(
+            f"experiment {exp.id}{name}"
+            + "".join(f"\n  checkpoint {c.path} sha256 {c.sha256}" for c in exp.checkpoints)
+        )
     if timings and result.timings:
         print_table(["cell", "timing", "old", "new", "change"],
                     [[c.cell, c.metric, format_value(c.old), format_value(c.new),

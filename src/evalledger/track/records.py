@@ -161,8 +161,11 @@ def logged_directions(
     return given  # type: ignore[return-value]
 
 
-def logged_step(step: Any, last: int = -1) -> int:
-    """``step`` as an integer; not negative, nor before the ``last`` step logged."""
+def logged_step(step: Any, last: int = -1, after: int = -1) -> int:
+    """``step`` as an integer; not negative, nor before the ``last`` step logged.
+
+    It must also pass ``after``, the last step of a resumed run (its series hold it).
+    """
     try:
         if isinstance(step, bool):
             raise TypeError
@@ -171,6 +174,12 @@ def logged_step(step: Any, last: int = -1) -> int:
         raise EvalLedgerError(f"step {step!r} must be an integer") from None
     if value < 0:
         raise EvalLedgerError(f"step {step!r} must not be negative")
+    if value <= after:
+        raise EvalLedgerError(
+            f"step {value} is not after step {after}, where the resumed run left off; "
+            "steps must not decrease",
+            f"log at step {after + 1} or later, or leave step out for the next one",
+        )
     if value < last:
         raise EvalLedgerError(
             f"step {value} is before the last step {last} logged; steps must not decrease",

@@ -36,7 +36,6 @@ leaves every file readable.
 from __future__ import annotations
 
 import atexit
-import dataclasses
 import sys
 import threading
 from contextlib import contextmanager
@@ -49,7 +48,6 @@ from evalledger.manifest import (
     ArtifactRecord,
     CellRecord,
     CellStatus,
-    ExecutionManifest,
     ExecutionStatus,
     dump_manifest,
     new_experiment_id,
@@ -76,9 +74,11 @@ from evalledger.track.records import (
     plain_mapping,
     scores_csv,
 )
+from evalledger.track.resume import resume_experiment
+from evalledger.track.runstate import ACTIVE as _ACTIVE
+from evalledger.track.runstate import Run as _Run
 from evalledger.track.series import (
     DEFAULT_NAME,
-    ExperimentPaths,
     append_rows,
     declare_outputs,
     experiment_paths,
@@ -102,30 +102,6 @@ __all__ = ["ExperimentConfig", "Tracker"]
 #: How an experiment that never called finish_experiment is recorded at exit.
 EXITED_WITHOUT_FINISH = "process exited without finish_experiment"
 _FINAL = {s.value: s for s in ExecutionStatus if s is not ExecutionStatus.IN_PROGRESS}
-
-
-@dataclasses.dataclass(eq=False)
-class _Run:
-    """The state of the running experiment."""
-
-    exp_id: str
-    manifest: ExecutionManifest
-    manifest_path: Path
-    paths: ExperimentPaths
-    config_hash: str
-    buffer: list[tuple[int, dict[str, Any]]] = dataclasses.field(default_factory=list)
-    known: set[str] = dataclasses.field(default_factory=set)
-    last: dict[str, float] = dataclasses.field(default_factory=dict)
-    last_step: int = -1
-    """The last step written (at the last flush)."""
-    step: int = -1
-    """The last step logged."""
-    dirty: bool = True
-    stop: threading.Event = dataclasses.field(default_factory=threading.Event)
-    thread: threading.Thread | None = None
-    warned: bool = False
-    nonfinite: int = 0
-    """How many logged values were NaN or infinite (null in JSON, empty in series)."""
 
 
 class Tracker:
@@ -293,8 +269,8 @@ class Tracker:
             self._set_directions(run, metrics, direction)
         if step is None:
             step = run.step + 1
-        elif type(step) is not int or step < run.step or step < 0:
-            step = logged_step(step, run.step)  # raises for a bad or decreasing step
+        elif type(step) is not int or step < run.step or step < 0 or step <= run.floor:
+            step = logged_step(step, run.step, after=run.floor)  # raises: bad or decreasing
         values = dict(metrics)
         if not run.known.issuperset(values):
             self._register(run, values)
@@ -475,10 +451,7 @@ class Tracker:
         run.dirty = False
 
     evaluate = tracker_evaluate  # evaluate(model, benchmark, n=None, **options)
-
-
-#: Trackers with a running experiment, finished as failed if the process exits first.
-_ACTIVE: set[Tracker] = set()
+    resume = resume_experiment  # resume(exp_id): reattach a crashed run (see .resume)
 
 
 def _finish_at_exit() -> None:

@@ -24,6 +24,7 @@ __all__ = [
     "Item",
     "ItemScore",
     "PromptSetSettings",
+    "SamplingSettings",
     "validate_settings",
 ]
 
@@ -87,13 +88,8 @@ class PromptSetSettings(AdapterSettings):
         return value
 
 
-class DecodingSettings(AdapterSettings):
-    """An entry of ``decodings:``: sampling settings passed to the model with each call.
-
-    The common ones are checked; any other key goes to the adapter as given.
-    """
-
-    model_config = ConfigDict(extra="allow")
+class SamplingSettings(AdapterSettings):
+    """The common sampling settings, with their ranges: a decoding's and a model's."""
 
     temperature: float | None = Field(default=None, ge=0)
     top_p: float | None = Field(default=None, ge=0, le=1)
@@ -101,6 +97,15 @@ class DecodingSettings(AdapterSettings):
     max_tokens: int | None = Field(default=None, ge=1)
     seed: int | None = None
     stop: list[str] | str | None = None
+
+
+class DecodingSettings(SamplingSettings):
+    """An entry of ``decodings:``: sampling settings passed to the model with each call.
+
+    The common ones are checked; any other key goes to the adapter as given.
+    """
+
+    model_config = ConfigDict(extra="allow")
 
 
 def validate_settings(

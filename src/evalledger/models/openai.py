@@ -28,7 +28,7 @@ from pydantic import Field, field_validator
 
 from evalledger.errors import ConfigError
 from evalledger.models.base import Model, ModelSettings
-from evalledger.plugin_types import Completion
+from evalledger.plugin_types import Completion, SamplingSettings
 from evalledger.redact import register_secret, register_secret_env, scrub_text
 
 if TYPE_CHECKING:
@@ -99,7 +99,7 @@ class AuthenticationError(BadRequestError):
     """HTTP 401/403: the key is missing, wrong or not allowed."""
 
 
-class OpenAISettings(ModelSettings):
+class OpenAISettings(ModelSettings, SamplingSettings):
     """Settings of the ``openai`` adapter."""
 
     base_url: str = Field(pattern=r"^https?://\S+$")
@@ -129,12 +129,6 @@ class OpenAISettings(ModelSettings):
             raise ValueError("must contain {prompt}")
         return value
 
-    temperature: float | None = Field(default=None, ge=0)
-    top_p: float | None = Field(default=None, ge=0, le=1)
-    top_k: int | None = None
-    max_tokens: int | None = Field(default=None, ge=1)
-    seed: int | None = None
-    stop: list[str] | str | None = None
     extra_body: dict[str, Any] = {}
     """Further request fields, sent as given."""
     timeout: float = Field(default=60.0, gt=0)
@@ -151,7 +145,7 @@ class OpenAISettings(ModelSettings):
     """Tokens per minute for the endpoint (estimated before each call)."""
 
 
-_DECODING_KEYS = ("temperature", "top_p", "top_k", "max_tokens", "seed", "stop")
+_DECODING_KEYS = tuple(SamplingSettings.model_fields)
 
 
 @dataclass

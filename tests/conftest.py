@@ -9,6 +9,7 @@ import textwrap
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
@@ -133,6 +134,15 @@ def counting_project(tmp_path: Path) -> tuple[Project, Path]:
 def invoke(project: Project | Path, *args: str) -> Result:
     root = project.root if isinstance(project, Project) else project
     return CliRunner().invoke(cli, ["-C", str(root), *args], catch_exceptions=False)
+
+
+def listed(project: Project) -> dict[str, dict[str, Any]]:
+    """``evalledger list --json`` (ledger executions only), by execution id."""
+    import json
+
+    out = invoke(project, "list", "--json", "--no-experiments")
+    assert out.exit_code == 0, out.output
+    return {row["execution_id"]: row for row in json.loads(out.output)}
 
 
 def calls(flags: Path) -> list[str]:

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from conftest import invoke, make_project
+from conftest import invoke, listed, make_project
 from evalledger.heartbeat_state import (
     INTERVAL,
     NO_HEARTBEAT_AFTER,
@@ -74,12 +74,6 @@ def _start(
     return proc, exp_id
 
 
-def _listed(project: Project) -> dict[str, dict[str, Any]]:
-    out = invoke(project, "list", "--json", "--no-experiments")
-    assert out.exit_code == 0, out.output
-    return {row["execution_id"]: row for row in json.loads(out.output)}
-
-
 def _shown(project: Project, exp_id: str) -> str:
     out = invoke(project, "show", exp_id, "--json")
     assert out.exit_code == 0, out.output
@@ -95,7 +89,7 @@ def test_killed_live_and_finished_runs(project: Project, tmp_path: Path) -> None
         assert read_heartbeat(project, killed_id) is not None
         os.kill(killed.pid, signal.SIGKILL)
         killed.wait(timeout=30)
-        rows = _listed(project)
+        rows = listed(project)
         assert rows[killed_id]["status"] == "crashed"
         assert rows[killed_id]["recorded_status"] == "in_progress"
         assert rows[live_id]["status"] == "running"
@@ -114,7 +108,7 @@ def test_killed_live_and_finished_runs(project: Project, tmp_path: Path) -> None
         for proc in (killed, live):
             if proc.poll() is None:
                 proc.kill()
-    assert _listed(project)[live_id]["status"] == "completed"
+    assert listed(project)[live_id]["status"] == "completed"
     assert _shown(project, live_id) == "completed"
     assert not heartbeat_path(project, live_id).exists()  # removed at the finish
     assert heartbeat_path(project, killed_id).exists()  # left by the killed one
@@ -133,13 +127,13 @@ def test_a_heartbeat_from_another_boot_is_crashed(project: Project) -> None:
     tracker = Tracker(project)
     exp_id = tracker.start_experiment(name="rebooted")
     try:
-        assert _listed(project)[exp_id]["status"] == "running"
+        assert listed(project)[exp_id]["status"] == "running"
         _fake_beat(project, exp_id, boot_id="0" * 8 + "-0000-0000-0000-" + "0" * 12)
-        assert _listed(project)[exp_id]["status"] == "crashed"
+        assert listed(project)[exp_id]["status"] == "crashed"
         assert _shown(project, exp_id) == "crashed"
     finally:
         tracker.finish_experiment()
-    assert _listed(project)[exp_id]["status"] == "completed"
+    assert listed(project)[exp_id]["status"] == "completed"
 
 
 def test_a_reused_pid_is_crashed_and_another_host_goes_stale(project: Project) -> None:
@@ -157,7 +151,7 @@ def test_a_reused_pid_is_crashed_and_another_host_goes_stale(project: Project) -
         assert liveness(project, manifest) == "running"  # recent beat: trusted
         late = beat_at + STALE_AFTER * INTERVAL + 1
         assert liveness(project, manifest, now=late) == "stale"
-        assert _listed(project)[exp_id]["status"] in ("running", "stale")
+        assert listed(project)[exp_id]["status"] in ("running", "stale")
     finally:
         tracker.finish_experiment()
 
@@ -176,7 +170,7 @@ def test_an_old_in_progress_run_without_heartbeat_is_crashed(project: Project) -
         assert liveness(project, manifest, now=later) == "stale"  # nothing here can tell
     finally:
         tracker.finish_experiment()
-    assert _listed(project)[exp_id]["status"] == "completed"
+    assert listed(project)[exp_id]["status"] == "completed"
 
 
 # ----------------------------------------------------------------- failed sweep experiments

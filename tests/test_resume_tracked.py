@@ -9,11 +9,10 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from conftest import invoke, make_project
+from conftest import listed, make_project
 from evalledger.errors import EvalLedgerError
 from evalledger.manifest import read_manifest
 from evalledger.project import Project, experiment_paths
@@ -56,12 +55,6 @@ def _start(project: Project, tmp_path: Path, name: str) -> tuple[subprocess.Pope
     return proc, exp_id
 
 
-def _listed(project: Project) -> dict[str, dict[str, Any]]:
-    out = invoke(project, "list", "--json", "--no-experiments")
-    assert out.exit_code == 0, out.output
-    return {row["execution_id"]: row for row in json.loads(out.output)}
-
-
 def _steps(project: Project, exp_id: str) -> list[int]:
     manifest = read_manifest(project.runs_dir / exp_id / "manifest.yaml")
     series = read_series_dir(experiment_paths(project, manifest).series_dir)
@@ -77,7 +70,7 @@ def test_a_killed_run_resumes_where_it_left_off(project: Project, tmp_path: Path
     finally:
         if proc.poll() is None:
             proc.kill()
-    assert _listed(project)[exp_id]["status"] == "crashed"
+    assert listed(project)[exp_id]["status"] == "crashed"
     before = _steps(project, exp_id)
     assert len(before) >= 10 and before == list(range(len(before)))
     last = before[-1]
@@ -85,7 +78,7 @@ def test_a_killed_run_resumes_where_it_left_off(project: Project, tmp_path: Path
     tracker = Tracker(project, flush_interval=0.05)
     with tracker.resume(exp_id[-8:]) as run:  # a unique part of the ID
         assert run.experiment_id == exp_id
-        assert _listed(project)[exp_id]["status"] == "running"
+        assert listed(project)[exp_id]["status"] == "running"
         with pytest.raises(EvalLedgerError, match=f"not after step {last}"):
             run.log_metrics({"train/loss": 0.0}, step=last)
         for _ in range(5):
@@ -97,7 +90,7 @@ def test_a_killed_run_resumes_where_it_left_off(project: Project, tmp_path: Path
     assert manifest.status.value == "completed"
     assert manifest.last_metrics["step"] == last + 6
     assert manifest.config == {"lr": 0.1}
-    assert _listed(project)[exp_id]["status"] == "completed"
+    assert listed(project)[exp_id]["status"] == "completed"
     summary = json.loads(experiment_paths(project, manifest).summary_path.read_text())
     assert summary["step"] == last + 6 and summary["train"]["loss"] == 0.005
 
@@ -109,14 +102,14 @@ def test_a_killed_run_resumes_where_it_left_off(project: Project, tmp_path: Path
 def test_a_running_run_is_not_resumed(project: Project, tmp_path: Path) -> None:
     proc, exp_id = _start(project, tmp_path, "live")
     try:
-        assert _listed(project)[exp_id]["status"] == "running"
+        assert listed(project)[exp_id]["status"] == "running"
         with pytest.raises(EvalLedgerError, match=f"exp {exp_id} is running: a live process"):
             Tracker(project).resume(exp_id)
         assert proc.poll() is None
     finally:
         proc.kill()
         proc.wait(timeout=30)
-    assert _listed(project)[exp_id]["status"] == "crashed"
+    assert listed(project)[exp_id]["status"] == "crashed"
 
 
 def test_a_cut_line_is_dropped_and_unknown_ids_are_one_line(
@@ -130,7 +123,7 @@ def test_a_cut_line_is_dropped_and_unknown_ids_are_one_line(
     path = experiment_paths(project, manifest).series_dir / "train" / "loss.tsv"
     with path.open("a") as f:
         f.write(f"{last + 1}\t0.")  # a line the kill cut short
-    assert _listed(project)[exp_id]["status"] == "crashed"
+    assert listed(project)[exp_id]["status"] == "crashed"
 
     with Tracker(project).resume(exp_id) as again:
         again.log_metrics({"train/loss": 0.5})

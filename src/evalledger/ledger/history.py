@@ -123,6 +123,7 @@ class Snapshot:
         self.files = files
         """Path -> blob id of every ledger file."""
         self._metrics: dict[str, dict[str, Any] | None] = {}
+        self._manifests: dict[bool, dict[str, ExecutionManifest]] = {}
 
     @property
     def label(self) -> str:
@@ -264,8 +265,11 @@ class Snapshot:
     def manifests(self, *, skip_damaged: bool = False) -> dict[str, ExecutionManifest]:
         """Every execution manifest of this revision.
 
-        A damaged one is refused, or with ``skip_damaged`` left out with a warning.
+        A damaged one is refused, or with ``skip_damaged`` left out with a warning. Parsed
+        once per snapshot: health, directions, owners and a diff's experiments all ask.
         """
+        if skip_damaged in self._manifests:
+            return dict(self._manifests[skip_damaged])
         paths = {f"runs/{i}/{_MANIFEST}": i for i in self.manifest_ids}
         raw = self.read("manifest", paths, _parse_manifest, skip_damaged=skip_damaged)
         out = {}
@@ -277,7 +281,8 @@ class Snapshot:
                 if not skip_damaged:
                     raise
                 warn_skipped(exc, "that execution is left out")
-        return out
+        self._manifests[skip_damaged] = out
+        return dict(out)
 
     def owners(self, *, skip_damaged: bool = False) -> dict[str, str]:
         """Cell key -> the execution whose results its files hold at this revision.

@@ -45,9 +45,9 @@ class MissingOutputs:
 
 def missing_outputs(project: Project, spec: MatrixSpec, cells: list[Cell]) -> MissingOutputs:
     """The ``cells`` whose only change since dvc.lock is a missing predictions file."""
-    from evalledger.execution.pipeline import _read_lock
+    from evalledger.execution.pipeline import read_lock
 
-    entries, problem = _read_lock(project)
+    entries, problem = read_lock(project)
     found = MissingOutputs()
     if problem is not None or not entries:
         return found

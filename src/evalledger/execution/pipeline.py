@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "lock_problem",
+    "read_lock",
     "record_cells",
     "recoverable_cells",
     "render_stage",
@@ -73,7 +74,7 @@ def sync_dvc_yaml(project: Project, spec: MatrixSpec) -> bool:
     return edit_dvc_yaml(project, edit)
 
 
-def _read_lock(project: Project) -> tuple[dict[str, Any], str | None]:
+def read_lock(project: Project) -> tuple[dict[str, Any], str | None]:
     """dvc.lock's ``stages`` (empty when absent) and what is wrong with it, if anything."""
     try:
         data = project.dvc_lock.read_bytes()
@@ -114,7 +115,7 @@ def _entry_shaped(entry: Any) -> bool:
 
 def lock_problem(project: Project) -> str | None:
     """Why dvc.lock cannot be used (empty, not YAML, not a lock file); None if it can."""
-    return _read_lock(project)[1]
+    return read_lock(project)[1]
 
 
 def repair_dvc_lock(project: Project, spec: MatrixSpec) -> int | None:
@@ -362,7 +363,7 @@ def stale_cells(project: Project, spec: MatrixSpec, cells: list[Cell]) -> list[C
     exist with its recorded md5. When dvc.lock is empty or invalid, the cells that
     :func:`repair_dvc_lock` would record again are the ones not stale.
     """
-    entries, problem = _read_lock(project)
+    entries, problem = read_lock(project)
     if problem is not None:
         recoverable = {c.key for c in recoverable_cells(project, spec)}
         return [c for c in cells if c.key not in recoverable]

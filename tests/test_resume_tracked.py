@@ -131,3 +131,50 @@ def test_a_cut_line_is_dropped_and_unknown_ids_are_one_line(
     assert path.read_text().endswith(f"\n{last + 1}\t0.5\n")
     with pytest.raises(EvalLedgerError, match="no tracked experiment 'exp_nope'"):
         Tracker(project).resume("exp_nope")
+
+
+CHECKPOINTED = """\
+import sys
+from pathlib import Path
+from evalledger.track.tracker import Tracker
+
+tracker = Tracker(sys.argv[1], flush_interval=60)
+tracker.start_experiment({"lr": 0.1}, name="ckpt")
+for step in range(6):
+    tracker.log_metrics({"train/loss": 1.0 / (step + 1)}, step=step)
+    if step in (1, 3):
+        Path(sys.argv[2], f"w{step}").write_text(str(step))
+        tracker.log_checkpoint(Path(sys.argv[2], f"w{step}"), step=step)
+tracker.flush()  # steps 4 and 5 are on disk; their weights never were
+print(tracker.experiment_id, flush=True)
+import os, signal
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_from_checkpoint_cuts_the_series_back_to_the_weights(
+    project: Project, tmp_path: Path
+) -> None:
+    script = tmp_path / "ckpt.py"
+    script.write_text(CHECKPOINTED)
+    weights = project.root / "weights"
+    weights.mkdir()
+    out = subprocess.run([sys.executable, str(script), str(project.root), str(weights)],
+                         capture_output=True, text=True)  # fmt: skip
+    assert out.returncode == -signal.SIGKILL, out.stderr
+    exp_id = out.stdout.strip()
+    assert _steps(project, exp_id) == [0, 1, 2, 3, 4, 5]
+    tracker = Tracker(project)
+    assert tracker.last_step == -1 and tracker.last_checkpoint is None  # nothing running
+    with tracker.resume(exp_id, from_checkpoint=True) as run:
+        assert run.last_step == 3 and run.last_checkpoint == weights / "w3"
+        assert _steps(project, exp_id) == [0, 1, 2, 3]
+        run.log_metrics({"train/loss": 0.2})
+        assert run.last_step == 4
+    assert _steps(project, exp_id) == [0, 1, 2, 3, 4]
+    summary = json.loads(
+        experiment_paths(
+            project, read_manifest(project.runs_dir / exp_id / "manifest.yaml")
+        ).summary_path.read_text()
+    )
+    assert summary == {"train": {"loss": 0.2}, "step": 4}

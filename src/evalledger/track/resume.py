@@ -3,9 +3,10 @@
 ::
 
     tracker = Tracker()
-    with tracker.resume("exp_2025-01-02_030405_ab12cd34") as run:  # or any unique part
-        for step in range(run_step + 1, steps):
-            run.log_metrics({"train/loss": loss})  # continues at the last step + 1
+    with tracker.resume("exp_2025-01-02_030405_ab12cd34", from_checkpoint=True) as run:
+        model = load(run.last_checkpoint)  # the file of the last logged checkpoint
+        for step in range(run.last_step + 1, steps):
+            run.log_metrics({"train/loss": loss}, step=step)
 
 Only an ``in_progress`` experiment whose process is gone (``crashed`` in ``evalledger
 list``) resumes: a ``running`` or ``stale`` one still has (or may have) a live process
@@ -13,8 +14,13 @@ writing it, and a finished one (completed, failed, partial) is refused with a hi
 start a new experiment. Resuming reattaches the same manifest, series, summary and params
 files: the last step is the highest step in the series files, so ``log_metrics`` without
 ``step`` continues at last + 1 and a step at or before it is refused. A line a crash cut
-short at the end of a series file is dropped first. Without a ``with`` block, finish
-with :meth:`Tracker.finish_experiment` as after :meth:`Tracker.start_experiment`.
+short at the end of a series file is dropped first. With ``from_checkpoint``, the series
+are also cut back to the last logged checkpoint's step (all of them without one), and
+that step is the last one, so the curves continue from the weights that are loaded, not
+from steps whose weights were lost with the process. Log a step's metrics before its
+checkpoint: :meth:`Tracker.log_checkpoint` flushes them, so the two stay together.
+Without a ``with`` block, finish with :meth:`Tracker.finish_experiment` as after
+:meth:`Tracker.start_experiment`.
 """
 
 from __future__ import annotations
@@ -70,8 +76,22 @@ def _drop_partial_lines(folder: Path) -> None:
             atomic_write(path, data[: data.rfind(b"\n") + 1])
 
 
-def resume_experiment(tracker: T, exp_id: str) -> T:
+def _cut_after(folder: Path, step: int) -> None:
+    """Drop the rows after ``step`` from each series file (atomically)."""
+    if not folder.is_dir():
+        return
+    for path in folder.rglob("*.tsv"):
+        header, *rows = path.read_text(encoding="utf-8").splitlines(keepends=True)
+        kept = [row for row in rows if int(row.partition("\t")[0]) <= step]
+        if len(kept) < len(rows):
+            atomic_write(path, "".join([header, *kept]).encode())
+
+
+def resume_experiment(tracker: T, exp_id: str, *, from_checkpoint: bool = False) -> T:
     """Reattach the crashed experiment ``exp_id`` (or a unique part); return the tracker.
+
+    ``from_checkpoint`` cuts its series back to the last logged checkpoint's step, where
+    :attr:`Tracker.last_step` and :attr:`Tracker.last_checkpoint` then point.
 
     Use it as ``with tracker.resume(exp_id) as run:`` (finished ``completed``, or
     ``failed`` when the block raises) or call :meth:`finish_experiment` yourself. A
@@ -102,8 +122,14 @@ def resume_experiment(tracker: T, exp_id: str) -> T:
             raise EvalLedgerError(f"exp {exp_id} is {state}; start a new experiment")
         paths = experiment_paths(project, manifest)
         _drop_partial_lines(paths.series_dir)
+        checkpoint_step = max((c.step for c in manifest.checkpoints if c.step is not None),
+                              default=-1)  # fmt: skip
+        if from_checkpoint:
+            _cut_after(paths.series_dir, checkpoint_step)
         series = read_series_dir(paths.series_dir) if paths.series_dir.is_dir() else {}
         last_step = max((s for rows in series.values() for s, _ in rows), default=-1)
+        if from_checkpoint:  # the weights' step, even if its metrics were never written
+            last_step = checkpoint_step
         manifest.status = ExecutionStatus.IN_PROGRESS
         manifest.error = None
         run = Run(

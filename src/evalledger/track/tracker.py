@@ -140,6 +140,20 @@ class Tracker:
         run = self._run
         return run.exp_id if run else None
 
+    @property
+    def last_step(self) -> int:
+        """The running experiment's last logged step (-1 before any); resume from + 1."""
+        run = self._run
+        return run.step if run else -1
+
+    @property
+    def last_checkpoint(self) -> Path | None:
+        """The file of the running experiment's last logged checkpoint, or None."""
+        run = self._run
+        if run is None or not run.manifest.checkpoints:
+            return None
+        return self.project.root / run.manifest.checkpoints[-1].path
+
     def start_experiment(
         self,
         config: ExperimentConfig | BaseModel | Mapping[str, Any] | None = None,
@@ -307,6 +321,9 @@ class Tracker:
         self, path: str | Path, step: int | None = None, name: str | None = None
     ) -> ArtifactRecord:
         """Record a checkpoint by path, sha256 and size, then flush.
+
+        A relative ``path`` is the file you just wrote: relative to the current
+        directory, as for ``open()``; it is recorded relative to the project root.
 
         Its bytes are not copied: put large files under DVC (``dvc add <path>`` and commit
         the ``.dvc`` file) so the recorded hash can be fetched back with ``dvc pull``.

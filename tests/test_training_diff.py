@@ -52,8 +52,9 @@ def test_the_markdown_shows_config_loss_and_the_run(
     assert new < old  # in 4 epochs the larger rate trains the seeded model further
     md = _diff(project, "HEAD~1", "HEAD", "--md")
     assert "| `metrics/_params/digits.yaml:lr` | `0.01` | `0.5` |" in md
-    (row,) = [line for line in md.splitlines() if f"| {LOSS} |" in line]
-    assert f"`{CELL}`" in row and f"{old:.4f}"[:5] in row and f"{new:.4f}"[:5] in row
+    (row,) = [line for line in md.splitlines() if f"| {LOSS} ↓ |" in line]  # lower is better
+    assert row.startswith(f"| better | `{CELL}` |")  # untested: better by its direction
+    assert f"{old:.4f}"[:5] in row and f"{new:.4f}"[:5] in row
     assert "#### Experiments" in md
     (exp_row,) = [line for line in md.splitlines() if digest in line]
     assert f"`{exp_id}`" in exp_row and "`model.pkl`" in exp_row and "digits" in exp_row

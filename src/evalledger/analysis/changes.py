@@ -78,7 +78,8 @@ class MetricChange:
         out: dict[str, Any] = {
             "cell": self.cell, "metric": self.metric, "old": self.old, "new": self.new,
             "change": self.change, "verdict": self.verdict, "significant": self.significant,
-            "fails_gate": self.regression,
+            "fails_gate": self.regression, "direction": "lower" if self.lower else "higher",
+            "better": self.better,
         }  # fmt: skip
         if self.test is not None:
             out["test"] = self.test.to_dict()
@@ -311,9 +312,13 @@ class LedgerDiff:
         used = sorted({c.test.method for c in self.changes if c.test is not None})
         tests = f"paired {' / '.join(used)} tests on per-item scores" if used else "no tests"
         cells = f"{self.unchanged} cell{'s' if self.unchanged != 1 else ''} unchanged"
+        untested = ""
+        if any(c.test is None and c.better is not None for c in other):
+            untested = " better/worse: moved that way, untested (no per-item scores)."
+        lower = " ↓: lower is better." if any(c.lower for c in self.changes) else ""
         lines.append(
             f"<sub>{tests}, alpha {self.alpha:g}; {cells}. 🟢 significant improvement, "
-            "🔴 significant regression.</sub>"
+            f"🔴 significant regression.{untested}{lower}</sub>"
         )
         for note in self.notes:
             lines.append(f"<sub>{note}</sub>")
@@ -330,8 +335,12 @@ _MARK = {"improvement": "🟢", "regression": "🔴", "changed": ""}
 def _md_row(c: MetricChange) -> str:
     t = c.test
     ci = f"[{format_value(t.ci_low, True)}, {format_value(t.ci_high, True)}]" if t else "-"
+    mark = _MARK[c.verdict]
+    if t is None and c.significant is None and c.better is not None:
+        mark = "better" if c.better else "worse"  # by its direction; nothing to test
+    metric = md_text(c.metric) + (" ↓" if c.lower else "")
     return (
-        f"| {_MARK[c.verdict]} | {md_code(c.cell)} | {md_text(c.metric)} | {format_value(c.old)} | "
+        f"| {mark} | {md_code(c.cell)} | {metric} | {format_value(c.old)} | "
         f"{format_value(c.new)} | {format_value(c.change, True)} | {ci} | "
         f"{format_p(t.p_value if t else None)} | {t.n if t else '-'} |"
     )

@@ -48,8 +48,10 @@ def markdown_lines(experiments: list[ExperimentRef]) -> list[str]:
         name = md_text(exp.name) if exp.name else "-"
         if not exp.checkpoints:
             lines.append(f"| {md_code(exp.id)} | {name} | - | - |")
-        for ckpt in exp.checkpoints:
+        else:  # the last one made the result; --json lists every one
+            ckpt, earlier = exp.checkpoints[-1], len(exp.checkpoints) - 1
             step = f" (step {ckpt.step})" if ckpt.step is not None else ""
-            lines.append(f"| {md_code(exp.id)} | {name} | {md_code(ckpt.path)}{step} | "
+            more = f", {earlier} earlier" if earlier else ""
+            lines.append(f"| {md_code(exp.id)} | {name} | {md_code(ckpt.path)}{step}{more} | "
                          f"{md_code(ckpt.sha256)} |")  # fmt: skip
     return [*lines, ""]

@@ -38,8 +38,9 @@ def test_list_newest_first_with_commits(built: lf.Built) -> None:
     v1, v2, v3 = built.short("v1"), built.short("v2"), built.short("v3")
     exps = _table(out.stdout)[len(rows) + 1 :]
     assert exps[0] == ["DVC experiments"]
-    assert exps[1] == ["experiment", "baseline", "created (UTC)", "cells", "changed params"]
-    assert exps[2][:2] == ["myexp", v1] and exps[2][3:] == ["5", "(same as baseline)"]
+    assert exps[1] == ["experiment", "baseline", "created (UTC)", "cells", "changed params",
+                       "runs"]  # fmt: skip
+    assert exps[2][:2] == ["myexp", v1] and exps[2][3:] == ["5", "(same as baseline)", "-"]
     assert _executions(invoke(built.project, "list", "--no-experiments").stdout) == rows
     assert "DVC experiments" not in invoke(built.project, "list", "-E").stdout
     assert rows[1:] == [

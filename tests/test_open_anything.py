@@ -163,3 +163,18 @@ def test_reproduce_a_dvc_experiment_by_name(swept: tuple[Project, dict[str, str]
     (stage,) = json.loads(result.stdout)["stages"]
     assert stage["cell"] == "train" and stage["verdict"] == "match", stage
     assert stage["metric"]  # the Tracker summary dvc.yaml declares (top-level metrics:)
+
+
+def test_list_prints_the_runs_that_live_only_in_experiments(
+    swept: tuple[Project, dict[str, str]],
+) -> None:
+    project, ids = swept
+    out = invoke(project, "list")
+    assert out.exit_code == 0, out.output
+    experiments = out.stdout[out.stdout.index("DVC experiments") :]
+    for exp, run in ids.items():
+        (row,) = [line for line in experiments.splitlines() if line.lstrip("│ ").startswith(exp)]
+        assert run in row, (exp, row)
+    data = json.loads(invoke(project, "list", "--json").stdout)
+    by_name = {d["name"]: d for d in data if d["kind"] == "dvc-experiment"}
+    assert {exp: by_name[exp]["executions"] for exp in ids} == {e: [r] for e, r in ids.items()}

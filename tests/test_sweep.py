@@ -138,9 +138,9 @@ def test_list_shows_experiment_refs_with_changed_params(project: Project) -> Non
     lines = out.stdout.splitlines()
     assert lines[0] == "DVC experiments"
     assert lines[1].split() == ["experiment", "baseline", "created", "(UTC)", "cells",
-                                "changed", "params"]  # fmt: skip
+                                "changed", "params", "runs"]  # fmt: skip
     row = lines[2].split()
-    assert (row[:2], row[4:]) == (["lowerr", head[:7]], ["1", "models.noisy.error_rate=0.1"])
+    assert (row[:2], row[4:]) == (["lowerr", head[:7]], ["1", "models.noisy.error_rate=0.1", "-"])
     assert len(lines) == 3
 
     data = json.loads(invoke(project, "list", "--experiments", "--json").stdout)
@@ -174,7 +174,7 @@ def test_a_dvc_exp_sweep_is_listed(swept: Project) -> None:
     for i, rate in enumerate(["0.1", "0.2", "0.3"], 1):
         # 0.3 is the baseline's own value: the experiment changed nothing
         changed = f"models.noisy.error_rate={rate}" if rate != "0.3" else "(same as baseline)"
-        assert " ".join(rows[f"dvcs-{i}"][4:]) == f"1 {changed}"
+        assert " ".join(rows[f"dvcs-{i}"][4:]) == f"1 {changed} -"  # cells, no run manifest
     data = json.loads(invoke(swept, "list", "-e", "--json").stdout)
     assert {d["kind"] for d in data} == {"dvc-experiment"} and len(data) == 3
 

@@ -43,7 +43,8 @@ def list_executions_cmd(ctx: click.Context, limit: int | None, verbose: bool, du
     """List executions across history and the workspace.
 
     DVC experiments (`dvc exp run`, `evalledger sweep`) follow in a section of their own,
-    with the params each changed; --no-experiments leaves them out.
+    with the params each changed and the runs its commit added (`show ID` opens one);
+    --no-experiments leaves them out.
 
     COMMIT is the commit that last changed the execution's manifest, `workspace` when
     its newest version is uncommitted, `(deleted)` when HEAD no longer has it, and
@@ -97,10 +98,10 @@ def _print_experiments(exps: list[ExperimentRow]) -> None:
 
     table = [
         [e.exp.name, e.exp.baseline[:7], f"{e.created_at:%Y-%m-%d %H:%M:%S}", str(e.cells),
-         escape(e.changed_text())]
+         escape(e.changed_text()), "\n".join(e.executions) or "-"]
         for e in exps
     ]  # fmt: skip
-    columns = ["experiment", "baseline", "created (UTC)", "cells", "changed params"]
+    columns = ["experiment", "baseline", "created (UTC)", "cells", "changed params", "runs"]
     print_table(columns, table, title="DVC experiments")
 
 

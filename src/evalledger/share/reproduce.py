@@ -113,7 +113,12 @@ def _select(
         selected = list(dict.fromkeys(cells))
     else:
         selected = [k for k in recorded if k in matrix]
-        stale = [k for k in recorded if k not in matrix]
+        tracked = {key for m in snap.manifests(skip_damaged=True).values()
+                   if m.kind == "experiment" for key in m.cells}  # fmt: skip
+        stale = [k for k in recorded if k not in matrix and k not in tracked]
+        if tracked & set(recorded):  # a training stage rewrites them: judged with it
+            notes.append(f"{len(tracked & set(recorded))} cell(s) of tracked runs are "
+                         "judged with the stage that writes them")  # fmt: skip
         if stale:
             notes.append(f"{len(stale)} cell(s) with metrics but not in params.yaml at "
                          f"{snap.label} were skipped (e.g. {stale[0]})")  # fmt: skip

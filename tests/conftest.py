@@ -21,6 +21,10 @@ from evalledger.project import Project
 # The console scripts (evalledger, dvc) of this interpreter must be the ones on PATH:
 # dvc repro runs `evalledger cell` through the shell.
 os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+# Tables are laid out for a pipe (160 columns) unless a test sets $COLUMNS itself;
+# pytest-xdist gives its workers the terminal's COLUMNS.
+os.environ.pop("COLUMNS", None)
+os.environ.pop("LINES", None)
 # CI has no git identity; DVC must not phone home.
 for var, value in {
     "GIT_AUTHOR_NAME": "evalledger tests",

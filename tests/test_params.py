@@ -22,7 +22,7 @@ BAD = {
     "unknown axis": (
         "axes:\n  model: [m]\n  benchmark: [b]\n  flavour: [x]\n"
         "models: {m: {adapter: baseline}}\nbenchmarks: {b: {loader: arith}}\n",
-        "unknown axis 'flavour' in params.yaml; known: model, benchmark, prompt_set, decoding",
+        "axes.flavour lists x, but params.yaml has no 'flavours:' section",
     ),
     "empty axis": (
         "axes:\n  model: []\n  benchmark: [b]\nbenchmarks: {b: {loader: arith}}\n",

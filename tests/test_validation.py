@@ -127,7 +127,7 @@ CASES: dict[str, tuple[list[str], str, Setup | None]] = {
         ["run", "--force", "--models", "noisy"], "unknown setting 'eror_rate'",
         _edit(NOISY_RATE, "eror_rate: 0.3")),
     "run: unknown run setting": (["run", "-S", "run.job=2"], "did you mean 'jobs'?", None),
-    "run: unknown axis": (["run", "-S", "axes.flavour=[x]"], "unknown axis 'flavour'", None),
+    "run: unknown axis": (["run", "-S", "axes.flavour=[x]"], "no 'flavours:' section", None),
     "run: unknown axis value in -S": (
         ["run", "-S", "axes.model=[solver,nosuch]"],
         "unknown model 'nosuch' in axes.model; known: solver, noisy, adder", None),

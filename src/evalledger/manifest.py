@@ -32,7 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from evalledger.atomic import atomic_write
 from evalledger.errors import ConfigError, CorruptFileError
 from evalledger.names import NAME_HINT, is_name
-from evalledger.params import AXES, AXIS_ORDER
+from evalledger.params import canonical_axes
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -157,8 +157,8 @@ class CellRecord(_Strict):
         # Axis values become paths below metrics/ and predictions/: a manifest from a
         # collaborator's commit or an import must not name `..` or a folder elsewhere.
         for axis, value in axes.items():
-            if axis not in AXES:
-                raise ValueError(f"unknown axis {axis!r}; known: {', '.join(AXIS_ORDER)}")
+            if not is_name(axis) or not axis.isidentifier():
+                raise ValueError(f"axis {axis!r} is not a valid axis name")
             if not is_name(value):
                 raise ValueError(f"{axis} {value!r} is not a valid name ({NAME_HINT})")
         return axes
@@ -253,7 +253,7 @@ class ExecutionManifest(_Strict):
     @model_validator(mode="after")
     def _cell_keys_match_axes(self) -> ExecutionManifest:
         for key, rec in self.cells.items():
-            expected = "/".join(rec.axes[a] for a in AXIS_ORDER if a in rec.axes)
+            expected = "/".join(rec.axes[a] for a in canonical_axes(rec.axes))
             if key != expected:
                 raise ValueError(f"cell key {key!r} does not match its axes ({expected!r})")
         if self.name is not None and not is_name(self.name):

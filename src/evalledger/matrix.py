@@ -10,7 +10,7 @@ from typing import Any
 
 from evalledger.errors import ConfigError, UnsafePathError
 from evalledger.names import NAME_HINT, is_name
-from evalledger.params import AXES, AXIS_ORDER, MatrixSpec
+from evalledger.params import MatrixSpec, axis_section, canonical_axes
 
 __all__ = [
     "STAGE",
@@ -93,7 +93,7 @@ class Cell:
 
 def stage_params(spec: MatrixSpec, cell: Cell) -> dict[str, Any]:
     """The params.yaml values a cell's dvc.lock entry records (what ``dvc status`` compares)."""
-    current = {f"{AXES[a]}.{v}": spec.value_config(a, v) for a, v in cell.axes}
+    current = {f"{axis_section(a)}.{v}": spec.value_config(a, v) for a, v in cell.axes}
     if spec.judges:
         current["judges"] = spec.judges
     return current
@@ -107,7 +107,7 @@ def config_hash(config: dict[str, Any]) -> str:
 
 def cell_from_axes(values: dict[str, str]) -> Cell:
     """Build a cell from an axis -> value mapping, in canonical order."""
-    return Cell(tuple((a, values[a]) for a in AXIS_ORDER if a in values))
+    return Cell(tuple((a, values[a]) for a in canonical_axes(values)))
 
 
 def expand(spec: MatrixSpec, filters: dict[str, list[str]] | None = None) -> list[Cell]:
@@ -138,8 +138,9 @@ def parse_cell_args(args: list[str], spec: MatrixSpec) -> Cell:
         axis, sep, value = arg.partition("=")
         if not sep:
             raise ConfigError(f"bad cell argument {arg!r}", "write it as axis=value")
-        if axis not in AXES:
-            raise ConfigError(f"unknown axis {axis!r}; known: {', '.join(AXIS_ORDER)}")
+        if axis not in spec.axes:
+            raise ConfigError(f"the matrix has no axis {axis!r}",
+                              f"axes: {', '.join(spec.axis_names)}")  # fmt: skip
         values[axis] = value
     missing = [a for a in spec.axis_names if a not in values]
     if missing:

@@ -9,6 +9,7 @@ only ever parses text that the safe loader accepted.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -19,6 +20,7 @@ from evalledger.names import check_name
 from evalledger.secret_keys import is_secret_key, refuse_secrets
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
     from pathlib import Path
 
 __all__ = [
@@ -27,8 +29,11 @@ __all__ = [
     "MatrixSpec",
     "RunSettings",
     "apply_overrides",
+    "axis_section",
     "blame_overrides",
+    "canonical_axes",
     "checked_params_text",
+    "entry_kinds",
     "is_secret_key",
     "load_params",
     "override_params",
@@ -47,6 +52,27 @@ AXIS_ORDER = tuple(AXES)
 REQUIRED_AXES = ("model", "benchmark")
 # No leading "_": metrics/_<name>/ folders are reserved for evalledger's own files.
 _TOP_LEVEL = {"axes", "run", "judges", "metrics", *AXES.values()}
+_RESERVED = {"axes", "run", "judges", "metrics"}
+_AXIS_NAME = re.compile(r"[a-z][a-z0-9_]{0,39}")
+
+
+def axis_section(axis: str) -> str:
+    """The params.yaml section that defines an axis's values: ``models`` for ``model``.
+
+    A built-in axis has its own; any other axis ``<name>`` is defined by ``<name>s``
+    (``condition`` by ``conditions:``, ``agent_config`` by ``agent_configs:``).
+    """
+    return AXES.get(axis, f"{axis}s")
+
+
+def canonical_axes(names: Iterable[str]) -> list[str]:
+    """Axis names in canonical order: built-ins first, then the others as given.
+
+    The built-ins go model, benchmark, prompt_set, decoding; any other axis follows in
+    params.yaml's order. This is the order of a cell's path and stage name.
+    """
+    given = list(dict.fromkeys(names))
+    return [a for a in AXIS_ORDER if a in given] + [a for a in given if a not in AXES]
 
 
 @dataclass(frozen=True)
@@ -66,15 +92,17 @@ class MatrixSpec:
     raw: dict[str, Any] = field(repr=False)
     judges: dict[str, dict[str, Any]] = field(default_factory=dict)
     """Models that grade outputs (LLM-as-judge), by name; same settings as ``models:``."""
+    prompt_files: bool = False
+    """The prompt sets read their prompts from ``prompts/`` (``from: files``)."""
 
     @property
     def axis_names(self) -> list[str]:
         """Axis names in canonical order (the order of stage names and paths)."""
-        return [a for a in AXIS_ORDER if a in self.axes]
+        return canonical_axes(self.axes)
 
     def value_config(self, axis: str, value: str) -> dict[str, Any]:
         """The params.yaml entry that defines ``value`` on ``axis``."""
-        return self.sections[AXES[axis]][value]
+        return self.sections[axis_section(axis)][value]
 
     def judge_name(self, benchmark: str) -> str | None:
         """The judge model a benchmark's scorer names, if it uses the ``judge`` scorer."""
@@ -169,7 +197,8 @@ def parse_spec(data: dict[str, Any]) -> MatrixSpec:
 
     # Other sections are the user's own knobs (a `train:` stage's params, say); only a
     # near-miss of one of ours is refused, since it is almost surely a typo.
-    for name in sorted(set(data) - _TOP_LEVEL):
+    custom = set(entry_kinds(data)) - _TOP_LEVEL
+    for name in sorted(set(data) - _TOP_LEVEL - custom):
         close = difflib.get_close_matches(str(name), sorted(_TOP_LEVEL), n=1, cutoff=0.75)
         if close:
             raise ConfigError(
@@ -186,10 +215,14 @@ def parse_spec(data: dict[str, Any]) -> MatrixSpec:
         )
     axes: dict[str, list[str]] = {}
     for axis, values in axes_raw.items():
-        if axis not in AXES:
+        if axis not in AXES and not (
+            isinstance(axis, str) and _AXIS_NAME.fullmatch(axis)
+            and axis_section(axis) not in _RESERVED and axis not in _RESERVED
+        ):  # fmt: skip
             raise ConfigError(
-                f"unknown axis {axis!r} in params.yaml; known: {', '.join(AXIS_ORDER)}",
-                "rename or remove it",
+                f"bad axis name {axis!r} in params.yaml",
+                "an axis is lowercase letters, digits and _ (e.g. condition), defined by "
+                f"a section of its plural name; built-in axes: {', '.join(AXIS_ORDER)}",
             )
         if values is None or values == []:
             raise ConfigError(
@@ -210,7 +243,15 @@ def parse_spec(data: dict[str, Any]) -> MatrixSpec:
                 f"add axes.{axis} with at least one {axis}",
             )
     sections: dict[str, dict[str, dict[str, Any]]] = {}
-    for axis, section in AXES.items():
+    for axis in [*AXES, *(a for a in axes if a not in AXES)]:
+        section = axis_section(axis)
+        if axis not in AXES and section not in data:
+            values = ", ".join(axes[axis])
+            raise ConfigError(
+                f"axes.{axis} lists {values}, but params.yaml has no '{section}:' section",
+                f"define each {axis} under '{section}:' (an empty mapping is enough: "
+                f"{section}: {{{axes[axis][0]}: {{}}}})",
+            )
         entries = data.get(section) or {}
         if not isinstance(entries, dict):
             raise ConfigError(f"'{section}:' in params.yaml must be a mapping of names")
@@ -248,7 +289,30 @@ def parse_spec(data: dict[str, Any]) -> MatrixSpec:
     return MatrixSpec(
         axes=axes, sections=sections, run=RunSettings(jobs=jobs), raw=data,
         judges={_check_name("judge", k): v for k, v in judges.items()},
+        prompt_files=_prompt_files(axes, sections["prompt_sets"]),
     )  # fmt: skip
+
+
+def _prompt_files(axes: dict[str, list[str]], prompt_sets: dict[str, dict[str, Any]]) -> bool:
+    """Whether the matrix's prompt sets come from files; all of them or none may."""
+    used = axes.get("prompt_set", [])
+    for name in used:
+        source = prompt_sets[name].get("from")
+        if source not in (None, "files"):
+            raise ConfigError(f"prompt_sets.{name}.from must be 'files', not {source!r}",
+                              "leave it out for an inline template")  # fmt: skip
+        if source == "files" and "template" in prompt_sets[name]:
+            raise ConfigError(f"prompt_sets.{name} has both 'from: files' and a template",
+                              f"keep one: the template or prompts/{name}/user.md")  # fmt: skip
+    files = [n for n in used if prompt_sets[n].get("from") == "files"]
+    if files and len(files) != len(used):
+        inline = next(n for n in used if n not in files)
+        raise ConfigError(
+            f"prompt set {files[0]!r} reads files but {inline!r} does not",
+            "in one matrix every prompt set has 'from: files' or none has: each cell's "
+            "prompt files are deps of dvc.yaml's one eval stage",
+        )
+    return bool(files)
 
 
 def plain_data(node: Any) -> Any:
@@ -287,11 +351,18 @@ def _did_you_mean(name: str, known: list[str]) -> str:
 _ENTRY_KINDS = {**{section: axis for axis, section in AXES.items()}, "judges": "judge"}
 
 
+def entry_kinds(data: dict[str, Any]) -> dict[str, str]:
+    """Section -> the kind of entry it defines, this params.yaml's own axes included."""
+    axes = data.get("axes")
+    custom = [str(a) for a in axes if a not in AXES] if isinstance(axes, dict) else []
+    return {**_ENTRY_KINDS, **{axis_section(a): a for a in custom}}
+
+
 def _used_entries(data: dict[str, Any], section: str) -> set[str]:
     """The entries of a section the matrix uses: on its axis, or named as a judge."""
     axes = data.get("axes")
     used: set[str] = set()
-    axis = _ENTRY_KINDS[section]
+    axis = entry_kinds(data)[section]
     if isinstance(axes, dict) and isinstance(axes.get(axis), list):
         used |= {str(v) for v in axes[axis]}
     if section in ("models", "judges"):
@@ -311,21 +382,22 @@ def _check_override_key(
     or when the key says it adds one (``+models.new.adapter=...``, as in DVC's ``-S``).
     """
     top = keys[0]
-    if top not in original and top not in _TOP_LEVEL and not adds:
+    kinds = entry_kinds(new)
+    if top not in original and top not in _TOP_LEVEL and top not in kinds and not adds:
         known = [*sorted(_TOP_LEVEL), *(str(k) for k in original if k not in _TOP_LEVEL)]
         raise ConfigError(
             f"unknown key {top!r} in -S {text}",
             f"{_did_you_mean(top, known)}top-level sections: {', '.join(known)}; "
             f"write +{'.'.join(keys)}=... to add a section of your own",
         )
-    if top not in _ENTRY_KINDS or len(keys) < 2 or adds:
+    if top not in kinds or len(keys) < 2 or adds:
         return
     entries = original.get(top)
     known = [str(k) for k in entries] if isinstance(entries, dict) else []
     name = keys[1]
     if name in known or name in _used_entries(new, top):
         return
-    kind = _ENTRY_KINDS[top]
+    kind = kinds[top]
     raise ConfigError(
         f"unknown {kind} {name!r} in -S {text}",
         f"{_did_you_mean(name, known)}{top}: {', '.join(known) or 'none'}",

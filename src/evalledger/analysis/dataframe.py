@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 from evalledger.ledger.history import Ledger
 from evalledger.metrics import as_number, flatten
-from evalledger.params import AXIS_ORDER
+from evalledger.params import canonical_axes
 from evalledger.project import Project
 
 if TYPE_CHECKING:
@@ -36,17 +36,19 @@ def load(
     proj = project if isinstance(project, Project) else Project.find(project)
     wanted = [revs] if isinstance(revs, str) else (revs or [None])  # type: ignore[list-item]
     rows: list[dict[str, object]] = []
+    axis_names: list[str] = []
     with Ledger(proj) as ledger:
         for rev in wanted:
             snap = ledger.snapshot(rev)
             for key, data in snap.metrics().items():
                 axes = snap.cells[key].axes
+                axis_names += [a for a in axes if a not in axis_names]
                 for metric, raw in flatten(data).items():
                     value = as_number(raw)
                     if value is None or (metrics and metric not in metrics):
                         continue
                     rows.append({"rev": snap.label, "commit": snap.commit, "cell": key, **axes,
                                  "metric": metric, "value": value})  # fmt: skip
-    axis_cols = [a for a in AXIS_ORDER if any(a in r for r in rows)]
+    axis_cols = canonical_axes(axis_names)
     columns = ["rev", "commit", "cell", *axis_cols, "metric", "value"]
     return pd.DataFrame(rows, columns=columns)

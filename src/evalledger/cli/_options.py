@@ -114,7 +114,7 @@ def _filter_option(keyword: str) -> Callable[[F], F]:
 
 
 def filter_options(fn: F) -> F:
-    """The one cell filter: --models, --benchmarks (-b), --prompt-sets, --decodings.
+    """The one cell filter: --models, --benchmarks (-b), --prompt-sets, --decodings, --only.
 
     Each is comma-separated and repeatable (``--models a,b --models c``). The command
     receives them as one ``filters`` argument: axis -> values, empty axes left out.
@@ -123,9 +123,20 @@ def filter_options(fn: F) -> F:
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         given = {axis: split_values(kwargs.pop(kw)) for kw, axis in FILTER_AXES.items()}
+        for text in kwargs.pop("only"):
+            axis, sep, values = text.partition("=")
+            if not sep or not axis.strip() or not values.strip():
+                raise click.BadParameter(f"{text!r} is not AXIS=VALUE[,VALUE]",
+                                         param_hint="--only")  # fmt: skip
+            axis = axis.strip()
+            given[axis] = list(dict.fromkeys([*given.get(axis, []), *split_values((values,))]))
         return fn(*args, filters={a: v for a, v in given.items() if v}, **kwargs)
 
     decorated: Any = wrapper
+    decorated = click.option(
+        "--only", "only", multiple=True, metavar="AXIS=A,B",
+        help="Only cells with these values of any axis, e.g. condition=treatment (repeatable).",
+    )(decorated)  # fmt: skip
     for keyword in reversed(FILTER_AXES):
         decorated = _filter_option(keyword)(decorated)
     return cast(F, decorated)

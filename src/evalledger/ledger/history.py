@@ -25,7 +25,7 @@ from evalledger.manifest import (
     load_manifest,
     parse_manifest_file,
 )
-from evalledger.params import AXIS_ORDER
+from evalledger.params import AXIS_ORDER, canonical_axes
 from evalledger.safeload import (
     MAX_METRICS_BYTES,
     MAX_PARAMS_BYTES,
@@ -180,7 +180,7 @@ class Snapshot:
             warn_skipped(exc, "its cells are read without its axes")
             axes = None
         if isinstance(axes, dict):
-            return [a for a in AXIS_ORDER if a in axes]
+            return canonical_axes(str(a) for a in axes)
         return list(AXIS_ORDER[:2])
 
     @cached_property
@@ -193,9 +193,14 @@ class Snapshot:
                 continue
             key = path[len("metrics/") : -len(".json")]
             parts = key.split("/")
-            if parts[0].startswith("_") or not 2 <= len(parts) <= len(AXIS_ORDER):
+            if parts[0].startswith("_") or not 2 <= len(parts) <= max(len(names), 4):
                 continue
-            axis_names = names if len(names) == len(parts) else list(AXIS_ORDER[: len(parts)])
+            if len(names) == len(parts):
+                axis_names = names
+            elif len(parts) <= len(AXIS_ORDER):  # another revision's matrix: by position
+                axis_names = list(AXIS_ORDER[: len(parts)])
+            else:
+                continue
             axes = dict(zip(axis_names, parts, strict=True))
             scores = self.files.get(f"metrics/{key}.scores.csv")
             cells[key] = CellFiles(key, axes, oid, scores)

@@ -131,10 +131,10 @@ def _lookup(data: Any, path: list[str]) -> bool:
 
 def _no_such_key(data: dict[str, Any], key: str) -> ConfigError:
     """Why a plain ``-S`` key names nothing: an unknown section or entry, or a missing key."""
-    from evalledger.params import AXES
+    from evalledger.params import entry_kinds
 
     path = key.split(".")
-    kinds = {section: axis for axis, section in AXES.items()}
+    kinds = entry_kinds(data)
     if path[0] not in data:
         known = list(data)
         close = difflib.get_close_matches(path[0], known, n=1, cutoff=0.6)
@@ -212,7 +212,7 @@ def _check_combination(
     _, spec = checked_spec(project, args)
     require_dvc_yaml(project, spec, "the experiments would fail")
     stale = stale_cells(project, spec, expand(spec))
-    fresh = {(c.key, cell_context(spec, c)[1]): c for c in stale}
+    fresh = {(c.key, cell_context(spec, c, project.root)[1]): c for c in stale}
     todo = [c for k, c in fresh.items() if k not in built]
     check_ready(project, spec, todo, args)
     return set(fresh)

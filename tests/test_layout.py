@@ -18,7 +18,7 @@ PACKAGE = SRC / "evalledger"
 #: The small core at the top of the package: everything may import it, it imports only itself.
 CORE = {
     "atomic", "dvcyaml", "errors", "gitinfo", "manifest", "matrix", "metrics", "params",
-    "heartbeat_state", "names", "safeload",
+    "heartbeat_state", "names", "prompts", "safeload",
     "plugin_types", "project", "provenance", "redact", "secret_keys",
 }  # fmt: skip
 #: The plugin types and their registry (``plugins.py``): model adapters, benchmarks,

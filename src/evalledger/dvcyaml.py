@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from evalledger.atomic import atomic_write, locked_file
 from evalledger.errors import ConfigError, CorruptFileError
-from evalledger.params import AXES
+from evalledger.params import axis_section
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -114,25 +114,32 @@ def undeclare_metrics(project: Project, paths: Sequence[str]) -> bool:
     return edit_dvc_yaml(project, edit)
 
 
-def render_stage(axis_names: list[str], judges: bool = False) -> dict[str, Any]:
+def render_stage(
+    axis_names: list[str], judges: bool = False, prompt_files: bool = False
+) -> dict[str, Any]:
     """The ``eval`` stage for a matrix over ``axis_names`` (canonical order).
 
     With ``judges``, every cell also depends on the ``judges:`` section, so changing a
-    judge re-runs the cells it grades.
+    judge re-runs the cells it grades. With ``prompt_files``, each cell depends on its
+    prompt files (:mod:`evalledger.prompts`).
     """
     from evalledger.gitinfo import LAUNCHER
+    from evalledger.prompts import dep_templates
 
     item = {a: "${item.%s}" % a for a in axis_names}  # noqa: UP031 - DVC's own syntax
     key = "/".join(item.values())
     args = " ".join(f"{a}={v}" for a, v in item.items())
-    return {
+    stage: dict[str, Any] = {
         "matrix": {a: "${axes.%s}" % a for a in axis_names},  # noqa: UP031
         # The launcher finds this interpreter's evalledger: no activated venv needed.
         "cmd": f"sh {LAUNCHER} cell {args}",
-        "params": [f"{AXES[a]}.{item[a]}" for a in axis_names] + (["judges"] if judges else []),
+        **({"deps": dep_templates(axis_names)} if prompt_files else {}),
+        "params": [f"{axis_section(a)}.{item[a]}" for a in axis_names]
+        + (["judges"] if judges else []),
         "outs": [
             f"predictions/{key}.jsonl",
             {f"metrics/{key}.scores.csv": {"cache": False}},
         ],
         "metrics": [{f"metrics/{key}.json": {"cache": False}}],
     }
+    return stage

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import typing
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -79,6 +79,8 @@ class PromptSetSettings(AdapterSettings):
 
     template: str = "{input}"
     """``{input}`` is replaced by the item's input; a template without it drops the item."""
+    from_: Literal["files"] | None = Field(default=None, alias="from")
+    """``files``: the prompts are ``prompts/<set>[/<condition>]/{system,user}.md``."""
 
     @field_validator("template")
     @classmethod

@@ -30,6 +30,7 @@ from evalledger.plugins import load_benchmark, load_model, load_scorer
 from evalledger.redact import scrub_text
 
 if TYPE_CHECKING:
+    from pathlib import Path
     from threading import Event
 
     from evalledger.benchmarks.base import Benchmark
@@ -106,10 +107,32 @@ class PreparedCell:
             await self.judge.aclose()
 
 
-def cell_context(spec: MatrixSpec, cell: Cell) -> tuple[dict[str, Any], str]:
-    """The cell's effective configuration and its hash."""
+def cell_context(
+    spec: MatrixSpec, cell: Cell, root: Path | None = None
+) -> tuple[dict[str, Any], str]:
+    """The cell's effective configuration and its hash.
+
+    With prompt files (and the project ``root``), their md5s are part of it, so an
+    edited prompt is a new configuration.
+    """
     cfg = cell.effective_config(spec)
+    if spec.prompt_files and root is not None:
+        cfg["prompt_files"] = _prompt_md5s(root, cell)
     return cfg, config_hash(cfg)
+
+
+def _prompt_md5s(root: Path, cell: Cell) -> dict[str, str | None]:
+    import hashlib
+
+    from evalledger.prompts import prompt_paths
+
+    out: dict[str, str | None] = {}
+    for rel in prompt_paths(dict(cell.axes)):
+        try:
+            out[rel] = hashlib.md5((root / rel).read_bytes()).hexdigest()
+        except OSError:
+            out[rel] = None  # the cell then fails to prepare, naming the file
+    return out
 
 
 def cell_benchmark(project: Project, spec: MatrixSpec, name: str) -> Benchmark:
@@ -132,7 +155,7 @@ def benchmark_data_hash(project: Project, spec: MatrixSpec, name: str) -> str | 
 
 def prepare_cell(project: Project, spec: MatrixSpec, cell: Cell) -> PreparedCell:
     """Load what a cell needs; configuration errors surface here, before any call."""
-    cfg, chash = cell_context(spec, cell)
+    cfg, chash = cell_context(spec, cell, project.root)
     model_name = cell.axis("model") or ""
     bench_name = cell.axis("benchmark") or ""
     bench_cfg = spec.value_config("benchmark", bench_name)
@@ -148,6 +171,13 @@ def prepare_cell(project: Project, spec: MatrixSpec, cell: Cell) -> PreparedCell
             scorer.bind(judge)
     template = cfg["prompt_set"].get("template") if "prompt_set" in cfg else None
     decoding = {k: v for k, v in cfg.get("decoding", {}).items() if k != "name"}
+    if spec.prompt_files:
+        from evalledger.prompts import read_prompt_files
+
+        files = read_prompt_files(project.root, dict(cell.axes))
+        template = files.template
+        if files.system is not None:
+            decoding["system"] = files.system  # adapters send it as the system message
     items = bench.load()
     if not items:
         raise CellError(f"benchmark {bench_name!r} has no items")

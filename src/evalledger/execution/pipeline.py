@@ -58,7 +58,7 @@ def sync_dvc_yaml(project: Project, spec: MatrixSpec) -> bool:
     from evalledger.execution.launcher import ensure_launcher
 
     ensure_launcher(project)
-    wanted = render_stage(spec.axis_names, bool(spec.judges))
+    wanted = render_stage(spec.axis_names, bool(spec.judges), spec.prompt_files)
 
     def edit(doc: Any) -> bool:
         stages = doc.get("stages")
@@ -165,7 +165,7 @@ def recoverable_cells(project: Project, spec: MatrixSpec) -> list[Cell]:
         if (
             rec.status == CellStatus.COMPLETED
             and rec.stage == cell.stage
-            and rec.config_hash == cell_context(spec, cell)[1]
+            and rec.config_hash == cell_context(spec, cell, project.root)[1]
             and _outputs_whole(project, cell, rec.examples_total)
         ):
             found.append(cell)
@@ -392,4 +392,13 @@ def _entry_fresh(project: Project, spec: MatrixSpec, cell: Cell, entry: dict[str
     for rel in (cell.predictions_path, cell.scores_path, cell.metrics_path):
         if rel not in outs or _md5(project.path(rel)) != outs[rel]:
             return False
+    if spec.prompt_files:  # the cell's prompt files, as DVC records its deps
+        from evalledger.prompts import prompt_paths
+
+        listed = entry.get("deps")
+        deps = {d.get("path"): d.get("md5") for d in listed if isinstance(d, dict)} if (
+            isinstance(listed, list)) else {}  # fmt: skip
+        for rel in prompt_paths(dict(cell.axes)):
+            if rel not in deps or _md5(project.path(rel)) != deps[rel]:
+                return False
     return True

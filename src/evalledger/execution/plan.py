@@ -153,12 +153,14 @@ def _load_for_resume(project: Project, options: RunOptions) -> ExecutionManifest
     return read_manifest(manifest_path(project, exec_id))
 
 
-def _check_resume_config(spec: MatrixSpec, manifest: ExecutionManifest) -> list[Cell]:
+def _check_resume_config(
+    project: Project, spec: MatrixSpec, manifest: ExecutionManifest
+) -> list[Cell]:
     cells, changed = [], []
     for key, rec in manifest.cells.items():
         try:
             cell = cell_from_axes(rec.axes)
-            _, chash = cell_context(spec, cell)
+            _, chash = cell_context(spec, cell, project.root)
         except (KeyError, ConfigError):
             changed.append(key)
             continue
@@ -209,7 +211,7 @@ def plan_run(project: Project, options: RunOptions) -> tuple[RunPlan, MatrixSpec
     if options.resume:
         spec = project.spec()
         manifest = _load_for_resume(project, options)
-        cells = _check_resume_config(spec, manifest)
+        cells = _check_resume_config(project, spec, manifest)
         check_plugins(spec, cells)
         todo = [k for k, r in manifest.cells.items() if not cell_done(r)]
         check_ready(project, spec, [c for c in cells if c.key in todo])
@@ -235,7 +237,7 @@ def plan_run(project: Project, options: RunOptions) -> tuple[RunPlan, MatrixSpec
     stale_keys = {c.key for c in stale}
     done, total = {}, {}
     for cell in stale:
-        _, chash = cell_context(spec, cell)
+        _, chash = cell_context(spec, cell, project.root)
         done[cell.key] = count_scored(project.checkpoint_path(cell, chash))
         total[cell.key] = None
     plan = RunPlan(

@@ -159,7 +159,7 @@ def _new_manifest(
     records = {}
     data_hashes: dict[str, str | None] = {}  # per benchmark: its cells share the data
     for cell in cells:
-        _, chash = cell_context(spec, cell)
+        _, chash = cell_context(spec, cell, project.root)
         judge = spec.judge_name(cell.values[1])
         bench = cell.values[1]
         if bench not in data_hashes:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from evalledger.dvcyaml import load_dvc_yaml
 from evalledger.errors import ConfigError
 from evalledger.matrix import STAGE, expand
-from evalledger.params import AXES, blame_overrides, override_params, parse_spec, plain_data
+from evalledger.params import axis_section, blame_overrides, override_params, parse_spec, plain_data
 from evalledger.plugins import build_plugins, check_plugins
 
 if TYPE_CHECKING:
@@ -49,7 +49,7 @@ def touched_cells(spec: MatrixSpec, overrides: list[str]) -> list[Cell]:
     An override of ``axes``, ``judges`` or a whole section touches every cell.
     """
     everything = expand(spec)
-    sections = {section: axis for axis, section in AXES.items()}
+    sections = {axis_section(axis): axis for axis in spec.axis_names}
     wanted: dict[str, set[str]] = {}
     for text in overrides:
         keys = text.partition("=")[0].strip().lstrip("+").split(".")
@@ -86,7 +86,9 @@ def checked_spec(
 def check_ready(
     project: Project, spec: MatrixSpec, cells: list[Cell], overrides: Sequence[str] = ()
 ) -> None:
-    """The cells that will run can start: each plugin they use builds (offline).
+    """The cells that will run can start: their plugins build and prompt files read.
+
+    Each plugin is built offline; prompt files are read when the prompt sets have them.
 
     A missing API-key variable or an unimportable callable is one line now, before the
     first cell starts, not a failed cell after others ran.
@@ -95,6 +97,11 @@ def check_ready(
         build_plugins(spec, cells, project.root)
     except ConfigError as exc:
         raise blame_overrides(exc, list(overrides)) from None
+    if spec.prompt_files:  # a missing or template-less prompt file, before any cell runs
+        from evalledger.prompts import read_prompt_files
+
+        for cell in cells:
+            read_prompt_files(project.root, dict(cell.axes))
 
 
 def dvc_yaml_problem(project: Project, spec: MatrixSpec) -> str | None:
@@ -118,7 +125,7 @@ def dvc_yaml_problem(project: Project, spec: MatrixSpec) -> str | None:
     stage = (stages or {}).get(STAGE)
     if stage is None:
         return f"dvc.yaml has no {STAGE!r} stage"
-    if plain_data(stage) != render_stage(spec.axis_names, bool(spec.judges)):
+    if plain_data(stage) != render_stage(spec.axis_names, bool(spec.judges), spec.prompt_files):
         return f"dvc.yaml's {STAGE!r} stage does not match the axes in params.yaml"
     return None
 

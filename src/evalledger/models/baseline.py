@@ -12,7 +12,7 @@ import asyncio
 import hashlib
 import re
 import time
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import Field
 
@@ -55,6 +55,9 @@ class BaselineSettings(ModelSettings):
     """The share of items answered wrong on purpose, in [0, 1]."""
     seed: int = 0
     latency_ms: float = Field(default=0.0, ge=0)
+    system_error_rates: dict[str, Annotated[float, Field(ge=0, le=1)]] = {}
+    """Phrase -> the error rate when the system prompt contains it (the first that
+    matches): a stand-in for a model that follows instructions, for demos and tests."""
 
 
 class BaselineModel(Model):
@@ -71,24 +74,31 @@ class BaselineModel(Model):
         """Answer by strategy, then perturb with the seeded error rate."""
         if self.settings.latency_ms:
             time.sleep(self.settings.latency_ms / 1000)
-        return self._answer(prompt, item)
+        return self._answer(prompt, item, decoding.get("system"))
 
     async def agenerate(self, prompt: str, item: Item, decoding: dict[str, Any]) -> Completion:
         """As ``generate``, without a thread: the baseline is pure computation."""
         if self.settings.latency_ms:
             await asyncio.sleep(self.settings.latency_ms / 1000)
-        return self._answer(prompt, item)
+        return self._answer(prompt, item, decoding.get("system"))
 
-    def _answer(self, prompt: str, item: Item) -> Completion:
+    def _error_rate(self, system: str | None) -> float:
+        for phrase, rate in self.settings.system_error_rates.items():
+            if system and phrase.lower() in system.lower():
+                return rate
+        return self.settings.error_rate
+
+    def _answer(self, prompt: str, item: Item, system: str | None = None) -> Completion:
         s = self.settings
+        error_rate = self._error_rate(system)
         numbers = [int(n) for n in _NUM.findall(item.input)]
         solved = solve(item.input) if s.strategy == "solver" else None
         # The adder's only move, and the solver's fallback on problems it cannot parse.
         answer = sum(numbers) if solved is None else solved
         u = self._unit(item.id)
-        if u < s.error_rate:
+        if u < error_rate:
             # Seeded mistakes of 1-4 steps of ~5%: the small ones still earn partial credit.
-            steps = 1 + int(u / s.error_rate * 4)
+            steps = 1 + int(u / error_rate * 4)
             sign = 1 if self._unit(item.id + ":sign") < 0.5 else -1
             answer += sign * steps * max(1, abs(answer) // 20)
         text = f"Let me work it out. The answer is {answer}."

@@ -269,15 +269,16 @@ class OpenAIModel(Model):
     def _body(self, prompt: str, decoding: dict[str, Any]) -> dict[str, Any]:
         s = self.settings
         messages = []
-        if s.system_prompt:
-            messages.append({"role": "system", "content": s.system_prompt})
+        system = decoding.get("system") or s.system_prompt  # a prompt file's, else ours
+        if system:
+            messages.append({"role": "system", "content": system})
         messages.append({"role": "user", "content": s.prompt_template.replace("{prompt}", prompt)})
         body: dict[str, Any] = {"model": s.model, "messages": messages}
         for key in _DECODING_KEYS:
             value = decoding.get(key, getattr(s, key))
             if value is not None:
                 body[key] = value
-        extra = {k: v for k, v in decoding.items() if k not in _DECODING_KEYS}
+        extra = {k: v for k, v in decoding.items() if k not in _DECODING_KEYS and k != "system"}
         body.update(s.extra_body)
         body.update(extra)
         return body

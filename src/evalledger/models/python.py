@@ -31,7 +31,8 @@ class PythonSettings(ModelSettings):
     """
 
     callable: str
-    """``package.module:function``; called as ``fn(prompt)`` or ``fn(prompt, item)``."""
+    """``package.module:function``; called as ``fn(prompt)`` or ``fn(prompt, item)``, with
+    ``system=`` (the prompt set's system prompt) and ``decoding=`` when it takes them."""
     path: str | None = None
     """A folder (relative to the project root) to put on ``sys.path`` first."""
     options: dict[str, Any] = {}
@@ -61,6 +62,7 @@ class PythonModel(Model):
         self._wants_decoding = "decoding" in params or any(
             p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()
         )
+        self._wants_system = "system" in params
 
     def _resolve(self, s: PythonSettings) -> tuple[Callable[..., Any], bool]:
         module_name, sep, attr = s.callable.partition(":")
@@ -91,6 +93,8 @@ class PythonModel(Model):
         kwargs = dict(self.settings.options)
         if self._wants_decoding:
             kwargs["decoding"] = decoding
+        if self._wants_system:  # the prompt set's system prompt, or None
+            kwargs["system"] = decoding.get("system")
         if self._wants_item:
             return self._fn(prompt, item, **kwargs)
         return self._fn(prompt, **kwargs)

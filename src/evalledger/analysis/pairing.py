@@ -1,8 +1,10 @@
 """Paired significance tests between models, cells, executions or revisions.
 
 An operand of ``evalledger significance`` is a model (its cells, paired with another
-model's on each benchmark), a cell key (``model/benchmark``), an execution ID, or a git
-revision (the same cells paired across revisions); ``NAME@REV`` reads it at a revision.
+model's on each benchmark), a cell key (``model/benchmark``), an axis value
+(``condition=treatment``: its cells, paired on the rest of their keys), an execution ID,
+or a git revision (the same cells paired across revisions); ``NAME@REV`` reads it at a
+revision.
 Items are paired by id; every comparison of one invocation is one family for the
 Holm-Bonferroni correction.
 """
@@ -102,7 +104,7 @@ class Operand:
     cells: dict[str, str]
     """Unit (the cell key, or without its model for a model operand) -> cell key."""
     kind: str
-    """``model``, ``cell``, ``execution`` or ``revision``."""
+    """``model``, ``cell``, ``slice`` (``AXIS=VALUE``), ``execution`` or ``revision``."""
 
 
 def resolve_operand(ledger: Ledger, text: str, rev: str | None = None) -> Operand:
@@ -128,6 +130,8 @@ def resolve_operand(ledger: Ledger, text: str, rev: str | None = None) -> Operan
 
 def _resolve(ledger: Ledger, text: str, name: str, at: str, rev: str | None) -> Operand:
     snap = ledger.snapshot(at or rev)
+    if "=" in name:
+        return _axis_slice(snap, text, name)
     models = {c.axes.get("model", ""): None for c in snap.cells.values()}
     if name in models:
         cells = {_without_model(c.axes): k for k, c in snap.cells.items()
@@ -159,7 +163,32 @@ def _resolve(ledger: Ledger, text: str, name: str, at: str, rev: str | None) -> 
 
 
 def _without_model(axes: dict[str, str]) -> str:
-    return "/".join(v for a, v in axes.items() if a != "model")
+    return _without(axes, "model")
+
+
+def _without(axes: dict[str, str], axis: str) -> str:
+    return "/".join(v for a, v in axes.items() if a != axis)
+
+
+def _axis_slice(snap: Snapshot, text: str, name: str) -> Operand:
+    """``AXIS=VALUE``: the cells with that value, each paired on the rest of its key.
+
+    ``condition=control condition=treatment`` pairs each model's (and benchmark's...)
+    items across the two conditions: the treatment effect, one test per such cell.
+    """
+    axis, _, value = name.partition("=")
+    values: dict[str, set[str]] = {}
+    for cell in snap.cells.values():
+        for a, v in cell.axes.items():
+            values.setdefault(a, set()).add(v)
+    if axis not in values:
+        raise StatsError(f"no axis {axis!r} at {snap.label} in {text}",
+                         f"axes: {', '.join(values) or 'none (no cells)'}")  # fmt: skip
+    if value not in values[axis]:
+        raise StatsError(f"no {axis} {value!r} at {snap.label}",
+                         f"{axis}: {', '.join(sorted(values[axis]))}")  # fmt: skip
+    cells = {_without(c.axes, axis): k for k, c in snap.cells.items() if c.axes.get(axis) == value}
+    return Operand(text, snap, cells, "slice")
 
 
 @dataclass
@@ -382,8 +411,9 @@ def _axes(side: Operand, key: str) -> dict[str, str]:
 def _units(sides: list[Operand]) -> list[dict[str, str]]:
     """Per side, unit -> cell key, with the units that pair the sides' cells.
 
-    Models and cells pair on the cell without its model (the benchmark); cells alone
-    always pair, whatever their benchmarks; revisions and executions (and models or
+    Models and cells pair on the cell without its model (the benchmark); axis slices
+    (``condition=control``) on the cell without that axis; cells alone always pair,
+    whatever their benchmarks; revisions and executions (and models or
     cells beside them) pair on the whole cell key.
     """
     kinds = {s.kind for s in sides}
@@ -391,6 +421,6 @@ def _units(sides: list[Operand]) -> list[dict[str, str]]:
         names = list(dict.fromkeys(unit for s in sides for unit in s.cells))
         label = " vs ".join(names)
         return [dict.fromkeys([label], next(iter(s.cells.values()))) for s in sides]
-    if kinds <= {"model", "cell"}:
+    if kinds <= {"model", "cell"} or kinds == {"slice"}:
         return [s.cells for s in sides]
     return [{key: key for key in s.cells.values()} for s in sides]

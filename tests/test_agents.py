@@ -313,3 +313,17 @@ def test_agent_metrics_have_fixed_directions_whatever_the_agent_is_called() -> N
     assert Directions({"agents.*.cost": "higher"}).direction("agents.a.cost") == "higher"
     assert is_timing_metric("agents.planner.mean_latency_ms")
     assert not is_timing_metric("agents.time-keeper.success_rate")
+
+
+def test_agent_records_of_any_adapter_are_checked_when_the_item_is_recorded() -> None:
+    from evalledger.execution.cell import _record
+    from evalledger.plugin_types import Item, ItemScore
+
+    item, score = Item("x-1", "2+2", "4"), ItemScore(correct=True, score=1.0)
+    twice = Completion("4", agents=(AgentRecord("a", True), AgentRecord("a", False)))
+    with pytest.raises(AgentRecordError, match="agent 'a' is named twice for one item"):
+        _record(item, 1.0, twice, score)
+    rec = _record(item, 1.0, Completion("4", agents=(AgentRecord("a", True, cost=0.5),)), score)
+    assert rec["agents"] == [{"name": "a", "success": True, "latency_ms": None, "cost": 0.5,
+                              "prompt_tokens": None, "completion_tokens": None}]  # fmt: skip
+    assert "agents" not in _record(item, 1.0, Completion("4"), score)

@@ -26,6 +26,7 @@ from evalledger.atomic import atomic_write
 from evalledger.errors import CellError, EvalLedgerError, InterruptedRun
 from evalledger.execution.checkpoint import Checkpoint
 from evalledger.matrix import Cell, config_hash
+from evalledger.plugin_types import agent_records
 from evalledger.plugins import load_benchmark, load_model, load_scorer
 from evalledger.redact import scrub_text
 
@@ -307,7 +308,8 @@ def _record(item: Item, latency_ms: float, completion: Any, score: ItemScore) ->
         "completion_tokens": completion.completion_tokens,
         "output": completion.text, "error": None,
     }  # fmt: skip
-    agents = getattr(completion, "agents", ())
+    # Checked whatever the adapter: a bad record (an agent named twice) errors the item.
+    agents = agent_records(getattr(completion, "agents", ()))
     if agents:  # only then: checkpoint lines of single-agent models stay as they were
         rec["agents"] = [a.to_json() for a in agents]
     return rec

@@ -38,11 +38,12 @@ if TYPE_CHECKING:
     from evalledger.ledger.history import Ledger, Snapshot
     from evalledger.manifest import CellRecord, ExecutionManifest
     from evalledger.models.base import Model
-    from evalledger.plugin_types import Completion, Item, ItemScore
+    from evalledger.plugin_types import AgentRecord, Completion, Item, ItemScore
     from evalledger.track.evaluate import evaluate
     from evalledger.track.tracker import ExperimentConfig, Tracker
 
 __all__ = [
+    "AgentRecord",
     "Benchmark",
     "CellRecord",
     "CellResult",
@@ -94,6 +95,7 @@ _LAZY = {
     "CellRecord": "evalledger.manifest",
     "ExecutionManifest": "evalledger.manifest",
     "Completion": "evalledger.plugin_types",
+    "AgentRecord": "evalledger.plugin_types",
     "Model": "evalledger.models.base",
     "RunOptions": "evalledger.execution.plan",
     "RunPlan": "evalledger.execution.plan",

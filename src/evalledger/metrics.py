@@ -16,7 +16,16 @@ from evalledger.errors import ConfigError
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-__all__ = ["DIRECTIONS", "TIMING_METRICS", "Directions", "as_number", "flatten", "is_timing_metric"]
+__all__ = [
+    "AGENT_METRICS",
+    "DIRECTIONS",
+    "TIMING_METRICS",
+    "Directions",
+    "agent_metric",
+    "as_number",
+    "flatten",
+    "is_timing_metric",
+]
 
 #: The values a ``metrics:`` entry of params.yaml may take.
 DIRECTIONS = ("lower", "higher")
@@ -32,6 +41,19 @@ _WORD = re.compile(r"[a-z0-9]+")
 TIMING_METRICS = ("latency_ms", "total_time_s", "wall_time_s")
 # Words that make any other metric (a Tracker's, say) a timing one.
 _TIMING_WORDS = frozenset({"latency", "time", "duration", "elapsed", "throughput"})
+#: What a cell's ``agents.<name>`` block holds, each with its direction. The agent's
+#: name is the user's (``error_checker``), so its words must not settle the direction.
+AGENT_METRICS = {"success_rate": "higher", "n": "higher", "successes": "higher",
+                 "mean_latency_ms": "lower", "cost": "lower", "prompt_tokens": "lower",
+                 "completion_tokens": "lower"}  # fmt: skip
+
+
+def agent_metric(name: str) -> tuple[str, str] | None:
+    """``agents.<agent>.<metric>`` (a metric of :data:`AGENT_METRICS`) -> both; else None."""
+    parts = name.split(".")
+    if len(parts) == 3 and parts[0] == "agents" and parts[2] in AGENT_METRICS:
+        return parts[1], parts[2]
+    return None
 
 
 def flatten(data: Any, prefix: str = "") -> dict[str, Any]:
@@ -55,10 +77,13 @@ def is_timing_metric(name: str) -> bool:
     The :data:`TIMING_METRICS` and their parts, and any name with one of the words
     ``latency``, ``time``, ``duration``, ``elapsed`` or ``throughput`` (words are split at
     anything but letters and digits): ``train/epoch_time`` and ``time_to_first_token_ms``
-    are timings, ``timeout_rate`` and ``runtime_errors`` are not.
+    are timings, ``timeout_rate`` and ``runtime_errors`` are not. Of an agent's metrics,
+    only ``agents.<name>.mean_latency_ms`` is.
     """
     if name.split(".", 1)[0] in TIMING_METRICS:
         return True
+    if agent := agent_metric(name):
+        return agent[1] == "mean_latency_ms"
     return not _TIMING_WORDS.isdisjoint(_WORD.findall(name.lower()))
 
 
@@ -77,7 +102,8 @@ class Directions:
     ``perplexity``, ``error_rate``, ``errors``, ``latency``, ``time``, ``cost`` or
     ``tokens`` is lower-is-better, one with ``accuracy``, ``score``, ``f1``... higher.
     Anything else is taken as higher-is-better, and :attr:`assumed` collects those names
-    so the output can say so once.
+    so the output can say so once. An agent's metrics (``agents.<name>.success_rate``...)
+    have the directions of :data:`AGENT_METRICS`, whatever the agent is called.
     """
 
     def __init__(self, overrides: Mapping[str, str] | None = None) -> None:
@@ -115,6 +141,8 @@ class Directions:
                           if fnmatch.fnmatchcase(metric, pattern)), None)  # fmt: skip
         if found is not None:
             return found
+        if agent := agent_metric(metric):
+            return AGENT_METRICS[agent[1]]
         name = metric.lower()
         words = set(_WORD.findall(name))
         if words & _HIGHER_WORDS:

@@ -1,7 +1,8 @@
 """The types that model adapters, benchmarks and scorers share, below all three.
 
 A benchmark yields :class:`Item` s, a model answers each with a :class:`Completion`, and a
-scorer turns the answer into an :class:`ItemScore`. Every plugin's settings are an
+scorer turns the answer into an :class:`ItemScore`. A multi-agent system's completion
+may carry one :class:`AgentRecord` per agent that ran on the item. Every plugin's settings are an
 :class:`AdapterSettings` model checked by :func:`validate_settings`. Living here, below
 ``models/``, ``benchmarks/`` and ``scorers/``, they let those packages import each other
 in one direction only; each package's ``base`` module re-exports the names it used to hold.
@@ -15,16 +16,21 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from evalledger.errors import ConfigError
+from evalledger.errors import ConfigError, EvalLedgerError
+from evalledger.names import AXIS_HINT, is_name
 
 __all__ = [
+    "AGENT_FIELDS",
     "AdapterSettings",
+    "AgentRecord",
+    "AgentRecordError",
     "Completion",
     "DecodingSettings",
     "Item",
     "ItemScore",
     "PromptSetSettings",
     "SamplingSettings",
+    "agent_records",
     "validate_settings",
 ]
 
@@ -41,13 +47,88 @@ class Item:
     meta: dict[str, Any] = field(default_factory=dict)
 
 
+class AgentRecordError(EvalLedgerError):
+    """A model returned a malformed per-agent record: its item is recorded as errored."""
+
+
+#: The keys of one agent record, as a model returns it and as an item record keeps it.
+AGENT_FIELDS = ("name", "success", "latency_ms", "cost", "prompt_tokens", "completion_tokens")
+
+
+@dataclass(frozen=True)
+class AgentRecord:
+    """What one agent of a multi-agent system did for one item; checked when made."""
+
+    name: str
+    success: bool
+    latency_ms: float | None = None
+    cost: float | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+
+    def __post_init__(self) -> None:
+        where = f"agent {self.name!r}" if isinstance(self.name, str) else "agent"
+        if not is_name(self.name, dots=False):  # a dot would split agents.<name>.<metric>
+            raise AgentRecordError(f"{where}: name is not allowed; {AXIS_HINT}")
+        if not isinstance(self.success, bool):
+            raise AgentRecordError(f"{where}: success must be true or false{_shown(self.success)}")
+        for key in ("latency_ms", "cost"):
+            value = getattr(self, key)
+            if value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise AgentRecordError(f"{where}: {key} must be a number{_shown(value)}")
+            if not 0 <= value < float("inf"):
+                raise AgentRecordError(f"{where}: {key} must be 0 or more{_shown(value)}")
+        for key in ("prompt_tokens", "completion_tokens"):
+            value = getattr(self, key)
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool)
+                                      or value < 0):  # fmt: skip
+                raise AgentRecordError(f"{where}: {key} must be an integer >= 0{_shown(value)}")
+
+    def to_json(self) -> dict[str, Any]:
+        """The record as an item record keeps it (every key of :data:`AGENT_FIELDS`)."""
+        return {key: getattr(self, key) for key in AGENT_FIELDS}
+
+
+def agent_records(value: Any) -> tuple[AgentRecord, ...]:
+    """Per-agent records from a list of mappings (or AgentRecords), checked one by one.
+
+    A missing name or success, an unknown key, a value of the wrong type or a negative
+    one, and an agent named twice for one item are :class:`AgentRecordError` s naming
+    the agent and the field.
+    """
+    if value is None:
+        return ()
+    if not isinstance(value, list | tuple):
+        raise AgentRecordError(f"agents must be a list of records{_shown(value)}")
+    out: list[AgentRecord] = []
+    for i, rec in enumerate(value):
+        if isinstance(rec, dict):
+            unknown = [str(k) for k in rec if k not in AGENT_FIELDS]
+            if unknown:
+                raise AgentRecordError(f"agents[{i}]: unknown key {unknown[0]!r}; "
+                                       f"known: {', '.join(AGENT_FIELDS)}")  # fmt: skip
+            for key in ("name", "success"):
+                if key not in rec:
+                    raise AgentRecordError(f"agents[{i}]: {key} is missing")
+            rec = AgentRecord(**rec)
+        elif not isinstance(rec, AgentRecord):
+            raise AgentRecordError(f"agents[{i}] must be a mapping{_shown(rec)}")
+        if any(r.name == rec.name for r in out):
+            raise AgentRecordError(f"agent {rec.name!r} is named twice for one item")
+        out.append(rec)
+    return tuple(out)
+
+
 @dataclass(frozen=True)
 class Completion:
-    """What a model returned for one prompt."""
+    """What a model returned for one prompt; ``agents`` for a multi-agent system."""
 
     text: str
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
+    agents: tuple[AgentRecord, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,8 @@ df, as ``significance`` uses. For 0/1 scores without clusters (and for a
 proportion with no scores) it is the Wilson score interval, which stays sensible near 0
 and 1 where mean +- z x SE collapses to a point (300 of 300 correct is not [1, 1], and
 one item right is [0.21, 1]). A category metric (``categories.<name>.accuracy``) is
-computed from the items of that category only, so its n is the category's.
+computed from the items of that category only, so its n is the category's; an agent's
+success rate (``agents.<name>.success_rate``) has the n of the items the agent ran on.
 
 A model's value is the mean over the benchmarks it was run on. Its interval combines the
 cells' intervals as independent estimates by MOVER (Zou & Donner 2008): the distance
@@ -30,15 +31,17 @@ from dataclasses import dataclass, field, replace
 from statistics import NormalDist
 from typing import TYPE_CHECKING, Any
 
+from evalledger.analysis.agents import agent_counts, check_agent_metric
 from evalledger.analysis.categories import category_items, category_of
 from evalledger.analysis.cellfilter import CellFilter, check_filter, matches, merge_filter
 from evalledger.analysis.formatting import format_value, md_code, md_text
 from evalledger.analysis.intervals import mover_mean_interval, wilson_interval
+from evalledger.analysis.metricnames import default_metric, explain_empty
 from evalledger.errors import ConfigError
 from evalledger.ledger.directions import directions_at
 from evalledger.ledger.health import CellHealth, cell_health
 from evalledger.ledger.scores import METRIC_COLUMNS, ScoreTable, column_for, summarize
-from evalledger.metrics import as_number, flatten
+from evalledger.metrics import as_number
 
 if TYPE_CHECKING:
     from evalledger.ledger.history import Ledger, Snapshot
@@ -263,7 +266,11 @@ def cell_scores(
             binary = "se_clustered" not in summary and _all_zero_or_one(summary)
         else:
             # error_rate is over every item; the other proportions over the scored ones
-            raw_n = _scored(counts) if metric != "error_rate" else counts.get("n")
+            raw_n = (
+                _scored(agent_counts(data, metric) or counts)
+                if metric != "error_rate"
+                else counts.get("n")
+            )
             if isinstance(raw_n, int) and raw_n > 0 and _proportion(metric) and 0 <= value <= 1:
                 n = raw_n
                 se = math.sqrt(value * (1 - value) / n)
@@ -352,15 +359,16 @@ def build_leaderboard(
     if by not in ("model", "cell"):
         raise ConfigError(f"unknown --by {by!r}; known: model, cell")
     snaps = [ledger.snapshot(r) for r in revs] if revs else [ledger.snapshot()]
-    metric = metric or _default_metric(snaps)
+    metric = metric or default_metric(snaps)
     filters = merge_filter(filters, benchmarks)  # a misspelt value must not be left out silently
     check_filter(filters, [c.axes for s in snaps for c in s.cells.values()])
+    check_agent_metric(snaps, metric, filters)
     benchmarks = filters.get("benchmark")
     scores: list[CellScore] = []
     for snap in snaps:
         scores += cell_scores(snap, metric, filters=filters)
     if not scores:
-        _explain_empty(snaps, metric, benchmarks)
+        explain_empty(snaps, metric, benchmarks)
     notes: list[str] = []
     if strict:
         left = [s for s in scores if s.health is not None and not s.health.trusted]
@@ -472,29 +480,3 @@ def _model_entry(name: str, cells: list[CellScore], z: float) -> Entry:
     n = None if None in ns else sum(ns)  # type: ignore[arg-type]
     return Entry(0, name, value, low, high, n, {c.benchmark: c.value for c in cells},
                  _errored(cells), _flags(cells))  # fmt: skip
-
-
-def _default_metric(snaps: list[Snapshot]) -> str:
-    for snap in snaps:
-        first = next(iter(snap.metrics(list(snap.cells)[:1]).values()), {})
-        if "accuracy" in first:
-            return "accuracy"
-        if "mean_score" in first:
-            return "mean_score"
-    return "accuracy"
-
-
-def _explain_empty(snaps: list[Snapshot], metric: str, benchmarks: list[str] | None) -> None:
-    where = ", ".join(s.label for s in snaps)
-    cells = [c for s in snaps for c in s.cells.values()]
-    if not cells:
-        raise ConfigError(f"no cell metrics at {where}", "run `evalledger run` first")
-    if benchmarks:
-        known = sorted({c.axes.get("benchmark", "") for c in cells})
-        missing = [b for b in benchmarks if b not in known]
-        if missing:
-            raise ConfigError(f"unknown benchmark {missing[0]!r}; known: {', '.join(known)}")
-    snap = snaps[0]
-    sample = flatten(next(iter(snap.metrics(list(snap.cells)[:1]).values()), {}))
-    known_m = [k for k, v in sample.items() if isinstance(v, int | float)]
-    raise ConfigError(f"unknown metric {metric!r}; known: {', '.join(known_m[:12])}")

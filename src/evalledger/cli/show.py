@@ -15,6 +15,8 @@ from evalledger.metrics import flatten
 
 _COLUMNS = ("accuracy", "mean_score", "partial_accuracy", "format_accuracy", "errors", "cost",
             "latency_ms.p50")  # fmt: skip
+#: Per agent, for cells of multi-agent systems (their metrics' ``agents`` block).
+_AGENT_COLUMNS = ("success_rate", "n", "mean_latency_ms", "cost")
 #: What a tracked run's liveness means, after its status in `show`.
 _LIVENESS = {"crashed": "crashed (in_progress, but its process is gone)",
              "stale": "stale (in_progress; no recent heartbeat from its host)"}  # fmt: skip
@@ -33,7 +35,7 @@ def show(ctx: click.Context, execution_id: str, packages: bool, as_json: bool) -
 
     EXECUTION_ID may be any unique part of an ID. Metrics are read at the commit that
     last changed the execution (or the workspace); a cell a later execution re-ran
-    shows as superseded.
+    shows as superseded. Cells of multi-agent systems also get a table per agent.
     """
     import yaml
 
@@ -73,6 +75,13 @@ def show(ctx: click.Context, execution_id: str, packages: bool, as_json: bool) -
         rows.append([key, status, f"{rec.examples_completed}/{rec.examples_total or '?'}",
                      *values])  # fmt: skip
     print_table(["cell", "status", "items", *_COLUMNS], rows, right=len(_COLUMNS) + 1)
+    agents = view.agent_rows()
+    if agents:
+        click.echo("")
+        rows = [[key, name, *(format_value(m.get(c)) for c in _AGENT_COLUMNS)]
+                for key, name, m in agents]  # fmt: skip
+        print_table(["cell", "agent", *_AGENT_COLUMNS], rows, title="agents",
+                    right=len(_AGENT_COLUMNS))  # fmt: skip
 
 
 def _status(status: str) -> str:

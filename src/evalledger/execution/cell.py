@@ -26,6 +26,7 @@ from evalledger.atomic import atomic_write
 from evalledger.errors import CellError, EvalLedgerError, InterruptedRun
 from evalledger.execution.checkpoint import Checkpoint
 from evalledger.matrix import Cell, config_hash
+from evalledger.plugin_types import agent_records
 from evalledger.plugins import load_benchmark, load_model, load_scorer
 from evalledger.redact import scrub_text
 
@@ -211,7 +212,8 @@ def cell_metrics(
     """Cell metrics from per-item records (the DVC metrics file's content).
 
     Accuracies are over the scored items; errored items are counted apart (``errors``,
-    ``error_rate``, ``error_patterns``) and never as wrong answers. Keys come in one
+    ``error_rate``, ``error_patterns``) and never as wrong answers. When items carry
+    per-agent records, ``agents`` holds each agent's figures over the scored items. Keys come in one
     order, and the timings (:data:`~evalledger.metrics.TIMING_METRICS`) sit together, so
     a re-run of a deterministic model changes one block of lines and nothing else.
     """
@@ -256,8 +258,34 @@ def cell_metrics(
             "n": len(rs),
             "errors": len(rs) - len(ok),
         }
+    if any(r.get("agents") for r in scored):
+        metrics["agents"] = _agent_metrics(scored)
     metrics["error_patterns"] = dict(sorted(patterns.items()))
     return metrics
+
+
+def _agent_metrics(scored: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per agent, over the scored items it ran on: successes, mean latency, cost, tokens.
+
+    Latency and cost are over the records that report them (None when none does).
+    """
+    runs: dict[str, list[dict[str, Any]]] = {}
+    for r in scored:
+        for rec in r.get("agents") or ():
+            runs.setdefault(rec["name"], []).append(rec)
+    out = {}
+    for name, recs in sorted(runs.items()):
+        lat = [float(a["latency_ms"]) for a in recs if a.get("latency_ms") is not None]
+        costs = [float(a["cost"]) for a in recs if a.get("cost") is not None]
+        successes = sum(bool(a["success"]) for a in recs)
+        out[name] = {
+            "success_rate": _rate(successes, len(recs)), "n": len(recs), "successes": successes,
+            "mean_latency_ms": round(math.fsum(lat) / len(lat), 3) if lat else None,
+            "cost": round(math.fsum(costs), 6) if costs else None,
+            "prompt_tokens": sum(int(a.get("prompt_tokens") or 0) for a in recs),
+            "completion_tokens": sum(int(a.get("completion_tokens") or 0) for a in recs),
+        }  # fmt: skip
+    return out
 
 
 def _scores_csv(records: list[dict[str, Any]], items: list[Item]) -> str:
@@ -295,12 +323,14 @@ def _predictions_jsonl(records: list[dict[str, Any]], prepared: PreparedCell) ->
         if r.get("error"):
             row["error"] = r["error"]
         row["latency_ms"] = r["latency_ms"]
+        if r.get("agents"):
+            row["agents"] = r["agents"]
         lines.append(json.dumps(row, ensure_ascii=False))
     return "\n".join(lines) + ("\n" if lines else "")
 
 
 def _record(item: Item, latency_ms: float, completion: Any, score: ItemScore) -> dict[str, Any]:
-    return {
+    rec = {
         "id": item.id, "category": item.category, "correct": score.correct,
         "score": score.score, "partial": score.partial, "formatted": score.formatted,
         "extracted": score.extracted, "detail": score.detail, "latency_ms": latency_ms,
@@ -308,6 +338,11 @@ def _record(item: Item, latency_ms: float, completion: Any, score: ItemScore) ->
         "completion_tokens": completion.completion_tokens,
         "output": completion.text, "error": None,
     }  # fmt: skip
+    # Checked whatever the adapter: a bad record (an agent named twice) errors the item.
+    agents = agent_records(getattr(completion, "agents", ()))
+    if agents:  # only then: checkpoint lines of single-agent models stay as they were
+        rec["agents"] = [a.to_json() for a in agents]
+    return rec
 
 
 def _error_record(item: Item, latency_ms: float, exc: BaseException) -> dict[str, Any]:

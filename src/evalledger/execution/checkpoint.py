@@ -5,7 +5,8 @@ removing a stage's outputs does not lose finished items. One process at a time h
 cell's checkpoint (``flock``); each item is one ``write()`` of one line, which survives
 the process being killed. A torn last line is cut off when the log is reopened. A line
 keeps the item's ``latency_ms`` (which ``.scores.csv`` does not hold), so a resumed cell
-writes every item's latency to its predictions file and counts it in its timings.
+writes every item's latency to its predictions file and counts it in its timings; it
+keeps the item's per-agent records too, which the cell's ``agents`` metrics count.
 
 Every line is checked when the log is read: one that is not JSON, or lacks a field a
 scored item needs (or holds one of the wrong type), is dropped, and its item is
@@ -22,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from evalledger.atomic import atomic_write
 from evalledger.errors import CellError, notice
+from evalledger.plugin_types import AgentRecordError, agent_records
 from evalledger.redact import scrub_text
 
 if TYPE_CHECKING:
@@ -41,7 +43,8 @@ def valid_record(rec: object) -> bool:
     Every record needs a string ``id``, booleans ``correct``/``partial``/``formatted``,
     numbers ``score``/``latency_ms``, token counts that are integers or null, and text
     (or null) for ``category``, ``output`` and ``error``; an errored one (``error`` set)
-    also needs its ``error_class``.
+    also needs its ``error_class``. Per-agent records (``agents``), when present, must
+    each be a valid :class:`~evalledger.plugin_types.AgentRecord`.
     """
     if not isinstance(rec, dict) or not isinstance(rec.get("id"), str):
         return False
@@ -53,7 +56,22 @@ def valid_record(rec: object) -> bool:
         return False
     if not all(rec.get(k) is None or isinstance(rec.get(k), str) for k in (*_TEXTS, "error")):
         return False
+    if not _valid_agents(rec.get("agents")):
+        return False
     return not rec.get("error") or isinstance(rec.get("error_class"), str)
+
+
+def _valid_agents(agents: object) -> bool:
+    """Absent, or a list of per-agent records as :class:`AgentRecord` checks them."""
+    if agents is None:
+        return True
+    if not isinstance(agents, list) or not all(isinstance(a, dict) for a in agents):
+        return False
+    try:
+        agent_records(agents)
+    except (AgentRecordError, TypeError):
+        return False
+    return True
 
 
 def _is_number(value: object) -> bool:

@@ -189,6 +189,15 @@ class ExecutionView:
     def __post_init__(self) -> None:
         self.status = self.status or self.manifest.status.value
 
+    def agent_rows(self) -> list[tuple[str, str, dict[str, Any]]]:
+        """``(cell, agent, its metrics)`` for each agent of each cell that has agents."""
+        rows = []
+        for key, metrics in self.results.items():
+            agents = metrics.get("agents") if metrics else None
+            if isinstance(agents, dict):
+                rows += [(key, name, m) for name, m in agents.items() if isinstance(m, dict)]
+        return rows
+
     def to_json(self) -> dict[str, Any]:
         """JSON-ready: the manifest, where it was read, and the results."""
         return {

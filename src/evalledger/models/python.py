@@ -1,4 +1,9 @@
-"""The ``python`` adapter: any ``module:callable`` becomes a model, no server needed."""
+"""The ``python`` adapter: any ``module:callable`` becomes a model, no server needed.
+
+The callable returns the answer's text, a :class:`~evalledger.plugin_types.Completion`,
+or a mapping ``{"text": ..., "agents": [{"name": ..., "success": ...}, ...]}`` (token
+counts optional). A malformed agent record errors that item, never the run.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,7 @@ import importlib
 import inspect
 import re
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -13,7 +19,7 @@ from pydantic import field_validator
 
 from evalledger.errors import ConfigError
 from evalledger.models.base import Model, ModelSettings
-from evalledger.plugin_types import Completion
+from evalledger.plugin_types import Completion, agent_records
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -112,11 +118,13 @@ class PythonModel(Model):
 
 def _completion(out: Any) -> Completion:
     if isinstance(out, Completion):
-        return out
+        agents = agent_records(out.agents)
+        return out if agents == out.agents else replace(out, agents=agents)
     if isinstance(out, dict):
         return Completion(
             text=str(out.get("text", "")),
             prompt_tokens=out.get("prompt_tokens"),
             completion_tokens=out.get("completion_tokens"),
+            agents=agent_records(out.get("agents")),
         )
     return Completion(text=str(out))

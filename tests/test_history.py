@@ -183,7 +183,7 @@ def test_the_parsed_cache(fresh: lf.Built, monkeypatch: pytest.MonkeyPatch) -> N
     assert not cache_dir.exists()
     with Ledger(fresh.project) as ledger:
         first = read_all(ledger)
-    assert (cache_dir / "parsed-v1.sqlite").is_file()
+    assert (cache_dir / "parsed-v2.sqlite").is_file()
     assert ".evalledger" not in git(fresh.root, "status", "--porcelain")  # git-ignored
 
     # A second reader is served from the cache: reading git blobs is not needed.
@@ -202,7 +202,7 @@ def test_the_parsed_cache(fresh: lf.Built, monkeypatch: pytest.MonkeyPatch) -> N
     assert not cache_dir.exists()
     with Ledger(fresh.project) as ledger:
         assert read_all(ledger) == first
-    assert (cache_dir / "parsed-v1.sqlite").is_file()
+    assert (cache_dir / "parsed-v2.sqlite").is_file()
 
     # A cached workspace file is never stale: new bytes are a new blob id.
     cell = lf.Cell("math", 16, set(range(16)), errored=4)
@@ -215,8 +215,8 @@ def test_a_damaged_cache_is_bypassed(fresh: lf.Built) -> None:
     cache_dir = fresh.root / ".evalledger" / "cache"
     with Ledger(fresh.project) as ledger:
         expected = ledger.snapshot("v1").metrics()
-    (cache_dir / "parsed-v1.sqlite").write_bytes(b"this is not a database")
-    for extra in cache_dir.glob("parsed-v1.sqlite-*"):
+    (cache_dir / "parsed-v2.sqlite").write_bytes(b"this is not a database")
+    for extra in cache_dir.glob("parsed-v2.sqlite-*"):
         extra.unlink()
     with Ledger(fresh.project) as ledger:
         assert ledger.snapshot("v1").metrics() == expected
@@ -397,7 +397,7 @@ def test_cached_values_of_the_wrong_shape_are_parsed_again(fresh: lf.Built) -> N
 
     with Ledger(fresh.project) as ledger:
         expected = ledger.snapshot("v1").summaries(), ledger.snapshot("v1").manifests()
-    db = sqlite3.connect(fresh.root / ".evalledger" / "cache" / "parsed-v1.sqlite")
+    db = sqlite3.connect(fresh.root / ".evalledger" / "cache" / "parsed-v2.sqlite")
     with db:
         db.execute("""UPDATE parsed SET value = '{"n": 1}' WHERE kind != 'metrics'""")
         db.execute("UPDATE parsed SET value = 'not json' WHERE kind = 'metrics'")

@@ -115,13 +115,14 @@ def undeclare_metrics(project: Project, paths: Sequence[str]) -> bool:
 
 
 def render_stage(
-    axis_names: list[str], judges: bool = False, prompt_files: bool = False
-) -> dict[str, Any]:
+    axis_names: list[str], judges: bool = False, prompt_files: bool = False,
+    run_repeats: bool = False,
+) -> dict[str, Any]:  # fmt: skip
     """The ``eval`` stage for a matrix over ``axis_names`` (canonical order).
 
     With ``judges``, every cell also depends on the ``judges:`` section, so changing a
     judge re-runs the cells it grades. With ``prompt_files``, each cell depends on its
-    prompt files (:mod:`evalledger.prompts`).
+    prompt files (:mod:`evalledger.prompts`); with ``run_repeats``, on ``run.repeats``.
     """
     from evalledger.gitinfo import LAUNCHER
     from evalledger.prompts import dep_templates
@@ -135,7 +136,8 @@ def render_stage(
         "cmd": f"sh {LAUNCHER} cell {args}",
         **({"deps": dep_templates(axis_names)} if prompt_files else {}),
         "params": [f"{axis_section(a)}.{item[a]}" for a in axis_names]
-        + (["judges"] if judges else []),
+        + (["judges"] if judges else [])
+        + (["run.repeats"] if run_repeats else []),
         "outs": [
             f"predictions/{key}.jsonl",
             {f"metrics/{key}.scores.csv": {"cache": False}},

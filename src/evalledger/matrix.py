@@ -96,6 +96,9 @@ def stage_params(spec: MatrixSpec, cell: Cell) -> dict[str, Any]:
     current = {f"{axis_section(a)}.{v}": spec.value_config(a, v) for a, v in cell.axes}
     if spec.judges:
         current["judges"] = spec.judges
+    run = spec.raw.get("run")
+    if isinstance(run, dict) and "repeats" in run:
+        current["run.repeats"] = run["repeats"]
     return current
 
 

@@ -96,6 +96,12 @@ class MatrixSpec:
     """The prompt sets read their prompts from ``prompts/`` (``from: files``)."""
 
     @property
+    def stage_options(self) -> tuple[bool, bool, bool]:
+        """What else the eval stage depends on: judges, prompt files, ``run.repeats``."""
+        run = self.raw.get("run")
+        return bool(self.judges), self.prompt_files, isinstance(run, dict) and "repeats" in run
+
+    @property
     def axis_names(self) -> list[str]:
         """Axis names in canonical order (the order of stage names and paths)."""
         return canonical_axes(self.axes)
@@ -274,12 +280,20 @@ def parse_spec(data: dict[str, Any]) -> MatrixSpec:
     run_raw = data.get("run") or {}
     if not isinstance(run_raw, dict):
         raise ConfigError("'run:' in params.yaml must be a mapping")
-    unknown_run = sorted(set(run_raw) - {"jobs"})
+    unknown_run = sorted(set(run_raw) - {"jobs", "repeats"})
     if unknown_run:
         raise ConfigError(
             f"unknown run setting {unknown_run[0]!r} (run.{unknown_run[0]})",
-            f"{_did_you_mean(str(unknown_run[0]), ['jobs'])}known: jobs",
+            f"{_did_you_mean(str(unknown_run[0]), ['jobs', 'repeats'])}known: jobs, repeats",
         )
+    for section in ("models", "benchmarks", "run"):
+        entries = {"": run_raw} if section == "run" else sections[section]
+        for name, cfg in entries.items():
+            k = cfg.get("repeats", 1)
+            if type(k) is not int or not 1 <= k <= 1000:
+                where = f"{section}.{name}.repeats" if name else "run.repeats"
+                raise ConfigError(f"{where} must be an integer from 1 to 1000, not {k!r}",
+                                  "the samples of each item, e.g. repeats: 5")  # fmt: skip
     jobs = run_raw.get("jobs", 4)
     if not isinstance(jobs, int) or isinstance(jobs, bool) or jobs < 1:
         raise ConfigError(f"run.jobs must be a positive integer, got {jobs!r}")

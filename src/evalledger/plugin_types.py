@@ -21,6 +21,7 @@ from evalledger.names import AXIS_HINT, is_name
 
 __all__ = [
     "AGENT_FIELDS",
+    "SAMPLE_SEP",
     "AdapterSettings",
     "AgentRecord",
     "AgentRecordError",
@@ -31,6 +32,7 @@ __all__ = [
     "PromptSetSettings",
     "SamplingSettings",
     "agent_records",
+    "question_of",
     "validate_settings",
 ]
 
@@ -45,6 +47,18 @@ class Item:
     category: str = ""
     choices: tuple[str, ...] | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+
+
+#: Sample ``s`` of a repeated item ``q`` is evaluated as the item ``q#s``.
+SAMPLE_SEP = "#"
+
+
+def question_of(item_id: str) -> tuple[str, int | None]:
+    """``(question id, sample)`` of a sample item's id; ``(id, None)`` for a plain one."""
+    head, sep, tail = item_id.rpartition(SAMPLE_SEP)
+    if sep and tail.isdigit():
+        return head, int(tail)
+    return item_id, None
 
 
 class AgentRecordError(EvalLedgerError):

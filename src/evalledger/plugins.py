@@ -77,7 +77,8 @@ def check_plugins(spec: MatrixSpec, cells: list[Cell]) -> None:
     def check(group: str, cfg: dict[str, Any], key: str, what: str, where: str) -> None:
         name = cfg.get(key)
         cls = _load(group, name, what, f"{where}.{key}")
-        settings = {k: v for k, v in cfg.items() if k not in (key, "scorer")}
+        # `repeats` belongs to the cell (checked with params.yaml), not to the plugin
+        settings = {k: v for k, v in cfg.items() if k not in (key, "scorer", "repeats")}
         validate_settings(cls.Settings, settings, where)
 
     models = {c.axis("model") or "" for c in cells}
@@ -144,7 +145,8 @@ def load_model(name: str, config: dict[str, Any]) -> Model:
     """Instantiate the model adapter named by ``config['adapter']``."""
     adapter = config.get("adapter")
     cls = _load(MODELS_GROUP, adapter, "model adapter", f"models.{name}.adapter")
-    settings = {k: v for k, v in config.items() if k != "adapter"}
+    # `repeats` is the cell's (execution/repeats.py), not the adapter's
+    settings = {k: v for k, v in config.items() if k not in ("adapter", "repeats")}
     model: Model = cls.from_config(name, settings)
     return model
 
@@ -153,7 +155,7 @@ def load_benchmark(name: str, config: dict[str, Any], root: Path | None = None) 
     """Instantiate the benchmark named by ``config['loader']`` (its ``scorer:`` aside)."""
     loader = config.get("loader")
     cls = _load(BENCHMARKS_GROUP, loader, "benchmark loader", f"benchmarks.{name}.loader")
-    settings = {k: v for k, v in config.items() if k not in ("loader", "scorer")}
+    settings = {k: v for k, v in config.items() if k not in ("loader", "scorer", "repeats")}
     bench: Benchmark = cls.from_config(name, settings, root)
     return bench
 

@@ -181,7 +181,7 @@ def target(built: Built, kind: str) -> str:
         "metrics": "metrics/noisy/arith.json",
         "scores": "metrics/noisy/arith.scores.csv",
         "checkpoint": built.checkpoint,
-        "cache": ".evalledger/cache/parsed-v1.sqlite",
+        "cache": ".evalledger/cache/parsed-v2.sqlite",
     }[kind]
 
 

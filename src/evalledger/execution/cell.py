@@ -25,8 +25,14 @@ from typing import TYPE_CHECKING, Any
 from evalledger.atomic import atomic_write
 from evalledger.errors import CellError, EvalLedgerError, InterruptedRun
 from evalledger.execution.checkpoint import Checkpoint
+from evalledger.execution.repeats import (
+    expand_samples,
+    repeats_for,
+    sample_decoding,
+    with_repeats,
+)
 from evalledger.matrix import Cell, config_hash
-from evalledger.plugin_types import agent_records
+from evalledger.plugin_types import agent_records, question_of
 from evalledger.plugins import load_benchmark, load_model, load_scorer
 from evalledger.redact import scrub_text
 
@@ -68,6 +74,8 @@ SCORE_COLUMNS = [
 TIMED_SCORE_COLUMNS = [*SCORE_COLUMNS[:6], "latency_ms", *SCORE_COLUMNS[6:]]
 #: Appended to SCORE_COLUMNS when some item of the cell has ``meta["cluster"]``.
 CLUSTER_COLUMN = "cluster"
+#: Appended to SCORE_COLUMNS for repeated samples: the answer's sample number.
+SAMPLE_COLUMN = "sample"
 #: File hashes of benchmark data, by path, size and mtime (below ``.evalledger/``).
 DATA_HASH_CACHE = "cache/data_hashes.json"
 
@@ -100,6 +108,8 @@ class PreparedCell:
     prompts: dict[str, str]
     decoding: dict[str, Any]
     price: tuple[float, float] | None
+    repeats: int = 1
+    """Samples per item (:mod:`evalledger.execution.repeats`); ``items`` holds them all."""
 
     async def aclose(self) -> None:
         """Release the model's (and judge's) connections."""
@@ -184,11 +194,13 @@ def prepare_cell(project: Project, spec: MatrixSpec, cell: Cell) -> PreparedCell
         raise CellError(f"benchmark {bench_name!r} has no items")
     if len({it.id for it in items}) != len(items):
         raise CellError(f"benchmark {bench_name!r} has duplicate item ids")
+    k = repeats_for(spec, cell)
+    items = expand_samples(items, k)
     price = model.settings.price
     return PreparedCell(
         cell=cell, config_hash=chash, model=model, benchmark=bench, scorer=scorer, judge=judge,
         items=items, prompts={it.id: bench.prompt(it, template) for it in items},
-        decoding=decoding, price=(price.input, price.output) if price else None,
+        decoding=decoding, price=(price.input, price.output) if price else None, repeats=k,
     )  # fmt: skip
 
 
@@ -288,20 +300,23 @@ def _agent_metrics(scored: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return out
 
 
-def _scores_csv(records: list[dict[str, Any]], items: list[Item]) -> str:
+def _scores_csv(records: list[dict[str, Any]], items: list[Item], samples: bool = False) -> str:
     """Per-item scores, in item order; a ``cluster`` column only when some item has one.
 
-    Nothing of the clock is written here (see :data:`SCORE_COLUMNS`).
+    With ``samples`` (repeats), a row per answer: the question's id and a ``sample``
+    column. Nothing of the clock is written here (see :data:`SCORE_COLUMNS`).
     """
     clusters = {it.id: str(it.meta["cluster"]) for it in items if "cluster" in it.meta}
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow([*SCORE_COLUMNS, CLUSTER_COLUMN] if clusters else SCORE_COLUMNS)
+    header = [*SCORE_COLUMNS, *([SAMPLE_COLUMN] if samples else [])]
+    writer.writerow([*header, CLUSTER_COLUMN] if clusters else header)
     for r in records:
+        question, sample = question_of(r["id"]) if samples else (r["id"], None)
         row = [
-            r["id"], r.get("category", ""), int(r["correct"]), r["score"], int(r["partial"]),
+            question, r.get("category", ""), int(r["correct"]), r["score"], int(r["partial"]),
             int(r["formatted"]), r.get("prompt_tokens") or 0, r.get("completion_tokens") or 0,
-            r.get("error") or "",
+            r.get("error") or "", *([sample] if samples else []),
         ]  # fmt: skip
         if clusters:
             row.append(clusters.get(r["id"], ""))
@@ -387,7 +402,7 @@ async def evaluate_cell(
                 t0 = time.perf_counter()
                 try:
                     completion = await prepared.model.agenerate(
-                        prepared.prompts[item.id], item, prepared.decoding
+                        prepared.prompts[item.id], item, sample_decoding(prepared.decoding, item)
                     )
                     latency_ms = round((time.perf_counter() - t0) * 1000, 3)
                     if prepared.scorer is not None:
@@ -415,8 +430,11 @@ async def evaluate_cell(
             first = records[0]["error"]
             raise CellError(f"all {len(records)} items errored; first: {first}")
         metrics = cell_metrics(records, prepared.price, time.perf_counter() - started)
+        if prepared.repeats > 1:
+            metrics = with_repeats(metrics, records, prepared.repeats)
         atomic_write(project.path(cell.predictions_path), _predictions_jsonl(records, prepared))
-        atomic_write(project.path(cell.scores_path), _scores_csv(records, items))
+        atomic_write(project.path(cell.scores_path),
+                     _scores_csv(records, items, prepared.repeats > 1))  # fmt: skip
         atomic_write(project.path(cell.metrics_path), json.dumps(metrics, indent=2) + "\n")
         if not keep_checkpoint and not errored:
             ck.remove()

@@ -58,7 +58,7 @@ def sync_dvc_yaml(project: Project, spec: MatrixSpec) -> bool:
     from evalledger.execution.launcher import ensure_launcher
 
     ensure_launcher(project)
-    wanted = render_stage(spec.axis_names, bool(spec.judges), spec.prompt_files)
+    wanted = render_stage(spec.axis_names, *spec.stage_options)
 
     def edit(doc: Any) -> bool:
         stages = doc.get("stages")

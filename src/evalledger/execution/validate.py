@@ -125,7 +125,7 @@ def dvc_yaml_problem(project: Project, spec: MatrixSpec) -> str | None:
     stage = (stages or {}).get(STAGE)
     if stage is None:
         return f"dvc.yaml has no {STAGE!r} stage"
-    if plain_data(stage) != render_stage(spec.axis_names, bool(spec.judges), spec.prompt_files):
+    if plain_data(stage) != render_stage(spec.axis_names, *spec.stage_options):
         return f"dvc.yaml's {STAGE!r} stage does not match the axes in params.yaml"
     return None
 

@@ -25,7 +25,7 @@ __all__ = ["CACHE_VERSION", "ParsedCache"]
 
 #: Bumped whenever the shape of a cached value changes; older entries are ignored. (A
 #: summary without its file's item rows fails its shape check and is parsed again.)
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: a scores file of repeated samples summarises by question
 
 
 def _is_dict(value: Any) -> bool:

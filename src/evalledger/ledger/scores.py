@@ -7,6 +7,8 @@ of ``formatted``. Errored items (non-empty ``error``) are not scored and are lef
 as they are from the metrics themselves.
 
 Every row is an item, errored ones included, so a file's rows are its metrics' ``n``.
+With repeated samples (a ``sample`` column) a row is one answer, and a table holds one
+row per question: the mean of its answers (:mod:`evalledger.execution.repeats`).
 A file that is not well formed (not UTF-8, a row of the wrong width, a cut last line, a
 non-number in a number column, over 256 MiB) is refused with a
 :class:`~evalledger.safeload.DamagedData` rather than read in part.
@@ -217,7 +219,35 @@ def parse_scores(data: bytes) -> ScoreTable:
             cats.append(row[cat_i])
         if clu_i is not None:
             clusters.append(row[clu_i])
-    return ScoreTable(ids, cols, cats, clusters if clu_i is not None else None, errored)
+    table = ScoreTable(ids, cols, cats, clusters if clu_i is not None else None, errored)
+    if "sample" in index and id_i is not None:  # repeated samples: one row per answer
+        errored_ids = {row[id_i] for row in rows[1:] if err_i is not None and row[err_i]}
+        return _per_question(table, errored_ids)
+    return table
+
+
+def _per_question(table: ScoreTable, errored_ids: set[str]) -> ScoreTable:
+    """A table of repeated samples as one row per question: the mean of its answers.
+
+    The per-question mean is the unit of pairing and of standard errors (Miller 2024);
+    a question none of whose answers was scored counts as errored.
+    """
+    order: dict[str, list[int]] = {}
+    for i, item_id in enumerate(table.ids):
+        order.setdefault(item_id, []).append(i)
+    columns: dict[str, list[float]] = {}
+    for name, values in table.columns.items():
+        means = []
+        for rows in order.values():
+            got = [values[i] for i in rows if not math.isnan(values[i])]
+            means.append(math.fsum(got) / len(got) if got else math.nan)
+        columns[name] = means
+    first = [rows[0] for rows in order.values()]
+    return ScoreTable(
+        list(order), columns, [table.category[i] for i in first] if table.category else [],
+        [table.cluster[i] for i in first] if table.cluster is not None else None,
+        len(errored_ids - set(order)),
+    )  # fmt: skip
 
 
 def summarize_file(data: bytes) -> dict[str, Any]:
@@ -236,6 +266,8 @@ def summarize_files(blobs: dict[str, bytes]) -> dict[str, Any]:
     for oid, data in blobs.items():
         try:
             rows[oid] = check_scores(data)
+            if b"sample" in data.partition(b"\n")[0].rstrip(b"\r").split(b","):
+                rows[oid] = parse_scores(data).rows  # a row per answer; n counts questions
         except DamagedData as exc:
             out[oid] = exc
     summaries = _summarize_checked({oid: blobs[oid] for oid in rows})
@@ -294,7 +326,7 @@ def _summarize_checked(blobs: dict[str, bytes]) -> dict[str, Any]:
     groups: dict[bytes, list[tuple[str, bytes]]] = {}
     for oid, data in blobs.items():
         head, nl, body = data.partition(b"\n")
-        if not nl or b'"' in data or b"\r" in head:
+        if not nl or b'"' in data or b"\r" in head or b"sample" in head.split(b","):
             out[oid] = _summarize_one(data)
             continue
         groups.setdefault(head, []).append((oid, body))

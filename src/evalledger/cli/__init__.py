@@ -36,6 +36,7 @@ COMMANDS: dict[str, str] = {
     "list": "evalledger.cli.list:list_executions_cmd",
     "show": "evalledger.cli.show:show",
     "stats": "evalledger.cli.stats:stats",
+    "items": "evalledger.cli.items:items",
     "delete": "evalledger.cli.delete:delete",
     "export": "evalledger.cli.export:export",
     "import": "evalledger.cli.export:import_",

@@ -166,3 +166,26 @@ def test_bad_axes_and_prompt_files_are_one_line(tmp_path: Path) -> None:
     assert out.exit_code == 2, out.output
     assert "prompts/ops/system.md is missing" in out.output
     assert len(out.output.strip().splitlines()) == 1
+
+
+def test_show_md_is_the_aggregate_report_with_the_conditions(ran: Project) -> None:
+    from statsmodels.stats.proportion import proportion_confint
+
+    listed = json.loads(invoke(ran, "list", "--json", "-E").stdout)
+    (exec_id,) = [r["execution_id"] for r in listed if r["kind"] == "execution"]
+    out = invoke(ran, "show", exec_id, "--md")
+    assert out.exit_code == 0, out.output
+    md = out.stdout
+    assert md.startswith(f"## {exec_id}\n")
+    trials = [line for line in md.splitlines() if line.startswith("| heeds |")
+              or line.startswith("| noisy |")]  # fmt: skip
+    assert len(trials) == 4
+    (treated,) = [t for t in trials if t.startswith("| heeds | arith | ops | treatment |")]
+    right = sum(_correct(ran, "heeds/arith/ops/treatment").values())
+    low, high = proportion_confint(right, 60, alpha=0.05, method="wilson")
+    assert f"[{low:.4f}, {high:.4f}]" in treated
+    assert "- items: 240" in md and "### Conditions" in md
+    (effect,) = [line for line in md.splitlines() if "`heeds/arith/ops`" in line]
+    assert effect.startswith("| `condition=treatment` |") and effect.endswith("| significant |")
+    (none,) = [line for line in md.splitlines() if "`noisy/arith/ops`" in line]
+    assert "| 1.000 | 1.000 |  |" in none

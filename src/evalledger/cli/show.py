@@ -24,24 +24,43 @@ _LIVENESS = {"crashed": "crashed (in_progress, but its process is gone)",
 
 @click.command(
     short_help="Show an execution: provenance, configuration, metrics.",
-    epilog=examples("evalledger show b4b2ed5f", "evalledger show 2026-11-22_2233 --packages"),
+    epilog=examples(
+        "evalledger show b4b2ed5f",
+        "evalledger show 2026-11-22_2233 --packages",
+        "evalledger show b4b2ed5f --md > aggregate_report.md",
+    ),
 )
 @click.argument("execution_id", shell_complete=complete_execution)
 @click.option("--packages", is_flag=True, help="List every installed package version.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.option(
+    "--md",
+    "as_md",
+    is_flag=True,
+    help="Print the aggregate report in Markdown: trials, totals, conditions.",
+)
 @click.pass_context
-def show(ctx: click.Context, execution_id: str, packages: bool, as_json: bool) -> None:
+def show(ctx: click.Context, execution_id: str, packages: bool, as_json: bool,
+         as_md: bool) -> None:  # fmt: skip
     """Show an execution: provenance, configuration, metrics.
 
     EXECUTION_ID may be any unique part of an ID. Metrics are read at the commit that
     last changed the execution (or the workspace); a cell a later execution re-ran
     shows as superseded. Cells of multi-agent systems also get a table per agent.
+    --md prints the aggregate report: a row per trial (cell) with its interval, totals,
+    agents, and each condition's paired effect against the first one.
     """
     import yaml
 
-    view = show_execution(open_ledger(ctx), execution_id)
+    ledger = open_ledger(ctx)
+    view = show_execution(ledger, execution_id)
     if as_json:
         click.echo(json.dumps(view.to_json(), indent=2))
+        return
+    if as_md:
+        from evalledger.analysis.execution_report import execution_markdown
+
+        click.echo(execution_markdown(ledger, view))
         return
     m, git = view.manifest, view.manifest.git
     click.echo(f"{m.execution_id}  {_status(view.status)}  {m.summary()}")

@@ -86,6 +86,7 @@ JSON_CASES: dict[str, list[str]] = {
     "list": ["list"],
     "show": ["show", "{first}"],
     "stats": ["stats"],
+    "items": ["items", "solver/arith"],
     "export": ["export", "{first}"],
     "import": ["import", "{export}", "--force"],
     "diff": ["diff", "--models", "noisy"],

@@ -52,8 +52,10 @@ __all__ = [
     "cell_context",
     "cell_metrics",
     "evaluate_cell",
+    "evaluate_items",
     "execute_cell",
     "prepare_cell",
+    "write_outputs",
 ]
 
 #: The columns of a cell's ``.scores.csv``: only what the answers determine, so a re-run
@@ -356,6 +358,77 @@ def _error_record(item: Item, latency_ms: float, exc: BaseException) -> dict[str
     }  # fmt: skip
 
 
+async def evaluate_items(
+    prepared: PreparedCell,
+    ck: Checkpoint,
+    items: list[Item],
+    *,
+    progress: ProgressFn | None = None,
+    stop: Event | None = None,
+) -> int:
+    """Evaluate the ``items`` not yet scored in ``ck``, appending each; returns how many ran.
+
+    ``progress`` counts over ``items``; an interruption (``stop``) before every item is
+    done raises InterruptedRun.
+    """
+    scored = ck.scored
+    todo = [it for it in items if it.id not in scored]
+    counts = {"done": len(items) - len(todo), "errors": 0, "evaluated": 0}
+    if progress:
+        progress(counts["done"], len(items), 0)
+    queue = iter(todo)
+
+    async def worker() -> None:
+        for item in queue:
+            if stop is not None and stop.is_set():
+                return
+            t0 = time.perf_counter()
+            try:
+                completion = await prepared.model.agenerate(
+                    prepared.prompts[item.id], item, prepared.decoding
+                )
+                latency_ms = round((time.perf_counter() - t0) * 1000, 3)
+                if prepared.scorer is not None:
+                    score = await prepared.scorer.ascore(item, completion.text)
+                else:
+                    score = prepared.benchmark.check(item, completion.text)
+                rec = _record(item, latency_ms, completion, score)
+            except Exception as exc:
+                latency_ms = round((time.perf_counter() - t0) * 1000, 3)
+                rec = _error_record(item, latency_ms, exc)
+                counts["errors"] += 1
+            ck.append(rec)
+            counts["done"] += 1
+            counts["evaluated"] += 1
+            if progress:
+                progress(counts["done"], len(items), counts["errors"])
+
+    width = max(1, min(prepared.model.max_concurrency, len(todo)))
+    await asyncio.gather(*(worker() for _ in range(width)))
+    if stop is not None and stop.is_set() and counts["done"] < len(items):
+        raise InterruptedRun(f"{prepared.cell.key} interrupted after {counts['done']} items")
+    return counts["evaluated"]
+
+
+def write_outputs(
+    project: Project, prepared: PreparedCell, records: list[dict[str, Any]], wall_time_s: float
+) -> tuple[dict[str, Any], int]:
+    """Write the cell's predictions, scores and metrics from ``records`` (in item order).
+
+    Returns the metrics and how many items errored; CellError when every item errored.
+    """
+    cell, items = prepared.cell, prepared.items
+    errored = sum(1 for r in records if r.get("error"))
+    if errored == len(records):
+        first = records[0]["error"]
+        raise CellError(f"all {len(records)} items errored; first: {first}")
+    metrics = cell_metrics(records, prepared.price, wall_time_s)
+    atomic_write(project.path(cell.predictions_path), _predictions_jsonl(records, prepared))
+    atomic_write(project.path(cell.scores_path), _scores_csv(records, items))
+    atomic_write(project.path(cell.metrics_path), json.dumps(metrics, indent=2) + "\n")
+    return metrics, errored
+
+
 async def evaluate_cell(
     project: Project,
     prepared: PreparedCell,
@@ -373,54 +446,12 @@ async def evaluate_cell(
     cell, items = prepared.cell, prepared.items
     started = time.perf_counter()
     with Checkpoint(project.checkpoint_path(cell, prepared.config_hash)) as ck:
-        scored = ck.scored
-        todo = [it for it in items if it.id not in scored]
-        counts = {"done": len(items) - len(todo), "errors": 0, "evaluated": 0}
-        if progress:
-            progress(counts["done"], len(items), 0)
-        queue = iter(todo)
-
-        async def worker() -> None:
-            for item in queue:
-                if stop is not None and stop.is_set():
-                    return
-                t0 = time.perf_counter()
-                try:
-                    completion = await prepared.model.agenerate(
-                        prepared.prompts[item.id], item, prepared.decoding
-                    )
-                    latency_ms = round((time.perf_counter() - t0) * 1000, 3)
-                    if prepared.scorer is not None:
-                        score = await prepared.scorer.ascore(item, completion.text)
-                    else:
-                        score = prepared.benchmark.check(item, completion.text)
-                    rec = _record(item, latency_ms, completion, score)
-                except Exception as exc:
-                    latency_ms = round((time.perf_counter() - t0) * 1000, 3)
-                    rec = _error_record(item, latency_ms, exc)
-                    counts["errors"] += 1
-                ck.append(rec)
-                counts["done"] += 1
-                counts["evaluated"] += 1
-                if progress:
-                    progress(counts["done"], len(items), counts["errors"])
-
-        width = max(1, min(prepared.model.max_concurrency, len(todo)))
-        await asyncio.gather(*(worker() for _ in range(width)))
-        if stop is not None and stop.is_set() and counts["done"] < len(items):
-            raise InterruptedRun(f"{cell.key} interrupted after {counts['done']} items")
+        evaluated = await evaluate_items(prepared, ck, items, progress=progress, stop=stop)
         records = [ck.records[it.id] for it in items]
-        errored = sum(1 for r in records if r.get("error"))
-        if errored == len(records):
-            first = records[0]["error"]
-            raise CellError(f"all {len(records)} items errored; first: {first}")
-        metrics = cell_metrics(records, prepared.price, time.perf_counter() - started)
-        atomic_write(project.path(cell.predictions_path), _predictions_jsonl(records, prepared))
-        atomic_write(project.path(cell.scores_path), _scores_csv(records, items))
-        atomic_write(project.path(cell.metrics_path), json.dumps(metrics, indent=2) + "\n")
+        metrics, errored = write_outputs(project, prepared, records, time.perf_counter() - started)
         if not keep_checkpoint and not errored:
             ck.remove()
-    return CellResult(cell=cell, n_items=len(items), evaluated=counts["evaluated"],
+    return CellResult(cell=cell, n_items=len(items), evaluated=evaluated,
                       errored=errored, metrics=metrics)  # fmt: skip
 
 

@@ -212,3 +212,18 @@ def test_a_shard_killed_while_merging_merges_on_the_same_command_again(tmp_path:
     assert len(counts) == 80
     assert all(shard_of(i, 3) == 1 for i, n in counts.items() if n > 1)
     assert json.loads(dvc(project.root, "status", "--json").stdout) == {}
+
+
+def test_the_shard_that_completes_the_execution_commits_it(tmp_path: Path) -> None:
+    project, _ = _project(tmp_path, n_items=10)
+    first = invoke(project, "run", "--shard", "1/2", "--commit", "--json")
+    assert first.exit_code == 0, first.output
+    data = json.loads(first.stdout)
+    assert data["shard"] == "1/2" and data["waiting"] == list(CELLS) and data["ok"] is True
+    assert data["committed"] is None and git(project.root, "log", "--format=%s").count("\n") == 1
+    second = invoke(project, "run", "--shard", "2/2", "--commit")
+    assert second.exit_code == 0, second.output
+    assert "2 merged" in second.output and "committed " in second.output
+    subject = git(project.root, "log", "-1", "--format=%s").strip()
+    assert subject.startswith(f"evalledger: {data['execution_id']} (2/2 cells completed")
+    assert git(project.root, "status", "--porcelain") == ""

@@ -331,9 +331,13 @@ def run_json(result: RunResult, dry_run: bool) -> dict[str, Any]:
         "execution_id": plan.execution_id, "resume": plan.resume, "dry_run": dry_run,
         "cells": list(plan.cells), "up_to_date": list(plan.up_to_date),
     }  # fmt: skip
+    if plan.shard is not None:
+        data["shard"] = str(plan.shard)
     if dry_run:
         data["items_left"] = plan.items_remaining
         return data
+    if plan.shard is not None:
+        data["waiting"] = list(result.waiting)
     manifest = result.manifest
     data.update(ok=result.ok, message=result.message, seconds=round(result.seconds, 3),
                 recorded=result.recorded, committed=result.committed)  # fmt: skip

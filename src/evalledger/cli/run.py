@@ -14,6 +14,8 @@ from evalledger.errors import EXIT_CELLS_FAILED
 from evalledger.execution.plan import RunOptions
 from evalledger.execution.runner import RunResult
 from evalledger.execution.runner import run as run_execution
+from evalledger.execution.sharding import parse_shard
+from evalledger.execution.shards import run_shard
 
 
 def _execute(ctx: click.Context, options: RunOptions, as_json: bool = False) -> None:
@@ -21,7 +23,8 @@ def _execute(ctx: click.Context, options: RunOptions, as_json: bool = False) -> 
     options.command = list(ctx.meta.get("evalledger.argv", ["evalledger", "run"]))
     reporter = make_reporter(err=as_json)  # with --json, progress goes to stderr
     try:
-        result = run_execution(project, options, reporter)
+        run_fn = run_shard if options.shard is not None else run_execution
+        result = run_fn(project, options, reporter)
     finally:
         close = getattr(reporter, "close", None)
         if close:
@@ -35,9 +38,10 @@ def _execute(ctx: click.Context, options: RunOptions, as_json: bool = False) -> 
 
 def _fail_unless_ok(result: RunResult) -> None:
     if not result.ok and result.manifest is not None:
+        shard = result.plan.shard
+        again = f"--shard {shard}" if shard else f"--resume {result.manifest.execution_id}"
         click.echo(
-            f"Error: some cells did not complete; rerun them with "
-            f"`evalledger run --resume {result.manifest.execution_id}`",
+            f"Error: some cells did not complete; rerun them with `evalledger run {again}`",
             err=True,
         )
         sys.exit(EXIT_CELLS_FAILED)
@@ -47,7 +51,10 @@ def _report(result: RunResult, options: RunOptions) -> None:
     plan = result.plan
     if options.dry_run:
         remaining = plan.items_remaining
-        click.echo(f"{'resume' if plan.resume else 'new run'}: {len(plan.cells)} cells to "
+        what = "resume" if plan.resume else "new run"
+        if plan.shard is not None:
+            what = f"shard {plan.shard} of {plan.execution_id or 'a new run'}"
+        click.echo(f"{what}: {len(plan.cells)} cells to "
                    f"evaluate, {len(plan.up_to_date)} up to date")  # fmt: skip
         for key in plan.cells:
             left = remaining[key]
@@ -83,6 +90,7 @@ _COMMIT = click.option("--commit", is_flag=True,
         "evalledger run --models solver,noisy -b arith -j 4",
         "evalledger run -S models.noisy.error_rate=0.1 --commit",
         "evalledger run --resume                 # continue the latest execution",
+        "evalledger run --shard 2/4              # this process's quarter of the items",
     ),
 )
 @click.argument("execution_id", required=False, shell_complete=complete_execution)
@@ -102,12 +110,16 @@ _COMMIT = click.option("--commit", is_flag=True,
               help="Evaluate cells even if dvc.lock says they are up to date.")  # fmt: skip
 @_COMMIT
 @click.option("--dry-run", is_flag=True, help="Show which cells and items would run; run none.")
+@click.option(
+    "--shard", "shard", metavar="I/N", default=None,
+    help="Evaluate only shard I of N of every cell's items; N such runs share one execution.",
+)  # fmt: skip
 @json_option
 @click.pass_context
 def run(
     ctx: click.Context, execution_id: str | None, resume: bool, filters: dict[str, list[str]],
     overrides: tuple[str, ...], jobs: int | None, force: bool, commit: bool, dry_run: bool,
-    as_json: bool,
+    shard: str | None, as_json: bool,
 ) -> None:  # fmt: skip
     """Evaluate the matrix: a new execution of the selected cells, several at once.
 
@@ -120,6 +132,7 @@ def run(
     options = RunOptions(
         resume=resume, execution_id=execution_id, filters=filters, overrides=list(overrides),
         jobs=jobs, force=force, commit=commit, dry_run=dry_run,
+        shard=None if shard is None else parse_shard(shard),
     )  # fmt: skip
     _execute(ctx, options, as_json)
 

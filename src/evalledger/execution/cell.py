@@ -15,15 +15,14 @@ import asyncio
 import csv
 import io
 import json
-import math
 import time
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from evalledger.atomic import atomic_write
 from evalledger.errors import CellError, EvalLedgerError, InterruptedRun
+from evalledger.execution.cellmetrics import cell_metrics
 from evalledger.execution.checkpoint import Checkpoint
 from evalledger.execution.repeats import (
     expand_samples,
@@ -58,8 +57,10 @@ __all__ = [
     "cell_context",
     "cell_metrics",
     "evaluate_cell",
+    "evaluate_items",
     "execute_cell",
     "prepare_cell",
+    "write_outputs",
 ]
 
 #: The columns of a cell's ``.scores.csv``: only what the answers determine, so a re-run
@@ -204,102 +205,6 @@ def prepare_cell(project: Project, spec: MatrixSpec, cell: Cell) -> PreparedCell
     )  # fmt: skip
 
 
-def _quantile(sorted_vals: list[float], q: float) -> float:
-    if not sorted_vals:
-        return 0.0
-    pos = (len(sorted_vals) - 1) * q
-    lo, hi = math.floor(pos), math.ceil(pos)
-    return sorted_vals[lo] + (sorted_vals[hi] - sorted_vals[lo]) * (pos - lo)
-
-
-def _rate(num: float, den: int) -> float:
-    return round(num / den, 6) if den else 0.0
-
-
-def cell_metrics(
-    records: list[dict[str, Any]],
-    price: tuple[float, float] | None = None,
-    wall_time_s: float | None = None,
-) -> dict[str, Any]:
-    """Cell metrics from per-item records (the DVC metrics file's content).
-
-    Accuracies are over the scored items; errored items are counted apart (``errors``,
-    ``error_rate``, ``error_patterns``) and never as wrong answers. When items carry
-    per-agent records, ``agents`` holds each agent's figures over the scored items. Keys come in one
-    order, and the timings (:data:`~evalledger.metrics.TIMING_METRICS`) sit together, so
-    a re-run of a deterministic model changes one block of lines and nothing else.
-    """
-    n = len(records)
-    scored = [r for r in records if not r.get("error")]
-    ns = len(scored)
-    lat = sorted(float(r["latency_ms"]) for r in scored)
-    prompt_tokens = sum(int(r.get("prompt_tokens") or 0) for r in records)
-    completion_tokens = sum(int(r.get("completion_tokens") or 0) for r in records)
-    cats: dict[str, list[dict[str, Any]]] = {}
-    for r in records:
-        cats.setdefault(r.get("category") or "uncategorised", []).append(r)
-    patterns = Counter(r["error_class"] for r in records if r.get("error"))
-    metrics: dict[str, Any] = {
-        "accuracy": _rate(sum(r["correct"] for r in scored), ns),
-        "partial_accuracy": _rate(sum(r["partial"] for r in scored), ns),
-        "format_accuracy": _rate(sum(r["formatted"] for r in scored), ns),
-        "mean_score": _rate(sum(float(r["score"]) for r in scored), ns),
-        "n": n,
-        "scored": ns,
-        "correct": sum(int(r["correct"]) for r in scored),
-        "errors": n - ns,
-        "error_rate": _rate(n - ns, n),
-        "latency_ms": {
-            "mean": round(sum(lat) / ns, 3) if ns else 0.0,
-            "p50": round(_quantile(lat, 0.5), 3),
-            "p95": round(_quantile(lat, 0.95), 3),
-        },
-        "total_time_s": round(sum(lat) / 1000, 3),
-    }
-    if wall_time_s is not None:
-        metrics["wall_time_s"] = round(wall_time_s, 3)
-    metrics["prompt_tokens"] = prompt_tokens
-    metrics["completion_tokens"] = completion_tokens
-    if price is not None:
-        metrics["cost"] = round((prompt_tokens * price[0] + completion_tokens * price[1]) / 1e6, 6)
-    metrics["categories"] = {}
-    for cat, rs in sorted(cats.items()):
-        ok = [r for r in rs if not r.get("error")]
-        metrics["categories"][cat] = {
-            "accuracy": _rate(sum(r["correct"] for r in ok), len(ok)),
-            "n": len(rs),
-            "errors": len(rs) - len(ok),
-        }
-    if any(r.get("agents") for r in scored):
-        metrics["agents"] = _agent_metrics(scored)
-    metrics["error_patterns"] = dict(sorted(patterns.items()))
-    return metrics
-
-
-def _agent_metrics(scored: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Per agent, over the scored items it ran on: successes, mean latency, cost, tokens.
-
-    Latency and cost are over the records that report them (None when none does).
-    """
-    runs: dict[str, list[dict[str, Any]]] = {}
-    for r in scored:
-        for rec in r.get("agents") or ():
-            runs.setdefault(rec["name"], []).append(rec)
-    out = {}
-    for name, recs in sorted(runs.items()):
-        lat = [float(a["latency_ms"]) for a in recs if a.get("latency_ms") is not None]
-        costs = [float(a["cost"]) for a in recs if a.get("cost") is not None]
-        successes = sum(bool(a["success"]) for a in recs)
-        out[name] = {
-            "success_rate": _rate(successes, len(recs)), "n": len(recs), "successes": successes,
-            "mean_latency_ms": round(math.fsum(lat) / len(lat), 3) if lat else None,
-            "cost": round(math.fsum(costs), 6) if costs else None,
-            "prompt_tokens": sum(int(a.get("prompt_tokens") or 0) for a in recs),
-            "completion_tokens": sum(int(a.get("completion_tokens") or 0) for a in recs),
-        }  # fmt: skip
-    return out
-
-
 def _scores_csv(records: list[dict[str, Any]], items: list[Item], samples: bool = False) -> str:
     """Per-item scores, in item order; a ``cluster`` column only when some item has one.
 
@@ -371,6 +276,80 @@ def _error_record(item: Item, latency_ms: float, exc: BaseException) -> dict[str
     }  # fmt: skip
 
 
+async def evaluate_items(
+    prepared: PreparedCell,
+    ck: Checkpoint,
+    items: list[Item],
+    *,
+    progress: ProgressFn | None = None,
+    stop: Event | None = None,
+) -> int:
+    """Evaluate the ``items`` not yet scored in ``ck``, appending each; returns how many ran.
+
+    ``progress`` counts over ``items``; an interruption (``stop``) before every item is
+    done raises InterruptedRun.
+    """
+    scored = ck.scored
+    todo = [it for it in items if it.id not in scored]
+    counts = {"done": len(items) - len(todo), "errors": 0, "evaluated": 0}
+    if progress:
+        progress(counts["done"], len(items), 0)
+    queue = iter(todo)
+
+    async def worker() -> None:
+        for item in queue:
+            if stop is not None and stop.is_set():
+                return
+            t0 = time.perf_counter()
+            try:
+                completion = await prepared.model.agenerate(
+                    prepared.prompts[item.id], item, sample_decoding(prepared.decoding, item)
+                )
+                latency_ms = round((time.perf_counter() - t0) * 1000, 3)
+                if prepared.scorer is not None:
+                    score = await prepared.scorer.ascore(item, completion.text)
+                else:
+                    score = prepared.benchmark.check(item, completion.text)
+                rec = _record(item, latency_ms, completion, score)
+            except Exception as exc:
+                latency_ms = round((time.perf_counter() - t0) * 1000, 3)
+                rec = _error_record(item, latency_ms, exc)
+                counts["errors"] += 1
+            ck.append(rec)
+            counts["done"] += 1
+            counts["evaluated"] += 1
+            if progress:
+                progress(counts["done"], len(items), counts["errors"])
+
+    width = max(1, min(prepared.model.max_concurrency, len(todo)))
+    await asyncio.gather(*(worker() for _ in range(width)))
+    if stop is not None and stop.is_set() and counts["done"] < len(items):
+        raise InterruptedRun(f"{prepared.cell.key} interrupted after {counts['done']} items")
+    return counts["evaluated"]
+
+
+def write_outputs(
+    project: Project, prepared: PreparedCell, records: list[dict[str, Any]], wall_time_s: float
+) -> tuple[dict[str, Any], int]:
+    """Write the cell's predictions, scores and metrics from ``records`` (in item order).
+
+    Returns the metrics and how many items errored; CellError when every item errored.
+    """
+    cell, items = prepared.cell, prepared.items
+    errored = sum(1 for r in records if r.get("error"))
+    if errored == len(records):
+        first = records[0]["error"]
+        raise CellError(f"all {len(records)} items errored; first: {first}")
+    metrics = cell_metrics(records, prepared.price, wall_time_s)
+    if prepared.repeats > 1:
+        metrics = with_repeats(metrics, records, prepared.repeats)
+    atomic_write(project.path(cell.predictions_path), _predictions_jsonl(records, prepared))
+    atomic_write(project.path(cell.scores_path),
+                 _scores_csv(records, items, prepared.repeats > 1))  # fmt: skip
+    atomic_write(project.path(cell.metrics_path), json.dumps(metrics, indent=2) + "\n")
+    return metrics, errored
+
+
 async def evaluate_cell(
     project: Project,
     prepared: PreparedCell,
@@ -388,57 +367,12 @@ async def evaluate_cell(
     cell, items = prepared.cell, prepared.items
     started = time.perf_counter()
     with Checkpoint(project.checkpoint_path(cell, prepared.config_hash)) as ck:
-        scored = ck.scored
-        todo = [it for it in items if it.id not in scored]
-        counts = {"done": len(items) - len(todo), "errors": 0, "evaluated": 0}
-        if progress:
-            progress(counts["done"], len(items), 0)
-        queue = iter(todo)
-
-        async def worker() -> None:
-            for item in queue:
-                if stop is not None and stop.is_set():
-                    return
-                t0 = time.perf_counter()
-                try:
-                    completion = await prepared.model.agenerate(
-                        prepared.prompts[item.id], item, sample_decoding(prepared.decoding, item)
-                    )
-                    latency_ms = round((time.perf_counter() - t0) * 1000, 3)
-                    if prepared.scorer is not None:
-                        score = await prepared.scorer.ascore(item, completion.text)
-                    else:
-                        score = prepared.benchmark.check(item, completion.text)
-                    rec = _record(item, latency_ms, completion, score)
-                except Exception as exc:
-                    latency_ms = round((time.perf_counter() - t0) * 1000, 3)
-                    rec = _error_record(item, latency_ms, exc)
-                    counts["errors"] += 1
-                ck.append(rec)
-                counts["done"] += 1
-                counts["evaluated"] += 1
-                if progress:
-                    progress(counts["done"], len(items), counts["errors"])
-
-        width = max(1, min(prepared.model.max_concurrency, len(todo)))
-        await asyncio.gather(*(worker() for _ in range(width)))
-        if stop is not None and stop.is_set() and counts["done"] < len(items):
-            raise InterruptedRun(f"{cell.key} interrupted after {counts['done']} items")
+        evaluated = await evaluate_items(prepared, ck, items, progress=progress, stop=stop)
         records = [ck.records[it.id] for it in items]
-        errored = sum(1 for r in records if r.get("error"))
-        if errored == len(records):
-            first = records[0]["error"]
-            raise CellError(f"all {len(records)} items errored; first: {first}")
-        metrics = cell_metrics(records, prepared.price, time.perf_counter() - started)
-        if prepared.repeats > 1:
-            metrics = with_repeats(metrics, records, prepared.repeats)
-        atomic_write(project.path(cell.predictions_path), _predictions_jsonl(records, prepared))
-        atomic_write(project.path(cell.scores_path),
-                     _scores_csv(records, items, prepared.repeats > 1))  # fmt: skip
-        atomic_write(project.path(cell.metrics_path), json.dumps(metrics, indent=2) + "\n")
+        metrics, errored = write_outputs(project, prepared, records, time.perf_counter() - started)
         if not keep_checkpoint and not errored:
             ck.remove()
-    return CellResult(cell=cell, n_items=len(items), evaluated=counts["evaluated"],
+    return CellResult(cell=cell, n_items=len(items), evaluated=evaluated,
                       errored=errored, metrics=metrics)  # fmt: skip
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
     from pathlib import Path
 
+    from evalledger.execution.sharding import Shard
     from evalledger.params import MatrixSpec
     from evalledger.project import Project
 
@@ -57,6 +59,8 @@ class RunOptions:
     commit: bool = False
     dry_run: bool = False
     command: list[str] = field(default_factory=list)
+    shard: Shard | None = None
+    """Evaluate only this shard's items (``--shard I/N``; see execution/shards.py)."""
 
 
 @dataclass
@@ -72,6 +76,8 @@ class RunPlan:
     jobs: int
     duplicates: dict[str, list[str]] = field(default_factory=dict)
     """Cell -> earlier executions that completed it at the same config, data and code."""
+    shard: Shard | None = None
+    """The shard planned for; then the item counts are this shard's items only."""
 
     @property
     def items_remaining(self) -> dict[str, int | None]:
@@ -99,21 +105,29 @@ def cell_done(rec: CellRecord) -> bool:
 
 
 @contextmanager
-def run_lock(project: Project, label: str) -> Iterator[None]:
-    """Hold the project's run lock, labelled ``label``; RunLockedError if another run has it."""
-    with locked_file(project.run_lock_path) as fh:
-        if fh is None:
-            try:
-                holder = json.loads(project.run_lock_path.read_text() or "{}")
-            except (OSError, ValueError):
-                holder = {}
-            who = f"pid {holder.get('pid', '?')}, {holder.get('execution', 'starting')}"
-            raise RunLockedError(
-                f"another evalledger run is in progress in this project ({who})",
-                "wait for it to finish; a killed run releases the lock by itself",
-            )
-        set_lock_label(project, label)
-        yield
+def run_lock(project: Project, label: str, wait: float = 0.0) -> Iterator[None]:
+    """Hold the project's run lock, labelled ``label``; RunLockedError if another run has it.
+
+    With ``wait``, keep trying for that many seconds first (shards hold it only briefly).
+    """
+    deadline = time.monotonic() + wait
+    while True:
+        with locked_file(project.run_lock_path) as fh:
+            if fh is not None:
+                set_lock_label(project, label)
+                yield
+                return
+            if time.monotonic() >= deadline:
+                try:
+                    holder = json.loads(project.run_lock_path.read_text() or "{}")
+                except (OSError, ValueError):
+                    holder = {}
+                who = f"pid {holder.get('pid', '?')}, {holder.get('execution', 'starting')}"
+                raise RunLockedError(
+                    f"another evalledger run is in progress in this project ({who})",
+                    "wait for it to finish; a killed run releases the lock by itself",
+                )
+        time.sleep(0.05)
 
 
 #: Where a write killed between its temp file and the rename leaves ``.NAME.XXXX.tmp``:

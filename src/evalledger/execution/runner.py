@@ -16,7 +16,7 @@ import asyncio
 import signal
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
 from evalledger.errors import EvalLedgerError, InterruptedRun
@@ -95,11 +95,20 @@ class RunResult:
     committed: str | None = None
     recorded: int = 0
     seconds: float = 0.0
+    waiting: list[str] = field(default_factory=list)
+    """Cells whose shard part is done while other shards are not (``--shard``)."""
 
     @property
     def ok(self) -> bool:
-        """True when every cell of the execution completed (or nothing needed running)."""
-        return self.manifest is None or self.manifest.status == ExecutionStatus.COMPLETED
+        """True when every cell of the execution completed (or nothing needed running).
+
+        For a shard, a cell waiting for the other shards counts as completed.
+        """
+        if self.manifest is None or self.manifest.status == ExecutionStatus.COMPLETED:
+            return True
+        if self.plan.shard is None:
+            return False
+        return all(cell_done(r) or k in self.waiting for k, r in self.manifest.cells.items())
 
 
 class _ManifestWriter:

@@ -189,3 +189,20 @@ def test_show_md_is_the_aggregate_report_with_the_conditions(ran: Project) -> No
     assert effect.startswith("| `condition=treatment` |") and effect.endswith("| significant |")
     (none,) = [line for line in md.splitlines() if "`noisy/arith/ops`" in line]
     assert "| 1.000 | 1.000 |  |" in none
+
+
+def test_compare_sets_the_conditions_side_by_side(ran: Project) -> None:
+    out = invoke(ran, "compare", "condition=control", "condition=treatment", "--json")
+    assert out.exit_code == 0, out.output
+    data = json.loads(out.stdout)
+    assert [s["kind"] for s in data["sides"]] == ["slice", "slice"]
+    rows = {(r["unit"], r["metric"]): r["values"] for r in data["performance"]}
+    for model in ("heeds", "noisy"):
+        values = rows[(f"{model}/arith/ops", "accuracy")]
+        for condition in ("control", "treatment"):
+            right = sum(_correct(ran, f"{model}/arith/ops/{condition}").values())
+            got = values[f"condition={condition} at workspace"]
+            assert got == pytest.approx(right / 60, abs=1e-6)
+    assert data["winner"] == "condition=treatment at workspace"  # over both models' cells
+    bad = invoke(ran, "compare", "condition=control", "condition=placebo")
+    assert bad.exit_code == 2 and "condition: control, treatment" in bad.output

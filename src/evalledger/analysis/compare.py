@@ -27,6 +27,7 @@ from evalledger.errors import (
 )
 from evalledger.ledger.directions import directions_at
 from evalledger.metrics import Directions, as_number, flatten
+from evalledger.params import axis_section
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -50,7 +51,7 @@ class Side:
     ref: str
     label: str
     kind: str
-    """``execution`` or ``revision``."""
+    """``execution``, ``revision`` or ``slice`` (``AXIS=VALUE``)."""
     config: dict[str, Any]
     metrics: dict[str, dict[str, Any]]
     """Unit (cell key, or benchmark when every side is one model) -> metrics."""
@@ -125,8 +126,44 @@ class SideBySide:
         }  # fmt: skip
 
 
+def _slice_side(
+    ledger: Ledger, ref: str
+) -> tuple[Side, dict[str, dict[str, str]], Directions] | None:
+    """``AXIS=VALUE[@REV]``: that axis value's cells, keyed by the rest of their key.
+
+    ``compare condition=control condition=treatment`` then sets each model's (and
+    benchmark's...) cells side by side across the conditions. None when ``ref`` is not
+    of that form or names no axis at the revision.
+    """
+    name, _, at = ref.partition("@")
+    axis, sep, value = name.partition("=")
+    if not sep:
+        return None
+    snap = ledger.snapshot(at or None)
+    keys = [k for k, c in snap.cells.items() if c.axes.get(axis) == value]
+    if not keys:
+        known = sorted({c.axes[axis] for c in snap.cells.values() if axis in c.axes})
+        raise StatsError(f"no cells with {axis}={value!r} at {snap.label}",
+                         f"{axis}: {', '.join(known)}" if known else
+                         f"axes: {', '.join(snap.axis_names)}")  # fmt: skip
+    metrics = snap.metrics(keys)
+
+    def unit(k: str) -> str:
+        return "/".join(v for a, v in snap.cells[k].axes.items() if a != axis)
+
+    axes = {unit(k): {a: v for a, v in snap.cells[k].axes.items() if a != axis} for k in metrics}
+    sources = {unit(k): f"blob:{snap.cells[k].metrics_oid}" for k in metrics}
+    section = (snap.params.get(axis_section(axis)) or {}).get(value)
+    config = {axis: {"name": value, **(section if isinstance(section, dict) else {})}}
+    side = Side(ref, f"{name} at {snap.label}", "slice", config,
+                {unit(k): v for k, v in metrics.items()}, sources)  # fmt: skip
+    return side, axes, directions_at(snap)
+
+
 def _side(ledger: Ledger, ref: str) -> tuple[Side, dict[str, dict[str, str]], Directions]:
     """A side, the axes of each of its cells, and the metric directions it sets."""
+    if (sliced := _slice_side(ledger, ref)) is not None:
+        return sliced
     try:
         info = ledger.find_execution(ref)
     except UnknownExecutionError as exec_err:

@@ -34,6 +34,7 @@ def _cfg(value: Any) -> str:
     epilog=examples(
         "evalledger compare HEAD~1 HEAD -b arith -m partial_accuracy -m accuracy",
         "evalledger compare main my-experiment --models solver --json",
+        "evalledger compare condition=control condition=treatment",
     ),
 )
 @click.argument("refs", nargs=-1, required=True, shell_complete=complete_rev_or_execution)
@@ -52,8 +53,10 @@ def compare(
 ) -> None:  # fmt: skip
     """Compare executions or revisions side by side: config, performance, cost, winner.
 
-    Each REF is an execution ID (or a unique part of one) or a git revision. Only the
-    configuration keys that differ are shown; the best value of each metric is starred.
+    Each REF is an execution ID (or a unique part of one), a git revision, or an axis
+    value AXIS=VALUE[@REV] (its cells, set side by side on the rest of their keys, e.g.
+    condition=control condition=treatment). Only the configuration keys that differ are
+    shown; the best value of each metric is starred.
 
     The winner, its margins and the cost totals are computed over what changed: the
     cells every side evaluated, leaving out cells only some sides have and cells whose

@@ -87,6 +87,7 @@ JSON_CASES: dict[str, list[str]] = {
     "show": ["show", "{first}"],
     "stats": ["stats"],
     "items": ["items", "solver/arith"],
+    "report": ["report", "-o", "{new}.html"],
     "export": ["export", "{first}"],
     "import": ["import", "{export}", "--force"],
     "diff": ["diff", "--models", "noisy"],

@@ -37,6 +37,7 @@ COMMANDS: dict[str, str] = {
     "show": "evalledger.cli.show:show",
     "stats": "evalledger.cli.stats:stats",
     "items": "evalledger.cli.items:items",
+    "report": "evalledger.cli.report:report",
     "delete": "evalledger.cli.delete:delete",
     "export": "evalledger.cli.export:export",
     "import": "evalledger.cli.export:import_",

@@ -1,0 +1,48 @@
+"""``evalledger report``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from evalledger.cli._complete import complete_revision
+from evalledger.cli._options import current_project, examples, metric_option
+from evalledger.report import write_report
+
+
+@click.command(
+    short_help="Write the ledger as one self-contained HTML page.",
+    epilog=examples(
+        "evalledger report",
+        "evalledger report HEAD~1 -o old.html",
+        "evalledger report -m partial_accuracy --json",
+    ),
+)
+@click.argument("rev", required=False, shell_complete=complete_revision)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=Path("report.html"),
+    show_default=True,
+    help="The HTML file to write.",
+)
+@metric_option("Metric of the leaderboard and heat-map (default: accuracy).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def report(ctx: click.Context, rev: str | None, output: Path, metric: str | None,
+           as_json: bool) -> None:  # fmt: skip
+    """Write the ledger at REV (default: the workspace) as one HTML page.
+
+    The page works from file:// with no network (a Content-Security-Policy forbids any
+    fetch): Overview (leaderboard with intervals, model x benchmark heat-map with
+    markers), Items (searchable, filterable prompts, outputs and scores) and Flips (the
+    items one model got right and another wrong).
+    """
+    size = write_report(current_project(ctx), output, rev, metric)
+    if as_json:
+        click.echo(json.dumps({"path": str(output), "bytes": size}))
+        return
+    click.echo(f"wrote {output} ({size / 1024:.0f} KiB); open it in a browser")

@@ -1,0 +1,51 @@
+"""The report's Vega-Lite charts, built with altair (the grammar DVC's plots use)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["heatmap_spec", "leaderboard_spec"]
+
+
+def leaderboard_spec(entries: list[dict[str, Any]], metric: str) -> dict[str, Any]:
+    """Models ranked by ``metric``: a bar each, with its confidence interval as a rule."""
+    import altair as alt
+
+    rows = [{"model": e["name"], "value": e["value"], "low": e.get("ci_low"),
+             "high": e.get("ci_high"), "rank": e["rank"]} for e in entries]  # fmt: skip
+    data = alt.Data(values=rows)  # type: ignore[no-untyped-call]
+    base = alt.Chart(data).encode(
+        y=alt.Y("model:N", sort=alt.EncodingSortField("rank", order="ascending"), title=None)
+    )
+    bars = base.mark_bar(color="#4c78a8").encode(
+        x=alt.X("value:Q", title=metric, scale=alt.Scale(domain=[0, 1])),
+        tooltip=["model:N", alt.Tooltip("value:Q", format=".4f"),
+                 alt.Tooltip("low:Q", format=".4f"), alt.Tooltip("high:Q", format=".4f")],
+    )  # fmt: skip
+    rules = base.mark_rule(color="#222").encode(x="low:Q", x2="high:Q")
+    chart = (bars + rules).properties(width=480, height=max(60, 28 * len(rows)))
+    return dict(chart.to_dict())
+
+
+def heatmap_spec(cells: list[dict[str, Any]], metric: str) -> dict[str, Any]:
+    """Model x benchmark, coloured by ``metric``; flagged cells marked with a "!"."""
+    import altair as alt
+
+    rows = [{"model": c["model"], "benchmark": c["benchmark"], "value": c["value"],
+             "label": (f"{c['value']:.3f}" if isinstance(c["value"], int | float) else "-")
+             + (" !" if c["flags"] else ""), "flags": ", ".join(c["flags"]) or "none"}
+            for c in cells]  # fmt: skip
+    data = alt.Data(values=rows)  # type: ignore[no-untyped-call]
+    base = alt.Chart(data).encode(
+        x=alt.X("benchmark:N", title=None), y=alt.Y("model:N", title=None)
+    )
+    rect = base.mark_rect().encode(
+        color=alt.Color("value:Q", title=metric, scale=alt.Scale(scheme="viridis")),
+        tooltip=["model:N", "benchmark:N", alt.Tooltip("value:Q", format=".4f"), "flags:N"],
+    )
+    text = base.mark_text(color="white").encode(text="label:N")
+    benchmarks, models = {c["benchmark"] for c in cells}, {c["model"] for c in cells}
+    chart = (rect + text).properties(
+        width=max(160, 90 * len(benchmarks)), height=max(60, 30 * len(models))
+    )
+    return dict(chart.to_dict())

@@ -1,0 +1,147 @@
+"""What the HTML report shows, gathered from the ledger at one revision.
+
+Everything here is plain data (dicts, lists, strings, numbers) that the page embeds as
+JSON: the leaderboard, a model x benchmark heat-map with each cell's health markers,
+and the items of every cell (prompt, output, target, score) for the items view. Item
+texts come from the cell's predictions file in the workspace; a cell whose predictions
+are not there (not pulled) still lists its items from the scores file, without texts,
+and the page says to run ``evalledger pull``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from evalledger.ledger.health import cell_health
+from evalledger.plugin_types import question_of
+
+if TYPE_CHECKING:
+    from evalledger.ledger.history import Ledger, Snapshot
+
+__all__ = ["ITEM_CAP", "ReportData", "collect"]
+
+#: The most item rows the page embeds (the page says when it shows fewer).
+ITEM_CAP = 20_000
+#: Item texts are cut to this many characters in the page.
+TEXT_CAP = 2_000
+
+
+@dataclass
+class ReportData:
+    """The report's content (see the module docstring)."""
+
+    title: str
+    revision: str
+    commit: str | None
+    metric: str
+    leaderboard: list[dict[str, Any]]
+    cells: list[dict[str, Any]]
+    items: list[dict[str, Any]]
+    items_total: int
+    missing_predictions: list[str] = field(default_factory=list)
+    models: list[str] = field(default_factory=list)
+    """What the flips view pairs: each cell without its benchmark (the leaderboard's rows)."""
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-ready, for the page's data block."""
+        return {
+            "title": self.title, "revision": self.revision, "commit": self.commit,
+            "metric": self.metric, "leaderboard": self.leaderboard, "cells": self.cells,
+            "items": self.items, "items_total": self.items_total, "item_cap": ITEM_CAP,
+            "missing_predictions": self.missing_predictions, "models": self.models,
+        }  # fmt: skip
+
+
+def _cut(value: Any) -> str | None:
+    if value is None:
+        return None
+    text = str(value)
+    return text if len(text) <= TEXT_CAP else text[:TEXT_CAP] + " [...]"
+
+
+def _predictions(snap: Snapshot, key: str) -> dict[str, dict[str, Any]] | None:
+    """Item id -> prediction, from the workspace's predictions file (None if absent)."""
+    path = snap.ledger.project.root / "predictions" / f"{key}.jsonl"
+    if not path.is_file():
+        return None
+    out = {}
+    with path.open(encoding="utf-8", errors="replace") as fh:
+        for line in fh:
+            if line.strip():
+                try:
+                    rec = json.loads(line)
+                except json.JSONDecodeError:
+                    continue
+                if isinstance(rec, dict) and "id" in rec:
+                    out[str(rec["id"])] = rec
+    return out
+
+
+def _score_rows(snap: Snapshot, key: str) -> list[dict[str, str]]:
+    """The scores file's rows as the revision holds it (from git objects, or the tree)."""
+    oid = snap.cells[key].scores_oid
+    if oid is None:
+        return []
+    git = snap.ledger.git
+    if snap.commit is None:
+        data = git.read_workspace(f"metrics/{key}.scores.csv") or b""
+    else:
+        data = git.read_blobs([oid]).get(oid, b"")
+    return list(csv.DictReader(io.StringIO(data.decode("utf-8", errors="replace"))))
+
+
+def collect(ledger: Ledger, rev: str | None = None, metric: str | None = None) -> ReportData:
+    """The report's content at ``rev`` (default: the workspace)."""
+    from evalledger.analysis.leaderboard import build_leaderboard
+
+    snap = ledger.snapshot(rev)
+    board = build_leaderboard(ledger, [rev] if rev else None, metric=metric)
+    entries = board.to_json()["entries"]
+    health = cell_health(snap)
+    all_metrics = snap.metrics()
+    cells: list[dict[str, Any]] = []
+    items: list[dict[str, Any]] = []
+    missing: list[str] = []
+    total = 0
+    for key, files in snap.cells.items():
+        data = all_metrics.get(key) or {}
+        # what a leaderboard ranks: the cell without its benchmark (model/prompt_set/...)
+        system = "/".join(v for a, v in files.axes.items() if a != "benchmark")
+        h = health.get(key)
+        value = data.get(board.metric)
+        cells.append({
+            "cell": key, "model": files.axes.get("model", ""), "system": system,
+            "benchmark": files.axes.get("benchmark", ""), "value": value,
+            "n": data.get("n"), "errors": data.get("errors", 0), "cost": data.get("cost"),
+            "flags": (h.flags if h else []) + (["errored"] if data.get("errors") else []),
+        })  # fmt: skip
+        rows = _score_rows(snap, key)
+        total += len(rows)
+        preds = _predictions(snap, key)
+        if preds is None and rows:
+            missing.append(key)
+        for row in rows:
+            if len(items) >= ITEM_CAP:
+                break
+            sample = row.get("sample") or None
+            pid = f"{row['id']}#{sample}" if sample else row["id"]
+            pred = (preds or {}).get(pid, {})
+            items.append({
+                "cell": key, "model": files.axes.get("model", ""), "system": system,
+                "benchmark": files.axes.get("benchmark", ""),
+                "id": question_of(pid)[0] if sample else row["id"], "sample": sample,
+                "category": row.get("category", ""), "correct": row.get("correct") == "1",
+                "score": row.get("score"), "error": row.get("error") or None,
+                "prompt": _cut(pred.get("prompt")), "output": _cut(pred.get("output")),
+                "target": _cut(pred.get("target")), "extracted": _cut(pred.get("extracted")),
+            })  # fmt: skip
+    return ReportData(
+        title="evalledger report", revision=snap.label, commit=snap.commit,
+        metric=board.metric, leaderboard=entries, cells=cells, items=items,
+        items_total=total, missing_predictions=missing,
+        models=sorted({c["system"] for c in cells}),
+    )  # fmt: skip

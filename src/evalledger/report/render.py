@@ -1,0 +1,68 @@
+"""The report as one self-contained HTML file: data, charts and scripts inlined.
+
+jinja2 renders the page with autoescape; the data and chart specs are embedded as JSON
+in ``<script type="application/json">`` blocks (``<`` escaped, so no text can close
+the block) and the page's script writes every text with ``textContent``, never as HTML.
+A Content-Security-Policy meta tag forbids any fetch, frame or form: the page works from
+``file://`` with no network. Vega, Vega-Lite and vega-embed come inlined from
+vl-convert (cached below ``.evalledger/cache``, as building the bundle takes seconds).
+"""
+
+from __future__ import annotations
+
+import json
+from importlib import resources
+from typing import TYPE_CHECKING, Any
+
+from evalledger.atomic import atomic_write
+from evalledger.report.charts import heatmap_spec, leaderboard_spec
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from evalledger.report.data import ReportData
+
+__all__ = ["render_html", "vega_bundle"]
+
+
+def _json_for_script(value: Any) -> str:
+    """JSON that can sit inside a ``<script>`` element: no ``<``, ``>`` or ``&`` in it."""
+    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
+    return (text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+            .replace("\u2028", "\\u2028").replace("\u2029", "\\u2029"))  # fmt: skip
+
+
+def vega_bundle(cache_dir: Path | None) -> str:
+    """Vega + vega-lite + vega-embed as one script, from vl-convert (cached by version)."""
+    import vl_convert as vlc
+
+    version = f"{vlc.get_vega_version()}-{vlc.get_vega_embed_version()}"
+    path = cache_dir / f"vega-bundle-{version}.js" if cache_dir is not None else None
+    if path is not None and path.is_file():
+        return path.read_text(encoding="utf-8")
+    bundle: str = vlc.javascript_bundle()  # type: ignore[call-arg]
+    if path is not None:
+        atomic_write(path, bundle)
+    return bundle
+
+
+def render_html(data: ReportData, cache_dir: Path | None = None) -> str:
+    """The page for ``data``."""
+    import jinja2
+
+    templates = resources.files("evalledger.report") / "templates"
+    env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
+    page = env.from_string((templates / "report.html.j2").read_text(encoding="utf-8"))
+    specs = {"leaderboard": leaderboard_spec(data.leaderboard, data.metric),
+             "heatmap": heatmap_spec(data.cells, data.metric)}  # fmt: skip
+    from markupsafe import Markup
+
+    js = (templates / "report.js").read_text(encoding="utf-8")
+    # The scripts are ours (and vl-convert's); the JSON above cannot hold "</script".
+    return page.render(
+        data=data.to_json(),
+        data_json=Markup(_json_for_script(data.to_json())),
+        specs_json=Markup(_json_for_script(specs)),
+        vega_js=Markup(vega_bundle(cache_dir).replace("</script", "<\\/script")),
+        page_js=Markup(js),
+    )

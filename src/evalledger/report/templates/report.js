@@ -1,0 +1,101 @@
+"use strict";
+(function () {
+  const data = JSON.parse(document.getElementById("report-data").textContent);
+  const specs = JSON.parse(document.getElementById("report-specs").textContent);
+  function cell(row, value, cls) {
+    const td = document.createElement("td");
+    td.textContent = value === null || value === undefined ? "" : String(value);
+    if (cls) td.className = cls;
+    row.appendChild(td);
+  }
+  document.querySelectorAll("nav button").forEach(function (b) {
+    b.addEventListener("click", function () {
+      document.querySelectorAll("nav button").forEach(function (x) { x.classList.remove("active"); });
+      document.querySelectorAll("section").forEach(function (s) { s.classList.remove("active"); });
+      b.classList.add("active");
+      document.getElementById(b.dataset.view).classList.add("active");
+    });
+  });
+  const opts = {renderer: "svg", actions: false, ast: true};
+  if (window.vega && window.vega.expressionInterpreter) opts.expr = window.vega.expressionInterpreter;
+  window.__charts = [];
+  Object.keys(specs).forEach(function (name) {
+    window.__charts.push(window.vegaEmbed("#chart-" + name, specs[name], opts));
+  });
+  const cells = document.querySelector("#cells tbody");
+  data.cells.forEach(function (c) {
+    const tr = document.createElement("tr");
+    [c.cell, c.value, c.n, c.errors, c.cost, c.flags.join(", ")].forEach(function (v) { cell(tr, v); });
+    cells.appendChild(tr);
+  });
+  function fill(select, values) {
+    values.forEach(function (v) {
+      const o = document.createElement("option"); o.value = v; o.textContent = v; select.appendChild(o);
+    });
+  }
+  const uniq = function (xs) { return Array.from(new Set(xs)).sort(); };
+  fill(document.getElementById("item-cell"), uniq(data.items.map(function (i) { return i.cell; })));
+  fill(document.getElementById("item-category"), uniq(data.items.map(function (i) { return i.category; })));
+  const body = document.querySelector("#item-table tbody");
+  function renderItems() {
+    const q = document.getElementById("item-search").value.toLowerCase();
+    const c = document.getElementById("item-cell").value;
+    const cat = document.getElementById("item-category").value;
+    const wrong = document.getElementById("item-wrong").checked;
+    const errored = document.getElementById("item-errored").checked;
+    body.replaceChildren();
+    let shown = 0;
+    data.items.forEach(function (i) {
+      if (c && i.cell !== c) return;
+      if (cat && i.category !== cat) return;
+      if (wrong && (i.correct || i.error)) return;
+      if (errored && !i.error) return;
+      if (q && ![i.id, i.prompt, i.output, i.target, i.error].some(function (t) { return t && String(t).toLowerCase().includes(q); })) return;
+      const tr = document.createElement("tr");
+      tr.className = i.error ? "errored" : (i.correct ? "" : "wrong");
+      cell(tr, i.cell); cell(tr, i.sample ? i.id + " #" + i.sample : i.id); cell(tr, i.category);
+      cell(tr, i.error ? "error" : (i.correct ? "yes" : "no")); cell(tr, i.score);
+      cell(tr, i.prompt, "text"); cell(tr, i.output, "text"); cell(tr, i.target, "text"); cell(tr, i.error, "text");
+      body.appendChild(tr);
+      shown += 1;
+    });
+    document.getElementById("item-count").textContent = shown + " of " + data.items.length + " rows";
+  }
+  ["item-search", "item-cell", "item-category", "item-wrong", "item-errored"].forEach(function (id) {
+    document.getElementById(id).addEventListener("input", renderItems);
+  });
+  renderItems();
+  const fa = document.getElementById("flip-a"), fb = document.getElementById("flip-b");
+  fill(fa, data.models); fill(fb, data.models);
+  const ranked = data.leaderboard.map(function (e) { return e.name; }).filter(function (m) { return data.models.includes(m); });
+  if (ranked.length > 1) { fa.value = ranked[0]; fb.value = ranked[1]; }
+  else if (data.models.length > 1) { fb.value = data.models[1]; }
+  const flipBody = document.querySelector("#flip-table tbody");
+  function renderFlips() {
+    const a = fa.value, b = fb.value;
+    const byKey = {};
+    data.items.forEach(function (i) {
+      if (i.sample || i.error) return;
+      if (i.system !== a && i.system !== b) return;
+      const key = i.benchmark + "\u0000" + i.id;
+      (byKey[key] = byKey[key] || {})[i.system] = i;
+    });
+    const flips = [];
+    Object.keys(byKey).forEach(function (k) {
+      const x = byKey[k][a], y = byKey[k][b];
+      if (a !== b && x && y && x.correct !== y.correct) flips.push([x, y]);
+    });
+    flips.sort(function (p, q) { return (q[0].correct - p[0].correct) || p[0].id.localeCompare(q[0].id); });
+    flipBody.replaceChildren();
+    flips.forEach(function (p) {
+      const tr = document.createElement("tr");
+      cell(tr, p[0].benchmark); cell(tr, p[0].id); cell(tr, p[0].correct ? "right" : "wrong");
+      cell(tr, p[1].correct ? "right" : "wrong"); cell(tr, p[0].target, "text");
+      cell(tr, p[0].output, "text"); cell(tr, p[1].output, "text");
+      flipBody.appendChild(tr);
+    });
+    document.getElementById("flip-count").textContent = flips.length + " flips";
+  }
+  fa.addEventListener("input", renderFlips); fb.addEventListener("input", renderFlips);
+  renderFlips();
+})();

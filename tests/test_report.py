@@ -1,0 +1,179 @@
+"""``evalledger report`` opened in real headless Chromium (Debian's, driven by playwright).
+
+A ledger with two commits: a ``good`` model that answers right, and a ``hostile`` one
+whose wrong answers carry script and HTML injections. The page must load from
+``file://`` with no console error and no network request, draw marks in every chart,
+narrow the item table when filtered, list exactly the items whose correctness differs
+between the two models (checked against the scores files), and never run the
+injected code.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conftest import dvc, invoke, make_project
+from evalledger.project import Project
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+XSS = [
+    "<script>window.__xss=1</script>",
+    '"><img src=x onerror=window.__xss=1>',
+]
+MODEL = """\
+INJECTED = {injected!r}
+
+
+def answer(prompt, item):
+    \"\"\"Right, except every third item: a wrong answer that tries to run code.\"\"\"
+    if int(item.id.rsplit("-", 1)[1]) % 3 == 0:
+        return "The answer is -1. " + INJECTED
+    return f"The answer is {{item.target}}."
+""".format(injected=" ".join(XSS))
+PARAMS = """\
+axes:
+  model: [good, hostile]
+  benchmark: [arith]
+models:
+  good: {{adapter: baseline, strategy: solver}}
+  hostile: {{adapter: python, callable: "hostile_model:answer", path: {path}}}
+benchmarks:
+  arith: {{loader: arith, n_items: {n}, seed: 1, difficulty: easy}}
+"""
+
+
+@pytest.fixture(scope="module")
+def reported(tmp_path_factory: pytest.TempPathFactory) -> tuple[Project, Path]:
+    base = tmp_path_factory.mktemp("report")
+    (base / "code").mkdir()
+    (base / "code" / "hostile_model.py").write_text(MODEL)
+    project = make_project(base / "proj", PARAMS.format(path=base / "code", n=24))
+    for n in (24, 30):  # two commits of the ledger
+        (project.root / "params.yaml").write_text(PARAMS.format(path=base / "code", n=n))
+        result = invoke(project, "run", "--commit")
+        assert result.exit_code == 0, result.output
+    out = base / "report.html"
+    result = invoke(project, "report", "-o", str(out), "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["bytes"] == out.stat().st_size
+    return project, out
+
+
+@pytest.fixture(scope="module")
+def browser(reported: tuple[Project, Path]) -> Iterator[Any]:
+    """Chromium, started after the ledger is built (playwright's sync API holds an event
+    loop, and `evalledger run` needs its own)."""
+    from playwright.sync_api import sync_playwright
+
+    assert Path(CHROMIUM).exists(), "Debian's chromium is needed: apt-get install chromium"
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(
+    reported: tuple[Project, Path], browser: Any
+) -> Iterator[tuple[Any, dict[str, list[str]]]]:
+    _, out = reported
+    page = browser.new_page()
+    seen: dict[str, list[str]] = {"errors": [], "requests": []}
+    page.on("console", lambda m: seen["errors"].append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: seen["errors"].append(str(e)))
+    page.on("request", lambda r: seen["requests"].append(r.url))
+    page.goto(out.as_uri())
+    page.wait_for_function(
+        "document.querySelectorAll('#chart-heatmap svg .mark-rect path').length > 0",
+        timeout=20_000,
+    )
+    yield page, seen
+    page.close()
+
+
+def _correct(project: Project, model: str) -> dict[str, bool]:
+    with (project.root / f"metrics/{model}/arith.scores.csv").open() as fh:
+        return {r["id"]: r["correct"] == "1" for r in csv.DictReader(fh)}
+
+
+def test_the_page_loads_offline_without_errors_and_draws_every_chart(page: Any) -> None:
+    pg, seen = page
+    assert seen["errors"] == []
+    assert [u for u in seen["requests"] if not u.startswith("file://")] == []
+    for chart in ("leaderboard", "heatmap"):
+        marks = pg.eval_on_selector_all(f"#chart-{chart} svg .mark-rect path", "e => e.length")
+        assert marks >= 2, chart  # a bar (or a cell) per model
+    cells = pg.eval_on_selector_all("#cells tbody tr", "rows => rows.length")
+    assert cells == 2
+
+
+def test_the_item_filter_narrows_the_rows(page: Any, reported: tuple[Project, Path]) -> None:
+    pg, _ = page
+    pg.click("button[data-view=items]")
+    assert pg.text_content("#item-count") == "60 of 60 rows"
+    pg.check("#item-wrong")
+    wrong = [r for r in _correct(reported[0], "hostile").values() if not r]
+    assert pg.text_content("#item-count") == f"{len(wrong)} of 60 rows"
+    pg.uncheck("#item-wrong")
+    pg.fill("#item-search", "easy-1-0007")
+    assert pg.text_content("#item-count") == "2 of 60 rows"  # that item of both models
+    rows = pg.eval_on_selector_all(
+        "#item-table tbody tr td:nth-child(2)", "t => t.map(x => x.textContent)"
+    )
+    assert rows == ["easy-1-0007", "easy-1-0007"]
+
+
+def test_flips_are_exactly_the_items_whose_correctness_differs(
+    page: Any, reported: tuple[Project, Path]
+) -> None:
+    pg, _ = page
+    project, _ = reported
+    good, hostile = _correct(project, "good"), _correct(project, "hostile")
+    expected = sorted(i for i in good if good[i] != hostile[i])
+    assert expected  # the hostile model is wrong on every third item
+    pg.click("button[data-view=flips]")
+    pg.select_option("#flip-a", "good")
+    pg.select_option("#flip-b", "hostile")
+    ids = pg.eval_on_selector_all(
+        "#flip-table tbody tr td:nth-child(2)", "t => t.map(x => x.textContent)"
+    )
+    assert sorted(ids) == expected
+    assert pg.text_content("#flip-count") == f"{len(expected)} flips"
+
+
+def test_injected_markup_is_shown_as_text_and_never_runs(page: Any) -> None:
+    pg, _ = page
+    pg.click("button[data-view=items]")
+    pg.check("#item-wrong")
+    outputs = pg.eval_on_selector_all(
+        "#item-table tbody tr td:nth-child(7)", "t => t.map(x => x.textContent)"
+    )
+    assert outputs and all(XSS[0] in o and XSS[1] in o for o in outputs)
+    pg.click("button[data-view=flips]")
+    assert pg.evaluate("window.__xss") is None
+    assert pg.eval_on_selector_all("#item-table img, #flip-table img", "e => e.length") == 0
+
+
+def test_a_report_of_an_older_revision_and_missing_predictions(
+    reported: tuple[Project, Path], tmp_path: Path
+) -> None:
+    project, _ = reported
+    shutil.rmtree(project.root / "predictions" / "good")
+    try:
+        out = tmp_path / "old.html"
+        result = invoke(project, "report", "HEAD~1", "-o", str(out))
+        assert result.exit_code == 0, result.output
+        html = out.read_text()
+        assert "Run <code>evalledger pull</code>" in html
+        data = html[html.index('id="report-data" type="application/json">') :]
+        assert '"items_total":48' in data  # 24 items x 2 models at HEAD~1
+        assert "<script>window.__xss" not in data  # escaped inside the JSON block
+    finally:
+        dvc(project.root, "checkout", "-q")  # the predictions back from DVC's cache

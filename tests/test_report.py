@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from conftest import dvc, invoke, make_project
+from conftest import dvc, git, invoke, make_project
 from evalledger.project import Project
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -177,3 +177,28 @@ def test_a_report_of_an_older_revision_and_missing_predictions(
         assert "<script>window.__xss" not in data  # escaped inside the JSON block
     finally:
         dvc(project.root, "checkout", "-q")  # the predictions back from DVC's cache
+
+
+def test_history_has_a_point_per_committed_version_with_its_commit(
+    page: Any, reported: tuple[Project, Path]
+) -> None:
+    pg, seen = page
+    project, out = reported
+    commits = git(project.root, "log", "--format=%h %s", "--", "metrics/good/arith.json")
+    versions = [line.split(" ", 1) for line in commits.splitlines()]
+    assert len(versions) == 2
+    html = out.read_text()
+    start = html.index('id="report-specs" type="application/json">') + len(
+        'id="report-specs" type="application/json">'
+    )
+    specs = json.loads(html[start : html.index("</script>", start)])
+    points = specs["history"]["data"]["values"]
+    good = [p for p in points if p["system"] == "good"]
+    assert [p["commit"][:7] for p in good] == [v[0][:7] for v in reversed(versions)]
+    assert all(p["subject"] and p["author"] == "evalledger tests" for p in good)
+    assert {p["n"] for p in good} == {24, 30}
+    pg.click("button[data-view=history]")
+    pg.wait_for_function(
+        "document.querySelectorAll('#chart-history svg .mark-symbol path').length >= 4"
+    )
+    assert seen["errors"] == []

@@ -252,6 +252,21 @@ class GitObjects:
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
             return None
 
+    def commit_details(self, commits: Iterable[str]) -> dict[str, tuple[int, str, str]]:
+        """SHA -> (commit time, author name, subject) for many commits at once."""
+        shas = list(dict.fromkeys(commits))
+        if not shas:
+            return {}
+        out = self._git(
+            "log", "--no-walk=unsorted", "--format=%H%x00%ct%x00%an%x00%s", *shas, check=False
+        ).decode(errors="replace")
+        info: dict[str, tuple[int, str, str]] = {}
+        for line in out.splitlines():
+            parts = line.split("\x00")
+            if len(parts) == 4 and parts[1].isdigit():
+                info[parts[0]] = (int(parts[1]), parts[2], parts[3])
+        return info
+
     def commit_info(self, commits: Iterable[str]) -> dict[str, tuple[int, str]]:
         """SHA -> (commit time, subject) for many commits at once."""
         shas = list(dict.fromkeys(commits))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["heatmap_spec", "leaderboard_spec"]
+__all__ = ["heatmap_spec", "history_spec", "leaderboard_spec"]
 
 
 def leaderboard_spec(entries: list[dict[str, Any]], metric: str) -> dict[str, Any]:
@@ -49,3 +49,23 @@ def heatmap_spec(cells: list[dict[str, Any]], metric: str) -> dict[str, Any]:
         width=max(160, 90 * len(benchmarks)), height=max(60, 30 * len(models))
     )
     return dict(chart.to_dict())
+
+
+def history_spec(points: list[dict[str, Any]], metric: str) -> dict[str, Any]:
+    """Each model's metric over commit time, a panel per benchmark, interval bands."""
+    import altair as alt
+
+    data = alt.Data(values=points)  # type: ignore[no-untyped-call]
+    base = alt.Chart(data).encode(
+        x=alt.X("time:T", title="commit time"),
+        color=alt.Color("system:N", title="model"),
+    )
+    band = base.mark_area(opacity=0.15).encode(y="low:Q", y2="high:Q")
+    line = base.mark_line().encode(y=alt.Y("value:Q", title=metric))
+    dots = base.mark_point(filled=True, size=50).encode(
+        y="value:Q",
+        tooltip=["system:N", "benchmark:N", alt.Tooltip("value:Q", format=".4f"),
+                 "commit:N", "author:N", "subject:N", alt.Tooltip("time:T")],
+    )  # fmt: skip
+    chart = alt.layer(band, line, dots).properties(width=360, height=220)
+    return dict(chart.facet(column=alt.Column("benchmark:N", title=None)).to_dict())

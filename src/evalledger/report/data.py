@@ -44,6 +44,8 @@ class ReportData:
     items_total: int
     missing_predictions: list[str] = field(default_factory=list)
     models: list[str] = field(default_factory=list)
+    history: list[dict[str, Any]] = field(default_factory=list)
+    """The metric of every committed version of every cell (:mod:`.history`)."""
     """What the flips view pairs: each cell without its benchmark (the leaderboard's rows)."""
 
     def to_json(self) -> dict[str, Any]:
@@ -53,6 +55,7 @@ class ReportData:
             "metric": self.metric, "leaderboard": self.leaderboard, "cells": self.cells,
             "items": self.items, "items_total": self.items_total, "item_cap": ITEM_CAP,
             "missing_predictions": self.missing_predictions, "models": self.models,
+            "history_points": len(self.history),
         }  # fmt: skip
 
 
@@ -97,6 +100,7 @@ def _score_rows(snap: Snapshot, key: str) -> list[dict[str, str]]:
 def collect(ledger: Ledger, rev: str | None = None, metric: str | None = None) -> ReportData:
     """The report's content at ``rev`` (default: the workspace)."""
     from evalledger.analysis.leaderboard import build_leaderboard
+    from evalledger.report.history import history_points
 
     snap = ledger.snapshot(rev)
     board = build_leaderboard(ledger, [rev] if rev else None, metric=metric)
@@ -144,4 +148,5 @@ def collect(ledger: Ledger, rev: str | None = None, metric: str | None = None) -
         metric=board.metric, leaderboard=entries, cells=cells, items=items,
         items_total=total, missing_predictions=missing,
         models=sorted({c["system"] for c in cells}),
+        history=history_points(ledger, rev, board.metric),
     )  # fmt: skip

@@ -15,7 +15,7 @@ from importlib import resources
 from typing import TYPE_CHECKING, Any
 
 from evalledger.atomic import atomic_write
-from evalledger.report.charts import heatmap_spec, leaderboard_spec
+from evalledger.report.charts import heatmap_spec, history_spec, leaderboard_spec
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -55,6 +55,8 @@ def render_html(data: ReportData, cache_dir: Path | None = None) -> str:
     page = env.from_string((templates / "report.html.j2").read_text(encoding="utf-8"))
     specs = {"leaderboard": leaderboard_spec(data.leaderboard, data.metric),
              "heatmap": heatmap_spec(data.cells, data.metric)}  # fmt: skip
+    if data.history:
+        specs["history"] = history_spec(data.history, data.metric)
     from markupsafe import Markup
 
     js = (templates / "report.js").read_text(encoding="utf-8")

@@ -202,3 +202,31 @@ def test_history_has_a_point_per_committed_version_with_its_commit(
         "document.querySelectorAll('#chart-history svg .mark-symbol path').length >= 4"
     )
     assert seen["errors"] == []
+
+
+def test_breakdown_has_categories_with_their_own_n(
+    page: Any, reported: tuple[Project, Path]
+) -> None:
+    from statsmodels.stats.proportion import proportion_confint
+
+    pg, seen = page
+    project, out = reported
+    metrics = json.loads((project.root / "metrics/hostile/arith.json").read_text())
+    html = out.read_text()
+    start = html.index('id="report-data" type="application/json">') + len(
+        'id="report-data" type="application/json">'
+    )
+    data = json.loads(html[start : html.index("</script>", start)])
+    rows = [r for r in data["breakdown"]["categories"] if r["system"] == "hostile"]
+    assert {r["category"] for r in rows} == set(metrics["categories"])
+    for r in rows:
+        cat = metrics["categories"][r["category"]]
+        low, high = proportion_confint(round(cat["accuracy"] * cat["n"]), cat["n"],
+                                       method="wilson")  # fmt: skip
+        assert r["n"] == cat["n"] and (r["low"], r["high"]) == pytest.approx((low, high))
+    pg.click("button[data-view=breakdown]")
+    pg.wait_for_function(
+        "document.querySelectorAll('#chart-categories svg .mark-symbol path').length > 0"
+    )
+    assert pg.eval_on_selector_all("#breakdown-cells tbody tr", "r => r.length") == 2
+    assert seen["errors"] == []

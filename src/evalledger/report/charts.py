@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["heatmap_spec", "history_spec", "leaderboard_spec"]
+__all__ = ["categories_spec", "heatmap_spec", "history_spec", "leaderboard_spec"]
 
 
 def leaderboard_spec(entries: list[dict[str, Any]], metric: str) -> dict[str, Any]:
@@ -68,4 +68,24 @@ def history_spec(points: list[dict[str, Any]], metric: str) -> dict[str, Any]:
                  "commit:N", "author:N", "subject:N", alt.Tooltip("time:T")],
     )  # fmt: skip
     chart = alt.layer(band, line, dots).properties(width=360, height=220)
+    return dict(chart.facet(column=alt.Column("benchmark:N", title=None)).to_dict())
+
+
+def categories_spec(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Accuracy per category and model with its interval, a panel per benchmark."""
+    import altair as alt
+
+    data = alt.Data(values=rows)  # type: ignore[no-untyped-call]
+    base = alt.Chart(data).encode(
+        y=alt.Y("category:N", title=None), color=alt.Color("system:N", title="model")
+    )
+    rules = base.mark_rule().encode(x=alt.X("low:Q", title="accuracy", scale=alt.Scale(
+        domain=[0, 1])), x2="high:Q")  # fmt: skip
+    dots = base.mark_point(filled=True, size=60).encode(
+        x="value:Q",
+        tooltip=["system:N", "category:N", alt.Tooltip("value:Q", format=".4f"), "n:Q",
+                 alt.Tooltip("low:Q", format=".4f"), alt.Tooltip("high:Q", format=".4f")],
+    )  # fmt: skip
+    chart = alt.layer(rules, dots).properties(width=300, height=max(60, 24 * len(
+        {r["category"] for r in rows})))  # fmt: skip
     return dict(chart.facet(column=alt.Column("benchmark:N", title=None)).to_dict())

@@ -46,6 +46,8 @@ class ReportData:
     models: list[str] = field(default_factory=list)
     history: list[dict[str, Any]] = field(default_factory=list)
     """The metric of every committed version of every cell (:mod:`.history`)."""
+    breakdown: dict[str, Any] = field(default_factory=dict)
+    """Per category, error, latency, cost and agent rows (:mod:`.breakdown`)."""
     """What the flips view pairs: each cell without its benchmark (the leaderboard's rows)."""
 
     def to_json(self) -> dict[str, Any]:
@@ -55,7 +57,7 @@ class ReportData:
             "metric": self.metric, "leaderboard": self.leaderboard, "cells": self.cells,
             "items": self.items, "items_total": self.items_total, "item_cap": ITEM_CAP,
             "missing_predictions": self.missing_predictions, "models": self.models,
-            "history_points": len(self.history),
+            "history_points": len(self.history), "breakdown": self.breakdown,
         }  # fmt: skip
 
 
@@ -100,6 +102,7 @@ def _score_rows(snap: Snapshot, key: str) -> list[dict[str, str]]:
 def collect(ledger: Ledger, rev: str | None = None, metric: str | None = None) -> ReportData:
     """The report's content at ``rev`` (default: the workspace)."""
     from evalledger.analysis.leaderboard import build_leaderboard
+    from evalledger.report.breakdown import breakdown
     from evalledger.report.history import history_points
 
     snap = ledger.snapshot(rev)
@@ -149,4 +152,5 @@ def collect(ledger: Ledger, rev: str | None = None, metric: str | None = None) -
         items_total=total, missing_predictions=missing,
         models=sorted({c["system"] for c in cells}),
         history=history_points(ledger, rev, board.metric),
+        breakdown=breakdown(all_metrics, {k: c.axes for k, c in snap.cells.items()}),
     )  # fmt: skip

@@ -15,7 +15,12 @@ from importlib import resources
 from typing import TYPE_CHECKING, Any
 
 from evalledger.atomic import atomic_write
-from evalledger.report.charts import heatmap_spec, history_spec, leaderboard_spec
+from evalledger.report.charts import (
+    categories_spec,
+    heatmap_spec,
+    history_spec,
+    leaderboard_spec,
+)
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -57,6 +62,8 @@ def render_html(data: ReportData, cache_dir: Path | None = None) -> str:
              "heatmap": heatmap_spec(data.cells, data.metric)}  # fmt: skip
     if data.history:
         specs["history"] = history_spec(data.history, data.metric)
+    if data.breakdown.get("categories"):
+        specs["categories"] = categories_spec(data.breakdown["categories"])
     from markupsafe import Markup
 
     js = (templates / "report.js").read_text(encoding="utf-8")

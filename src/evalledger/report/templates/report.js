@@ -28,6 +28,18 @@
     [c.cell, c.value, c.n, c.errors, c.cost, c.flags.join(", ")].forEach(function (v) { cell(tr, v); });
     cells.appendChild(tr);
   });
+  const bd = document.querySelector("#breakdown-cells tbody");
+  data.breakdown.cells.forEach(function (c) {
+    const tr = document.createElement("tr");
+    [c.cell, c.n, c.errors, c.error_patterns, c.p50, c.p95, c.cost_per_item].forEach(function (v) { cell(tr, v); });
+    bd.appendChild(tr);
+  });
+  const ag = document.querySelector("#breakdown-agents tbody");
+  if (ag) data.breakdown.agents.forEach(function (a) {
+    const tr = document.createElement("tr");
+    [a.cell, a.agent, a.success_rate, a.n, a.mean_latency_ms, a.cost].forEach(function (v) { cell(tr, v); });
+    ag.appendChild(tr);
+  });
   function fill(select, values) {
     values.forEach(function (v) {
       const o = document.createElement("option"); o.value = v; o.textContent = v; select.appendChild(o);

@@ -119,7 +119,7 @@ def test_items_groups_each_questions_answers(ran: Project) -> None:
     answers = _answers(ran)
     out = invoke(ran, "items", "noisy/arith", "--json")
     assert out.exit_code == 0, out.output
-    items = json.loads(out.stdout)
+    items = json.loads(out.stdout)["items"]
     assert [i["id"] for i in items] == list(answers)
     for item in items:
         mine = answers[item["id"]]

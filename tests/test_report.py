@@ -230,3 +230,32 @@ def test_breakdown_has_categories_with_their_own_n(
     )
     assert pg.eval_on_selector_all("#breakdown-cells tbody tr", "r => r.length") == 2
     assert seen["errors"] == []
+
+
+def test_items_in_the_terminal_filter_flip_and_read_older_revisions(
+    reported: tuple[Project, Path],
+) -> None:
+    project, _ = reported
+    good, hostile = _correct(project, "good"), _correct(project, "hostile")
+    wrong = sorted(i for i, ok in hostile.items() if not ok)
+
+    def ids(*args: str) -> list[str]:
+        out = invoke(project, "items", *args, "--json")
+        assert out.exit_code == 0, out.output
+        return sorted(i["id"] for i in json.loads(out.stdout)["items"])
+
+    assert ids("hostile/arith", "--wrong") == wrong
+    assert ids("hostile/arith", "--grep", "window.__xss") == wrong
+    assert ids("hostile/arith", "--errored") == []
+    category = json.loads(invoke(project, "items", "hostile/arith", "--json").stdout)["items"][0]
+    some = ids("hostile/arith", "--category", category["category"])
+    assert 0 < len(some) < 30
+    flips = json.loads(invoke(project, "items", "--flips", "good", "hostile", "--json").stdout)
+    assert sorted(f["id"] for f in flips) == sorted(i for i in good if good[i] != hostile[i])
+    older = json.loads(invoke(project, "items", "hostile/arith", "-r", "HEAD~1", "--json").stdout)
+    assert len(older["items"]) == 24 and older["note"] is None  # texts from DVC's cache
+    assert all(i["output"] for i in older["items"])
+    table = invoke(project, "items", "hostile/arith", "--csv", "-n", "2").stdout.splitlines()
+    assert table[0].startswith("id,category,target,samples,correct") and len(table) == 3
+    missing = invoke(project, "items", "--flips", "good", "nobody")
+    assert missing.exit_code == 2 and "models: good, hostile" in missing.output

@@ -15,7 +15,7 @@ from evalledger.cli import COMMANDS, cli
 from evalledger.project import Project
 
 #: Commands whose JSON is tested where their remotes are set up (tests/test_share.py).
-ELSEWHERE = {"push", "pull"}
+ELSEWHERE = {"push", "pull", "view"}  # view serves until Ctrl-C: tests/test_view.py
 
 
 def _commands() -> dict[str, click.Command]:

@@ -38,6 +38,7 @@ COMMANDS: dict[str, str] = {
     "stats": "evalledger.cli.stats:stats",
     "items": "evalledger.cli.items:items",
     "report": "evalledger.cli.report:report",
+    "view": "evalledger.cli.view:view",
     "delete": "evalledger.cli.delete:delete",
     "export": "evalledger.cli.export:export",
     "import": "evalledger.cli.export:import_",

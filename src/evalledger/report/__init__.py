@@ -19,18 +19,25 @@ if TYPE_CHECKING:
 
     from evalledger.project import Project
 
-__all__ = ["write_report"]
+__all__ = ["build_report", "write_report"]
+
+
+def build_report(
+    project: Project, rev: str | None = None, metric: str | None = None, live: bool = False
+) -> str:
+    """The report's HTML of ``rev`` (default: the workspace)."""
+    from evalledger.ledger.history import Ledger
+    from evalledger.report.data import collect
+    from evalledger.report.render import render_html
+
+    with Ledger(project) as ledger:
+        return render_html(collect(ledger, rev, metric), project.state_dir / "cache", live)
 
 
 def write_report(
     project: Project, output: Path, rev: str | None = None, metric: str | None = None
 ) -> int:
     """Write the report of ``rev`` (default: the workspace) to ``output``; its size in bytes."""
-    from evalledger.ledger.history import Ledger
-    from evalledger.report.data import collect
-    from evalledger.report.render import render_html
-
-    with Ledger(project) as ledger:
-        html = render_html(collect(ledger, rev, metric), project.state_dir / "cache")
+    html = build_report(project, rev, metric)
     atomic_write(output, html)
     return len(html.encode("utf-8"))

@@ -146,8 +146,11 @@ def collect(ledger: Ledger, rev: str | None = None, metric: str | None = None) -
                 "prompt": _cut(pred.get("prompt")), "output": _cut(pred.get("output")),
                 "target": _cut(pred.get("target")), "extracted": _cut(pred.get("extracted")),
             })  # fmt: skip
+    commit = snap.commit
+    if commit is None and ledger.git.has_commits:  # the workspace: name the commit it is on
+        commit = ledger.git.resolve("HEAD")
     return ReportData(
-        title="evalledger report", revision=snap.label, commit=snap.commit,
+        title="evalledger report", revision=snap.label, commit=commit,
         metric=board.metric, leaderboard=entries, cells=cells, items=items,
         items_total=total, missing_predictions=missing,
         models=sorted({c["system"] for c in cells}),

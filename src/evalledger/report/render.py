@@ -51,8 +51,27 @@ def vega_bundle(cache_dir: Path | None) -> str:
     return bundle
 
 
-def render_html(data: ReportData, cache_dir: Path | None = None) -> str:
-    """The page for ``data``."""
+#: A live page (``evalledger view``) asks its server for the ledger's version each
+#: second and reloads when it changed; only then may it connect, and only to its origin.
+_LIVE_JS = """
+(function () {
+  let seen = null;
+  async function poll() {
+    try {
+      const r = await fetch("/version", {cache: "no-store"});
+      const v = (await r.json()).version;
+      if (seen !== null && v !== seen) { location.reload(); return; }
+      seen = v;
+    } catch (e) { /* the server is restarting or stopped: try again */ }
+    setTimeout(poll, 1000);
+  }
+  poll();
+})();
+"""
+
+
+def render_html(data: ReportData, cache_dir: Path | None = None, live: bool = False) -> str:
+    """The page for ``data``; ``live`` for a page served by ``evalledger view``."""
     import jinja2
 
     templates = resources.files("evalledger.report") / "templates"
@@ -73,5 +92,6 @@ def render_html(data: ReportData, cache_dir: Path | None = None) -> str:
         data_json=Markup(_json_for_script(data.to_json())),
         specs_json=Markup(_json_for_script(specs)),
         vega_js=Markup(vega_bundle(cache_dir).replace("</script", "<\\/script")),
-        page_js=Markup(js),
+        page_js=Markup(js + (_LIVE_JS if live else "")),
+        connect=Markup("'self'" if live else "'none'"),
     )

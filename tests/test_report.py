@@ -259,3 +259,48 @@ def test_items_in_the_terminal_filter_flip_and_read_older_revisions(
     assert table[0].startswith("id,category,target,samples,correct") and len(table) == 3
     missing = invoke(project, "items", "--flips", "good", "nobody")
     assert missing.exit_code == 2 and "models: good, hostile" in missing.output
+
+
+def test_the_diff_view_has_the_paired_tests_and_links_to_flipped_items(
+    browser: Any, tmp_path: Path
+) -> None:
+    import subprocess
+    import sys
+
+    project = make_project(tmp_path / "proj")
+    evalledger = str(Path(sys.executable).parent / "evalledger")
+    for args in (["run", "--commit"], ["run", "-S", "models.noisy.error_rate=0.6"]):
+        done = subprocess.run(
+            [evalledger, *args], cwd=project.root, capture_output=True, text=True
+        )  # fmt: skip  (in-process runs clash with playwright's loop)
+        assert done.returncode == 0, done.stderr
+    out = tmp_path / "diff.html"
+    done = subprocess.run([evalledger, "report", "--base", "HEAD", "-o", str(out)],
+                          cwd=project.root, capture_output=True, text=True)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    before = {r["id"]: r["correct"] == "1" for r in csv.DictReader(
+        git(project.root, "show", "HEAD:metrics/noisy/arith.scores.csv").splitlines())}  # fmt: skip
+    after = _correct(project, "noisy")
+    broken = sorted(i for i in after if before[i] and not after[i])
+    assert broken
+    page = browser.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(out.as_uri())
+    page.click("button[data-view=diff]")
+    rows = page.eval_on_selector_all(
+        "#diff-changes tbody tr", "rows => rows.map(r => r.children[1].textContent)"
+    )
+    assert "noisy/arith" in rows and "solver/arith" not in rows
+    links = page.eval_on_selector_all(
+        "#diff-changes tbody tr:has(td:nth-child(2):text-is('noisy/arith')) button.broken",
+        "b => b.map(x => x.textContent.slice(2))",
+    )
+    assert sorted(links) == broken
+    page.click("#diff-changes tbody tr:has(td:nth-child(2):text-is('noisy/arith')) button.broken")
+    assert page.input_value("#item-search") == broken[0]
+    shown = page.eval_on_selector_all("#item-table tbody tr td:nth-child(2)",
+                                      "t => t.map(x => x.textContent)")  # fmt: skip
+    assert shown == [broken[0]] and page.is_visible("#items")
+    assert errors == []
+    page.close()

@@ -17,6 +17,7 @@ from evalledger.report import write_report
     epilog=examples(
         "evalledger report",
         "evalledger report HEAD~1 -o old.html",
+        "evalledger report --base origin/main -o report.html",
         "evalledger report -m partial_accuracy --json",
     ),
 )
@@ -29,19 +30,28 @@ from evalledger.report import write_report
     show_default=True,
     help="The HTML file to write.",
 )
+@click.option(
+    "--base",
+    default=None,
+    metavar="REV",
+    shell_complete=complete_revision,
+    help="Add a Diff view against REV: paired tests and the items that flipped.",
+)
 @metric_option("Metric of the leaderboard and heat-map (default: accuracy).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_context
-def report(ctx: click.Context, rev: str | None, output: Path, metric: str | None,
-           as_json: bool) -> None:  # fmt: skip
+def report(ctx: click.Context, rev: str | None, output: Path, base: str | None,
+           metric: str | None, as_json: bool) -> None:  # fmt: skip
     """Write the ledger at REV (default: the workspace) as one HTML page.
 
     The page works from file:// with no network (a Content-Security-Policy forbids any
     fetch): Overview (leaderboard with intervals, model x benchmark heat-map with
-    markers), Items (searchable, filterable prompts, outputs and scores) and Flips (the
-    items one model got right and another wrong).
+    markers), History (every metric over the commits), Breakdown (categories, errors,
+    latency, cost, agents), Items (searchable prompts, outputs and scores), Flips (the
+    items one model got right and another wrong) and, with --base, Diff (the paired
+    tests of `diff`, and per cell the items that flipped, linked into Items).
     """
-    size = write_report(current_project(ctx), output, rev, metric)
+    size = write_report(current_project(ctx), output, rev, metric, base)
     if as_json:
         click.echo(json.dumps({"path": str(output), "bytes": size}))
         return

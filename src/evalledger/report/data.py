@@ -48,6 +48,8 @@ class ReportData:
     """The metric of every committed version of every cell (:mod:`.history`)."""
     breakdown: dict[str, Any] = field(default_factory=dict)
     """Per category, error, latency, cost and agent rows (:mod:`.breakdown`)."""
+    diff: dict[str, Any] | None = None
+    """Against ``--base``: :meth:`LedgerDiff.to_json`, plus ``flipped`` items per cell."""
     """What the flips view pairs: each cell without its benchmark (the leaderboard's rows)."""
 
     def to_json(self) -> dict[str, Any]:
@@ -58,6 +60,7 @@ class ReportData:
             "items": self.items, "items_total": self.items_total, "item_cap": ITEM_CAP,
             "missing_predictions": self.missing_predictions, "models": self.models,
             "history_points": len(self.history), "breakdown": self.breakdown,
+            "diff": self.diff,
         }  # fmt: skip
 
 
@@ -99,8 +102,32 @@ def _score_rows(snap: Snapshot, key: str) -> list[dict[str, str]]:
     return list(csv.DictReader(io.StringIO(data.decode("utf-8", errors="replace"))))
 
 
-def collect(ledger: Ledger, rev: str | None = None, metric: str | None = None) -> ReportData:
-    """The report's content at ``rev`` (default: the workspace)."""
+def _diff(ledger: Ledger, base: str, rev: str | None) -> dict[str, Any]:
+    """The diff against ``base``, and per changed cell the items whose correctness flipped."""
+    from evalledger.analysis.diff import diff_revisions
+
+    diff = diff_revisions(ledger, base, rev)
+    out = diff.to_json()
+    old_snap, new_snap = ledger.snapshot(base), ledger.snapshot(rev)
+    flipped: dict[str, dict[str, list[str]]] = {}
+    for key in dict.fromkeys(c.cell for c in diff.changes):
+        if key not in old_snap.cells or key not in new_snap.cells:
+            continue
+        before = {r["id"]: r.get("correct") == "1" for r in _score_rows(old_snap, key)
+                  if not r.get("error") and not r.get("sample")}  # fmt: skip
+        after = {r["id"]: r.get("correct") == "1" for r in _score_rows(new_snap, key)
+                 if not r.get("error") and not r.get("sample")}  # fmt: skip
+        shared = [i for i in after if i in before]
+        flipped[key] = {"fixed": [i for i in shared if after[i] and not before[i]],
+                        "broken": [i for i in shared if before[i] and not after[i]]}  # fmt: skip
+    out["flipped"] = flipped
+    return out
+
+
+def collect(
+    ledger: Ledger, rev: str | None = None, metric: str | None = None, base: str | None = None
+) -> ReportData:
+    """The report's content at ``rev`` (default: the workspace), against ``base`` if any."""
     from evalledger.analysis.leaderboard import build_leaderboard
     from evalledger.report.breakdown import breakdown
     from evalledger.report.history import history_points
@@ -156,4 +183,5 @@ def collect(ledger: Ledger, rev: str | None = None, metric: str | None = None) -
         models=sorted({c["system"] for c in cells}),
         history=history_points(ledger, rev, board.metric),
         breakdown=breakdown(all_metrics, {k: c.axes for k, c in snap.cells.items()}),
+        diff=_diff(ledger, base, rev) if base else None,
     )  # fmt: skip

@@ -40,6 +40,39 @@
     [a.cell, a.agent, a.success_rate, a.n, a.mean_latency_ms, a.cost].forEach(function (v) { cell(tr, v); });
     ag.appendChild(tr);
   });
+  function show(view) {
+    document.querySelector("nav button[data-view=" + view + "]").click();
+  }
+  const dc = document.querySelector("#diff-changes tbody");
+  const linked = new Set();
+  if (dc && data.diff) data.diff.changes.forEach(function (c) {
+    const tr = document.createElement("tr");
+    const t = c.test || null;
+    const mark = c.verdict === "improvement" ? "improved" : (c.verdict === "regression" ? "regressed" : "");
+    [mark, c.cell, c.metric + (c.direction === "lower" ? " \u2193" : ""), c.old, c.new, c.change,
+     t ? "[" + t.ci_low + ", " + t.ci_high + "]" : "-", t ? t.p_value : "-", t ? t.n : "-"].forEach(function (v) { cell(tr, v); });
+    const td = document.createElement("td");
+    // the items are the cell's, whatever the metric: listed on its first row only
+    const flips = linked.has(c.cell) ? {fixed: [], broken: []} :
+      ((data.diff.flipped || {})[c.cell] || {fixed: [], broken: []});
+    linked.add(c.cell);
+    [["broken", flips.broken], ["fixed", flips.fixed]].forEach(function (pair) {
+      pair[1].forEach(function (id) {
+        const a = document.createElement("button");
+        a.className = "flip-link " + pair[0];
+        a.textContent = (pair[0] === "broken" ? "\u2717 " : "\u2713 ") + id;
+        a.addEventListener("click", function () {
+          document.getElementById("item-cell").value = c.cell;
+          document.getElementById("item-search").value = id;
+          renderItems();
+          show("items");
+        });
+        td.appendChild(a);
+      });
+    });
+    tr.appendChild(td);
+    dc.appendChild(tr);
+  });
   function fill(select, values) {
     values.forEach(function (v) {
       const o = document.createElement("option"); o.value = v; o.textContent = v; select.appendChild(o);

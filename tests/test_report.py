@@ -304,3 +304,42 @@ def test_the_diff_view_has_the_paired_tests_and_links_to_flipped_items(
     assert shown == [broken[0]] and page.is_visible("#items")
     assert errors == []
     page.close()
+
+
+def test_the_training_view_overlays_runs_and_sets_config_against_the_loss(
+    browser: Any, tmp_path: Path
+) -> None:
+    from test_training_paths import TrainConfig, train
+
+    project = make_project(tmp_path / "proj")
+    for lr in (0.01, 0.1, 0.5):
+        train(project, TrainConfig(lr=lr), name=f"lr-{lr}")
+    git(project.root, "add", "-A")
+    git(project.root, "commit", "-qm", "three learning rates")
+    out = tmp_path / "training.html"
+    assert invoke(project, "report", "-o", str(out)).exit_code == 0
+    html = out.read_text()
+    start = html.index('id="report-specs" type="application/json">') + len(
+        'id="report-specs" type="application/json">'
+    )
+    specs = json.loads(html[start : html.index("</script>", start)])
+    series = specs["series"]["data"]["values"]
+    assert {p["run"] for p in series} == {"lr-0.01", "lr-0.1", "lr-0.5"}
+    assert len(series) == 3 * 4 * 4  # runs x metrics x epochs
+    config = specs["config"]["data"]["values"]
+    for run in ("lr-0.01", "lr-0.1", "lr-0.5"):
+        summary = json.loads((project.root / f"metrics/_experiments/{run}.json").read_text())
+        lr = [p for p in config if p["run"] == run and p["key"] == "lr"]
+        assert lr == [
+            {"run": run, "key": "lr", "x": float(run[3:]), "value": summary["val"]["loss"]}
+        ]
+    page = browser.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(out.as_uri())
+    page.click("button[data-view=training]")
+    page.wait_for_selector("#chart-series svg .mark-line path")
+    assert page.eval_on_selector_all("#chart-series svg .mark-line path", "e => e.length") >= 3
+    assert page.eval_on_selector_all("#chart-config svg .mark-symbol path", "e => e.length") >= 3
+    assert errors == []
+    page.close()

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["categories_spec", "heatmap_spec", "history_spec", "leaderboard_spec"]
+__all__ = [
+    "categories_spec",
+    "config_spec",
+    "heatmap_spec",
+    "history_spec",
+    "leaderboard_spec",
+    "series_spec",
+]
 
 
 def leaderboard_spec(entries: list[dict[str, Any]], metric: str) -> dict[str, Any]:
@@ -89,3 +96,28 @@ def categories_spec(rows: list[dict[str, Any]]) -> dict[str, Any]:
     chart = alt.layer(rules, dots).properties(width=300, height=max(60, 24 * len(
         {r["category"] for r in rows})))  # fmt: skip
     return dict(chart.facet(column=alt.Column("benchmark:N", title=None)).to_dict())
+
+
+def series_spec(points: list[dict[str, Any]]) -> dict[str, Any]:
+    """Tracked runs' step series overlaid, a panel per metric."""
+    import altair as alt
+
+    data = alt.Data(values=points)  # type: ignore[no-untyped-call]
+    line = alt.Chart(data).mark_line(point=True).encode(
+        x=alt.X("step:Q"), y=alt.Y("value:Q", title=None, scale=alt.Scale(zero=False)),
+        color=alt.Color("run:N"), tooltip=["run:N", "metric:N", "step:Q", "value:Q"],
+    ).properties(width=280, height=180)  # fmt: skip
+    return dict(line.facet(facet=alt.Facet("metric:N", title=None), columns=3).to_dict())
+
+
+def config_spec(points: list[dict[str, Any]], metric: str) -> dict[str, Any]:
+    """Each numeric config key's value against ``metric``, a point per run."""
+    import altair as alt
+
+    data = alt.Data(values=points)  # type: ignore[no-untyped-call]
+    dots = alt.Chart(data).mark_point(filled=True, size=70).encode(
+        x=alt.X("x:Q", title=None, scale=alt.Scale(zero=False)),
+        y=alt.Y("value:Q", title=metric, scale=alt.Scale(zero=False)),
+        color=alt.Color("run:N"), tooltip=["run:N", "key:N", "x:Q", "value:Q"],
+    ).properties(width=220, height=160)  # fmt: skip
+    return dict(dots.facet(facet=alt.Facet("key:N", title=None), columns=4).to_dict())

@@ -48,6 +48,8 @@ class ReportData:
     """The metric of every committed version of every cell (:mod:`.history`)."""
     breakdown: dict[str, Any] = field(default_factory=dict)
     """Per category, error, latency, cost and agent rows (:mod:`.breakdown`)."""
+    training: dict[str, Any] = field(default_factory=dict)
+    """Tracked runs' series and config points (:mod:`.training`)."""
     diff: dict[str, Any] | None = None
     """Against ``--base``: :meth:`LedgerDiff.to_json`, plus ``flipped`` items per cell."""
     """What the flips view pairs: each cell without its benchmark (the leaderboard's rows)."""
@@ -60,7 +62,8 @@ class ReportData:
             "items": self.items, "items_total": self.items_total, "item_cap": ITEM_CAP,
             "missing_predictions": self.missing_predictions, "models": self.models,
             "history_points": len(self.history), "breakdown": self.breakdown,
-            "diff": self.diff,
+            "diff": self.diff, "training_points": len(self.training.get("series", [])),
+            "training_metric": self.training.get("metric"),
         }  # fmt: skip
 
 
@@ -131,10 +134,14 @@ def collect(
     from evalledger.analysis.leaderboard import build_leaderboard
     from evalledger.report.breakdown import breakdown
     from evalledger.report.history import history_points
+    from evalledger.report.training import training_data
 
     snap = ledger.snapshot(rev)
-    board = build_leaderboard(ledger, [rev] if rev else None, metric=metric)
-    entries = board.to_json()["entries"]
+    entries: list[dict[str, Any]] = []
+    chosen = metric or "accuracy"
+    if snap.cells:  # a ledger of tracked runs only has no leaderboard, but a report
+        board = build_leaderboard(ledger, [rev] if rev else None, metric=metric)
+        entries, chosen = board.to_json()["entries"], board.metric
     health = cell_health(snap)
     all_metrics = snap.metrics()
     cells: list[dict[str, Any]] = []
@@ -146,7 +153,7 @@ def collect(
         # what a leaderboard ranks: the cell without its benchmark (model/prompt_set/...)
         system = "/".join(v for a, v in files.axes.items() if a != "benchmark")
         h = health.get(key)
-        value = data.get(board.metric)
+        value = data.get(chosen)
         cells.append({
             "cell": key, "model": files.axes.get("model", ""), "system": system,
             "benchmark": files.axes.get("benchmark", ""), "value": value,
@@ -178,10 +185,11 @@ def collect(
         commit = ledger.git.resolve("HEAD")
     return ReportData(
         title="evalledger report", revision=snap.label, commit=commit,
-        metric=board.metric, leaderboard=entries, cells=cells, items=items,
+        metric=chosen, leaderboard=entries, cells=cells, items=items,
         items_total=total, missing_predictions=missing,
         models=sorted({c["system"] for c in cells}),
-        history=history_points(ledger, rev, board.metric),
+        history=history_points(ledger, rev, chosen),
         breakdown=breakdown(all_metrics, {k: c.axes for k, c in snap.cells.items()}),
         diff=_diff(ledger, base, rev) if base else None,
+        training=training_data(snap),
     )  # fmt: skip

@@ -17,9 +17,11 @@ from typing import TYPE_CHECKING, Any
 from evalledger.atomic import atomic_write
 from evalledger.report.charts import (
     categories_spec,
+    config_spec,
     heatmap_spec,
     history_spec,
     leaderboard_spec,
+    series_spec,
 )
 
 if TYPE_CHECKING:
@@ -83,6 +85,10 @@ def render_html(data: ReportData, cache_dir: Path | None = None, live: bool = Fa
         specs["history"] = history_spec(data.history, data.metric)
     if data.breakdown.get("categories"):
         specs["categories"] = categories_spec(data.breakdown["categories"])
+    if data.training.get("series"):
+        specs["series"] = series_spec(data.training["series"])
+    if data.training.get("config") and data.training.get("metric"):
+        specs["config"] = config_spec(data.training["config"], data.training["metric"])
     from markupsafe import Markup
 
     js = (templates / "report.js").read_text(encoding="utf-8")

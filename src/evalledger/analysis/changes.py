@@ -22,7 +22,10 @@ if TYPE_CHECKING:
     from evalledger.analysis.paired import PairedResult
     from evalledger.analysis.trained import ExperimentRef
 
-__all__ = ["LedgerDiff", "MetricChange", "ParamChange", "lower_is_better"]
+__all__ = ["COLLAPSE_ROWS", "LedgerDiff", "MetricChange", "ParamChange", "lower_is_better"]
+
+#: A pull-request comment folds its "Other changes" table into <details> past this many.
+COLLAPSE_ROWS = 20
 
 
 def lower_is_better(metric: str) -> bool:
@@ -279,10 +282,16 @@ class LedgerDiff:
         for title, rows in (("Significant changes", significant), ("Other changes", other)):
             if not rows:
                 continue
+            # a long table would bury the summary of a PR comment: fold it
+            fold = title == "Other changes" and len(rows) > COLLAPSE_ROWS
+            if fold:
+                lines += [f"<details><summary>{title}: {len(rows)} rows</summary>", ""]
             lines += [f"#### {title}", "", head, rule]
             for c in rows:
                 lines.append(_md_row(c))
             lines.append("")
+            if fold:
+                lines += ["</details>", ""]
         if self.problems:
             lines += ["#### Problems", "", "| | cell | reason | detail |", "|---|---|---|---|"]
             lines += [f"| ⚠️ | {md_code(p.cell)} | {p.reason} | {md_text(p.detail)} |"

@@ -27,13 +27,19 @@ def build_report(
     base: str | None = None,
 ) -> str:  # fmt: skip
     """The report's HTML of ``rev`` (default: the workspace), with a Diff view vs ``base``."""
+    from concurrent.futures import ThreadPoolExecutor
+
     from evalledger.ledger.history import Ledger
     from evalledger.report.data import collect
-    from evalledger.report.render import render_html
+    from evalledger.report.render import render_html, vega_bundle
 
-    with Ledger(project) as ledger:
+    cache = project.state_dir / "cache"
+    # vl-convert builds the Vega bundle natively (seconds, once per project) while the
+    # ledger is read
+    with ThreadPoolExecutor(1) as pool, Ledger(project) as ledger:
+        bundle = pool.submit(vega_bundle, cache)
         data = collect(ledger, rev, metric, base)
-        return render_html(data, project.state_dir / "cache", live)
+        return render_html(data, cache, live, bundle=bundle.result())
 
 
 def write_report(

@@ -11,9 +11,11 @@ from typing import Any
 
 from evalledger.analysis.intervals import wilson_interval
 
-__all__ = ["breakdown"]
+__all__ = ["ROW_CAP", "breakdown"]
 
 _Z = 1.959963984540054
+#: The most rows of each table of the view (the page says when it holds fewer).
+ROW_CAP = 5_000
 
 
 def breakdown(cells: dict[str, dict[str, Any]], axes: dict[str, dict[str, str]]) -> dict[str, Any]:
@@ -42,4 +44,6 @@ def breakdown(cells: dict[str, dict[str, Any]], axes: dict[str, dict[str, str]])
         })  # fmt: skip
         for name, a in (metrics.get("agents") or {}).items():
             agents.append({"cell": key, "agent": name, **a})
-    return {"categories": categories, "cells": rows, "agents": agents}
+    return {"categories": categories[:ROW_CAP], "cells": rows[:ROW_CAP],
+            "agents": agents[:ROW_CAP], "cap": ROW_CAP,
+            "truncated": max(len(categories), len(rows), len(agents)) > ROW_CAP}  # fmt: skip

@@ -4,6 +4,18 @@ from __future__ import annotations
 
 from typing import Any
 
+
+def _with_values(chart: Any, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The chart's spec with ``rows`` as its data.
+
+    The rows are set after altair builds and validates the spec: its walk is slow on
+    thousands of rows and would check nothing of them.
+    """
+    spec: dict[str, Any] = dict(chart.to_dict())
+    spec["data"] = {"values": rows}
+    return spec
+
+
 __all__ = [
     "categories_spec",
     "config_spec",
@@ -20,7 +32,7 @@ def leaderboard_spec(entries: list[dict[str, Any]], metric: str) -> dict[str, An
 
     rows = [{"model": e["name"], "value": e["value"], "low": e.get("ci_low"),
              "high": e.get("ci_high"), "rank": e["rank"]} for e in entries]  # fmt: skip
-    data = alt.Data(values=rows)  # type: ignore[no-untyped-call]
+    data = alt.Data(values=[])  # type: ignore[no-untyped-call]
     base = alt.Chart(data).encode(
         y=alt.Y("model:N", sort=alt.EncodingSortField("rank", order="ascending"), title=None)
     )
@@ -31,18 +43,18 @@ def leaderboard_spec(entries: list[dict[str, Any]], metric: str) -> dict[str, An
     )  # fmt: skip
     rules = base.mark_rule(color="#222").encode(x="low:Q", x2="high:Q")
     chart = (bars + rules).properties(width=480, height=max(60, 28 * len(rows)))
-    return dict(chart.to_dict())
+    return _with_values(chart, rows)
 
 
 def heatmap_spec(cells: list[dict[str, Any]], metric: str) -> dict[str, Any]:
     """Model x benchmark, coloured by ``metric``; flagged cells marked with a "!"."""
     import altair as alt
 
-    rows = [{"model": c["model"], "benchmark": c["benchmark"], "value": c["value"],
+    rows = [{"model": c["system"], "benchmark": c["benchmark"], "value": c["value"],
              "label": (f"{c['value']:.3f}" if isinstance(c["value"], int | float) else "-")
              + (" !" if c["flags"] else ""), "flags": ", ".join(c["flags"]) or "none"}
             for c in cells]  # fmt: skip
-    data = alt.Data(values=rows)  # type: ignore[no-untyped-call]
+    data = alt.Data(values=[])  # type: ignore[no-untyped-call]
     base = alt.Chart(data).encode(
         x=alt.X("benchmark:N", title=None), y=alt.Y("model:N", title=None)
     )
@@ -51,18 +63,18 @@ def heatmap_spec(cells: list[dict[str, Any]], metric: str) -> dict[str, Any]:
         tooltip=["model:N", "benchmark:N", alt.Tooltip("value:Q", format=".4f"), "flags:N"],
     )
     text = base.mark_text(color="white").encode(text="label:N")
-    benchmarks, models = {c["benchmark"] for c in cells}, {c["model"] for c in cells}
+    benchmarks, models = {c["benchmark"] for c in cells}, {c["system"] for c in cells}
     chart = (rect + text).properties(
         width=max(160, 90 * len(benchmarks)), height=max(60, 30 * len(models))
     )
-    return dict(chart.to_dict())
+    return _with_values(chart, rows)
 
 
 def history_spec(points: list[dict[str, Any]], metric: str) -> dict[str, Any]:
     """Each model's metric over commit time, a panel per benchmark, interval bands."""
     import altair as alt
 
-    data = alt.Data(values=points)  # type: ignore[no-untyped-call]
+    data = alt.Data(values=[])  # type: ignore[no-untyped-call]
     base = alt.Chart(data).encode(
         x=alt.X("time:T", title="commit time"),
         color=alt.Color("system:N", title="model"),
@@ -75,14 +87,14 @@ def history_spec(points: list[dict[str, Any]], metric: str) -> dict[str, Any]:
                  "commit:N", "author:N", "subject:N", alt.Tooltip("time:T")],
     )  # fmt: skip
     chart = alt.layer(band, line, dots).properties(width=360, height=220)
-    return dict(chart.facet(column=alt.Column("benchmark:N", title=None)).to_dict())
+    return _with_values(chart.facet(column=alt.Column("benchmark:N", title=None)), points)
 
 
 def categories_spec(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """Accuracy per category and model with its interval, a panel per benchmark."""
     import altair as alt
 
-    data = alt.Data(values=rows)  # type: ignore[no-untyped-call]
+    data = alt.Data(values=[])  # type: ignore[no-untyped-call]
     base = alt.Chart(data).encode(
         y=alt.Y("category:N", title=None), color=alt.Color("system:N", title="model")
     )
@@ -95,29 +107,29 @@ def categories_spec(rows: list[dict[str, Any]]) -> dict[str, Any]:
     )  # fmt: skip
     chart = alt.layer(rules, dots).properties(width=300, height=max(60, 24 * len(
         {r["category"] for r in rows})))  # fmt: skip
-    return dict(chart.facet(column=alt.Column("benchmark:N", title=None)).to_dict())
+    return _with_values(chart.facet(column=alt.Column("benchmark:N", title=None)), rows)
 
 
 def series_spec(points: list[dict[str, Any]]) -> dict[str, Any]:
     """Tracked runs' step series overlaid, a panel per metric."""
     import altair as alt
 
-    data = alt.Data(values=points)  # type: ignore[no-untyped-call]
+    data = alt.Data(values=[])  # type: ignore[no-untyped-call]
     line = alt.Chart(data).mark_line(point=True).encode(
         x=alt.X("step:Q"), y=alt.Y("value:Q", title=None, scale=alt.Scale(zero=False)),
         color=alt.Color("run:N"), tooltip=["run:N", "metric:N", "step:Q", "value:Q"],
     ).properties(width=280, height=180)  # fmt: skip
-    return dict(line.facet(facet=alt.Facet("metric:N", title=None), columns=3).to_dict())
+    return _with_values(line.facet(facet=alt.Facet("metric:N", title=None), columns=3), points)
 
 
 def config_spec(points: list[dict[str, Any]], metric: str) -> dict[str, Any]:
     """Each numeric config key's value against ``metric``, a point per run."""
     import altair as alt
 
-    data = alt.Data(values=points)  # type: ignore[no-untyped-call]
+    data = alt.Data(values=[])  # type: ignore[no-untyped-call]
     dots = alt.Chart(data).mark_point(filled=True, size=70).encode(
         x=alt.X("x:Q", title=None, scale=alt.Scale(zero=False)),
         y=alt.Y("value:Q", title=metric, scale=alt.Scale(zero=False)),
         color=alt.Color("run:N"), tooltip=["run:N", "key:N", "x:Q", "value:Q"],
     ).properties(width=220, height=160)  # fmt: skip
-    return dict(dots.facet(facet=alt.Facet("key:N", title=None), columns=4).to_dict())
+    return _with_values(dots.facet(facet=alt.Facet("key:N", title=None), columns=4), points)

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from evalledger.ledger.health import cell_health
 from evalledger.plugin_types import question_of
+from evalledger.report.history import HISTORY_CAP
 
 if TYPE_CHECKING:
     from evalledger.ledger.history import Ledger, Snapshot
@@ -25,7 +26,7 @@ if TYPE_CHECKING:
 __all__ = ["ITEM_CAP", "ReportData", "collect"]
 
 #: The most item rows the page embeds (the page says when it shows fewer).
-ITEM_CAP = 20_000
+ITEM_CAP = 10_000
 #: Item texts are cut to this many characters in the page.
 TEXT_CAP = 2_000
 
@@ -62,6 +63,7 @@ class ReportData:
             "items": self.items, "items_total": self.items_total, "item_cap": ITEM_CAP,
             "missing_predictions": self.missing_predictions, "models": self.models,
             "history_points": len(self.history), "breakdown": self.breakdown,
+            "history_capped": len(self.history) >= HISTORY_CAP,
             "diff": self.diff, "training_points": len(self.training.get("series", [])),
             "training_metric": self.training.get("metric"),
         }  # fmt: skip
@@ -90,6 +92,20 @@ def _predictions(snap: Snapshot, key: str) -> dict[str, dict[str, Any]] | None:
                 if isinstance(rec, dict) and "id" in rec:
                     out[str(rec["id"])] = rec
     return out
+
+
+def _rows(data: bytes) -> list[dict[str, str]]:
+    return list(csv.DictReader(io.StringIO(data.decode("utf-8", errors="replace"))))
+
+
+def _score_blobs(snap: Snapshot) -> dict[str, bytes]:
+    """Every cell's scores file, read in one batch (cell key -> bytes)."""
+    paths = {k: f"metrics/{k}.scores.csv" for k, c in snap.cells.items() if c.scores_oid}
+    git = snap.ledger.git
+    if snap.commit is None:
+        return {k: data for k, p in paths.items() if (data := git.read_workspace(p)) is not None}
+    blobs = git.read_blobs({snap.cells[k].scores_oid or "" for k in paths})
+    return {k: blobs[oid] for k in paths if (oid := snap.cells[k].scores_oid or "") in blobs}
 
 
 def _score_rows(snap: Snapshot, key: str) -> list[dict[str, str]]:
@@ -148,6 +164,7 @@ def collect(
     items: list[dict[str, Any]] = []
     missing: list[str] = []
     total = 0
+    score_blobs = _score_blobs(snap)
     for key, files in snap.cells.items():
         data = all_metrics.get(key) or {}
         # what a leaderboard ranks: the cell without its benchmark (model/prompt_set/...)
@@ -160,8 +177,11 @@ def collect(
             "n": data.get("n"), "errors": data.get("errors", 0), "cost": data.get("cost"),
             "flags": (h.flags if h else []) + (["errored"] if data.get("errors") else []),
         })  # fmt: skip
-        rows = _score_rows(snap, key)
-        total += len(rows)
+        blob = score_blobs.get(key, b"")
+        total += max(0, blob.count(b"\n") - 1)
+        if len(items) >= ITEM_CAP:  # counted, not parsed: the page holds at most the cap
+            continue
+        rows = _rows(blob)
         preds = _predictions(snap, key)
         if preds is None and rows:
             missing.append(key)

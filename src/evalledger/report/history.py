@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 __all__ = ["HISTORY_CAP", "history_points"]
 
 #: The most points the page embeds (the newest are kept).
-HISTORY_CAP = 20_000
+HISTORY_CAP = 10_000
 _Z = 1.959963984540054
 
 
@@ -67,7 +67,7 @@ def history_points(ledger: Ledger, rev: str | None, metric: str) -> list[dict[st
         points.append({
             "cell": key, "benchmark": parts[1],
             "system": "/".join(p for i, p in enumerate(parts) if i != 1),
-            "commit": c.commit[:10], "author": author, "subject": subject,
+            "commit": c.commit[:10], "author": author[:40], "subject": subject[:80],
             "time": datetime.fromtimestamp(when, UTC).isoformat(),
             "value": value, "low": low, "high": high, "n": n,
         })  # fmt: skip

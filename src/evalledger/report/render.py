@@ -49,7 +49,7 @@ def vega_bundle(cache_dir: Path | None) -> str:
         return path.read_text(encoding="utf-8")
     bundle: str = vlc.javascript_bundle()  # type: ignore[call-arg]
     if path is not None:
-        atomic_write(path, bundle)
+        atomic_write(path, bundle)  # inside the project: .evalledger/cache
     return bundle
 
 
@@ -72,7 +72,10 @@ _LIVE_JS = """
 """
 
 
-def render_html(data: ReportData, cache_dir: Path | None = None, live: bool = False) -> str:
+def render_html(
+    data: ReportData, cache_dir: Path | None = None, live: bool = False,
+    bundle: str | None = None,
+) -> str:  # fmt: skip
     """The page for ``data``; ``live`` for a page served by ``evalledger view``."""
     import jinja2
 
@@ -97,7 +100,7 @@ def render_html(data: ReportData, cache_dir: Path | None = None, live: bool = Fa
         data=data.to_json(),
         data_json=Markup(_json_for_script(data.to_json())),
         specs_json=Markup(_json_for_script(specs)),
-        vega_js=Markup(vega_bundle(cache_dir).replace("</script", "<\\/script")),
+        vega_js=Markup((bundle or vega_bundle(cache_dir)).replace("</script", "<\\/script")),
         page_js=Markup(js + (_LIVE_JS if live else "")),
         connect=Markup("'self'" if live else "'none'"),
     )

@@ -165,17 +165,31 @@ def test_a_report_of_an_older_revision_and_missing_predictions(
     reported: tuple[Project, Path], tmp_path: Path
 ) -> None:
     project, _ = reported
+
+    def data_of(html: str) -> Any:
+        start = html.index('id="report-data" type="application/json">') + len(
+            'id="report-data" type="application/json">'
+        )
+        return json.loads(html[start : html.index("</script>", start)])
+
+    out = tmp_path / "old.html"
+    assert invoke(project, "report", "HEAD~1", "-o", str(out)).exit_code == 0
+    data = data_of(out.read_text())
+    assert data["items_total"] == 48  # 24 items x 2 models at HEAD~1
+    assert data["missing_predictions"] == []  # the texts of HEAD~1 from DVC's cache
+    old = [i for i in data["items"] if i["model"] == "hostile"]
+    assert len(old) == 24 and all(i["output"] for i in old)
+    cache = project.root / ".dvc" / "cache"
+    shutil.move(cache, tmp_path / "cache")
     shutil.rmtree(project.root / "predictions" / "good")
     try:
-        out = tmp_path / "old.html"
-        result = invoke(project, "report", "HEAD~1", "-o", str(out))
-        assert result.exit_code == 0, result.output
+        assert invoke(project, "report", "HEAD~1", "-o", str(out)).exit_code == 0
         html = out.read_text()
         assert "Run <code>evalledger pull</code>" in html
-        data = html[html.index('id="report-data" type="application/json">') :]
-        assert '"items_total":48' in data  # 24 items x 2 models at HEAD~1
-        assert "<script>window.__xss" not in data  # escaped inside the JSON block
+        assert data_of(html)["missing_predictions"] == ["good/arith", "hostile/arith"]
+        assert "<script>window.__xss" not in html[html.index('id="report-data"') :]
     finally:
+        shutil.move(tmp_path / "cache", cache)
         dvc(project.root, "checkout", "-q")  # the predictions back from DVC's cache
 
 

@@ -24,7 +24,7 @@ from evalledger.plugin_types import question_of
 if TYPE_CHECKING:
     from evalledger.ledger.history import Ledger, Snapshot
 
-__all__ = ["ItemAnswers", "ItemView", "find_flips", "item_answers", "item_view"]
+__all__ = ["ItemAnswers", "ItemView", "find_flips", "item_answers", "item_view", "predictions_at"]
 
 
 @dataclass
@@ -82,7 +82,7 @@ def _blob(snap: Snapshot, path: str) -> bytes | None:
     return snap.ledger.git.read_blobs([oid]).get(oid)
 
 
-def _predictions(snap: Snapshot, key: str) -> bytes | None:
+def predictions_at(snap: Snapshot, key: str) -> bytes | None:
     """The predictions file of the cell as the revision recorded it, if it is here."""
     import hashlib
 
@@ -126,7 +126,7 @@ def item_view(ledger: Ledger, key: str, rev: str | None = None) -> ItemView:
         else:
             entry.correct += row.get("correct") == "1"
         correct[(row["id"], sample)] = row.get("correct") == "1"
-    preds = _predictions(snap, key)
+    preds = predictions_at(snap, key)
     counts: dict[str, Counter[str | None]] = {}
     for line in (preds or b"").decode("utf-8", errors="replace").splitlines():
         if not line.strip():

@@ -3,9 +3,10 @@
 Everything here is plain data (dicts, lists, strings, numbers) that the page embeds as
 JSON: the leaderboard, a model x benchmark heat-map with each cell's health markers,
 and the items of every cell (prompt, output, target, score) for the items view. Item
-texts come from the cell's predictions file in the workspace; a cell whose predictions
-are not there (not pulled) still lists its items from the scores file, without texts,
-and the page says to run ``evalledger pull``.
+texts come from the cell's predictions at the revision (the workspace file, or DVC's
+cache object by the md5 in that revision's dvc.lock); a cell whose predictions are not
+here (not pulled) still lists its items from the scores file, without texts, and the
+page says to run ``evalledger pull``.
 """
 
 from __future__ import annotations
@@ -77,20 +78,21 @@ def _cut(value: Any) -> str | None:
 
 
 def _predictions(snap: Snapshot, key: str) -> dict[str, dict[str, Any]] | None:
-    """Item id -> prediction, from the workspace's predictions file (None if absent)."""
-    path = snap.ledger.project.root / "predictions" / f"{key}.jsonl"
-    if not path.is_file():
+    """Item id -> prediction as the revision recorded it (workspace, or DVC's cache)."""
+    from evalledger.ledger.items import predictions_at
+
+    data = predictions_at(snap, key)
+    if data is None:
         return None
     out = {}
-    with path.open(encoding="utf-8", errors="replace") as fh:
-        for line in fh:
-            if line.strip():
-                try:
-                    rec = json.loads(line)
-                except json.JSONDecodeError:
-                    continue
-                if isinstance(rec, dict) and "id" in rec:
-                    out[str(rec["id"])] = rec
+    for line in data.decode("utf-8", errors="replace").splitlines():
+        if line.strip():
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(rec, dict) and "id" in rec:
+                out[str(rec["id"])] = rec
     return out
 
 

@@ -316,6 +316,17 @@ def test_the_diff_view_has_the_paired_tests_and_links_to_flipped_items(
     shown = page.eval_on_selector_all("#item-table tbody tr td:nth-child(2)",
                                       "t => t.map(x => x.textContent)")  # fmt: skip
     assert shown == [broken[0]] and page.is_visible("#items")
+    page.click("button[data-view=diff]")
+    side = page.eval_on_selector_all(
+        "#diff-items tbody tr",
+        "rows => rows.map(r => Array.from(r.children).map(c => c.textContent))",
+    )
+    noisy = [r for r in side if r[0] == "noisy/arith"]
+    fixed = sorted(i for i in after if after[i] and not before[i])
+    assert [r[1] for r in noisy] == broken + fixed  # the broken ones first
+    for _, item_id, was, now, target, out_before, out_now in noisy:
+        assert (was, now) == (("right", "wrong") if item_id in broken else ("wrong", "right"))
+        assert out_before != out_now and target in (out_before if was == "right" else out_now)
     assert errors == []
     page.close()
 

@@ -30,6 +30,8 @@ __all__ = ["ITEM_CAP", "ReportData", "collect"]
 ITEM_CAP = 10_000
 #: Item texts are cut to this many characters in the page.
 TEXT_CAP = 2_000
+#: The most flipped items the Diff view shows side by side.
+FLIP_CAP = 2_000
 
 
 @dataclass
@@ -131,6 +133,7 @@ def _diff(ledger: Ledger, base: str, rev: str | None) -> dict[str, Any]:
     out = diff.to_json()
     old_snap, new_snap = ledger.snapshot(base), ledger.snapshot(rev)
     flipped: dict[str, dict[str, list[str]]] = {}
+    side: list[dict[str, Any]] = []  # the flipped items' answers at both revisions
     for key in dict.fromkeys(c.cell for c in diff.changes):
         if key not in old_snap.cells or key not in new_snap.cells:
             continue
@@ -141,7 +144,16 @@ def _diff(ledger: Ledger, base: str, rev: str | None) -> dict[str, Any]:
         shared = [i for i in after if i in before]
         flipped[key] = {"fixed": [i for i in shared if after[i] and not before[i]],
                         "broken": [i for i in shared if before[i] and not after[i]]}  # fmt: skip
+        ids = flipped[key]["broken"] + flipped[key]["fixed"]  # broken first
+        if ids and len(side) < FLIP_CAP:
+            old, new = _predictions(old_snap, key) or {}, _predictions(new_snap, key) or {}
+            side += [{"cell": key, "id": i, "before": before[i], "after": after[i],
+                      "target": _cut((new.get(i) or old.get(i) or {}).get("target")),
+                      "output_before": _cut(old.get(i, {}).get("output")),
+                      "output_after": _cut(new.get(i, {}).get("output"))}
+                     for i in ids[: FLIP_CAP - len(side)]]  # fmt: skip
     out["flipped"] = flipped
+    out["side_by_side"] = side
     return out
 
 

@@ -73,6 +73,14 @@
     tr.appendChild(td);
     dc.appendChild(tr);
   });
+  const di = document.querySelector("#diff-items tbody");
+  if (di && data.diff) (data.diff.side_by_side || []).forEach(function (f) {
+    const tr = document.createElement("tr");
+    tr.className = f.after ? "" : "wrong";
+    cell(tr, f.cell); cell(tr, f.id); cell(tr, f.before ? "right" : "wrong"); cell(tr, f.after ? "right" : "wrong");
+    cell(tr, f.target, "text"); cell(tr, f.output_before, "text"); cell(tr, f.output_after, "text");
+    di.appendChild(tr);
+  });
   function fill(select, values) {
     values.forEach(function (v) {
       const o = document.createElement("option"); o.value = v; o.textContent = v; select.appendChild(o);

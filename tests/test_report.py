@@ -112,6 +112,7 @@ def test_the_page_loads_offline_without_errors_and_draws_every_chart(page: Any) 
         assert marks >= 2, chart  # a bar (or a cell) per model
     cells = pg.eval_on_selector_all("#cells tbody tr", "rows => rows.length")
     assert cells == 2
+    assert pg.text_content("#totals") == "2 cells, 60 items (0 errored), cost 0.0"
 
 
 def test_the_item_filter_narrows_the_rows(page: Any, reported: tuple[Project, Path]) -> None:

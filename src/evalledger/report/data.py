@@ -58,6 +58,17 @@ class ReportData:
     """Against ``--base``: :meth:`LedgerDiff.to_json`, plus ``flipped`` items per cell."""
     """What the flips view pairs: each cell without its benchmark (the leaderboard's rows)."""
 
+    @property
+    def totals(self) -> dict[str, Any]:
+        """Counts and costs over every cell: cells, items, errored items, cost, tokens."""
+
+        def total(key: str) -> float:
+            return sum(float(c.get(key) or 0) for c in self.cells)
+
+        return {"cells": len(self.cells), "items": int(total("n")),
+                "errors": int(total("errors")), "cost": round(total("cost"), 6),
+                "flagged": sum(1 for c in self.cells if c["flags"])}  # fmt: skip
+
     def to_json(self) -> dict[str, Any]:
         """JSON-ready, for the page's data block."""
         return {
@@ -68,7 +79,7 @@ class ReportData:
             "history_points": len(self.history), "breakdown": self.breakdown,
             "history_capped": len(self.history) >= HISTORY_CAP,
             "diff": self.diff, "training_points": len(self.training.get("series", [])),
-            "training_metric": self.training.get("metric"),
+            "training_metric": self.training.get("metric"), "totals": self.totals,
         }  # fmt: skip
 
 

@@ -13,7 +13,6 @@ execution git does not hold yet, so a commit that was interrupted is finished la
 from __future__ import annotations
 
 import asyncio
-import signal
 import threading
 import time
 from dataclasses import dataclass, field
@@ -33,6 +32,7 @@ from evalledger.execution.plan import (
     run_lock,
     set_lock_label,
 )
+from evalledger.execution.signals import on_stop_signals
 from evalledger.manifest import (
     CellRecord,
     CellStatus,
@@ -269,25 +269,17 @@ async def _evaluate(
         for task in tasks:
             task.cancel()
 
-    loop = asyncio.get_running_loop()
-    handled = []
-    if threading.current_thread() is threading.main_thread():
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, on_signal)
-            handled.append(sig)
-
     async def flush_periodically() -> None:
         while True:
             await asyncio.sleep(writer.interval)
             writer.maybe_flush()
 
-    flusher = asyncio.create_task(flush_periodically())
-    try:
-        results = await asyncio.gather(*tasks, return_exceptions=True)
-    finally:
-        flusher.cancel()
-        for sig in handled:
-            loop.remove_signal_handler(sig)
+    with on_stop_signals(on_signal):
+        flusher = asyncio.create_task(flush_periodically())
+        try:
+            results = await asyncio.gather(*tasks, return_exceptions=True)
+        finally:
+            flusher.cancel()
     for res in results:
         if isinstance(res, InterruptedRun | asyncio.CancelledError):
             interrupted = True

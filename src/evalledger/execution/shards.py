@@ -29,7 +29,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import signal
 import threading
 import time
 from dataclasses import dataclass
@@ -51,6 +50,7 @@ from evalledger.execution.plan import (
 )
 from evalledger.execution.runner import RunReporter, RunResult, _commit_into, _new_manifest
 from evalledger.execution.sharding import Shard, shard_checkpoint
+from evalledger.execution.signals import on_stop_signals
 from evalledger.manifest import (
     CellStatus,
     ExecutionManifest,
@@ -312,17 +312,8 @@ async def _evaluate(
         for task in tasks:
             task.cancel()
 
-    loop = asyncio.get_running_loop()
-    handled = []
-    if threading.current_thread() is threading.main_thread():
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, on_signal)
-            handled.append(sig)
-    try:
+    with on_stop_signals(on_signal):
         results = await asyncio.gather(*tasks, return_exceptions=True)
-    finally:
-        for sig in handled:
-            loop.remove_signal_handler(sig)
     outcomes, interrupted = [], stop.is_set()
     for res in results:
         if isinstance(res, InterruptedRun | asyncio.CancelledError):

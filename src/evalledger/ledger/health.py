@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from evalledger.ledger.history import Snapshot
     from evalledger.manifest import ExecutionManifest
 
-__all__ = ["CellHealth", "cell_health"]
+__all__ = ["CellHealth", "cell_health", "lock_entries"]
 
 LOCK = "dvc.lock"
 
@@ -81,7 +81,7 @@ def cell_health(snap: Snapshot, keys: list[str] | None = None) -> dict[str, Cell
         wanted += [k for k in attempts if k not in snap.cells and k in matrix]
     else:
         wanted += [k for k in keys if k not in snap.cells and k in attempts]
-    locked = _lock_entries(snap) if matrix else None
+    locked = lock_entries(snap) if matrix else None
     md5s = _md5s(snap, [p for k in with_results if k in matrix for p in _in_git(k)])
     out = {}
     for key in wanted:
@@ -168,7 +168,7 @@ def _parse_lock(data: bytes) -> dict[str, Any]:
     return stages
 
 
-def _lock_entries(snap: Snapshot) -> dict[str, Any] | None:
+def lock_entries(snap: Snapshot) -> dict[str, Any] | None:
     """The revision's dvc.lock stages; None when it has none (nothing to compare with)."""
     try:
         found = snap.read("dvc.lock", [LOCK], _parse_lock, skip_damaged=True)

@@ -165,6 +165,19 @@ class Snapshot:
             warn_skipped(errors[oid])
         return {path: values[oid] for path, oid in wanted.items() if oid in values}
 
+    def raw(self, paths: Iterable[str]) -> dict[str, bytes]:
+        """Path -> bytes of ledger files of this revision, read in one batch, uncached.
+
+        From the working tree for the workspace, else from git objects; paths this
+        revision does not hold are left out.
+        """
+        wanted = [p for p in paths if p in self.files]
+        git = self.ledger.git
+        if self.commit is None:
+            return {p: data for p in wanted if (data := git.read_workspace(p)) is not None}
+        blobs = git.read_blobs({self.files[p] for p in wanted})
+        return {p: blobs[self.files[p]] for p in wanted if self.files[p] in blobs}
+
     @cached_property
     def params(self) -> dict[str, Any]:
         """params.yaml at this revision ({} when absent; CorruptFileError when damaged)."""

@@ -23,6 +23,7 @@ from evalledger.plugin_types import question_of
 
 if TYPE_CHECKING:
     from evalledger.ledger.history import Ledger, Snapshot
+    from evalledger.project import Project
 
 __all__ = ["ItemAnswers", "ItemView", "find_flips", "item_answers", "item_view", "predictions_at"]
 
@@ -73,20 +74,11 @@ class ItemView:
     note: str | None = None
 
 
-def _blob(snap: Snapshot, path: str) -> bytes | None:
-    oid = snap.files.get(path)
-    if oid is None:
-        return None
-    if snap.commit is None:
-        return snap.ledger.git.read_workspace(path)
-    return snap.ledger.git.read_blobs([oid]).get(oid)
-
-
 def predictions_at(snap: Snapshot, key: str) -> bytes | None:
     """The predictions file of the cell as the revision recorded it, if it is here."""
     import hashlib
 
-    from evalledger.ledger.health import _lock_entries
+    from evalledger.ledger.health import lock_entries
 
     rel = f"predictions/{key}.jsonl"
     path = snap.ledger.project.root / rel
@@ -94,7 +86,7 @@ def predictions_at(snap: Snapshot, key: str) -> bytes | None:
     if snap.commit is None:
         return local
     md5 = None
-    for entry in (_lock_entries(snap) or {}).values():  # stage -> {"outs": {path: md5}}
+    for entry in (lock_entries(snap) or {}).values():  # stage -> {"outs": {path: md5}}
         outs = entry.get("outs") if isinstance(entry, dict) else None
         if isinstance(outs, dict) and rel in outs:
             md5 = outs[rel]
@@ -109,7 +101,7 @@ def predictions_at(snap: Snapshot, key: str) -> bytes | None:
 def item_view(ledger: Ledger, key: str, rev: str | None = None) -> ItemView:
     """The cell ``key``'s questions at ``rev`` (default: the workspace), in file order."""
     snap = ledger.snapshot(rev)
-    scores = _blob(snap, f"metrics/{key}.scores.csv")
+    scores = snap.raw([f"metrics/{key}.scores.csv"]).get(f"metrics/{key}.scores.csv")
     if scores is None:
         known = ", ".join(list(snap.cells)[:5]) or "none"
         raise ConfigError(f"no cell {key!r} at {snap.label} (no metrics/{key}.scores.csv)",
@@ -153,7 +145,7 @@ def item_view(ledger: Ledger, key: str, rev: str | None = None) -> ItemView:
     return ItemView(key, snap.label, list(found.values()), note)
 
 
-def item_answers(project: Any, key: str) -> list[ItemAnswers]:
+def item_answers(project: Project, key: str) -> list[ItemAnswers]:
     """The cell ``key``'s questions in the workspace (see :func:`item_view`)."""
     from evalledger.ledger.history import Ledger
 

@@ -22,6 +22,8 @@ from evalledger.plugin_types import question_of
 from evalledger.report.history import HISTORY_CAP
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
     from evalledger.ledger.history import Ledger, Snapshot
 
 __all__ = ["ITEM_CAP", "ReportData", "collect"]
@@ -113,27 +115,11 @@ def _rows(data: bytes) -> list[dict[str, str]]:
     return list(csv.DictReader(io.StringIO(data.decode("utf-8", errors="replace"))))
 
 
-def _score_blobs(snap: Snapshot) -> dict[str, bytes]:
-    """Every cell's scores file, read in one batch (cell key -> bytes)."""
-    paths = {k: f"metrics/{k}.scores.csv" for k, c in snap.cells.items() if c.scores_oid}
-    git = snap.ledger.git
-    if snap.commit is None:
-        return {k: data for k, p in paths.items() if (data := git.read_workspace(p)) is not None}
-    blobs = git.read_blobs({snap.cells[k].scores_oid or "" for k in paths})
-    return {k: blobs[oid] for k in paths if (oid := snap.cells[k].scores_oid or "") in blobs}
-
-
-def _score_rows(snap: Snapshot, key: str) -> list[dict[str, str]]:
-    """The scores file's rows as the revision holds it (from git objects, or the tree)."""
-    oid = snap.cells[key].scores_oid
-    if oid is None:
-        return []
-    git = snap.ledger.git
-    if snap.commit is None:
-        data = git.read_workspace(f"metrics/{key}.scores.csv") or b""
-    else:
-        data = git.read_blobs([oid]).get(oid, b"")
-    return list(csv.DictReader(io.StringIO(data.decode("utf-8", errors="replace"))))
+def _score_blobs(snap: Snapshot, keys: Iterable[str] | None = None) -> dict[str, bytes]:
+    """The scores files of ``keys`` (default: every cell), read in one batch."""
+    keys = list(snap.cells) if keys is None else list(keys)
+    found = snap.raw(f"metrics/{k}.scores.csv" for k in keys)
+    return {k: data for k in keys if (data := found.get(f"metrics/{k}.scores.csv")) is not None}
 
 
 def _diff(ledger: Ledger, base: str, rev: str | None) -> dict[str, Any]:
@@ -145,12 +131,13 @@ def _diff(ledger: Ledger, base: str, rev: str | None) -> dict[str, Any]:
     old_snap, new_snap = ledger.snapshot(base), ledger.snapshot(rev)
     flipped: dict[str, dict[str, list[str]]] = {}
     side: list[dict[str, Any]] = []  # the flipped items' answers at both revisions
-    for key in dict.fromkeys(c.cell for c in diff.changes):
-        if key not in old_snap.cells or key not in new_snap.cells:
-            continue
-        before = {r["id"]: r.get("correct") == "1" for r in _score_rows(old_snap, key)
+    changed = [k for k in dict.fromkeys(c.cell for c in diff.changes)
+               if k in old_snap.cells and k in new_snap.cells]  # fmt: skip
+    old_blobs, new_blobs = _score_blobs(old_snap, changed), _score_blobs(new_snap, changed)
+    for key in changed:
+        before = {r["id"]: r.get("correct") == "1" for r in _rows(old_blobs.get(key, b""))
                   if not r.get("error") and not r.get("sample")}  # fmt: skip
-        after = {r["id"]: r.get("correct") == "1" for r in _score_rows(new_snap, key)
+        after = {r["id"]: r.get("correct") == "1" for r in _rows(new_blobs.get(key, b""))
                  if not r.get("error") and not r.get("sample")}  # fmt: skip
         shared = [i for i in after if i in before]
         flipped[key] = {"fixed": [i for i in shared if after[i] and not before[i]],

@@ -30,7 +30,7 @@ def _cell_key(path: str) -> str | None:
         return None
     key = path[len("metrics/") : -len(".json")]
     parts = key.split("/")
-    if parts[0].startswith("_") or len(parts) < 2 or path.endswith(".scores.json"):
+    if parts[0].startswith("_") or len(parts) < 2:
         return None
     return key
 

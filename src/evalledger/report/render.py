@@ -95,10 +95,11 @@ def render_html(
     from markupsafe import Markup
 
     js = (templates / "report.js").read_text(encoding="utf-8")
+    content = data.to_json()
     # The scripts are ours (and vl-convert's); the JSON above cannot hold "</script".
     return page.render(
-        data=data.to_json(),
-        data_json=Markup(_json_for_script(data.to_json())),
+        data=content,
+        data_json=Markup(_json_for_script(content)),
         specs_json=Markup(_json_for_script(specs)),
         vega_js=Markup((bundle or vega_bundle(cache_dir)).replace("</script", "<\\/script")),
         page_js=Markup(js + (_LIVE_JS if live else "")),

@@ -25,14 +25,6 @@ __all__ = ["SERIES_CAP", "training_data"]
 SERIES_CAP = 50_000
 
 
-def _read(snap: Snapshot, paths: list[str]) -> dict[str, bytes]:
-    git = snap.ledger.git
-    if snap.commit is None:
-        return {p: data for p in paths if (data := git.read_workspace(p)) is not None}
-    blobs = git.read_blobs({snap.files[p] for p in paths})
-    return {p: blobs[snap.files[p]] for p in paths if snap.files[p] in blobs}
-
-
 def training_data(snap: Snapshot) -> dict[str, Any]:
     """``series`` points, ``config`` points and the ``metric`` they are plotted against."""
     series_paths = [
@@ -42,7 +34,7 @@ def training_data(snap: Snapshot) -> dict[str, Any]:
                      if p.startswith("metrics/_experiments/") and p.endswith(".json")]  # fmt: skip
     param_paths = [p for p in snap.files
                    if p.startswith("metrics/_params/") and p.endswith(".yaml")]  # fmt: skip
-    blobs = _read(snap, series_paths + summary_paths + param_paths)
+    blobs = snap.raw(series_paths + summary_paths + param_paths)
     series: list[dict[str, Any]] = []
     for path in sorted(series_paths):
         name, _, metric = path[len("metrics/_series/") : -len(".tsv")].partition("/")

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+import yaml
 
 from conftest import git, invoke, make_project
 from evalledger.errors import ConfigError
@@ -92,8 +93,8 @@ def test_the_tracker_records_a_direction_that_diff_and_leaderboard_follow(
         tracker.log_evaluation("heldout", {"drift": 0.2, "n": 100})
     _commit(project, "drift 0.2")
     manifests = sorted(p.read_text() for p in project.root.glob("runs/exp_*/manifest.yaml"))
-    assert sum("directions:\n  drift: lower\n" in m for m in manifests) == 1
-    assert sum("directions:\n  dri*: lower\n" in m for m in manifests) == 1
+    assert sum(yaml.safe_load(m).get("directions") == {"drift": "lower"} for m in manifests) == 1
+    assert sum(yaml.safe_load(m).get("directions") == {"dri*": "lower"} for m in manifests) == 1
     better = invoke(project, "diff", "HEAD~1", "HEAD", "-m", "drift", "--fail-on-regression")
     assert better.exit_code == 0, better.output
     worse = invoke(project, "diff", "HEAD", "HEAD~1", "-m", "drift", "--fail-on-regression")
@@ -106,7 +107,7 @@ def test_the_tracker_records_a_direction_that_diff_and_leaderboard_follow(
     assert board["notes"] == []
     by_direction = {("dri*" in p.read_text()): p.parent.name
                     for p in project.root.glob("runs/exp_*/manifest.yaml")
-                    if "directions:" in p.read_text()}  # fmt: skip
+                    if '"directions":' in p.read_text()}  # fmt: skip
     low, high = by_direction[True], by_direction[False]  # drift 0.2, drift 0.5
     compared = json.loads(invoke(project, "compare", high, low, "-m", "drift", "--json").stdout)
     assert compared["winner"] == low  # lower being better, as the Tracker was told

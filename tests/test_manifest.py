@@ -22,6 +22,7 @@ GOLDEN_V2 = Path(__file__).parent / "data" / "manifest_v2.yaml"
 GOLDEN_V3 = Path(__file__).parent / "data" / "manifest_v3.yaml"
 GOLDEN_V4 = Path(__file__).parent / "data" / "manifest_v4.yaml"
 GOLDEN_V5 = Path(__file__).parent / "data" / "manifest_v5.yaml"
+GOLDEN_V5_JSON = Path(__file__).parent / "data" / "manifest_v5_json.yaml"
 
 
 def test_golden_schema_v1_loads_and_upgrades() -> None:
@@ -114,11 +115,11 @@ def test_v4_golden_is_a_tracked_experiment_with_provenance() -> None:
     assert m.git.diff_hash == "9b1e77f0a2c4d6e8"
 
 
-@pytest.mark.parametrize("golden", [GOLDEN_V3, GOLDEN_V4, GOLDEN_V5])
+@pytest.mark.parametrize("golden", [GOLDEN_V3, GOLDEN_V4, GOLDEN_V5, GOLDEN_V5_JSON])
 def test_golden_file_is_byte_stable_through_a_round_trip(golden: Path) -> None:
-    if golden is not GOLDEN_V5:  # an upgraded file is written as v5: compare the v5 text
+    if golden is not GOLDEN_V5_JSON:  # older files are written as v5 in JSON's syntax
         text = dump_manifest(read_manifest(golden))
-        assert text.startswith("schema_version: 5\n")
+        assert text.startswith('{\n  "schema_version": 5,\n')
     else:
         text = golden.read_text()
     m = load_manifest(yaml.safe_load(text))
@@ -126,6 +127,55 @@ def test_golden_file_is_byte_stable_through_a_round_trip(golden: Path) -> None:
     again = load_manifest(yaml.safe_load(dump_manifest(m)))
     assert again == m
     assert ExecutionManifest.model_validate(m.model_dump()) == m
+
+
+def test_block_yaml_and_json_syntax_are_the_same_manifest() -> None:
+    # v5 was written as block YAML before; both spellings load to one manifest.
+    assert read_manifest(GOLDEN_V5) == read_manifest(GOLDEN_V5_JSON)
+    assert GOLDEN_V5_JSON.read_text() == dump_manifest(read_manifest(GOLDEN_V5))
+
+
+TRICKY = [
+    "line\u2028separator",
+    "next\x85line",
+    "del\x7f and c1 \x9b",
+    "tab\tand\nnewline",
+    "key: value # not a comment",
+    "Infinity",
+    "NaN",
+    "ends with 1e-05",
+    "émoji 🙂 and 中文",
+    "- a list? no",
+]
+
+
+@pytest.mark.parametrize("value", [1e-05, 1e16, -2.5e-07, 0.1, 3, float("inf"), -float("inf")])
+def test_json_syntax_reads_the_same_through_pyyaml_and_json(value: float) -> None:
+    from evalledger.manifest import parse_manifest_file
+
+    m = load_manifest(yaml.safe_load(GOLDEN_V5_JSON.read_text()))
+    m.last_metrics = {"loss": value, "count": 7}
+    m.config = {"notes": TRICKY, "lr": value}
+    text = dump_manifest(m)
+    via_yaml, via_json = yaml.safe_load(text), parse_manifest_file(text)
+    assert via_yaml == via_json
+    assert via_json["last_metrics"] == {"loss": value, "count": 7}
+    # pydantic's JSON mode writes a non-finite float in free-form config as null
+    lr = value if abs(value) != float("inf") else None
+    assert via_json["config"] == {"notes": TRICKY, "lr": lr}
+    assert load_manifest(via_json).last_metrics == m.last_metrics
+
+
+def test_a_nan_metric_survives_both_readers() -> None:
+    import math
+
+    from evalledger.manifest import parse_manifest_file
+
+    m = load_manifest(yaml.safe_load(GOLDEN_V5_JSON.read_text()))
+    m.last_metrics = {"loss": float("nan")}
+    text = dump_manifest(m)
+    assert math.isnan(yaml.safe_load(text)["last_metrics"]["loss"])
+    assert math.isnan(parse_manifest_file(text)["last_metrics"]["loss"])
 
 
 @pytest.mark.parametrize(

@@ -149,6 +149,50 @@ def test_flips_are_exactly_the_items_whose_correctness_differs(
     assert pg.text_content("#flip-count") == f"{len(expected)} flips"
 
 
+def test_side_by_side_pairs_any_two_models_at_any_two_revisions(
+    browser: Any, reported: tuple[Project, Path], tmp_path: Path
+) -> None:
+    project, _ = reported
+    out = tmp_path / "two-revisions.html"
+    result = invoke(project, "report", "HEAD", "HEAD~1", "-o", str(out))
+    assert result.exit_code == 0, result.output
+    old = git(project.root, "rev-parse", "--short=7", "HEAD~1").strip()
+    before = {r["id"]: r["correct"] == "1" for r in csv.DictReader(git(
+        project.root, "show", "HEAD~1:metrics/hostile/arith.scores.csv").splitlines())}  # fmt: skip
+    good = _correct(project, "good")
+    shared = sorted(set(good) & set(before))
+    assert len(shared) == 24 < len(good)  # HEAD~1 had 24 items, HEAD has 30
+    flips = sorted(i for i in shared if good[i] != before[i])
+    assert flips
+    pg = browser.new_page()
+    errors: list[str] = []
+    pg.on("pageerror", lambda e: errors.append(str(e)))
+    pg.goto(out.as_uri())
+    pg.click("button[data-view=flips]")
+    options = pg.eval_on_selector_all("#flip-a option", "o => o.map(x => x.textContent)")
+    assert options == ["good", "hostile", f"good @ HEAD~1 ({old})", f"hostile @ HEAD~1 ({old})"]
+    pg.select_option("#flip-a", "good")
+    pg.select_option("#flip-b", f"hostile @ HEAD~1 ({old})")
+    rows = pg.eval_on_selector_all(
+        "#flip-table tbody tr",
+        "rows => rows.map(r => Array.from(r.children).map(c => c.textContent))",
+    )
+    assert sorted(r[1] for r in rows) == flips
+    assert all((r[2], r[3]) == ("right", "wrong") for r in rows)  # good is never wrong
+    assert pg.text_content("#flip-count") == f"{len(flips)} flips"
+    pg.uncheck("#flip-only")  # every shared item, the flips still first
+    rows = pg.eval_on_selector_all(
+        "#flip-table tbody tr",
+        "rows => rows.map(r => Array.from(r.children).map(c => c.textContent))",
+    )
+    assert sorted(r[1] for r in rows) == shared
+    assert [r[1] for r in rows[: len(flips)]] == flips
+    assert all(r[2] == r[3] == "right" for r in rows[len(flips) :])
+    assert pg.text_content("#flip-count") == f"{len(flips)} flips, {len(shared)} items"
+    assert errors == []
+    pg.close()
+
+
 def test_injected_markup_is_shown_as_text_and_never_runs(page: Any) -> None:
     pg, _ = page
     pg.click("button[data-view=items]")
@@ -274,6 +318,13 @@ def test_items_in_the_terminal_filter_flip_and_read_older_revisions(
     assert table[0].startswith("id,category,target,samples,correct") and len(table) == 3
     missing = invoke(project, "items", "--flips", "good", "nobody")
     assert missing.exit_code == 2 and "models: good, hostile" in missing.output
+    before = {r["id"]: r["correct"] == "1" for r in csv.DictReader(git(
+        project.root, "show", "HEAD~1:metrics/hostile/arith.scores.csv").splitlines())}  # fmt: skip
+    across = json.loads(
+        invoke(project, "items", "--flips", "good", "hostile@HEAD~1", "--json").stdout
+    )
+    assert sorted(f["id"] for f in across) == sorted(i for i in before if good[i] != before[i])
+    assert all(f["good"] and not f["hostile@HEAD~1"] for f in across)
 
 
 def test_the_diff_view_has_the_paired_tests_and_links_to_flipped_items(

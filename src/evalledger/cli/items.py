@@ -23,12 +23,14 @@ _CSV = ["id", "category", "target", "samples", "correct", "errors", "distinct", 
         "evalledger items noisy/arith --wrong -n 10",
         "evalledger items noisy/arith --grep 'twice' --category two_step",
         "evalledger items --flips solver noisy --rev HEAD~1",
+        "evalledger items --flips noisy@main noisy",
         "evalledger items noisy/arith --csv > items.csv",
     ),
 )
 @click.argument("cell", required=False)
 @click.option("--flips", nargs=2, metavar="A B", default=None,
-              help="The items model A got right and B wrong, and the reverse.")  # fmt: skip
+              help="The items model A got right and B wrong, and the reverse; "
+                   "MODEL@REV names another revision.")  # fmt: skip
 @click.option("--wrong", is_flag=True, help="Only items not answered right.")
 @click.option("--errored", is_flag=True, help="Only items with an errored answer.")
 @click.option("--category", default=None, help="Only items of this category.")
@@ -50,7 +52,8 @@ def items(ctx: click.Context, cell: str | None, flips: tuple[str, str] | None, w
     distinct answers with their counts, and the first answer's output. Texts come from
     the predictions; when they are not here (`evalledger pull` fetches them) the rows
     have none and a note says so. --flips A B lists instead the items one model got
-    right and the other wrong, on every benchmark both ran.
+    right and the other wrong, on every benchmark both ran; `noisy@main noisy` pairs a
+    model with itself at another revision.
     """
     ledger = open_ledger(ctx)
     if flips:

@@ -17,11 +17,12 @@ from evalledger.report import write_report
     epilog=examples(
         "evalledger report",
         "evalledger report HEAD~1 -o old.html",
+        "evalledger report main v1.0 v0.9",
         "evalledger report --base origin/main -o report.html",
         "evalledger report -m partial_accuracy --json",
     ),
 )
-@click.argument("rev", required=False, shell_complete=complete_revision)
+@click.argument("revs", nargs=-1, metavar="[REV]...", shell_complete=complete_revision)
 @click.option(
     "-o",
     "--output",
@@ -40,18 +41,20 @@ from evalledger.report import write_report
 @metric_option("Metric of the leaderboard and heat-map (default: accuracy).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_context
-def report(ctx: click.Context, rev: str | None, output: Path, base: str | None,
+def report(ctx: click.Context, revs: tuple[str, ...], output: Path, base: str | None,
            metric: str | None, as_json: bool) -> None:  # fmt: skip
-    """Write the ledger at REV (default: the workspace) as one HTML page.
+    """Write the ledger at the first REV (default: the workspace) as one HTML page.
 
     The page works from file:// with no network (a Content-Security-Policy forbids any
     fetch): Overview (leaderboard with intervals, model x benchmark heat-map with
     markers), History (every metric over the commits), Breakdown (categories, errors,
-    latency, cost, agents), Items (searchable prompts, outputs and scores), Flips (the
-    items one model got right and another wrong) and, with --base, Diff (the paired
-    tests of `diff`, and per cell the items that flipped, linked into Items).
+    latency, cost, agents), Items (searchable prompts, outputs and scores), Side by side
+    (any two models at the REVs and --base, items one got right and the other wrong
+    first) and, with --base, Diff (the paired tests of `diff`, and per cell the items
+    that flipped, linked into Items).
     """
-    size = write_report(current_project(ctx), output, rev, metric, base)
+    rev, compare = (revs[0], revs[1:]) if revs else (None, ())
+    size = write_report(current_project(ctx), output, rev, metric, base, compare)
     if as_json:
         click.echo(json.dumps({"path": str(output), "bytes": size}))
         return

@@ -159,22 +159,16 @@ def find_flips(
     """(benchmark, A's item, B's item) where one of A and B is right and the other not.
 
     ``a`` and ``b`` are what a leaderboard ranks: a cell key without its benchmark
-    (``solver``, or ``solver/cot/treatment``); items are paired on each benchmark both
-    have. Errored items are left out.
+    (``solver``, or ``solver/cot/treatment``), at ``rev``, or at another revision as
+    ``solver@HEAD~1``; items are paired on each benchmark both have. Errored items are
+    left out.
     """
-    snap = ledger.snapshot(rev)
-    systems: dict[str, dict[str, str]] = {}
-    for key, cell in snap.cells.items():
-        system = "/".join(v for axis, v in cell.axes.items() if axis != "benchmark")
-        systems.setdefault(system, {})[cell.axes.get("benchmark", "")] = key
-    for name in (a, b):
-        if name not in systems:
-            raise ConfigError(f"no model {name!r} at {snap.label}",
-                              f"models: {', '.join(sorted(systems)) or 'none'}")  # fmt: skip
+    sides = [_side(ledger, name, rev) for name in (a, b)]
     out = []
-    for bench in sorted(set(systems[a]) & set(systems[b])):
-        left = {i.id: i for i in item_view(ledger, systems[a][bench], rev).items}
-        right = {i.id: i for i in item_view(ledger, systems[b][bench], rev).items}
+    (left_rev, left_cells), (right_rev, right_cells) = sides
+    for bench in sorted(set(left_cells) & set(right_cells)):
+        left = {i.id: i for i in item_view(ledger, left_cells[bench], left_rev).items}
+        right = {i.id: i for i in item_view(ledger, right_cells[bench], right_rev).items}
         for item_id, x in left.items():
             y = right.get(item_id)
             if y is None or x.errors or y.errors:
@@ -183,3 +177,19 @@ def find_flips(
                 out.append((bench, x, y))
     out.sort(key=lambda f: (not f[1].right, f[0], f[1].id))  # A right, B wrong first
     return out
+
+
+def _side(ledger: Ledger, name: str, rev: str | None) -> tuple[str | None, dict[str, str]]:
+    """``model`` or ``model@REV``: the revision, and benchmark -> that model's cell key."""
+    system, at, other = name.partition("@")
+    side_rev = other if at else rev
+    snap = ledger.snapshot(side_rev)
+    systems: dict[str, dict[str, str]] = {}
+    for key, cell in snap.cells.items():
+        found = "/".join(v for axis, v in cell.axes.items() if axis != "benchmark")
+        systems.setdefault(found, {})[cell.axes.get("benchmark", "")] = key
+    if system not in systems:
+        raise ConfigError(f"no model {system!r} at {snap.label}",
+                          f"models: {', '.join(sorted(systems)) or 'none'}; "
+                          "name another revision as MODEL@REV")  # fmt: skip
+    return side_rev, systems[system]

@@ -48,6 +48,8 @@ class ReportData:
     cells: list[dict[str, Any]]
     items: list[dict[str, Any]]
     items_total: int
+    other_items: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    """Revision label -> its items of the same cells, for side by side across revisions."""
     missing_predictions: list[str] = field(default_factory=list)
     models: list[str] = field(default_factory=list)
     history: list[dict[str, Any]] = field(default_factory=list)
@@ -58,7 +60,6 @@ class ReportData:
     """Tracked runs' series and config points (:mod:`.training`)."""
     diff: dict[str, Any] | None = None
     """Against ``--base``: :meth:`LedgerDiff.to_json`, plus ``flipped`` items per cell."""
-    """What the flips view pairs: each cell without its benchmark (the leaderboard's rows)."""
 
     @property
     def totals(self) -> dict[str, Any]:
@@ -77,6 +78,7 @@ class ReportData:
             "title": self.title, "revision": self.revision, "commit": self.commit,
             "metric": self.metric, "leaderboard": self.leaderboard, "cells": self.cells,
             "items": self.items, "items_total": self.items_total, "item_cap": ITEM_CAP,
+            "other_items": self.other_items,
             "missing_predictions": self.missing_predictions, "models": self.models,
             "history_points": len(self.history), "breakdown": self.breakdown,
             "history_capped": len(self.history) >= HISTORY_CAP,
@@ -155,41 +157,23 @@ def _diff(ledger: Ledger, base: str, rev: str | None) -> dict[str, Any]:
     return out
 
 
-def collect(
-    ledger: Ledger, rev: str | None = None, metric: str | None = None, base: str | None = None
-) -> ReportData:
-    """The report's content at ``rev`` (default: the workspace), against ``base`` if any."""
-    from evalledger.analysis.leaderboard import build_leaderboard
-    from evalledger.report.breakdown import breakdown
-    from evalledger.report.history import history_points
-    from evalledger.report.training import training_data
+def _system(axes: dict[str, str]) -> str:
+    """What a leaderboard ranks: the cell without its benchmark (model/prompt_set/...)."""
+    return "/".join(v for a, v in axes.items() if a != "benchmark")
 
-    snap = ledger.snapshot(rev)
-    entries: list[dict[str, Any]] = []
-    chosen = metric or "accuracy"
-    if snap.cells:  # a ledger of tracked runs only has no leaderboard, but a report
-        board = build_leaderboard(ledger, [rev] if rev else None, metric=metric)
-        entries, chosen = board.to_json()["entries"], board.metric
-    health = cell_health(snap)
-    all_metrics = snap.metrics()
-    cells: list[dict[str, Any]] = []
+
+def _items(
+    snap: Snapshot, score_blobs: dict[str, bytes]
+) -> tuple[list[dict[str, Any]], int, list[str]]:
+    """Up to :data:`ITEM_CAP` item rows of these cells, and the count of all.
+
+    Also the cells whose predictions are not here (their rows have no texts).
+    """
     items: list[dict[str, Any]] = []
     missing: list[str] = []
     total = 0
-    score_blobs = _score_blobs(snap)
-    for key, files in snap.cells.items():
-        data = all_metrics.get(key) or {}
-        # what a leaderboard ranks: the cell without its benchmark (model/prompt_set/...)
-        system = "/".join(v for a, v in files.axes.items() if a != "benchmark")
-        h = health.get(key)
-        value = data.get(chosen)
-        cells.append({
-            "cell": key, "model": files.axes.get("model", ""), "system": system,
-            "benchmark": files.axes.get("benchmark", ""), "value": value,
-            "n": data.get("n"), "errors": data.get("errors", 0), "cost": data.get("cost"),
-            "flags": (h.flags if h else []) + (["errored"] if data.get("errors") else []),
-        })  # fmt: skip
-        blob = score_blobs.get(key, b"")
+    for key, blob in score_blobs.items():
+        files = snap.cells[key]
         total += max(0, blob.count(b"\n") - 1)
         if len(items) >= ITEM_CAP:  # counted, not parsed: the page holds at most the cap
             continue
@@ -204,7 +188,7 @@ def collect(
             pid = f"{row['id']}#{sample}" if sample else row["id"]
             pred = (preds or {}).get(pid, {})
             items.append({
-                "cell": key, "model": files.axes.get("model", ""), "system": system,
+                "cell": key, "model": files.axes.get("model", ""), "system": _system(files.axes),
                 "benchmark": files.axes.get("benchmark", ""),
                 "id": question_of(pid)[0] if sample else row["id"], "sample": sample,
                 "category": row.get("category", ""), "correct": row.get("correct") == "1",
@@ -212,12 +196,60 @@ def collect(
                 "prompt": _cut(pred.get("prompt")), "output": _cut(pred.get("output")),
                 "target": _cut(pred.get("target")), "extracted": _cut(pred.get("extracted")),
             })  # fmt: skip
+    return items, total, missing
+
+
+def collect(
+    ledger: Ledger, rev: str | None = None, metric: str | None = None,
+    base: str | None = None, compare: Iterable[str] = (),
+) -> ReportData:  # fmt: skip
+    """The report's content at ``rev`` (default: the workspace), against ``base`` if any.
+
+    The items of ``compare`` and ``base`` (the cells the page shows at ``rev``, up to
+    :data:`ITEM_CAP` each) come along, so that any two models at any of these revisions
+    can be put side by side.
+    """
+    from evalledger.analysis.leaderboard import build_leaderboard
+    from evalledger.report.breakdown import breakdown
+    from evalledger.report.history import history_points
+    from evalledger.report.training import training_data
+
+    snap = ledger.snapshot(rev)
+    entries: list[dict[str, Any]] = []
+    chosen = metric or "accuracy"
+    if snap.cells:  # a ledger of tracked runs only has no leaderboard, but a report
+        board = build_leaderboard(ledger, [rev] if rev else None, metric=metric)
+        entries, chosen = board.to_json()["entries"], board.metric
+    health = cell_health(snap)
+    all_metrics = snap.metrics()
+    cells: list[dict[str, Any]] = []
+    score_blobs = _score_blobs(snap)
+    for key, files in snap.cells.items():
+        data = all_metrics.get(key) or {}
+        h = health.get(key)
+        cells.append({
+            "cell": key, "model": files.axes.get("model", ""), "system": _system(files.axes),
+            "benchmark": files.axes.get("benchmark", ""), "value": data.get(chosen),
+            "n": data.get("n"), "errors": data.get("errors", 0), "cost": data.get("cost"),
+            "flags": (h.flags if h else []) + (["errored"] if data.get("errors") else []),
+        })  # fmt: skip
+    items, total, missing = _items(snap, score_blobs)
+    others: dict[str, list[dict[str, Any]]] = {}
+    shown, seen = list(dict.fromkeys(i["cell"] for i in items)), {snap.commit}
+    for other in [*compare, *([base] if base else [])]:
+        other_snap = ledger.snapshot(other)
+        if other_snap.commit in seen:  # the page's own revision, or one named twice
+            continue
+        seen.add(other_snap.commit)
+        # the cells the page shows, at that revision: what side by side can pair
+        keys = [k for k in shown if k in other_snap.cells]
+        others[other_snap.label] = _items(other_snap, _score_blobs(other_snap, keys))[0]
     commit = snap.commit
     if commit is None and ledger.git.has_commits:  # the workspace: name the commit it is on
         commit = ledger.git.resolve("HEAD")
     return ReportData(
         title="evalledger report", revision=snap.label, commit=commit,
-        metric=chosen, leaderboard=entries, cells=cells, items=items,
+        metric=chosen, leaderboard=entries, cells=cells, items=items, other_items=others,
         items_total=total, missing_predictions=missing,
         models=sorted({c["system"] for c in cells}),
         history=history_points(ledger, rev, chosen),

@@ -119,36 +119,68 @@
   });
   renderItems();
   const fa = document.getElementById("flip-a"), fb = document.getElementById("flip-b");
-  fill(fa, data.models); fill(fb, data.models);
+  const only = document.getElementById("flip-only");
+  // a side is one model at one revision: the page's own first, then the other revisions
+  const sides = [], sideItems = {};
+  function addSides(rev, items, own) {
+    const systems = [];
+    items.forEach(function (i) {
+      const key = rev + "\u0000" + i.system;
+      if (!sideItems[key]) { sideItems[key] = []; systems.push(i.system); }
+      sideItems[key].push(i);
+    });
+    (own ? data.models.filter(function (m) { return sideItems[rev + "\u0000" + m]; }) : systems.sort()).forEach(function (m) {
+      sides.push({key: rev + "\u0000" + m, label: own ? m : m + " @ " + rev});
+    });
+  }
+  addSides(data.revision, data.items, true);
+  Object.keys(data.other_items || {}).forEach(function (rev) { addSides(rev, data.other_items[rev], false); });
+  [fa, fb].forEach(function (select) {
+    sides.forEach(function (s) {
+      const o = document.createElement("option");
+      o.value = s.label; o.textContent = s.label; select.appendChild(o);
+    });
+  });
   const ranked = data.leaderboard.map(function (e) { return e.name; }).filter(function (m) { return data.models.includes(m); });
   if (ranked.length > 1) { fa.value = ranked[0]; fb.value = ranked[1]; }
-  else if (data.models.length > 1) { fb.value = data.models[1]; }
+  else if (sides.length > 1) { fb.value = sides[1].label; }
   const flipBody = document.querySelector("#flip-table tbody");
+  function sideOf(select) {
+    const s = sides.find(function (x) { return x.label === select.value; });
+    return s ? sideItems[s.key] : [];
+  }
   function renderFlips() {
-    const a = fa.value, b = fb.value;
-    const byKey = {};
-    data.items.forEach(function (i) {
-      if (i.sample || i.error) return;
-      if (i.system !== a && i.system !== b) return;
-      const key = i.benchmark + "\u0000" + i.id;
-      (byKey[key] = byKey[key] || {})[i.system] = i;
+    const pairs = {};
+    [[sideOf(fa), 0], [sideOf(fb), 1]].forEach(function (side) {
+      side[0].forEach(function (i) {
+        if (i.sample || i.error) return;
+        const key = i.benchmark + "\u0000" + i.id;
+        (pairs[key] = pairs[key] || [null, null])[side[1]] = i;
+      });
     });
-    const flips = [];
-    Object.keys(byKey).forEach(function (k) {
-      const x = byKey[k][a], y = byKey[k][b];
-      if (a !== b && x && y && x.correct !== y.correct) flips.push([x, y]);
+    const rows = [];
+    let flips = 0;
+    Object.keys(pairs).forEach(function (k) {
+      const x = pairs[k][0], y = pairs[k][1];
+      if (fa.value === fb.value || !x || !y) return;
+      const flip = x.correct !== y.correct;
+      if (flip) flips += 1;
+      if (flip || !only.checked) rows.push([x, y]);
     });
-    flips.sort(function (p, q) { return (q[0].correct - p[0].correct) || p[0].id.localeCompare(q[0].id); });
+    // A right and B wrong, then the reverse, then both wrong, then both right
+    function rank(p) { return p[0].correct !== p[1].correct ? (p[0].correct ? 0 : 1) : (p[0].correct ? 3 : 2); }
+    rows.sort(function (p, q) { return (rank(p) - rank(q)) || p[0].benchmark.localeCompare(q[0].benchmark) || p[0].id.localeCompare(q[0].id); });
     flipBody.replaceChildren();
-    flips.forEach(function (p) {
+    rows.forEach(function (p) {
       const tr = document.createElement("tr");
+      if (p[0].correct !== p[1].correct) tr.className = p[0].correct ? "broken" : "fixed";
       cell(tr, p[0].benchmark); cell(tr, p[0].id); cell(tr, p[0].correct ? "right" : "wrong");
-      cell(tr, p[1].correct ? "right" : "wrong"); cell(tr, p[0].target, "text");
+      cell(tr, p[1].correct ? "right" : "wrong"); cell(tr, p[0].target || p[1].target, "text");
       cell(tr, p[0].output, "text"); cell(tr, p[1].output, "text");
       flipBody.appendChild(tr);
     });
-    document.getElementById("flip-count").textContent = flips.length + " flips";
+    document.getElementById("flip-count").textContent = flips + " flips" + (only.checked ? "" : ", " + rows.length + " items");
   }
-  fa.addEventListener("input", renderFlips); fb.addEventListener("input", renderFlips);
+  [fa, fb, only].forEach(function (el) { el.addEventListener("input", renderFlips); });
   renderFlips();
 })();

@@ -3,7 +3,7 @@
 
 Writes the report of a project (default: this repository's demo ledger) and opens it
 in headless Chromium (Debian's ``chromium``, driven by playwright), then saves one
-full-page PNG per view (Overview, History, Breakdown, Items, Flips, and Training or
+full-page PNG per view (Overview, History, Breakdown, Items, Side by side, Training or
 Diff when the page has them) into ``--out`` (default: ``report-shots/``). Prints each
 file with the console errors the page logged (there should be none).
 

@@ -190,14 +190,21 @@ def _outputs_whole(project: Project, cell: Cell, n_items: int | None) -> bool:
     return rows == n and predictions.count(b"\n") == n
 
 
-def record_cells(project: Project, cells: list[Cell]) -> int:
+def record_cells(project: Project, cells: list[Cell], spec: MatrixSpec | None = None) -> int:
     """Record finished cells in dvc.lock as ``dvc commit -f`` does, in one atomic write.
 
     Each stage is saved (deps and outs hashed) and committed (the predictions go into the
-    DVC cache) through DVC's own objects, so ``dvc status`` agrees with what we wrote.
+    DVC cache). :mod:`~evalledger.execution.lockfile` writes DVC's bytes itself when the
+    stage is ours as rendered; anything else goes through DVC's own Stage objects.
     """
     if not cells:
         return 0
+    from evalledger.execution.lockfile import write_entries
+
+    if lock_problem(project) is None:
+        recorded = write_entries(project, spec or project.spec(), cells)
+        if recorded is not None:
+            return recorded
     return _record_batch(project, {c.stage for c in cells}, rebuild=None)
 
 

@@ -299,7 +299,7 @@ def _record_completed(project: Project, spec: MatrixSpec, manifest: ExecutionMan
 
     completed = [cell_from_axes(r.axes) for r in manifest.cells.values()
                  if r.status == CellStatus.COMPLETED]  # fmt: skip
-    return record_cells(project, stale_cells(project, spec, completed))
+    return record_cells(project, stale_cells(project, spec, completed), spec)
 
 
 def _drop_checkpoints(project: Project, manifest: ExecutionManifest) -> None:

@@ -100,6 +100,7 @@ JSON_CASES: dict[str, list[str]] = {
     "init": ["init", "{new}"],
     "archive": ["archive", "{committed}"],
     "delete": ["delete", "{second}", "-y"],
+    "cache": ["cache", "stats"],
 }
 
 

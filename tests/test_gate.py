@@ -45,7 +45,7 @@ def test_an_error_rate_rise_fails_the_gate_with_its_reason(
     assert _metrics(project.root, "ref/arith")["error_rate"] == 0.0
 
     server.config.fault_rate, server.config.faults, server.config.seed = 0.08, ("500",), 3
-    invoke(project, "run", "--force", "--models", "ref")
+    invoke(project, "run", "--force", "--no-cache", "--models", "ref")  # fresh calls
     m = _metrics(project.root, "ref/arith")
     assert 0 < m["errors"] < 100 and m["accuracy"] == 1.0  # errored items are not "wrong"
     rate = m["error_rate"]
@@ -76,7 +76,7 @@ def test_an_endpoint_that_refuses_every_call_fails_the_gate(
     before = (project.root / "metrics/ref/arith.json").read_bytes()
     server.stop()  # the port now refuses connections
 
-    run = invoke(project, "run", "--force", "--models", "ref")
+    run = invoke(project, "run", "--force", "--no-cache", "--models", "ref")
     assert run.exit_code != 0
     assert (project.root / "metrics/ref/arith.json").read_bytes() == before  # old metrics kept
     gate = invoke(project, "diff", "--fail-on-regression")

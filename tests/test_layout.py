@@ -18,6 +18,7 @@ PACKAGE = SRC / "evalledger"
 #: The small core at the top of the package: everything may import it, it imports only itself.
 CORE = {
     "atomic", "dvcyaml", "errors", "gitinfo", "manifest", "matrix", "metrics", "params",
+    "runsettings",
     "heartbeat_state", "names", "prompts", "safeload",
     "plugin_types", "project", "provenance", "redact", "secret_keys",
 }  # fmt: skip

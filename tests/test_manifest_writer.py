@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from evalledger.execution import runner
+from evalledger.execution import manifest_writer
 
 
 def test_writes_take_at_most_a_tenth_of_the_time_however_slow_they_get(
@@ -20,8 +20,8 @@ def test_writes_take_at_most_a_tenth_of_the_time_however_slow_they_get(
         time.sleep(0.05)
         writes.append(time.monotonic())
 
-    monkeypatch.setattr(runner, "write_manifest", slow_write)
-    writer = runner._ManifestWriter(tmp_path / "m.yaml", manifest=None, interval=0.01)  # type: ignore[arg-type]
+    monkeypatch.setattr(manifest_writer, "write_manifest", slow_write)
+    writer = manifest_writer.ManifestWriter(tmp_path / "m.yaml", None, interval=0.01)  # type: ignore[arg-type]
     started = time.monotonic()
     while time.monotonic() - started < 1.5:
         writer._dirty = True  # a cell changed

@@ -180,7 +180,7 @@ def test_retries_follow_max_retries_exactly(tmp_path: Path, server: ReferenceSer
     server.state.attempts.clear()
     text = project.params_path.read_text().replace("max_retries: 2", "max_retries: 1")
     project.params_path.write_text(text)
-    result = invoke(project, "run")
+    result = invoke(project, "run", "--no-cache")  # the cache holds the first run's answers
     assert result.exit_code == 1
     rec = load_execution(project, None).cells["ref/arith"]
     assert rec.status.value == "failed"

@@ -20,7 +20,7 @@ from typing import Any
 
 from evalledger.errors import ConfigError, EvalLedgerError
 
-__all__ = ["AXIS_HINT", "NAME_HINT", "check_name", "is_name"]
+__all__ = ["AXIS_HINT", "NAME_HINT", "check_name", "did_you_mean", "is_name"]
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_+-]*")
 _DOTTED = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9_+-]|\.(?=[A-Za-z0-9_+-]))*")
@@ -63,3 +63,11 @@ def check_name(
     if not is_name(value, dots=dots):
         raise error(f"{kind} {value!r} is not allowed", hint)
     return value
+
+
+def did_you_mean(name: str, known: list[str]) -> str:
+    """``did you mean 'x'? `` for the closest of ``known`` to ``name``, else nothing."""
+    import difflib
+
+    close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+    return f"did you mean {close[0]!r}? " if close else ""

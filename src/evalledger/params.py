@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Any
 from evalledger.atomic import atomic_write
 from evalledger.errors import ConfigError
 from evalledger.metrics import Directions
-from evalledger.names import check_name
+from evalledger.names import check_name, did_you_mean
+from evalledger.runsettings import RunSettings, parse_run_settings
 from evalledger.secret_keys import is_secret_key, refuse_secrets
 
 if TYPE_CHECKING:
@@ -73,13 +74,6 @@ def canonical_axes(names: Iterable[str]) -> list[str]:
     """
     given = list(dict.fromkeys(names))
     return [a for a in AXIS_ORDER if a in given] + [a for a in given if a not in AXES]
-
-
-@dataclass(frozen=True)
-class RunSettings:
-    """Knobs of ``evalledger run`` read from the ``run:`` section."""
-
-    jobs: int = 4
 
 
 @dataclass(frozen=True)
@@ -277,31 +271,12 @@ def parse_spec(data: dict[str, Any]) -> MatrixSpec:
                     f"unknown {axis} {value!r} in axes.{axis}; known: {known}",
                     f"define it under '{section}:' or fix the name",
                 )
-    run_raw = data.get("run") or {}
-    if not isinstance(run_raw, dict):
-        raise ConfigError("'run:' in params.yaml must be a mapping")
-    unknown_run = sorted(set(run_raw) - {"jobs", "repeats"})
-    if unknown_run:
-        raise ConfigError(
-            f"unknown run setting {unknown_run[0]!r} (run.{unknown_run[0]})",
-            f"{_did_you_mean(str(unknown_run[0]), ['jobs', 'repeats'])}known: jobs, repeats",
-        )
-    for section in ("models", "benchmarks", "run"):
-        entries = {"": run_raw} if section == "run" else sections[section]
-        for name, cfg in entries.items():
-            k = cfg.get("repeats", 1)
-            if type(k) is not int or not 1 <= k <= 1000:
-                where = f"{section}.{name}.repeats" if name else "run.repeats"
-                raise ConfigError(f"{where} must be an integer from 1 to 1000, not {k!r}",
-                                  "the samples of each item, e.g. repeats: 5")  # fmt: skip
-    jobs = run_raw.get("jobs", 4)
-    if not isinstance(jobs, int) or isinstance(jobs, bool) or jobs < 1:
-        raise ConfigError(f"run.jobs must be a positive integer, got {jobs!r}")
+    settings = parse_run_settings(data.get("run"), sections)
     judges = data.get("judges") or {}
     if not isinstance(judges, dict) or not all(isinstance(v, dict) for v in judges.values()):
         raise ConfigError("'judges:' in params.yaml must map judge names to model settings")
     return MatrixSpec(
-        axes=axes, sections=sections, run=RunSettings(jobs=jobs), raw=data,
+        axes=axes, sections=sections, run=settings, raw=data,
         judges={_check_name("judge", k): v for k, v in judges.items()},
         prompt_files=_prompt_files(axes, sections["prompt_sets"]),
     )  # fmt: skip
@@ -354,13 +329,6 @@ def _parse_override(text: str) -> tuple[list[str], Any, bool]:
     return key.lstrip("+").split("."), parsed, adds
 
 
-def _did_you_mean(name: str, known: list[str]) -> str:
-    import difflib
-
-    close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
-    return f"did you mean {close[0]!r}? " if close else ""
-
-
 #: The kinds of entries each section defines, for messages.
 _ENTRY_KINDS = {**{section: axis for axis, section in AXES.items()}, "judges": "judge"}
 
@@ -401,7 +369,7 @@ def _check_override_key(
         known = [*sorted(_TOP_LEVEL), *(str(k) for k in original if k not in _TOP_LEVEL)]
         raise ConfigError(
             f"unknown key {top!r} in -S {text}",
-            f"{_did_you_mean(top, known)}top-level sections: {', '.join(known)}; "
+            f"{did_you_mean(top, known)}top-level sections: {', '.join(known)}; "
             f"write +{'.'.join(keys)}=... to add a section of your own",
         )
     if top not in kinds or len(keys) < 2 or adds:
@@ -414,7 +382,7 @@ def _check_override_key(
     kind = kinds[top]
     raise ConfigError(
         f"unknown {kind} {name!r} in -S {text}",
-        f"{_did_you_mean(name, known)}{top}: {', '.join(known) or 'none'}",
+        f"{did_you_mean(name, known)}{top}: {', '.join(known) or 'none'}",
     )
 
 

@@ -52,6 +52,7 @@ COMMANDS: dict[str, str] = {
     "push": "evalledger.cli.share:push",
     "pull": "evalledger.cli.share:pull",
     "archive": "evalledger.cli.share:archive",
+    "cache": "evalledger.cli.cache:cache",
 }
 
 

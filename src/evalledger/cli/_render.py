@@ -340,7 +340,8 @@ def run_json(result: RunResult, dry_run: bool) -> dict[str, Any]:
         data["waiting"] = list(result.waiting)
     manifest = result.manifest
     data.update(ok=result.ok, message=result.message, seconds=round(result.seconds, 3),
-                recorded=result.recorded, committed=result.committed)  # fmt: skip
+                recorded=result.recorded, committed=result.committed,
+                cache_hits=result.cache_hits)  # fmt: skip
     if manifest is not None:
         data["status"] = manifest.status.value
         data["counts"] = manifest.counts()

@@ -70,6 +70,9 @@ def _report(result: RunResult, options: RunOptions) -> None:
         f"{manifest.execution_id}: {manifest.status.value} ({manifest.summary()}) "
         f"in {result.seconds:.1f}s; {result.recorded} cells recorded in dvc.lock"
     )
+    if result.cache_hits:
+        click.echo(f"{result.cache_hits} model calls saved: answered from the response cache "
+                   "(`run --no-cache` makes them)")  # fmt: skip
     if result.committed:
         click.echo(f"committed {result.committed[:10]}")
     _fail_unless_ok(result)
@@ -110,6 +113,8 @@ _COMMIT = click.option("--commit", is_flag=True,
               help="Evaluate cells even if dvc.lock says they are up to date.")  # fmt: skip
 @_COMMIT
 @click.option("--dry-run", is_flag=True, help="Show which cells and items would run; run none.")
+@click.option("--no-cache", is_flag=True,
+              help="Make every model call: neither read nor write the response cache.")  # fmt: skip
 @click.option(
     "--shard", "shard", metavar="I/N", default=None,
     help="Evaluate only shard I of N of every cell's items; N such runs share one execution.",
@@ -119,7 +124,7 @@ _COMMIT = click.option("--commit", is_flag=True,
 def run(
     ctx: click.Context, execution_id: str | None, resume: bool, filters: dict[str, list[str]],
     overrides: tuple[str, ...], jobs: int | None, force: bool, commit: bool, dry_run: bool,
-    shard: str | None, as_json: bool,
+    no_cache: bool, shard: str | None, as_json: bool,
 ) -> None:  # fmt: skip
     """Evaluate the matrix: a new execution of the selected cells, several at once.
 
@@ -131,7 +136,7 @@ def run(
         raise click.UsageError("EXECUTION_ID is only used with --resume")
     options = RunOptions(
         resume=resume, execution_id=execution_id, filters=filters, overrides=list(overrides),
-        jobs=jobs, force=force, commit=commit, dry_run=dry_run,
+        jobs=jobs, force=force, commit=commit, dry_run=dry_run, no_cache=no_cache,
         shard=None if shard is None else parse_shard(shard),
     )  # fmt: skip
     _execute(ctx, options, as_json)

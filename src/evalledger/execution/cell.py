@@ -30,6 +30,7 @@ from evalledger.execution.repeats import (
     sample_decoding,
     with_repeats,
 )
+from evalledger.execution.response_cache import ResponseCache, cache_path
 from evalledger.matrix import Cell, config_hash
 from evalledger.plugin_types import agent_records, question_of
 from evalledger.plugins import load_benchmark, load_model, load_scorer
@@ -111,9 +112,13 @@ class PreparedCell:
     price: tuple[float, float] | None
     repeats: int = 1
     """Samples per item (:mod:`evalledger.execution.repeats`); ``items`` holds them all."""
+    cache: ResponseCache | None = None
+    """The response cache, for a model that declares a cache identity (and cache on)."""
 
     async def aclose(self) -> None:
         """Release the model's (and judge's) connections."""
+        if self.cache is not None:
+            self.cache.close()
         await self.model.aclose()
         if self.judge is not None:
             await self.judge.aclose()
@@ -198,10 +203,14 @@ def prepare_cell(project: Project, spec: MatrixSpec, cell: Cell) -> PreparedCell
     k = repeats_for(spec, cell)
     items = expand_samples(items, k)
     price = model.settings.price
+    cache = None
+    if spec.run.cache and model.cache_identity() is not None:
+        cache = ResponseCache(cache_path(project), spec.run.cache_expiry_s)
     return PreparedCell(
         cell=cell, config_hash=chash, model=model, benchmark=bench, scorer=scorer, judge=judge,
         items=items, prompts={it.id: bench.prompt(it, template) for it in items},
         decoding=decoding, price=(price.input, price.output) if price else None, repeats=k,
+        cache=cache,
     )  # fmt: skip
 
 
@@ -302,15 +311,14 @@ async def evaluate_items(
                 return
             t0 = time.perf_counter()
             try:
-                completion = await prepared.model.agenerate(
-                    prepared.prompts[item.id], item, sample_decoding(prepared.decoding, item)
-                )
-                latency_ms = round((time.perf_counter() - t0) * 1000, 3)
+                completion, latency_ms, cached = await _answer(prepared, item, t0)
                 if prepared.scorer is not None:
                     score = await prepared.scorer.ascore(item, completion.text)
                 else:
                     score = prepared.benchmark.check(item, completion.text)
                 rec = _record(item, latency_ms, completion, score)
+                if cached:  # only then: checkpoint lines of uncached answers stay as they were
+                    rec["cached"] = True
             except Exception as exc:
                 latency_ms = round((time.perf_counter() - t0) * 1000, 3)
                 rec = _error_record(item, latency_ms, exc)
@@ -326,6 +334,28 @@ async def evaluate_items(
     if stop is not None and stop.is_set() and counts["done"] < len(items):
         raise InterruptedRun(f"{prepared.cell.key} interrupted after {counts['done']} items")
     return counts["evaluated"]
+
+
+async def _answer(prepared: PreparedCell, item: Item, t0: float) -> tuple[Any, float, bool]:
+    """The model's answer to ``item``, its latency, and whether the cache had it.
+
+    A cached answer keeps the latency of the call that made it, so latency figures
+    describe the model, not the cache.
+    """
+    prompt, decoding = prepared.prompts[item.id], sample_decoding(prepared.decoding, item)
+    cache, identity = prepared.cache, prepared.model.cache_identity()
+    key = None
+    if cache is not None and identity is not None:
+        key = cache.key(identity, prepared.model.cache_request(prompt, decoding))
+        hit = cache.get(key)
+        if hit is not None:
+            return hit.completion, hit.latency_ms, True
+    completion = await prepared.model.agenerate(prompt, item, decoding)
+    latency_ms = round((time.perf_counter() - t0) * 1000, 3)
+    if cache is not None and key is not None and identity is not None:
+        cache.put(key, f"{identity.get('adapter')}:{identity.get('model')}", completion,
+                  latency_ms)  # fmt: skip
+    return completion, latency_ms, False
 
 
 def write_outputs(

@@ -65,8 +65,14 @@ def cell_metrics(
         metrics["wall_time_s"] = round(wall_time_s, 3)
     metrics["prompt_tokens"] = prompt_tokens
     metrics["completion_tokens"] = completion_tokens
+    cached = [r for r in records if r.get("cached")]
     if price is not None:
-        metrics["cost"] = round((prompt_tokens * price[0] + completion_tokens * price[1]) / 1e6, 6)
+        # cost counts the calls made; answers from the response cache are shown apart
+        metrics["cost"] = _cost([r for r in records if not r.get("cached")], price)
+        if cached:
+            metrics["cached_cost"] = _cost(cached, price)
+    if cached:
+        metrics["cache_hits"] = len(cached)
     metrics["categories"] = {}
     for cat, rs in sorted(cats.items()):
         ok = [r for r in rs if not r.get("error")]
@@ -79,6 +85,12 @@ def cell_metrics(
         metrics["agents"] = _agent_metrics(scored)
     metrics["error_patterns"] = dict(sorted(patterns.items()))
     return metrics
+
+
+def _cost(records: list[dict[str, Any]], price: tuple[float, float]) -> float:
+    prompt = sum(int(r.get("prompt_tokens") or 0) for r in records)
+    completion = sum(int(r.get("completion_tokens") or 0) for r in records)
+    return round((prompt * price[0] + completion * price[1]) / 1e6, 6)
 
 
 def _agent_metrics(scored: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:

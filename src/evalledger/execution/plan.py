@@ -61,6 +61,8 @@ class RunOptions:
     command: list[str] = field(default_factory=list)
     shard: Shard | None = None
     """Evaluate only this shard's items (``--shard I/N``; see execution/shards.py)."""
+    no_cache: bool = False
+    """Make every model call: neither read nor write the response cache."""
 
 
 @dataclass

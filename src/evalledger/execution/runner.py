@@ -15,12 +15,13 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Protocol
 
 from evalledger.errors import EvalLedgerError, InterruptedRun
 from evalledger.execution.cell import benchmark_data_hash, cell_context, evaluate_cell, prepare_cell
 from evalledger.execution.executions import manifest_path
+from evalledger.execution.manifest_writer import ManifestWriter
 from evalledger.execution.plan import (
     RunOptions,
     RunPlan,
@@ -47,8 +48,6 @@ from evalledger.matrix import Cell, cell_from_axes
 from evalledger.params import override_params
 
 if TYPE_CHECKING:
-    from pathlib import Path
-
     from evalledger.params import MatrixSpec
     from evalledger.project import Project
 
@@ -97,6 +96,8 @@ class RunResult:
     seconds: float = 0.0
     waiting: list[str] = field(default_factory=list)
     """Cells whose shard part is done while other shards are not (``--shard``)."""
+    cache_hits: int = 0
+    """Model calls answered from the response cache instead of made."""
 
     @property
     def ok(self) -> bool:
@@ -109,58 +110,6 @@ class RunResult:
         if self.plan.shard is None:
             return False
         return all(cell_done(r) or k in self.waiting for k, r in self.manifest.cells.items())
-
-
-class _ManifestWriter:
-    """The one writer of the manifest.
-
-    Workers update it in memory; the orchestrator's loop writes it at most every
-    ``interval`` seconds, and once more at the end. A write costs time in proportion to
-    the cells (about 25 ms per 1,000); the gap after one is at least nine times what it
-    took, so writing stays under a tenth of the run at any size instead of growing with
-    the square of the cells.
-
-    A lagging manifest loses nothing: a cell that finished after the last write still has
-    its full checkpoint (checkpoints are dropped only after the final write), so a resume
-    rebuilds its outputs without evaluating any item again.
-    """
-
-    def __init__(self, path: Path, manifest: ExecutionManifest, interval: float = 0.5) -> None:
-        self.path = path
-        self.manifest = manifest
-        self.interval = interval
-        self.lock = threading.RLock()
-        self._last = 0.0
-        self._gap = interval
-        self._dirty = False
-
-    def update(self, key: str, **changes: object) -> None:
-        with self.lock:
-            rec = self.manifest.cells[key]
-            for name, value in changes.items():
-                setattr(rec, name, value)
-            self._dirty = True
-
-    def finish(self, key: str, **changes: object) -> CellRecord:
-        """Apply a cell's final changes and return a copy for the reporter."""
-        with self.lock:
-            self.update(key, **changes)
-            return self.manifest.cells[key].model_copy()
-
-    def maybe_flush(self) -> None:
-        with self.lock:
-            if self._dirty and time.monotonic() - self._last >= self._gap:
-                self._write()
-
-    def flush(self) -> None:
-        with self.lock:
-            self._write()
-
-    def _write(self) -> None:
-        started = time.monotonic()
-        write_manifest(self.path, self.manifest)
-        self._last, self._dirty = time.monotonic(), False
-        self._gap = max(self.interval, 9 * (self._last - started))
 
 
 def _new_manifest(
@@ -198,7 +147,7 @@ def _new_manifest(
 async def _run_cell(
     project: Project,
     spec: MatrixSpec,
-    writer: _ManifestWriter,
+    writer: ManifestWriter,
     key: str,
     reporter: RunReporter,
     stop: threading.Event,
@@ -236,6 +185,7 @@ async def _run_cell(
         final = writer.finish(key, status=CellStatus.FAILED, error=err, finished_at=utcnow())
         reporter.cell_finished(key, final)
         return
+    writer.cache_hits += int(result.metrics.get("cache_hits", 0))
     patterns = result.metrics["error_patterns"]
     summary = ", ".join(f"{name} x{count}" for name, count in patterns.items())
     final = writer.finish(
@@ -250,7 +200,7 @@ async def _run_cell(
 async def _evaluate(
     project: Project,
     spec: MatrixSpec,
-    writer: _ManifestWriter,
+    writer: ManifestWriter,
     keys: list[str],
     jobs: int,
     reporter: RunReporter,
@@ -468,9 +418,11 @@ def run(project: Project, options: RunOptions, reporter: RunReporter | None = No
         set_lock_label(project, manifest.execution_id)
         manifest.status = ExecutionStatus.IN_PROGRESS
         path = manifest_path(project, manifest.execution_id)
-        writer = _ManifestWriter(path, manifest)
+        writer = ManifestWriter(path, manifest)
         writer.flush()
         reporter.plan(plan)
+        if options.no_cache:
+            spec = replace(spec, run=replace(spec.run, cache=False))
         try:
             interrupted = asyncio.run(
                 _evaluate(project, spec, writer, plan.cells, plan.jobs, reporter)
@@ -482,7 +434,8 @@ def run(project: Project, options: RunOptions, reporter: RunReporter | None = No
         recorded = _record_completed(project, spec, manifest)
         _drop_checkpoints(project, manifest)
         result = RunResult(plan=plan, manifest=manifest, recorded=recorded,
-                           seconds=time.perf_counter() - started)  # fmt: skip
+                           seconds=time.perf_counter() - started,
+                           cache_hits=writer.cache_hits)  # fmt: skip
         if interrupted:
             raise InterruptedRun(
                 f"{manifest.execution_id} interrupted ({manifest.summary()})",

@@ -75,5 +75,18 @@ class Model(ABC):
         """Answer one prompt; by default runs ``generate`` in a worker thread."""
         return await asyncio.to_thread(self.generate, prompt, item, decoding)
 
+    def cache_identity(self) -> dict[str, Any] | None:
+        """What names this model's answers in the response cache; None: never cached.
+
+        Paid or slow adapters return e.g. ``{"adapter": "openai", "url": ..., "model":
+        ...}``; a model whose answers may change between calls with the same request
+        (local code, a baseline that is instant anyway) returns None.
+        """
+        return None
+
+    def cache_request(self, prompt: str, decoding: dict[str, Any]) -> dict[str, Any]:
+        """The exact request this model would make for ``prompt`` (the cache key's rest)."""
+        return {"prompt": prompt, "decoding": decoding}
+
     async def aclose(self) -> None:  # noqa: B027 - optional hook
         """Release connections or other resources."""

@@ -283,6 +283,15 @@ class OpenAIModel(Model):
         body.update(extra)
         return body
 
+    def cache_identity(self) -> dict[str, Any] | None:
+        """The endpoint and model: with the request body, what an answer depends on."""
+        s = self.settings
+        return {"adapter": "openai", "url": self._url, "query": s.query, "model": s.model}
+
+    def cache_request(self, prompt: str, decoding: dict[str, Any]) -> dict[str, Any]:
+        """The chat-completions body: messages and decoding, a sample's seed included."""
+        return self._body(prompt, decoding)
+
     def _delay(self, exc: BaseException | None, retry: int) -> float:
         """Seconds before retry number ``retry``: Retry-After, else full-jitter backoff."""
         retry_after = getattr(exc, "retry_after", None)

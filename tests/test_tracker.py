@@ -80,6 +80,24 @@ def test_steps_default_to_last_plus_one_and_flush_waits_for_nothing(project: Pro
     tracker.finish_experiment()
 
 
+def test_a_fast_loop_is_written_by_size_so_the_buffer_stays_bounded(project: Project) -> None:
+    from evalledger.track.tracker import MAX_BUFFERED_STEPS
+
+    tracker = Tracker(project, flush_interval=3600)  # the timer never fires
+    exp_id = tracker.start_experiment()
+    run = tracker._run
+    assert run is not None
+    longest = 0
+    for step in range(2 * MAX_BUFFERED_STEPS + 7):
+        tracker.log_metrics({"loss": 1.0 / (step + 1)})
+        longest = max(longest, len(run.buffer))
+    assert longest == MAX_BUFFERED_STEPS - 1  # written the moment it reached the bound
+    rows = read_series(_series_dir(project, exp_id) / "loss.tsv")
+    assert len(rows) == 2 * MAX_BUFFERED_STEPS and rows[-1][0] == 2 * MAX_BUFFERED_STEPS - 1
+    tracker.finish_experiment()
+    assert len(read_series(_series_dir(project, exp_id) / "loss.tsv")) == 2 * MAX_BUFFERED_STEPS + 7
+
+
 def test_background_flush_writes_while_training(project: Project) -> None:
     tracker = Tracker(project, flush_interval=0.05)
     exp_id = tracker.start_experiment()

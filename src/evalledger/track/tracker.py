@@ -28,6 +28,8 @@ An experiment leaves, in the ledger's layout:
 Logging costs almost nothing in the training loop: :meth:`Tracker.log_metrics` only
 appends to a buffer. A background thread writes the buffer every ``flush_interval``
 seconds, and :meth:`Tracker.flush` runs at every checkpoint, evaluation and at the finish.
+A buffer of :data:`MAX_BUFFERED_STEPS` steps is written at once by the logging call, so
+memory stays bounded however fast a loop logs.
 Series files only grow by whole lines (one ``write`` per file per flush); the manifest and
 summary are replaced atomically. A killed process loses at most the last interval, and
 leaves every file readable.
@@ -101,6 +103,8 @@ __all__ = ["ExperimentConfig", "Tracker"]
 
 #: How an experiment that never called finish_experiment is recorded at exit.
 EXITED_WITHOUT_FINISH = "process exited without finish_experiment"
+#: Steps the buffer holds before a log call writes them itself (about 8 MB).
+MAX_BUFFERED_STEPS = 20_000
 _FINAL = {s.value: s for s in ExecutionStatus if s is not ExecutionStatus.IN_PROGRESS}
 
 
@@ -293,6 +297,10 @@ class Tracker:
                 values[key] = logged_number(key, value)
         run.buffer.append((step, values))
         run.step = step
+        if len(run.buffer) >= MAX_BUFFERED_STEPS:  # logging outpaces the interval
+            with self._lock:
+                if self._run is run:
+                    self._flush(run, fsync=self.fsync)
 
     def _set_directions(
         self, run: _Run, metrics: Mapping[str, Any], direction: str | Mapping[str, str]

@@ -161,3 +161,13 @@ def test_a_fresh_clone_that_pulled_makes_no_request_and_says_why(
     assert "all 1 selected cells are up to date (dvc.lock matches params and outputs)" in (
         result.stdout
     )
+    # without the pull, run restores the predictions from the remote itself
+    bare_clone = tmp_path / "clone2"
+    subprocess.run(["git", "clone", "-q", str(bare), str(bare_clone)], check=True)
+    result = invoke(bare_clone, "run")
+    assert result.exit_code == 0, result.output
+    assert _requests(server) == N
+    assert result.stdout.startswith(
+        f"restored 1 cell's predictions from the DVC cache or remote instead of evaluating "
+        f"them: {N} model calls saved\n"
+    )

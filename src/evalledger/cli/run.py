@@ -61,6 +61,11 @@ def _report(result: RunResult, options: RunOptions) -> None:
             click.echo(f"  {key}: {'all' if left is None else left} items left"
                        f" ({plan.items_done.get(key, 0)} in checkpoint)")  # fmt: skip
         return
+    if plan.restored:
+        n, calls = len(plan.restored), sum(plan.restored.values())
+        whose = "1 cell's" if n == 1 else f"{n} cells'"
+        click.echo(f"restored {whose} predictions from the DVC cache or remote instead of "
+                   f"evaluating them: {calls} model calls saved")  # fmt: skip
     if result.message:
         click.echo(result.message)
     manifest = result.manifest

@@ -3,8 +3,10 @@
 A fresh clone holds the ledger (metrics, scores, dvc.lock) but not the DVC-cached
 predictions, so every cell looks stale to ``dvc status`` and would be evaluated again,
 spending every model call a second time. When the recorded outputs are in the local
-DVC cache, or a DVC remote is configured (for a remote that is a folder, when it holds
-them), ``evalledger run`` stops and says to pull instead; ``--force`` evaluates anyway.
+DVC cache, or a DVC remote is configured, ``evalledger run`` restores them instead
+(:func:`restore_outputs`: a copy from the cache, as ``dvc checkout`` makes it, or ``dvc
+pull`` of those stages) and says how many calls that saved; what neither restores stops
+the run with the advice to pull, and ``--force`` evaluates anyway.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ if TYPE_CHECKING:
     from evalledger.params import MatrixSpec
     from evalledger.project import Project
 
-__all__ = ["MissingOutputs", "check_pullable", "missing_outputs"]
+__all__ = ["MissingOutputs", "check_pullable", "missing_outputs", "restore_outputs"]
 
 
 @dataclass
@@ -85,6 +87,56 @@ def check_pullable(project: Project, spec: MatrixSpec, cells: list[Cell]) -> Non
         "run `evalledger pull` (or `dvc checkout`) first, or `evalledger run --force` to "
         "evaluate them again",
     )
+
+
+def restore_outputs(project: Project, spec: MatrixSpec, cells: list[Cell]) -> dict[str, int]:
+    """Bring back the predictions of ``cells`` that only lack them; key -> items saved.
+
+    From the local DVC cache first, then with ``dvc pull`` of the stages from the
+    default remote. A cell counts as restored when its predictions have the md5 that
+    dvc.lock records; the others are left as they were.
+    """
+    import hashlib
+    import subprocess
+    import sys
+
+    from evalledger.atomic import atomic_write
+    from evalledger.execution.pipeline import read_lock
+
+    missing = missing_outputs(project, spec, cells)
+    if not missing.pullable:
+        return {}
+    entries, _ = read_lock(project)
+    config = _dvc_config(project.root)
+    cache = _cache_dir(project.root, config)
+    wanted = {
+        c.key: str(_missing_md5(project, spec, c, entries.get(c.stage))) for c in missing.cells
+    }
+    for cell in missing.in_cache:
+        md5 = wanted[cell.key]
+        atomic_write(project.path(cell.predictions_path),
+                     (cache / "files" / "md5" / md5[:2] / md5[2:]).read_bytes())  # fmt: skip
+    rest = [c for c in missing.cells if c not in missing.in_cache]
+    if rest and missing.remote:
+        subprocess.run([sys.executable, "-m", "dvc", "pull", "-q", *(c.stage for c in rest)],
+                       cwd=project.root, capture_output=True, text=True, check=False)  # fmt: skip
+    restored = {}
+    for cell in missing.cells:
+        path = project.path(cell.predictions_path)
+        if path.is_file() and hashlib.md5(path.read_bytes()).hexdigest() == wanted[cell.key]:
+            metrics = project.path(cell.metrics_path).read_text(encoding="utf-8")
+            restored[cell.key] = int(_items_of(metrics))
+    return restored
+
+
+def _items_of(metrics_text: str) -> int:
+    import json
+
+    try:
+        n = json.loads(metrics_text).get("n")
+    except (ValueError, AttributeError):
+        return 0
+    return n if isinstance(n, int) else 0
 
 
 def _missing_md5(project: Project, spec: MatrixSpec, cell: Cell, entry: Any) -> str | None:

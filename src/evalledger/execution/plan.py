@@ -80,6 +80,8 @@ class RunPlan:
     """Cell -> earlier executions that completed it at the same config, data and code."""
     shard: Shard | None = None
     """The shard planned for; then the item counts are this shard's items only."""
+    restored: dict[str, int] = field(default_factory=dict)
+    """Cells whose predictions came back from the DVC cache or remote -> their items."""
 
     @property
     def items_remaining(self) -> dict[str, int | None]:
@@ -221,7 +223,7 @@ def plan_run(project: Project, options: RunOptions) -> tuple[RunPlan, MatrixSpec
     Returns the plan, the spec it was made with, and either the execution manifest to
     resume or the list of cells for a new execution.
     """
-    from evalledger.execution.outputs import check_pullable
+    from evalledger.execution.outputs import check_pullable, restore_outputs
     from evalledger.execution.pipeline import stale_cells
 
     if options.resume:
@@ -246,8 +248,16 @@ def plan_run(project: Project, options: RunOptions) -> tuple[RunPlan, MatrixSpec
     _, spec = checked_spec(project, options.overrides, axis_filters(options.filters))
     cells = expand(spec, axis_filters(options.filters))
     stale = cells if options.force else stale_cells(project, spec, cells)
+    restored: dict[str, int] = {}
     if not options.force and not options.resume:
-        check_pullable(project, spec, stale)  # a fresh clone pulls, it does not pay again
+        if not options.dry_run:  # a fresh clone restores its results, it does not pay again
+            restored = restore_outputs(project, spec, stale)
+            if restored:
+                back = [c for c in stale if c.key in restored]
+                still = {c.key for c in stale_cells(project, spec, back)}
+                restored = {k: n for k, n in restored.items() if k not in still}
+                stale = [c for c in stale if c.key not in restored]
+        check_pullable(project, spec, stale)
     check_ready(project, spec, stale, options.overrides)
     _check_dvc_yaml(project, spec, bool(stale), options)
     stale_keys = {c.key for c in stale}
@@ -260,5 +270,6 @@ def plan_run(project: Project, options: RunOptions) -> tuple[RunPlan, MatrixSpec
         execution_id=None, resume=False, cells=[c.key for c in stale],
         up_to_date=[c.key for c in cells if c.key not in stale_keys],
         items_done=done, items_total=total, jobs=options.jobs or spec.run.jobs,
+        restored=restored,
     )  # fmt: skip
     return plan, spec, stale

@@ -1,8 +1,9 @@
 """The ``evalledger`` command line: a root group whose subcommands load on demand.
 
-Importing this module must stay cheap: it imports click and nothing heavy (no pandas,
-scipy, dvc or git), which a test checks. Each subcommand lives in ``cli/<verb>.py`` and
-is imported only when it runs.
+Importing this module must stay cheap: it imports click and nothing heavy (no pydantic,
+pandas, scipy, dvc or git), which tests/test_startup.py checks. Each subcommand lives in
+``cli/<verb>.py`` and is imported only when it runs; ``--help`` lists them from
+:data:`SHORT_HELP` without importing any.
 """
 
 from __future__ import annotations
@@ -24,7 +25,6 @@ from evalledger.errors import (
     EXIT_INTERRUPTED,
     EvalLedgerError,
 )
-from evalledger.safeload import CorruptFileWarning
 
 __all__ = ["COMMANDS", "SHORT_HELP", "cli", "main"]
 
@@ -173,6 +173,8 @@ def _show_skipped_files() -> None:
     Library code warns with :class:`~evalledger.safeload.CorruptFileWarning`; the
     caller's ``warnings.catch_warnings()`` puts the previous handler back.
     """
+    from evalledger.safeload import CorruptFileWarning
+
     shown: set[str] = set()
     previous = warnings.showwarning
 

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 from pathlib import Path
@@ -10,9 +9,6 @@ import pytest
 from click.testing import CliRunner
 
 from evalledger.cli import COMMANDS, cli
-
-HEAVY = ("pandas", "scipy", "dvc", "git", "numpy", "ruamel", "rich")
-
 
 #: Every command is held to every rule below.
 _NO_EXAMPLE_YET: set[str] = set()
@@ -58,28 +54,6 @@ def test_a_mistyped_command_gets_a_suggestion(typed: str, suggestion: str) -> No
 def test_an_unknown_command_with_no_close_match_is_refused() -> None:
     result = CliRunner().invoke(cli, ["frobnicate"], catch_exceptions=False)
     assert result.exit_code == 2 and "No such command 'frobnicate'; see" in result.output
-
-
-def _imported_after(code: str) -> list[str]:
-    probe = (
-        f"{code}\nimport sys, json\n"
-        f"print(json.dumps(sorted({{m.split('.')[0] for m in sys.modules}} & set({HEAVY!r}))))"
-    )
-    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
-    return list(json.loads(proc.stdout))
-
-
-def test_importing_the_cli_loads_nothing_heavy() -> None:
-    assert _imported_after("import evalledger.cli") == []
-
-
-def test_loading_every_command_loads_no_pandas_scipy_dvc_or_git() -> None:
-    code = (
-        "import click, evalledger.cli as c\n"
-        "[c.cli.get_command(click.Context(c.cli), n) for n in c.COMMANDS]"
-    )
-    loaded = _imported_after(code)
-    assert not set(loaded) & {"pandas", "scipy", "dvc", "git", "numpy"}, loaded
 
 
 def test_method_choices_match_the_statistics_library() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 import pytest
 from click.testing import CliRunner
-from tests.test_cli import _imported_after
+from tests.test_startup import _heavy, _loaded_after
 
 from conftest import git, invoke
 from evalledger.cli import cli
@@ -75,10 +75,10 @@ def test_the_shell_gets_the_candidates(ran: Project, monkeypatch: pytest.MonkeyP
 
 
 def test_completion_imports_nothing_heavy() -> None:
-    loaded = _imported_after(
+    loaded = _heavy(_loaded_after(
         "import click, evalledger.cli._complete as c\n"
         "ctx = click.Context(c.click.Command('x'))\n"
         "c.complete_metric(ctx, click.Option(['--m']), '')\n"
         "c.complete_revision(ctx, click.Option(['--m']), '')\n"
-    )
+    ))  # fmt: skip
     assert not set(loaded) & {"pandas", "scipy", "dvc", "numpy", "git"}, loaded

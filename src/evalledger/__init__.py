@@ -19,7 +19,6 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from evalledger.errors import EvalLedgerError
-from evalledger.project import Project
 
 if TYPE_CHECKING:
     from evalledger.analysis.compare import compare_sides
@@ -39,6 +38,7 @@ if TYPE_CHECKING:
     from evalledger.manifest import CellRecord, ExecutionManifest
     from evalledger.models.base import Model
     from evalledger.plugin_types import AgentRecord, Completion, Item, ItemScore
+    from evalledger.project import Project
     from evalledger.track.evaluate import evaluate
     from evalledger.track.tracker import ExperimentConfig, Tracker
 
@@ -84,6 +84,7 @@ __all__ = [
 __version__ = "0.1.0.dev0"
 
 _LAZY = {
+    "Project": "evalledger.project",
     "Benchmark": "evalledger.benchmarks.base",
     "Item": "evalledger.plugin_types",
     "ItemScore": "evalledger.plugin_types",

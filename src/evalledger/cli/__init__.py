@@ -1,8 +1,9 @@
 """The ``evalledger`` command line: a root group whose subcommands load on demand.
 
-Importing this module must stay cheap: it imports click and nothing heavy (no pandas,
-scipy, dvc or git), which a test checks. Each subcommand lives in ``cli/<verb>.py`` and
-is imported only when it runs.
+Importing this module must stay cheap: it imports click and nothing heavy (no pydantic,
+pandas, scipy, dvc or git), which tests/test_startup.py checks. Each subcommand lives in
+``cli/<verb>.py`` and is imported only when it runs; ``--help`` lists them from
+:data:`SHORT_HELP` without importing any.
 """
 
 from __future__ import annotations
@@ -17,15 +18,15 @@ from typing import Any
 
 import click
 
+from evalledger import __version__
 from evalledger.errors import (
     EXIT_CELLS_FAILED,
     EXIT_INTERNAL,
     EXIT_INTERRUPTED,
     EvalLedgerError,
 )
-from evalledger.safeload import CorruptFileWarning
 
-__all__ = ["cli", "main"]
+__all__ = ["COMMANDS", "SHORT_HELP", "cli", "main"]
 
 COMMANDS: dict[str, str] = {
     "init": "evalledger.cli.init:init",
@@ -55,6 +56,35 @@ COMMANDS: dict[str, str] = {
     "cache": "evalledger.cli.cache:cache",
 }
 
+#: Each command's one line in ``evalledger --help``, so that listing them imports none of
+#: them (a test keeps each equal to its command's own short help).
+SHORT_HELP: dict[str, str] = {
+    "init": "Scaffold an evaluation project (git, DVC, a demo matrix).",
+    "run": "Evaluate the matrix: the selected cells not up to date.",
+    "resume": "Continue an interrupted execution; same as `run --resume`.",
+    "status": "Show the per-cell status of an execution.",
+    "cell": "Evaluate one cell (what `dvc repro` runs for each stage).",
+    "list": "List executions across history and the workspace.",
+    "show": "Show an execution: provenance, configuration, metrics.",
+    "stats": "Show ledger statistics: executions, cells, items, sizes.",
+    "items": "Show one cell's items: answers, right or wrong, repeated samples grouped.",
+    "report": "Write the ledger as one self-contained HTML page.",
+    "view": "Serve the report on 127.0.0.1, updated as the ledger changes.",
+    "delete": "Delete an execution's manifest and results from the workspace.",
+    "export": "Export executions, metrics and per-item scores as JSON.",
+    "import": "Import executions that `evalledger export` wrote.",
+    "diff": "Show how cell metrics changed between two revisions.",
+    "compare": "Compare executions or revisions side by side.",
+    "leaderboard": "Rank models or cells on a metric, with confidence intervals.",
+    "significance": "Test whether differences between models are real.",
+    "revert": "Put an execution's configuration back into params.yaml.",
+    "sweep": "Queue (and run) a sweep of overrides as DVC experiments.",
+    "reproduce": "Re-run a revision's cells in a worktree and check them.",
+    "push": "Share the ledger: git push, then dvc push of the predictions.",
+    "pull": "Get others' results: git pull --ff-only, then dvc pull.",
+    "archive": "Tag the commit holding an execution as run/<id>.",
+}
+
 
 class LazyGroup(click.Group):
     """A group that imports a subcommand's module only when that subcommand is used."""
@@ -72,6 +102,12 @@ class LazyGroup(click.Group):
         if command.short_help is None and command.help:  # a whole line, never cut with "..."
             command.short_help = command.help.strip().splitlines()[0]
         return command
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        # click's own asks every command for its short help, importing all of them.
+        rows = [(name, SHORT_HELP[name]) for name in self.list_commands(ctx)]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
 
     def resolve_command(
         self, ctx: click.Context, args: list[str]
@@ -138,6 +174,8 @@ def _show_skipped_files() -> None:
     Library code warns with :class:`~evalledger.safeload.CorruptFileWarning`; the
     caller's ``warnings.catch_warnings()`` puts the previous handler back.
     """
+    from evalledger.safeload import CorruptFileWarning
+
     shown: set[str] = set()
     previous = warnings.showwarning
 
@@ -159,7 +197,7 @@ def _show_skipped_files() -> None:
     "--project", "-C", "project_dir", type=click.Path(file_okay=False), default=None,
     help="Project folder (default: the current one or the nearest parent).",
 )  # fmt: skip
-@click.version_option(package_name="evalledger")
+@click.version_option(version=__version__)  # not importlib.metadata: 10 ms
 @click.pass_context
 def cli(ctx: click.Context, project_dir: str | None) -> None:
     """evalledger: a git-native ledger of model evaluations, laid out as a DVC project."""

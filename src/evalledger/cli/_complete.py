@@ -8,7 +8,6 @@ or YAML parser and never fails (a broken project completes nothing).
 from __future__ import annotations
 
 import json
-import subprocess
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -148,6 +147,8 @@ def complete_metric(ctx: click.Context, param: click.Parameter, incomplete: str)
 
 
 def _git_refs(root: Path) -> list[str]:
+    import subprocess  # here: only completing a revision runs git
+
     try:
         proc = subprocess.run(
             ["git", "for-each-ref", "--format=%(refname)", "refs/heads", "refs/tags",

@@ -9,10 +9,10 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 import click
 
 from evalledger.cli._complete import complete_axis, complete_metric, complete_revision
-from evalledger.project import Project
 
 if TYPE_CHECKING:
     from evalledger.ledger.history import Ledger
+    from evalledger.project import Project
 
 __all__ = [
     "FILTER_AXES",
@@ -46,6 +46,8 @@ def examples(*lines: str) -> str:
 
 def current_project(ctx: click.Context) -> Project:
     """The project named by ``--project``, or the one containing the current folder."""
+    from evalledger.project import Project
+
     obj = ctx.find_root().obj or {}
     return Project.find(obj.get("project_dir"))
 

@@ -7,8 +7,6 @@ import json
 import click
 
 from evalledger.cli._options import current_project, examples, json_option
-from evalledger.execution.cell import execute_cell
-from evalledger.matrix import parse_cell_args
 
 
 @click.command(
@@ -24,6 +22,9 @@ def cell(ctx: click.Context, axes: tuple[str, ...], as_json: bool) -> None:
     This is what `dvc repro` runs for each stage. Items already in the cell's checkpoint
     (from an interrupted run) are not evaluated again.
     """
+    from evalledger.execution.cell import execute_cell
+    from evalledger.matrix import parse_cell_args
+
     project = current_project(ctx)
     spec = project.spec()
     target = parse_cell_args(list(axes), spec)

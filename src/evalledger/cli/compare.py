@@ -7,8 +7,6 @@ from typing import Any
 
 import click
 
-from evalledger.analysis.compare import compare_sides
-from evalledger.analysis.diff import format_value
 from evalledger.cli._complete import complete_rev_or_execution
 from evalledger.cli._options import (
     examples,
@@ -63,6 +61,9 @@ def compare(
     results are the same execution's on every side. The output says what was left out.
     Lower-is-better metrics (loss, error_rate, cost...) win when smaller.
     """
+    from evalledger.analysis.compare import compare_sides
+    from evalledger.analysis.diff import format_value
+
     result = compare_sides(open_ledger(ctx), list(refs), list(metrics) or None, filters=filters)
     if echo_formatted(result, fmt):
         return

@@ -8,7 +8,6 @@ import click
 
 from evalledger.cli._complete import complete_execution
 from evalledger.cli._options import examples, json_option, open_ledger
-from evalledger.ledger.delete import apply_delete, plan_delete
 
 
 @click.command(
@@ -25,6 +24,8 @@ def delete(ctx: click.Context, execution_id: str, yes: bool, as_json: bool) -> N
     Cells whose current metrics a later execution wrote are not touched. History keeps
     everything; commit the deletion to record it.
     """
+    from evalledger.ledger.delete import apply_delete, plan_delete
+
     ledger = open_ledger(ctx)
     plan = plan_delete(ledger, execution_id)
     click.echo(f"{plan.execution_id}: will remove", err=as_json)  # stdout stays JSON

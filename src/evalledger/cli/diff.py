@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
 
-from evalledger.analysis.diff import LedgerDiff, diff_revisions, format_p, format_value
 from evalledger.cli._complete import complete_revision
 from evalledger.cli._options import (
     alpha_option,
@@ -17,6 +18,9 @@ from evalledger.cli._options import (
 )
 from evalledger.cli._render import echo_formatted, plain_value, print_table
 from evalledger.errors import RegressionError
+
+if TYPE_CHECKING:
+    from evalledger.analysis.diff import LedgerDiff
 
 
 @click.command(
@@ -89,6 +93,7 @@ def diff(
     files. The gate fails on them as on regressions. --models, --benchmarks (-b) and the
     other filters keep the matching cells on both sides.
     """
+    from evalledger.analysis.diff import diff_revisions
     from evalledger.ledger.resolve import revision_of
 
     ledger = open_ledger(ctx)  # a run (ID, name, DVC experiment) stands for its revision
@@ -119,6 +124,8 @@ def diff(
 
 def _print(result: LedgerDiff, timings: bool) -> None:
     from rich.markup import escape
+
+    from evalledger.analysis.diff import format_p, format_value
 
     click.echo(f"{result.a} -> {result.b}: {result.summary()}")
     if result.changes:

@@ -7,10 +7,8 @@ from pathlib import Path
 
 import click
 
-from evalledger.atomic import atomic_write
 from evalledger.cli._complete import complete_execution
 from evalledger.cli._options import current_project, examples, json_option, open_ledger
-from evalledger.ledger.export import export_executions, import_executions
 
 
 @click.command(
@@ -35,6 +33,9 @@ def export(ctx: click.Context, execution_ids: tuple[str, ...], export_all: bool,
     Give execution IDs (or unique parts of them), or --all. `evalledger import` reads
     the file back into any project.
     """
+    from evalledger.atomic import atomic_write
+    from evalledger.ledger.export import export_executions
+
     if bool(execution_ids) == export_all:
         raise click.UsageError("give execution IDs or --all (not both)")
     data = export_executions(open_ledger(ctx), None if export_all else list(execution_ids))
@@ -63,6 +64,8 @@ def import_(ctx: click.Context, file: Path, force: bool, as_json: bool) -> None:
     The whole file is checked before anything is written. Existing cell files are kept
     unless --force.
     """
+    from evalledger.ledger.export import import_executions
+
     result = import_executions(current_project(ctx), file, force=force)
     if as_json:
         data = {"executions": result.executions, "written": result.written, "kept": result.kept}

@@ -9,7 +9,6 @@ import click
 
 from evalledger.cli._options import examples
 from evalledger.errors import EvalLedgerError
-from evalledger.execution.scaffold import commit_scaffold, init_project, scaffold_paths
 
 
 @click.command(
@@ -29,6 +28,8 @@ def init(directory: str, force: bool, no_commit: bool, as_json: bool) -> None:
     `sh .evalledger.sh cell ...`, a launcher that finds this interpreter's evalledger,
     so `.venv/bin/dvc repro` works without an activated virtualenv.
     """
+    from evalledger.execution.scaffold import commit_scaffold, init_project, scaffold_paths
+
     project, created = init_project(Path(directory), force=force)
     root = project.root
     paths = scaffold_paths(root)

@@ -5,13 +5,15 @@ from __future__ import annotations
 import csv
 import io
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from evalledger.cli._options import examples, open_ledger, rev_option
 from evalledger.cli._render import print_table
-from evalledger.ledger.items import ItemAnswers, find_flips, item_view
+
+if TYPE_CHECKING:
+    from evalledger.ledger.items import ItemAnswers
 
 _CSV = ["id", "category", "target", "samples", "correct", "errors", "distinct", "answers",
         "output", "error"]  # fmt: skip
@@ -55,6 +57,8 @@ def items(ctx: click.Context, cell: str | None, flips: tuple[str, str] | None, w
     right and the other wrong, on every benchmark both ran; `noisy@main noisy` pairs a
     model with itself at another revision.
     """
+    from evalledger.ledger.items import find_flips, item_view
+
     ledger = open_ledger(ctx)
     if flips:
         _print_flips(find_flips(ledger, flips[0], flips[1], rev)[:limit], flips, as_json)

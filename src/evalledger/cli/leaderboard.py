@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import click
 
-from evalledger.analysis.leaderboard import build_leaderboard
 from evalledger.cli._options import (
     confidence_option,
     examples,
@@ -72,6 +71,7 @@ def leaderboard(
     changed since they ran, as `dvc status` says) and incomplete ones (an attempt
     interrupted, or a model missing benchmarks).
     """
+    from evalledger.analysis.leaderboard import build_leaderboard
     from evalledger.ledger.resolve import experiment_revisions, revision_of
 
     ledger = open_ledger(ctx)

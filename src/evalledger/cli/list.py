@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
 import click
 
 from evalledger.cli._options import examples, open_ledger
 from evalledger.cli._render import print_table
-from evalledger.ledger.duplicates import find_duplicates
-from evalledger.ledger.listing import ExecutionRow, ExperimentRow, list_executions, list_experiments
+
+if TYPE_CHECKING:
+    from evalledger.ledger.listing import ExecutionRow, ExperimentRow
 
 
 @click.command(
@@ -51,6 +53,8 @@ def list_executions_cmd(ctx: click.Context, limit: int | None, verbose: bool, du
     `(on BRANCH)` for one that only another branch or tag holds (--all-branches). An
     experiment's name is a revision for `leaderboard --rev`, `diff` and `compare`.
     """
+    from evalledger.ledger.listing import list_executions, list_experiments
+
     if duplicates:
         _print_duplicates(ctx, as_json)
         return
@@ -106,6 +110,8 @@ def _print_experiments(exps: list[ExperimentRow]) -> None:
 
 
 def _print_duplicates(ctx: click.Context, as_json: bool) -> None:
+    from evalledger.ledger.duplicates import find_duplicates
+
     groups = find_duplicates(open_ledger(ctx))
     if as_json:
         data = [{"cell": g.cell, "fingerprint": g.fingerprint, "config_hash": g.config_hash,

@@ -9,7 +9,6 @@ import click
 
 from evalledger.cli._complete import complete_revision
 from evalledger.cli._options import current_project, examples, metric_option
-from evalledger.report import write_report
 
 
 @click.command(
@@ -53,6 +52,8 @@ def report(ctx: click.Context, revs: tuple[str, ...], output: Path, base: str | 
     first) and, with --base, Diff (the paired tests of `diff`, and per cell the items
     that flipped, linked into Items).
     """
+    from evalledger.report import write_report
+
     rev, compare = (revs[0], revs[1:]) if revs else (None, ())
     size = write_report(current_project(ctx), output, rev, metric, base, compare)
     if as_json:

@@ -8,8 +8,6 @@ import click
 
 from evalledger.cli._complete import complete_execution
 from evalledger.cli._options import current_project, examples, json_option
-from evalledger.execution.executions import load_execution
-from evalledger.execution.revert import MISSING, revert_params
 
 
 @click.command(
@@ -27,6 +25,9 @@ def revert(ctx: click.Context, execution_id: str, dry_run: bool, as_json: bool) 
     the rest of params.yaml are kept; redacted secrets keep their current values. Then
     `evalledger run` evaluates the cells whose configuration changed.
     """
+    from evalledger.execution.executions import load_execution
+    from evalledger.execution.revert import MISSING, revert_params
+
     project = current_project(ctx)
     result = revert_params(project, load_execution(project, execution_id), dry_run=dry_run)
     exec_id = result.execution_id

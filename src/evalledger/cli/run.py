@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from typing import TYPE_CHECKING
 
 import click
 
@@ -11,14 +12,16 @@ from evalledger.cli._complete import complete_execution
 from evalledger.cli._options import current_project, examples, filter_options, json_option
 from evalledger.cli._render import make_reporter, run_json
 from evalledger.errors import EXIT_CELLS_FAILED
-from evalledger.execution.plan import RunOptions
-from evalledger.execution.runner import RunResult
-from evalledger.execution.runner import run as run_execution
-from evalledger.execution.sharding import parse_shard
-from evalledger.execution.shards import run_shard
+
+if TYPE_CHECKING:
+    from evalledger.execution.plan import RunOptions
+    from evalledger.execution.runner import RunResult
 
 
 def _execute(ctx: click.Context, options: RunOptions, as_json: bool = False) -> None:
+    from evalledger.execution.runner import run as run_execution
+    from evalledger.execution.shards import run_shard
+
     project = current_project(ctx)
     options.command = list(ctx.meta.get("evalledger.argv", ["evalledger", "run"]))
     reporter = make_reporter(err=as_json)  # with --json, progress goes to stderr
@@ -137,6 +140,9 @@ def run(
     unless --force. With --resume, continue an interrupted execution: completed cells are
     skipped, failed and unfinished ones continue from their item checkpoints.
     """
+    from evalledger.execution.plan import RunOptions
+    from evalledger.execution.sharding import parse_shard
+
     if execution_id and not resume:
         raise click.UsageError("EXECUTION_ID is only used with --resume")
     options = RunOptions(
@@ -162,6 +168,8 @@ def resume(
     as_json: bool,
 ) -> None:  # fmt: skip
     """Continue an interrupted execution (default: the latest); same as `run --resume`."""
+    from evalledger.execution.plan import RunOptions
+
     options = RunOptions(resume=True, execution_id=execution_id, jobs=jobs, commit=commit,
                          dry_run=dry_run)  # fmt: skip
     _execute(ctx, options, as_json)

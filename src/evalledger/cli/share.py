@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from evalledger.cli._options import current_project, examples
-from evalledger.share.remote import ShareResult, archive_execution, pull_ledger, push_ledger
+
+if TYPE_CHECKING:
+    from evalledger.share.remote import ShareResult
 
 __all__ = ["archive", "pull", "push"]
 
@@ -49,6 +51,8 @@ def push(
     dvc_only: bool, tags: bool, as_json: bool,
 ) -> None:  # fmt: skip
     """Share the ledger: `git push` the branch, then `dvc push` the cached predictions."""
+    from evalledger.share.remote import push_ledger
+
     git, dvc = _which(git_only, dvc_only)
     result = push_ledger(current_project(ctx), remote=remote, dvc_remote=dvc_remote,
                          tags=tags, git=git, dvc=dvc)  # fmt: skip
@@ -66,6 +70,8 @@ def pull(
     dvc_only: bool, as_json: bool,
 ) -> None:  # fmt: skip
     """Get others' results: `git pull --ff-only`, then `dvc pull` the predictions."""
+    from evalledger.share.remote import pull_ledger
+
     git, dvc = _which(git_only, dvc_only)
     result = pull_ledger(current_project(ctx), remote=remote, dvc_remote=dvc_remote,
                          git=git, dvc=dvc)  # fmt: skip
@@ -90,6 +96,8 @@ def _print(result: ShareResult, as_json: bool) -> None:
 @click.pass_context
 def archive(ctx: click.Context, execution_id: str, force: bool, as_json: bool) -> None:
     """Tag the commit holding EXECUTION_ID (any unique part) as run/<id>, to share it."""
+    from evalledger.share.remote import archive_execution
+
     result = archive_execution(current_project(ctx), execution_id, force=force)
     if as_json:
         data = {"tag": result.tag, "commit": result.commit, "message": result.message,

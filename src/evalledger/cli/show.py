@@ -6,12 +6,9 @@ import json
 
 import click
 
-from evalledger.analysis.diff import format_value
 from evalledger.cli._complete import complete_execution
 from evalledger.cli._options import examples, open_ledger
 from evalledger.cli._render import print_experiment, print_provenance, print_table
-from evalledger.ledger.listing import show_execution
-from evalledger.metrics import flatten
 
 _COLUMNS = ("accuracy", "mean_score", "partial_accuracy", "format_accuracy", "errors", "cost",
             "latency_ms.p50")  # fmt: skip
@@ -51,6 +48,10 @@ def show(ctx: click.Context, execution_id: str, packages: bool, as_json: bool,
     agents, and each condition's paired effect against the first one.
     """
     import yaml
+
+    from evalledger.analysis.diff import format_value
+    from evalledger.ledger.listing import show_execution
+    from evalledger.metrics import flatten
 
     ledger = open_ledger(ctx)
     view = show_execution(ledger, execution_id)

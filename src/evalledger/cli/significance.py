@@ -6,8 +6,6 @@ import json
 
 import click
 
-from evalledger.analysis.diff import format_p, format_value
-from evalledger.analysis.pairing import run_significance
 from evalledger.cli._complete import complete_operand
 from evalledger.cli._options import (
     alpha_option,
@@ -83,6 +81,9 @@ def significance(
       other, n >= 200     percentile bootstrap (paired)
     --unpaired: Fisher's exact test for 0/1 scores, else Welch's t-test.
     """  # noqa: D301 - click's \b marks the method table as preformatted
+    from evalledger.analysis.diff import format_p, format_value
+    from evalledger.analysis.pairing import run_significance
+
     report = run_significance(
         open_ledger(ctx), list(operands), rev=rev, filters=filters,
         metric=metric, method=method or "auto", alpha=alpha, confidence=confidence,

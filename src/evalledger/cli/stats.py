@@ -7,7 +7,6 @@ import json
 import click
 
 from evalledger.cli._options import examples, open_ledger
-from evalledger.ledger.listing import ledger_stats
 
 
 def _size(n: int) -> str:
@@ -27,6 +26,8 @@ def _size(n: int) -> str:
 @click.pass_context
 def stats(ctx: click.Context, as_json: bool) -> None:
     """Show ledger statistics: executions, cells, items, sizes on disk, ledger commits."""
+    from evalledger.ledger.listing import ledger_stats
+
     data = ledger_stats(open_ledger(ctx))
     if as_json:
         click.echo(json.dumps(data, indent=2))

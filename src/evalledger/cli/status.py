@@ -7,7 +7,6 @@ import click
 from evalledger.cli._complete import complete_execution
 from evalledger.cli._options import current_project, examples
 from evalledger.cli._render import print_status, status_json
-from evalledger.execution.executions import load_execution
 
 
 @click.command(
@@ -22,7 +21,10 @@ def status(ctx: click.Context, execution_id: str | None, as_json: bool) -> None:
 
     EXECUTION_ID may be a full ID or any unique part of one (its time, its hex suffix).
     """
-    manifest = load_execution(current_project(ctx), execution_id)
+    project = current_project(ctx)  # first: outside a project, fail before pydantic loads
+    from evalledger.execution.executions import load_execution
+
+    manifest = load_execution(project, execution_id)
     if as_json:
         click.echo(status_json(manifest))
     else:

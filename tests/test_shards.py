@@ -188,16 +188,24 @@ def test_shard_refuses_resume_and_force(tmp_path: Path) -> None:
 
 def test_a_shard_killed_while_merging_merges_on_the_same_command_again(tmp_path: Path) -> None:
     project, flags = _project(tmp_path, n_items=40)
+    import zc.lockfile  # type: ignore[import-untyped]  # DVC's lock library
+
     for i in (2, 3):
         assert invoke(project, "run", "--shard", f"{i}/3").exit_code == 0
-    proc = _start(project, "--shard", "1/3")
-    # Killed once the merge of the first cell has begun (its metrics are written).
-    _wait_for(lambda: (project.root / "metrics/counter/arith.json").exists()
-              or proc.poll() is not None)  # fmt: skip
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
-    # Recording in dvc.lock (DVC's import alone) outlasts the poll: the kill lands mid-merge.
+    # A DVC command holds the repository lock, so the merge waits to record dvc.lock
+    # after writing the cell's outputs: the kill lands mid-merge, every time.
+    (project.root / ".dvc/tmp").mkdir(parents=True, exist_ok=True)
+    dvc_lock = zc.lockfile.LockFile(str(project.root / ".dvc/tmp/lock"))
+    try:
+        proc = _start(project, "--shard", "1/3")
+        # Killed once the merge of the first cell has begun (its metrics are written).
+        _wait_for(lambda: (project.root / "metrics/counter/arith.json").exists()
+                  or proc.poll() is not None)  # fmt: skip
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    finally:
+        dvc_lock.close()
     assert proc.returncode == -signal.SIGKILL
     assert load_execution(project, None).status.value == "in_progress"
     result = invoke(project, "run", "--shard", "1/3")

@@ -83,6 +83,7 @@ SHORT_HELP: dict[str, str] = {
     "push": "Share the ledger: git push, then dvc push of the predictions.",
     "pull": "Get others' results: git pull --ff-only, then dvc pull.",
     "archive": "Tag the commit holding an execution as run/<id>.",
+    "cache": "Show or clear the response cache of paid model calls.",
 }
 
 

@@ -8,7 +8,6 @@ from datetime import UTC, datetime
 import click
 
 from evalledger.cli._options import current_project, examples, json_option
-from evalledger.execution.response_cache import cache_stats, clear_cache
 
 
 @click.group(
@@ -32,6 +31,8 @@ def cache() -> None:
 @click.pass_context
 def stats(ctx: click.Context, as_json: bool) -> None:
     """Show how many answers the cache holds, per model, and how many expired."""
+    from evalledger.execution.response_cache import cache_stats
+
     project = current_project(ctx)
     found = cache_stats(project, project.spec().run.cache_expiry_s)
     if as_json:
@@ -66,6 +67,8 @@ def stats(ctx: click.Context, as_json: bool) -> None:
 @click.pass_context
 def clear(ctx: click.Context, expired: bool, model: str | None, as_json: bool) -> None:
     """Delete answers from the response cache; the next run makes those calls again."""
+    from evalledger.execution.response_cache import clear_cache
+
     project = current_project(ctx)
     gone = clear_cache(project, expired_only=expired, model=model,
                        expiry_s=project.spec().run.cache_expiry_s)  # fmt: skip

@@ -6,6 +6,12 @@
     accuracy.
 (b) resume planning: ``evalledger run --resume --dry-run`` against ``dvc status`` on a
     finished project whose latest execution is made to look interrupted.
+(c) ``--scaling``: the scaling table instead. ``evalledger run`` of 100, 1,000 and 10,000
+    cells (``--scale-cells``) of 5 items, and of one cell of 100,000 and 1,000,000 items
+    (``--scale-items``): wall time, ms per cell or µs per item, and the child's peak RSS,
+    with ``dvc status`` on the same project where it finishes (up to
+    ``--dvc-status-max`` cells). Targets: per-cell cost constant, 10,000 cells < 60 s,
+    1M items < 300 MB.
 
 Every result is printed next to its reference, measured in the same run; nothing is
 asserted. Uses only the standard library and PyYAML; ``evalledger``, ``dvc`` and ``git``
@@ -14,6 +20,8 @@ must be on PATH. Run from anywhere:
     python benchmarks/bench_run.py [--cells 200] [--resume-cells 1000] [--items 20]
                                    [--resume-items 5] [--repeats 5] [--skip-dvc-repro]
                                    [--keep]
+    python benchmarks/bench_run.py --scaling [--scale-cells 100,1000,10000]
+                                   [--scale-items 100000,1000000] [--dvc-status-max 1000]
 """
 
 from __future__ import annotations
@@ -214,6 +222,46 @@ def bench_run_speed(work: Path, cells: int, items: int, skip_dvc: bool) -> RunSp
     return result
 
 
+def measured(cmd: list[str], cwd: Path) -> tuple[float, float, str]:
+    """Wall seconds, the child's own peak RSS (MiB, from wait4) and its stdout."""
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, cwd=cwd, env=ENV, stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, text=True)  # fmt: skip
+    assert proc.stdout is not None
+    out = proc.stdout.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    wall = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise RuntimeError(f"`{' '.join(cmd)}` exited {proc.returncode} in {cwd}")
+    return wall, usage.ru_maxrss / 1024, out
+
+
+def bench_scaling(work: Path, cell_sizes: list[int], item_sizes: list[int],
+                  dvc_status_max: int) -> None:  # fmt: skip
+    """Part (c): how the cost of a run grows with cells and with items."""
+    log("== (c) scaling: evalledger run, 5 items a cell; then one cell of many items ==")
+    log(f"{'run':<22} {'time':>9} {'per unit':>13} {'peak RSS':>10}   dvc status")
+    for cells in cell_sizes:
+        n_models, n_benches = grid(cells)
+        project = build_project(work / f"cells-{cells}", n_models, n_benches, 5)
+        wall, peak, _ = measured(["evalledger", "run"], project)
+        n = n_models * n_benches
+        status = "skipped"
+        if n <= dvc_status_max:
+            secs, _ = timed(["dvc", "status"], project)
+            status = f"{secs:.1f} s ({dvc_clean(project)[1]})"
+        log(f"{n:>7,} cells x 5      {wall:8.1f}s {wall / n * 1000:9.2f} ms/c "
+            f"{peak:8.0f} MiB   {status}")  # fmt: skip
+        shutil.rmtree(project, ignore_errors=True)
+    for items in item_sizes:
+        project = build_project(work / f"items-{items}", 1, 1, items)
+        wall, peak, _ = measured(["evalledger", "run"], project)
+        log(f"1 cell x {items:>9,}   {wall:8.1f}s {wall / items * 1e6:9.1f} us/i "
+            f"{peak:8.0f} MiB")  # fmt: skip
+        shutil.rmtree(project, ignore_errors=True)
+
+
 def simulate_interruption(project: Path) -> tuple[int, int, str]:
     """Mark the newest execution and half of its cells unfinished, with 2 items in flight.
 
@@ -370,6 +418,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-dvc-repro", action="store_true", help="skip dvc repro in (a)")
     parser.add_argument("--skip-resume", action="store_true", help="skip part (b)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary projects")
+    parser.add_argument("--scaling", action="store_true", help="only the scaling table (c)")
+    parser.add_argument("--scale-cells", default="100,1000,10000", help="cells for (c)")
+    parser.add_argument("--scale-items", default="100000,1000000", help="items of one cell (c)")
+    parser.add_argument("--dvc-status-max", type=int, default=1000,
+                        help="largest project (cells) timed with dvc status in (c)")  # fmt: skip
     args = parser.parse_args(argv)
     if args.resume_items < 3:
         parser.error("--resume-items must be at least 3 (2 items are put in flight)")
@@ -385,6 +438,11 @@ def main(argv: list[str] | None = None) -> int:
         f"{os.cpu_count()} CPUs"
     )
     try:
+        if args.scaling:
+            sizes = [int(x) for x in args.scale_cells.split(",") if x]
+            items = [int(x) for x in args.scale_items.split(",") if x]
+            bench_scaling(work, sizes, items, args.dvc_status_max)
+            return 0
         a = bench_run_speed(work, args.cells, args.items, args.skip_dvc_repro)
         log()
         b = None

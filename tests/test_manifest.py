@@ -258,8 +258,15 @@ def test_an_oversized_or_non_utf8_manifest_is_refused_unparsed(tmp_path: Path) -
 
     path = tmp_path / "manifest.yaml"
     path.write_bytes(GOLDEN_V4.read_bytes() + b"# " + b"x" * MAX_MANIFEST_BYTES + b"\n")
-    with pytest.raises(CorruptFileError, match=r"is 16\.0 MiB, over the 16 MiB"):
+    with pytest.raises(CorruptFileError, match=r"is 64\.0 MiB, over the 64 MiB"):
         read_manifest(path)
+    # block YAML reads far slower than JSON: its bound is lower
+    path.write_bytes(GOLDEN_V4.read_bytes() + b"# " + b"x" * (20 * 2**20) + b"\n")
+    with pytest.raises(CorruptFileError, match=r"is 20\.0 MiB, over the 16 MiB"):
+        read_manifest(path)
+    big = GOLDEN_V5_JSON.read_text().replace('"cells": {', '"cells": {' + " " * (20 * 2**20), 1)
+    path.write_text(big)
+    assert read_manifest(path) == read_manifest(GOLDEN_V5_JSON)  # JSON of 20 MiB is read
     path.write_bytes(GOLDEN_V4.read_bytes().replace(b"lr-sweep", b"lr-\xffsweep"))
     with pytest.raises(CorruptFileError, match=r"is not UTF-8 text \(bad byte at offset \d+\)"):
         read_manifest(path)

@@ -474,7 +474,8 @@ def parse_manifest_file(data: bytes | str) -> Any:
 def read_manifest(path: Path) -> ExecutionManifest:
     """Load a manifest file; a damaged one is a CorruptFileError naming it.
 
-    Refused unread when over 16 MiB (:data:`~evalledger.safeload.MAX_MANIFEST_BYTES`);
+    Refused unread when over 64 MiB (:data:`~evalledger.safeload.MAX_MANIFEST_BYTES`;
+    16 MiB for block YAML);
     YAML aliases and deep nesting are refused as :func:`evalledger.safeload.load_yaml`
     does.
     """

@@ -266,3 +266,33 @@ def test_kill_at_a_chosen_point_then_resume_loses_nothing(
     if target == "commit":
         assert git(root, "diff", "--cached", "--name-only").strip()  # staged, not committed
     _check(root, reference.template, reliability)
+
+
+def test_a_kill_inside_one_large_instant_cell_leaves_a_plan_with_counts(tmp_path: Path) -> None:
+    """An instant model never awaits; the manifest is written all the same while it runs."""
+    n = 60_000
+    project = make_project(tmp_path / "p", (
+        "axes:\n  model: [solver]\n  benchmark: [arith]\n"
+        "models:\n  solver: {adapter: baseline, strategy: solver}\n"
+        f"benchmarks:\n  arith: {{loader: arith, n_items: {n}, seed: 1, difficulty: easy}}\n"
+    ))  # fmt: skip
+    evalledger = str(Path(sys.executable).parent / "evalledger")
+    proc = subprocess.Popen([evalledger, "run"], cwd=project.root, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    manifests = project.root / "runs"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and proc.poll() is None:
+        found = list(manifests.glob("exec_*/manifest.yaml"))
+        cell = yaml.safe_load(found[0].read_text())["cells"]["solver/arith"] if found else {}
+        if (cell.get("examples_completed") or 0) > 1000:
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, "the cell finished before the manifest showed progress"
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    plan = invoke(project, "run", "--resume", "--dry-run")
+    assert plan.exit_code == 0, plan.output
+    line = next(ln for ln in plan.stdout.splitlines() if ln.startswith("  solver/arith: "))
+    left, done = line.removeprefix("  solver/arith: ").split(" items left (")
+    assert left != "all"
+    assert int(left) + int(done.split()[0]) == n and 0 < int(left) < n

@@ -285,6 +285,9 @@ def _error_record(item: Item, latency_ms: float, exc: BaseException) -> dict[str
     }  # fmt: skip
 
 
+_YIELD_EVERY = 256
+
+
 async def evaluate_items(
     prepared: PreparedCell,
     ck: Checkpoint,
@@ -328,6 +331,10 @@ async def evaluate_items(
             counts["evaluated"] += 1
             if progress:
                 progress(counts["done"], len(items), counts["errors"])
+            if counts["evaluated"] % _YIELD_EVERY == 0:
+                # An instant model never awaits: let the loop write the manifest (and see
+                # a stop) while a large cell runs, so a kill leaves a plan with counts.
+                await asyncio.sleep(0)
 
     width = max(1, min(prepared.model.max_concurrency, len(todo)))
     await asyncio.gather(*(worker() for _ in range(width)))

@@ -320,6 +320,10 @@ class Snapshot:
         return {k: v[1] for k, v in best.items()}
 
 
+#: Files read and parsed at a time by :meth:`Ledger.parsed` (a few MB of scores).
+_PARSE_CHUNK = 4096
+
+
 class Ledger:
     """Reads a project's ledger at any revision; see the module docstring."""
 
@@ -357,31 +361,34 @@ class Ledger:
         values = self.cache.get_many(kind, by_oid)
         missing = [oid for oid in by_oid if oid not in values]
         errors: dict[str, CorruptFileError] = {}
-        if not missing:
-            return values, errors
-        if commit is None:
-            raw = {oid: self.git.read_workspace(by_oid[oid]) for oid in missing}
-            blobs = {oid: data for oid, data in raw.items() if data is not None}
-        else:
-            blobs = self.git.read_blobs(missing)
-        if parse_many:
-            fresh = parse_many(blobs)
-        else:
-            fresh = {}
-            for oid, data in blobs.items():
-                try:
-                    fresh[oid] = parse(data)
-                except (ValueError, RecursionError) as exc:
-                    fresh[oid] = exc
-        for oid, value in fresh.items():
-            if isinstance(value, Exception):
-                path = by_oid[oid]
-                where = path if commit is None else f"{path} at {label or commit[:7]}"
-                errors[oid] = corrupt_file(where, value, restore_hint(path, commit))
-                continue
-            values[oid] = value
-            self.cache.put(kind, oid, value)
-        self.cache.flush()
+        # In chunks: the bytes of one chunk at a time are held, not every file's at once.
+        for start in range(0, len(missing), _PARSE_CHUNK):
+            chunk = missing[start : start + _PARSE_CHUNK]
+            if commit is None:
+                raw = {oid: self.git.read_workspace(by_oid[oid]) for oid in chunk}
+                blobs = {oid: data for oid, data in raw.items() if data is not None}
+            else:
+                blobs = self.git.read_blobs(chunk)
+            if parse_many:
+                fresh = parse_many(blobs)
+            else:
+                fresh = {}
+                for oid, data in blobs.items():
+                    try:
+                        fresh[oid] = parse(data)
+                    except (ValueError, RecursionError) as exc:
+                        fresh[oid] = exc
+            del blobs
+            for oid, value in fresh.items():
+                if isinstance(value, Exception):
+                    path = by_oid[oid]
+                    where = path if commit is None else f"{path} at {label or commit[:7]}"
+                    errors[oid] = corrupt_file(where, value, restore_hint(path, commit))
+                    continue
+                values[oid] = value
+                self.cache.put(kind, oid, value)
+        if missing:
+            self.cache.flush()
         return values, errors
 
     def snapshot(self, rev: str | None = None) -> Snapshot:

@@ -7,10 +7,23 @@ import fcntl
 import os
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from evalledger.redact import scrub_text
 
-__all__ = ["atomic_write", "fsync_dir", "locked_file", "remove_leftover_temps"]
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Iterator
+
+__all__ = [
+    "atomic_write",
+    "atomic_write_lines",
+    "fsync_dir",
+    "locked_file",
+    "remove_leftover_temps",
+]
+
+#: Lines written (and scrubbed) at a time by :func:`atomic_write_lines`.
+_LINES_PER_WRITE = 2048
 
 
 def fsync_dir(path: Path) -> None:
@@ -36,16 +49,42 @@ def atomic_write(path: Path, data: str | bytes, *, fsync: bool = True) -> None:
     that passed the redaction point already (a checkpoint rewrite); scrubbing bytes that
     happen to decode as UTF-8 could corrupt a binary format.
     """
+    payload = scrub_text(data).encode("utf-8") if isinstance(data, str) else data
+    _replace(path, [payload], fsync=fsync)
+
+
+def atomic_write_lines(path: Path, lines: Iterable[str], *, fsync: bool = True) -> None:
+    """:func:`atomic_write` of text given line by line (each with its newline).
+
+    The text is never whole in memory: a million predictions are written a few thousand
+    lines at a time, each batch through the redaction point (a batch ends at a line's
+    end, and no secret spans lines).
+    """
+
+    def batches() -> Iterator[bytes]:
+        batch: list[str] = []
+        for line in lines:
+            batch.append(line)
+            if len(batch) >= _LINES_PER_WRITE:
+                yield scrub_text("".join(batch)).encode("utf-8")
+                batch.clear()
+        if batch:
+            yield scrub_text("".join(batch)).encode("utf-8")
+
+    _replace(path, batches(), fsync=fsync)
+
+
+def _replace(path: Path, chunks: Iterable[bytes], *, fsync: bool) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    payload = scrub_text(data).encode("utf-8") if isinstance(data, str) else data
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
             # Locked until after the rename: a temp file nobody holds has no live writer,
             # which is how remove_leftover_temps tells a leftover from a write in flight.
             fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
-            fh.write(payload)
+            for chunk in chunks:
+                fh.write(chunk)
             fh.flush()
             if fsync:
                 os.fsync(fh.fileno())

@@ -16,11 +16,11 @@ import csv
 import io
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from evalledger.atomic import atomic_write
+from evalledger.atomic import atomic_write, atomic_write_lines
 from evalledger.errors import CellError, EvalLedgerError, InterruptedRun
 from evalledger.execution.cellmetrics import cell_metrics
 from evalledger.execution.checkpoint import Checkpoint
@@ -214,17 +214,28 @@ def prepare_cell(project: Project, spec: MatrixSpec, cell: Cell) -> PreparedCell
     )  # fmt: skip
 
 
-def _scores_csv(records: list[dict[str, Any]], items: list[Item], samples: bool = False) -> str:
+def _scores_csv(
+    records: list[dict[str, Any]], items: list[Item], samples: bool = False
+) -> Iterator[str]:
     """Per-item scores, in item order; a ``cluster`` column only when some item has one.
 
     With ``samples`` (repeats), a row per answer: the question's id and a ``sample``
-    column. Nothing of the clock is written here (see :data:`SCORE_COLUMNS`).
+    column. Nothing of the clock is written here (see :data:`SCORE_COLUMNS`). Row by
+    row, for :func:`~evalledger.atomic.atomic_write_lines`.
     """
     clusters = {it.id: str(it.meta["cluster"]) for it in items if "cluster" in it.meta}
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
+
+    def flushed() -> str:
+        text = buf.getvalue()
+        buf.seek(0)
+        buf.truncate()
+        return text
+
     header = [*SCORE_COLUMNS, *([SAMPLE_COLUMN] if samples else [])]
     writer.writerow([*header, CLUSTER_COLUMN] if clusters else header)
+    yield flushed()
     for r in records:
         question, sample = question_of(r["id"]) if samples else (r["id"], None)
         row = [
@@ -235,13 +246,12 @@ def _scores_csv(records: list[dict[str, Any]], items: list[Item], samples: bool 
         if clusters:
             row.append(clusters.get(r["id"], ""))
         writer.writerow(row)
-    return buf.getvalue()
+        yield flushed()
 
 
-def _predictions_jsonl(records: list[dict[str, Any]], prepared: PreparedCell) -> str:
+def _predictions_jsonl(records: list[dict[str, Any]], prepared: PreparedCell) -> Iterator[str]:
     """One line per item: prompt, output, target, and the item's ``latency_ms``."""
     targets = {it.id: it.target for it in prepared.items}
-    lines = []
     for r in records:
         row = {
             "id": r["id"], "prompt": prepared.prompts[r["id"]], "output": r.get("output"),
@@ -254,8 +264,7 @@ def _predictions_jsonl(records: list[dict[str, Any]], prepared: PreparedCell) ->
         row["latency_ms"] = r["latency_ms"]
         if r.get("agents"):
             row["agents"] = r["agents"]
-        lines.append(json.dumps(row, ensure_ascii=False))
-    return "\n".join(lines) + ("\n" if lines else "")
+        yield json.dumps(row, ensure_ascii=False) + "\n"
 
 
 def _record(item: Item, latency_ms: float, completion: Any, score: ItemScore) -> dict[str, Any]:
@@ -380,9 +389,9 @@ def write_outputs(
     metrics = cell_metrics(records, prepared.price, wall_time_s)
     if prepared.repeats > 1:
         metrics = with_repeats(metrics, records, prepared.repeats)
-    atomic_write(project.path(cell.predictions_path), _predictions_jsonl(records, prepared))
-    atomic_write(project.path(cell.scores_path),
-                 _scores_csv(records, items, prepared.repeats > 1))  # fmt: skip
+    atomic_write_lines(project.path(cell.predictions_path), _predictions_jsonl(records, prepared))
+    atomic_write_lines(project.path(cell.scores_path),
+                       _scores_csv(records, items, prepared.repeats > 1))  # fmt: skip
     atomic_write(project.path(cell.metrics_path), json.dumps(metrics, indent=2) + "\n")
     return metrics, errored
 

@@ -242,7 +242,8 @@ def cell_scores(
     col = category[1] if category else column_for(metric)
     summaries = snap.summaries(keys) if col and not category else {}
     tables = snap.score_tables(k for k in keys if snap.cells[k].scores_oid) if category else {}
-    health = cell_health(snap, keys)
+    # every cell kept: the snapshot's health, worked out once (a report asks again)
+    health = cell_health(snap) if len(keys) == len(snap.cells) else cell_health(snap, keys)
     out = []
     for key in keys:
         data = metrics.get(key, {})

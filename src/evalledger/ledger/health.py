@@ -69,8 +69,11 @@ def cell_health(snap: Snapshot, keys: list[str] | None = None) -> dict[str, Cell
     """Cell key -> its health at a revision.
 
     With ``keys``, those cells; without, every cell with results plus every cell of the
-    matrix that an execution tried and never completed.
+    matrix that an execution tried and never completed. Every cell's health is worked
+    out once per snapshot: a report's leaderboard and heat-map both ask.
     """
+    if keys is None and "health" in snap.derived:
+        return dict(snap.derived["health"])
     with_results = list(snap.cells) if keys is None else [k for k in keys if k in snap.cells]
     metrics = snap.metrics(with_results)
     manifests = list(snap.manifests(skip_damaged=True).values())
@@ -107,7 +110,9 @@ def cell_health(snap: Snapshot, keys: list[str] | None = None) -> dict[str, Cell
             key, int(n) if n is not None else None, int(errors or 0), failed, incomplete, stale,
             has_results,
         )  # fmt: skip
-    return out
+    if keys is None:
+        snap.derived["health"] = out
+    return dict(out)
 
 
 def _completed(manifests: list[ExecutionManifest]) -> dict[str, datetime]:

@@ -124,6 +124,8 @@ class Snapshot:
         """Path -> blob id of every ledger file."""
         self._metrics: dict[str, dict[str, Any] | None] = {}
         self._manifests: dict[bool, dict[str, ExecutionManifest]] = {}
+        self.derived: dict[str, Any] = {}
+        """What readers compute once per snapshot from its files (e.g. every cell's health)."""
 
     @property
     def label(self) -> str:

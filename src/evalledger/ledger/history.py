@@ -10,6 +10,7 @@ ever committed.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from functools import cached_property, partial
 from typing import TYPE_CHECKING, Any
@@ -324,6 +325,8 @@ class Snapshot:
 
 #: Files read and parsed at a time by :meth:`Ledger.parsed` (a few MB of scores).
 _PARSE_CHUNK = 4096
+#: Kinds whose files' md5s (health checks them against dvc.lock) are kept while read.
+_HASHED_KINDS = {"metrics", "summary", "scores"}
 
 
 class Ledger:
@@ -380,6 +383,9 @@ class Ledger:
                         fresh[oid] = parse(data)
                     except (ValueError, RecursionError) as exc:
                         fresh[oid] = exc
+            if kind in _HASHED_KINDS:  # dvc.lock's md5 of these files is asked next
+                for oid, data in blobs.items():
+                    self.cache.put("md5", oid, hashlib.md5(data).hexdigest())
             del blobs
             for oid, value in fresh.items():
                 if isinstance(value, Exception):

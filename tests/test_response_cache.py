@@ -171,3 +171,25 @@ def test_a_fresh_clone_that_pulled_makes_no_request_and_says_why(
         f"restored 1 cell's predictions from the DVC cache or remote instead of evaluating "
         f"them: {N} model calls saved\n"
     )
+
+
+def test_a_damaged_cache_fails_before_any_call_and_clear_deletes_it(
+    tmp_path: Path, server: ReferenceServer
+) -> None:
+    from evalledger.execution.executions import load_execution
+
+    project = make_project(tmp_path / "p", _params(server.base_url))
+    path = cache_path(project)
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"not a database, " * 64)
+    stats = invoke(project, "cache", "stats")
+    assert stats.exit_code == 2 and stats.stderr.count("\n") == 1
+    assert "is damaged" in stats.stderr and "`evalledger cache clear` deletes it" in stats.stderr
+    failed = invoke(project, "run")
+    assert failed.exit_code == 1 and _requests(server) == 0  # no call made past a bad cache
+    rec = load_execution(project, None).cells["ref/arith"]
+    assert rec.status.value == "failed" and rec.error is not None and "is damaged" in rec.error
+    assert invoke(project, "cache", "clear").stdout == "deleted 0 cached answers\n"
+    assert not path.exists()
+    _run(project)
+    assert _requests(server) == N

@@ -205,7 +205,7 @@ def prepare_cell(project: Project, spec: MatrixSpec, cell: Cell) -> PreparedCell
     price = model.settings.price
     cache = None
     if spec.run.cache and model.cache_identity() is not None:
-        cache = ResponseCache(cache_path(project), spec.run.cache_expiry_s)
+        cache = ResponseCache(cache_path(project), spec.run.cache_expiry_s).open()
     return PreparedCell(
         cell=cell, config_hash=chash, model=model, benchmark=bench, scorer=scorer, judge=judge,
         items=items, prompts={it.id: bench.prompt(it, template) for it in items},

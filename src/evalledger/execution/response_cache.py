@@ -108,6 +108,11 @@ class ResponseCache:
             db.execute("INSERT OR REPLACE INTO responses VALUES (?, ?, ?, ?)",
                        (key, model, time.time(), scrub_text(value)))  # fmt: skip
 
+    def open(self) -> ResponseCache:
+        """Connect now (a damaged cache is a ConfigError before any call is made)."""
+        self._conn()
+        return self
+
     def close(self) -> None:
         """Close the connection, if one was opened."""
         if self._db is not None:
@@ -122,7 +127,8 @@ class ResponseCache:
 
 def _connect(path: Path) -> sqlite3.Connection:
     path.parent.mkdir(parents=True, exist_ok=True)
-    db = sqlite3.connect(path, timeout=30.0, isolation_level=None)
+    # Opened while a cell is prepared (a worker thread), then used on the event loop only.
+    db = sqlite3.connect(path, timeout=30.0, isolation_level=None, check_same_thread=False)
     try:
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=NORMAL")  # a lost last answer is only a new call
@@ -131,7 +137,7 @@ def _connect(path: Path) -> sqlite3.Connection:
         db.close()
         raise ConfigError(
             f"the response cache {path} is damaged ({exc})",
-            "delete it (`evalledger cache clear`) and run again",
+            "`evalledger cache clear` deletes it; then run again",
         ) from None
     return db
 
@@ -176,11 +182,21 @@ def clear_cache(
     project: Project, *, expired_only: bool = False, model: str | None = None,
     expiry_s: float | None = DEFAULT_EXPIRY_S,
 ) -> int:  # fmt: skip
-    """Delete entries (every one, the expired ones, or one model's); how many went."""
+    """Delete entries (every one, the expired ones, or one model's); how many went.
+
+    Clearing every entry of a damaged cache deletes its files (it is only a cache).
+    """
     path = cache_path(project)
     if not path.exists():
         return 0
-    db = _connect(path)
+    try:
+        db = _connect(path)
+    except ConfigError:
+        if expired_only or model is not None:
+            raise
+        for part in path.parent.glob(path.name + "*"):  # the database, its WAL and shm
+            part.unlink(missing_ok=True)
+        return 0
     try:
         where: list[str] = ["1"]
         args: list[Any] = []

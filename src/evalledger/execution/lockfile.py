@@ -39,7 +39,7 @@ if TYPE_CHECKING:
     from evalledger.params import MatrixSpec
     from evalledger.project import Project
 
-__all__ = ["LockEntry", "write_entries"]
+__all__ = ["LockEntry", "drop_torn_rwlock", "write_entries"]
 
 _HEADER = "schema: '2.0'\nstages:\n"
 # A scalar ruamel writes as it is: no quoting, no folding, never read as a number or bool.
@@ -310,21 +310,27 @@ def _ruamel(data: Any) -> str:
 
 
 def _drop_torn_rwlock(project: Project) -> None:
-    """DVC's stage lock table, if a kill tore it (DVC rewrites it in place).
-
-    A torn table fails every later DVC command with "JSON structure is corrupted"; it
-    is checked under DVC's own guard of that file, and a readable one is left to DVC.
-    """
+    """:func:`drop_torn_rwlock` under DVC's guard of that file, taken as DVC takes it."""
     tmp = project.root / ".dvc" / "tmp"
-    if not (tmp / "rwlock").exists():
+    if (tmp / "rwlock").exists():
+        with _DvcRepoLock(project, tmp / "rwlock.lock"):
+            drop_torn_rwlock(tmp)
+
+
+def drop_torn_rwlock(tmp: Path) -> None:
+    """Remove DVC's stage lock table (``<tmp>/rwlock``) if a kill tore it.
+
+    DVC rewrites it in place, and a torn table fails every later DVC command (and
+    ``stage.commit``) with "JSON structure is corrupted"; a readable table is left to
+    DVC, which drops the entries of dead processes itself. Call it holding DVC's guard
+    of the file, ``<tmp>/rwlock.lock``.
+    """
+    try:
+        json.loads((tmp / "rwlock").read_bytes() or b"-")
+    except FileNotFoundError:
         return
-    with _DvcRepoLock(project, tmp / "rwlock.lock"):
-        try:
-            json.loads((tmp / "rwlock").read_bytes() or b"-")
-        except FileNotFoundError:
-            return
-        except ValueError:
-            (tmp / "rwlock").unlink(missing_ok=True)
+    except ValueError:
+        (tmp / "rwlock").unlink(missing_ok=True)
 
 
 class _DvcRepoLock:

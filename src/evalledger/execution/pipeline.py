@@ -300,28 +300,22 @@ def _write_lock(project: Project, stages: list[Any], *, fresh: bool) -> None:
 
 
 def _drop_torn_rwlock(repo: Any) -> None:
-    """Remove DVC's stage lock table if a kill tore it (DVC rewrites it in place).
+    """:func:`~evalledger.execution.lockfile.drop_torn_rwlock` under DVC's own lock API.
 
-    A torn table fails every later ``stage.commit`` with "JSON structure is corrupted".
-    It is read under DVC's own guard of that file; a readable table is left to DVC, which
-    drops the entries of dead processes itself.
+    Through DVC, its guard follows the repository's config (``core.hardlink_lock``).
     """
-    import json
     from pathlib import Path
 
     from dvc.lock import make_lock
+
+    from evalledger.execution.lockfile import drop_torn_rwlock
 
     tmp = Path(repo.tmp_dir)
     if not (tmp / "rwlock").exists():
         return
     hardlink = repo.config["core"].get("hardlink_lock", False)
     with make_lock(str(tmp / "rwlock.lock"), tmp_dir=str(tmp), hardlink_lock=hardlink):
-        try:
-            json.loads((tmp / "rwlock").read_bytes() or b"-")
-        except FileNotFoundError:
-            return
-        except ValueError:
-            (tmp / "rwlock").unlink(missing_ok=True)
+        drop_torn_rwlock(tmp)
 
 
 @contextlib.contextmanager

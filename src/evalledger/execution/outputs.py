@@ -38,6 +38,10 @@ class MissingOutputs:
     """The default DVC remote, when one is configured (`dvc pull` may fetch them)."""
     on_remote: list[Cell] = field(default_factory=list)
     """Those a folder remote holds (other remotes are not asked: that needs the network)."""
+    md5s: dict[str, str] = field(default_factory=dict)
+    """Cell key -> the md5 dvc.lock records for its predictions."""
+    cache: Path | None = None
+    """The local DVC cache folder."""
 
     @property
     def pullable(self) -> bool:
@@ -54,7 +58,7 @@ def missing_outputs(project: Project, spec: MatrixSpec, cells: list[Cell]) -> Mi
     if problem is not None or not entries:
         return found
     config = _dvc_config(project.root)
-    cache = _cache_dir(project.root, config)
+    cache = found.cache = _cache_dir(project.root, config)
     remote, remote_dir = _remote(project.root, config)
     found.remote = remote
     for cell in cells:
@@ -62,6 +66,7 @@ def missing_outputs(project: Project, spec: MatrixSpec, cells: list[Cell]) -> Mi
         if md5 is None:
             continue
         found.cells.append(cell)
+        found.md5s[cell.key] = md5
         rel = Path("files", "md5", md5[:2], md5[2:])
         if (cache / rel).is_file():
             found.in_cache.append(cell)

@@ -360,17 +360,16 @@ async def _answer(prepared: PreparedCell, item: Item, t0: float) -> tuple[Any, f
     """
     prompt, decoding = prepared.prompts[item.id], sample_decoding(prepared.decoding, item)
     cache, identity = prepared.cache, prepared.model.cache_identity()
-    key = None
-    if cache is not None and identity is not None:
-        key = cache.key(identity, prepared.model.cache_request(prompt, decoding))
-        hit = cache.get(key)
-        if hit is not None:
-            return hit.completion, hit.latency_ms, True
+    if cache is None or identity is None:
+        completion = await prepared.model.agenerate(prompt, item, decoding)
+        return completion, round((time.perf_counter() - t0) * 1000, 3), False
+    key = cache.key(identity, prepared.model.cache_request(prompt, decoding))
+    hit = cache.get(key)
+    if hit is not None:
+        return hit.completion, hit.latency_ms, True
     completion = await prepared.model.agenerate(prompt, item, decoding)
     latency_ms = round((time.perf_counter() - t0) * 1000, 3)
-    if cache is not None and key is not None and identity is not None:
-        cache.put(key, f"{identity.get('adapter')}:{identity.get('model')}", completion,
-                  latency_ms)  # fmt: skip
+    cache.put(key, f"{identity.get('adapter')}:{identity.get('model')}", completion, latency_ms)
     return completion, latency_ms, False
 
 

@@ -42,7 +42,6 @@ __all__ = [
     "clear_cache",
 ]
 
-DEFAULT_EXPIRY_S = DEFAULT_CACHE_EXPIRY_S
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS responses (
     key TEXT PRIMARY KEY,
@@ -69,7 +68,7 @@ class CachedAnswer:
 class ResponseCache:
     """One connection to the cache, opened on first use in the thread that uses it."""
 
-    def __init__(self, path: Path, expiry_s: float | None = DEFAULT_EXPIRY_S) -> None:
+    def __init__(self, path: Path, expiry_s: float | None = DEFAULT_CACHE_EXPIRY_S) -> None:
         self.path = path
         self.expiry_s = expiry_s
         self._db: sqlite3.Connection | None = None
@@ -159,7 +158,7 @@ class CacheStats:
         return dict(self.__dict__)
 
 
-def cache_stats(project: Project, expiry_s: float | None = DEFAULT_EXPIRY_S) -> CacheStats:
+def cache_stats(project: Project, expiry_s: float | None = DEFAULT_CACHE_EXPIRY_S) -> CacheStats:
     """Entries per model, expired ones, the file's size and the time span."""
     path = cache_path(project)
     if not path.exists():
@@ -180,7 +179,7 @@ def cache_stats(project: Project, expiry_s: float | None = DEFAULT_EXPIRY_S) -> 
 
 def clear_cache(
     project: Project, *, expired_only: bool = False, model: str | None = None,
-    expiry_s: float | None = DEFAULT_EXPIRY_S,
+    expiry_s: float | None = DEFAULT_CACHE_EXPIRY_S,
 ) -> int:  # fmt: skip
     """Delete entries (every one, the expired ones, or one model's); how many went.
 

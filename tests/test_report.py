@@ -98,9 +98,22 @@ def page(
     page.close()
 
 
-def _correct(project: Project, model: str) -> dict[str, bool]:
-    with (project.root / f"metrics/{model}/arith.scores.csv").open() as fh:
-        return {r["id"]: r["correct"] == "1" for r in csv.DictReader(fh)}
+def _correct(project: Project, model: str, rev: str | None = None) -> dict[str, bool]:
+    """Item id -> right, from ``model``'s arith scores file in the workspace or at ``rev``."""
+    rel = f"metrics/{model}/arith.scores.csv"
+    text = (
+        (project.root / rel).read_text()
+        if rev is None
+        else git(project.root, "show", f"{rev}:{rel}")
+    )
+    return {r["id"]: r["correct"] == "1" for r in csv.DictReader(text.splitlines())}
+
+
+def _embedded(html: str, block: str) -> Any:
+    """The JSON of the page's ``<script id="report-data">`` (or ``report-specs``) block."""
+    marker = f'id="{block}" type="application/json">'
+    start = html.index(marker) + len(marker)
+    return json.loads(html[start : html.index("</script>", start)])
 
 
 def test_the_page_loads_offline_without_errors_and_draws_every_chart(page: Any) -> None:
@@ -157,8 +170,7 @@ def test_side_by_side_pairs_any_two_models_at_any_two_revisions(
     result = invoke(project, "report", "HEAD", "HEAD~1", "-o", str(out))
     assert result.exit_code == 0, result.output
     old = git(project.root, "rev-parse", "--short=7", "HEAD~1").strip()
-    before = {r["id"]: r["correct"] == "1" for r in csv.DictReader(git(
-        project.root, "show", "HEAD~1:metrics/hostile/arith.scores.csv").splitlines())}  # fmt: skip
+    before = _correct(project, "hostile", "HEAD~1")
     good = _correct(project, "good")
     shared = sorted(set(good) & set(before))
     assert len(shared) == 24 < len(good)  # HEAD~1 had 24 items, HEAD has 30
@@ -212,10 +224,7 @@ def test_a_report_of_an_older_revision_and_missing_predictions(
     project, _ = reported
 
     def data_of(html: str) -> Any:
-        start = html.index('id="report-data" type="application/json">') + len(
-            'id="report-data" type="application/json">'
-        )
-        return json.loads(html[start : html.index("</script>", start)])
+        return _embedded(html, "report-data")
 
     out = tmp_path / "old.html"
     assert invoke(project, "report", "HEAD~1", "-o", str(out)).exit_code == 0
@@ -247,10 +256,7 @@ def test_history_has_a_point_per_committed_version_with_its_commit(
     versions = [line.split(" ", 1) for line in commits.splitlines()]
     assert len(versions) == 2
     html = out.read_text()
-    start = html.index('id="report-specs" type="application/json">') + len(
-        'id="report-specs" type="application/json">'
-    )
-    specs = json.loads(html[start : html.index("</script>", start)])
+    specs = _embedded(html, "report-specs")
     points = specs["history"]["data"]["values"]
     good = [p for p in points if p["system"] == "good"]
     assert [p["commit"][:7] for p in good] == [v[0][:7] for v in reversed(versions)]
@@ -272,10 +278,7 @@ def test_breakdown_has_categories_with_their_own_n(
     project, out = reported
     metrics = json.loads((project.root / "metrics/hostile/arith.json").read_text())
     html = out.read_text()
-    start = html.index('id="report-data" type="application/json">') + len(
-        'id="report-data" type="application/json">'
-    )
-    data = json.loads(html[start : html.index("</script>", start)])
+    data = _embedded(html, "report-data")
     rows = [r for r in data["breakdown"]["categories"] if r["system"] == "hostile"]
     assert {r["category"] for r in rows} == set(metrics["categories"])
     for r in rows:
@@ -318,8 +321,7 @@ def test_items_in_the_terminal_filter_flip_and_read_older_revisions(
     assert table[0].startswith("id,category,target,samples,correct") and len(table) == 3
     missing = invoke(project, "items", "--flips", "good", "nobody")
     assert missing.exit_code == 2 and "models: good, hostile" in missing.output
-    before = {r["id"]: r["correct"] == "1" for r in csv.DictReader(git(
-        project.root, "show", "HEAD~1:metrics/hostile/arith.scores.csv").splitlines())}  # fmt: skip
+    before = _correct(project, "hostile", "HEAD~1")
     across = json.loads(
         invoke(project, "items", "--flips", "good", "hostile@HEAD~1", "--json").stdout
     )
@@ -344,8 +346,7 @@ def test_the_diff_view_has_the_paired_tests_and_links_to_flipped_items(
     done = subprocess.run([evalledger, "report", "--base", "HEAD", "-o", str(out)],
                           cwd=project.root, capture_output=True, text=True)  # fmt: skip
     assert done.returncode == 0, done.stderr
-    before = {r["id"]: r["correct"] == "1" for r in csv.DictReader(
-        git(project.root, "show", "HEAD:metrics/noisy/arith.scores.csv").splitlines())}  # fmt: skip
+    before = _correct(project, "noisy", "HEAD")
     after = _correct(project, "noisy")
     broken = sorted(i for i in after if before[i] and not after[i])
     assert broken
@@ -396,10 +397,7 @@ def test_the_training_view_overlays_runs_and_sets_config_against_the_loss(
     out = tmp_path / "training.html"
     assert invoke(project, "report", "-o", str(out)).exit_code == 0
     html = out.read_text()
-    start = html.index('id="report-specs" type="application/json">') + len(
-        'id="report-specs" type="application/json">'
-    )
-    specs = json.loads(html[start : html.index("</script>", start)])
+    specs = _embedded(html, "report-specs")
     series = specs["series"]["data"]["values"]
     assert {p["run"] for p in series} == {"lr-0.01", "lr-0.1", "lr-0.5"}
     assert len(series) == 3 * 4 * 4  # runs x metrics x epochs

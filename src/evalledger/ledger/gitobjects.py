@@ -266,19 +266,3 @@ class GitObjects:
             if len(parts) == 4 and parts[1].isdigit():
                 info[parts[0]] = (int(parts[1]), parts[2], parts[3])
         return info
-
-    def commit_info(self, commits: Iterable[str]) -> dict[str, tuple[int, str]]:
-        """SHA -> (commit time, subject) for many commits at once."""
-        shas = list(dict.fromkeys(commits))
-        if not shas:
-            return {}
-        out = self._git(
-            "log", "--no-walk=unsorted", "--format=%H %ct %s", *shas, check=False
-        ).decode(errors="replace")
-        info: dict[str, tuple[int, str]] = {}
-        for line in out.splitlines():
-            sha, _, rest = line.partition(" ")
-            ts, _, subject = rest.partition(" ")
-            if ts.isdigit():
-                info[sha] = (int(ts), subject)
-        return info

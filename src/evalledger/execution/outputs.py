@@ -106,17 +106,11 @@ def restore_outputs(project: Project, spec: MatrixSpec, cells: list[Cell]) -> di
     import sys
 
     from evalledger.atomic import atomic_write
-    from evalledger.execution.pipeline import read_lock
 
     missing = missing_outputs(project, spec, cells)
-    if not missing.pullable:
+    if not missing.pullable or missing.cache is None:
         return {}
-    entries, _ = read_lock(project)
-    config = _dvc_config(project.root)
-    cache = _cache_dir(project.root, config)
-    wanted = {
-        c.key: str(_missing_md5(project, spec, c, entries.get(c.stage))) for c in missing.cells
-    }
+    cache, wanted = missing.cache, missing.md5s
     for cell in missing.in_cache:
         md5 = wanted[cell.key]
         atomic_write(project.path(cell.predictions_path),

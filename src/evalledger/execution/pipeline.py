@@ -75,11 +75,27 @@ def sync_dvc_yaml(project: Project, spec: MatrixSpec) -> bool:
 
 
 def read_lock(project: Project) -> tuple[dict[str, Any], str | None]:
-    """dvc.lock's ``stages`` (empty when absent) and what is wrong with it, if anything."""
+    """dvc.lock's ``stages`` (empty when absent) and what is wrong with it, if anything.
+
+    The last parse is kept by the file's content: a run asks several times (its plan,
+    the outputs to restore, the cells to record) and 10,000 stages take seconds. The
+    stages are shared: callers read them, never change them.
+    """
     try:
         data = project.dvc_lock.read_bytes()
     except FileNotFoundError:
         return {}, None
+    digest = hashlib.sha256(data).digest()
+    if digest not in _LAST_LOCK:
+        _LAST_LOCK.clear()  # one file's parse: the last one asked for
+        _LAST_LOCK[digest] = _parse_lock(data)
+    return _LAST_LOCK[digest]
+
+
+_LAST_LOCK: dict[bytes, tuple[dict[str, Any], str | None]] = {}
+
+
+def _parse_lock(data: bytes) -> tuple[dict[str, Any], str | None]:
     if not data.strip():
         return {}, "dvc.lock is empty"
     try:

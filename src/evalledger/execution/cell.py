@@ -16,13 +16,14 @@ import csv
 import io
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from evalledger.atomic import atomic_write, atomic_write_lines
 from evalledger.errors import CellError, EvalLedgerError, InterruptedRun
 from evalledger.execution.cellmetrics import cell_metrics
+from evalledger.execution.cellplugins import PluginConfigs, plugin_configs
 from evalledger.execution.checkpoint import Checkpoint
 from evalledger.execution.repeats import (
     expand_samples,
@@ -33,7 +34,7 @@ from evalledger.execution.repeats import (
 from evalledger.execution.response_cache import ResponseCache, cache_path
 from evalledger.matrix import Cell, config_hash
 from evalledger.plugin_types import agent_records, question_of
-from evalledger.plugins import load_benchmark, load_model, load_scorer
+from evalledger.plugins import load_benchmark
 from evalledger.redact import scrub_text
 
 if TYPE_CHECKING:
@@ -52,6 +53,7 @@ __all__ = [
     "SCORE_COLUMNS",
     "TIMED_SCORE_COLUMNS",
     "CellResult",
+    "ItemsEvaluator",
     "PreparedCell",
     "benchmark_data_hash",
     "cell_benchmark",
@@ -85,6 +87,24 @@ DATA_HASH_CACHE = "cache/data_hashes.json"
 ProgressFn = Callable[[int, int, int], None]
 
 
+class ItemsEvaluator(Protocol):
+    """Evaluates a cell's pending items into its checkpoint.
+
+    :func:`evaluate_items` in this process, or a remote executor's
+    (:mod:`evalledger.execution.ray_executor`).
+    """
+
+    def __call__(
+        self,
+        prepared: PreparedCell,
+        ck: Checkpoint,
+        items: list[Item],
+        *,
+        progress: ProgressFn | None = None,
+        stop: Event | None = None,
+    ) -> Awaitable[int]: ...
+
+
 @dataclass(frozen=True)
 class CellResult:
     """What a finished cell produced."""
@@ -114,6 +134,8 @@ class PreparedCell:
     """Samples per item (:mod:`evalledger.execution.repeats`); ``items`` holds them all."""
     cache: ResponseCache | None = None
     """The response cache, for a model that declares a cache identity (and cache on)."""
+    plugins: PluginConfigs | None = None
+    """What the plugins were built from: a Ray worker builds its own from it."""
 
     async def aclose(self) -> None:
         """Release the model's (and judge's) connections."""
@@ -173,19 +195,9 @@ def benchmark_data_hash(project: Project, spec: MatrixSpec, name: str) -> str | 
 def prepare_cell(project: Project, spec: MatrixSpec, cell: Cell) -> PreparedCell:
     """Load what a cell needs; configuration errors surface here, before any call."""
     cfg, chash = cell_context(spec, cell, project.root)
-    model_name = cell.axis("model") or ""
-    bench_name = cell.axis("benchmark") or ""
-    bench_cfg = spec.value_config("benchmark", bench_name)
-    model = load_model(model_name, spec.value_config("model", model_name))
-    bench = cell_benchmark(project, spec, bench_name)
-    scorer = None
-    judge = None
-    if bench_cfg.get("scorer") is not None:
-        scorer = load_scorer(bench_cfg["scorer"], f"benchmarks.{bench_name}.scorer")
-        if scorer.needs_model:
-            judge_name = cfg["judge"]["name"]
-            judge = load_model(judge_name, spec.judge_config(judge_name, "scorer"))
-            scorer.bind(judge)
+    configs = plugin_configs(spec, cell, cfg)
+    plugins = configs.load(project.root)
+    model, bench, bench_name = plugins.model, plugins.benchmark, cell.axis("benchmark") or ""
     template = cfg["prompt_set"].get("template") if "prompt_set" in cfg else None
     decoding = {k: v for k, v in cfg.get("decoding", {}).items() if k != "name"}
     if spec.prompt_files:
@@ -207,10 +219,11 @@ def prepare_cell(project: Project, spec: MatrixSpec, cell: Cell) -> PreparedCell
     if spec.run.cache and model.cache_identity() is not None:
         cache = ResponseCache(cache_path(project), spec.run.cache_expiry_s).open()
     return PreparedCell(
-        cell=cell, config_hash=chash, model=model, benchmark=bench, scorer=scorer, judge=judge,
+        cell=cell, config_hash=chash, model=model, benchmark=bench, scorer=plugins.scorer,
+        judge=plugins.judge,
         items=items, prompts={it.id: bench.prompt(it, template) for it in items},
         decoding=decoding, price=(price.input, price.output) if price else None, repeats=k,
-        cache=cache,
+        cache=cache, plugins=configs,
     )  # fmt: skip
 
 
@@ -402,17 +415,19 @@ async def evaluate_cell(
     keep_checkpoint: bool = False,
     progress: ProgressFn | None = None,
     stop: Event | None = None,
+    evaluate: ItemsEvaluator | None = None,
 ) -> CellResult:
     """Evaluate every item of the cell not yet scored in its checkpoint; write its outputs.
 
     Scored items are read back from the checkpoint and never evaluated twice; errored
     ones are tried again. With ``keep_checkpoint`` the log stays until the caller has
-    recorded the cell as done.
+    recorded the cell as done. ``evaluate`` replaces the in-process :func:`evaluate_items`.
     """
     cell, items = prepared.cell, prepared.items
     started = time.perf_counter()
+    evaluate = evaluate or evaluate_items
     with Checkpoint(project.checkpoint_path(cell, prepared.config_hash)) as ck:
-        evaluated = await evaluate_items(prepared, ck, items, progress=progress, stop=stop)
+        evaluated = await evaluate(prepared, ck, items, progress=progress, stop=stop)
         records = [ck.records[it.id] for it in items]
         metrics, errored = write_outputs(project, prepared, records, time.perf_counter() - started)
         if not keep_checkpoint and not errored:

@@ -1,6 +1,7 @@
 """The ``run:`` section of params.yaml: how ``evalledger run`` runs, not what.
 
-``jobs``, ``repeats``, and the response cache's ``cache`` and ``cache_expiry``. Only
+``jobs``, ``repeats``, the response cache's ``cache`` and ``cache_expiry``, and where
+cells run: ``executor`` (``local`` or ``ray``) and ``ray_address``. Only
 ``run.repeats`` changes results (a stage parameter in dvc.yaml); the rest are knobs.
 """
 
@@ -13,8 +14,11 @@ from typing import Any
 from evalledger.errors import ConfigError
 from evalledger.names import did_you_mean
 
-__all__ = ["DEFAULT_CACHE_EXPIRY_S", "RUN_KEYS", "RunSettings", "parse_expiry",
+__all__ = ["DEFAULT_CACHE_EXPIRY_S", "EXECUTORS", "RUN_KEYS", "RunSettings", "parse_expiry",
            "parse_run_settings"]  # fmt: skip
+
+#: Where ``evalledger run`` evaluates cells: this process, or a Ray cluster.
+EXECUTORS = ("local", "ray")
 
 #: How long a cached model answer is used (``run.cache_expiry``): 14 days.
 DEFAULT_CACHE_EXPIRY_S = 14 * 86400.0
@@ -30,6 +34,10 @@ class RunSettings:
     """Whether paid model calls go through the response cache (``run.cache``)."""
     cache_expiry_s: float | None = DEFAULT_CACHE_EXPIRY_S
     """Seconds a cached answer is used; None: for ever (``run.cache_expiry: never``)."""
+    executor: str = "local"
+    """``local`` (this process) or ``ray`` (``run.executor``; ``run --executor``)."""
+    ray_address: str | None = None
+    """The Ray cluster to join (``run.ray_address``); None: a local Ray is started."""
 
 
 def parse_expiry(value: Any) -> float | None:
@@ -53,7 +61,7 @@ def parse_expiry(value: Any) -> float | None:
 
 
 #: The settings the ``run:`` section knows.
-RUN_KEYS = ["jobs", "repeats", "cache", "cache_expiry"]
+RUN_KEYS = ["jobs", "repeats", "cache", "cache_expiry", "executor", "ray_address"]
 
 
 def parse_run_settings(run: Any, sections: dict[str, dict[str, dict[str, Any]]]) -> RunSettings:
@@ -81,4 +89,12 @@ def parse_run_settings(run: Any, sections: dict[str, dict[str, dict[str, Any]]])
     cache = run_raw.get("cache", True)
     if not isinstance(cache, bool):
         raise ConfigError(f"run.cache must be true or false, not {cache!r}")
-    return RunSettings(jobs, cache, parse_expiry(run_raw.get("cache_expiry")))
+    executor = run_raw.get("executor", "local")
+    if executor not in EXECUTORS:
+        raise ConfigError(f"run.executor must be one of {', '.join(EXECUTORS)}, not {executor!r}",
+                          "ray needs the extra: pip install 'evalledger[ray]'")  # fmt: skip
+    address = run_raw.get("ray_address")
+    if address is not None and (not isinstance(address, str) or not address.strip()):
+        raise ConfigError(f"run.ray_address must be an address such as 10.0.0.5:6379 or auto, "
+                          f"not {address!r}")  # fmt: skip
+    return RunSettings(jobs, cache, parse_expiry(run_raw.get("cache_expiry")), executor, address)

@@ -90,6 +90,15 @@ _JOBS = click.option(
     "-j", "--jobs", type=click.IntRange(min=1), default=None,
     help="Cells evaluated at once (default: run.jobs in params.yaml).",
 )  # fmt: skip
+_EXECUTOR = click.option(
+    "--executor", type=click.Choice(["local", "ray"]), default=None,
+    help="Evaluate items in this process or as Ray tasks (default: run.executor, local).",
+)  # fmt: skip
+_ADDRESS = click.option(
+    "--address", metavar="HOST:PORT", default=None,
+    help="The Ray cluster to join with --executor ray (default: run.ray_address, or a "
+    "local Ray).",
+)  # fmt: skip
 _COMMIT = click.option("--commit", is_flag=True,
                        help="Commit the execution's results to git at the end.")  # fmt: skip
 
@@ -102,6 +111,7 @@ _COMMIT = click.option("--commit", is_flag=True,
         "evalledger run -S models.noisy.error_rate=0.1 --commit",
         "evalledger run --resume                 # continue the latest execution",
         "evalledger run --shard 2/4              # this process's quarter of the items",
+        "evalledger run --executor ray --address 10.0.0.5:6379   # on a Ray cluster",
     ),
 )
 @click.argument("execution_id", required=False, shell_complete=complete_execution)
@@ -127,12 +137,15 @@ _COMMIT = click.option("--commit", is_flag=True,
     "--shard", "shard", metavar="I/N", default=None,
     help="Evaluate only shard I of N of every cell's items; N such runs share one execution.",
 )  # fmt: skip
+@_EXECUTOR
+@_ADDRESS
 @json_option
 @click.pass_context
 def run(
     ctx: click.Context, execution_id: str | None, resume: bool, filters: dict[str, list[str]],
     overrides: tuple[str, ...], jobs: int | None, force: bool, commit: bool, dry_run: bool,
-    no_cache: bool, shard: str | None, as_json: bool,
+    no_cache: bool, shard: str | None, executor: str | None, address: str | None,
+    as_json: bool,
 ) -> None:  # fmt: skip
     """Evaluate the matrix: a new execution of the selected cells, several at once.
 
@@ -145,12 +158,19 @@ def run(
 
     if execution_id and not resume:
         raise click.UsageError("EXECUTION_ID is only used with --resume")
+    _check_executor(executor, address)
     options = RunOptions(
         resume=resume, execution_id=execution_id, filters=filters, overrides=list(overrides),
         jobs=jobs, force=force, commit=commit, dry_run=dry_run, no_cache=no_cache,
-        shard=None if shard is None else parse_shard(shard),
+        shard=None if shard is None else parse_shard(shard), executor=executor,
+        address=address,
     )  # fmt: skip
     _execute(ctx, options, as_json)
+
+
+def _check_executor(executor: str | None, address: str | None) -> None:
+    if address is not None and executor != "ray":
+        raise click.UsageError("--address names a Ray cluster: use it with --executor ray")
 
 
 @click.command(
@@ -161,15 +181,18 @@ def run(
 @_JOBS
 @_COMMIT
 @click.option("--dry-run", is_flag=True, help="Show which cells and items remain; run none.")
+@_EXECUTOR
+@_ADDRESS
 @json_option
 @click.pass_context
 def resume(
     ctx: click.Context, execution_id: str | None, jobs: int | None, commit: bool, dry_run: bool,
-    as_json: bool,
+    executor: str | None, address: str | None, as_json: bool,
 ) -> None:  # fmt: skip
     """Continue an interrupted execution (default: the latest); same as `run --resume`."""
     from evalledger.execution.plan import RunOptions
 
+    _check_executor(executor, address)
     options = RunOptions(resume=True, execution_id=execution_id, jobs=jobs, commit=commit,
-                         dry_run=dry_run)  # fmt: skip
+                         dry_run=dry_run, executor=executor, address=address)  # fmt: skip
     _execute(ctx, options, as_json)

@@ -63,6 +63,10 @@ class RunOptions:
     """Evaluate only this shard's items (``--shard I/N``; see execution/shards.py)."""
     no_cache: bool = False
     """Make every model call: neither read nor write the response cache."""
+    executor: str | None = None
+    """``local`` or ``ray`` (``--executor``); None: ``run.executor`` in params.yaml."""
+    address: str | None = None
+    """The Ray cluster's address (``--address``); None: ``run.ray_address``."""
 
 
 @dataclass

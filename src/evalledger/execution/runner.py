@@ -15,8 +15,9 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from evalledger.errors import EvalLedgerError, InterruptedRun
 from evalledger.execution.cell import benchmark_data_hash, cell_context, evaluate_cell, prepare_cell
@@ -48,6 +49,8 @@ from evalledger.matrix import Cell, cell_from_axes
 from evalledger.params import override_params
 
 if TYPE_CHECKING:
+    from evalledger.execution.cell import ItemsEvaluator
+    from evalledger.execution.ray_executor import RayExecutor
     from evalledger.params import MatrixSpec
     from evalledger.project import Project
 
@@ -151,6 +154,7 @@ async def _run_cell(
     key: str,
     reporter: RunReporter,
     stop: threading.Event,
+    evaluate: ItemsEvaluator | None = None,
 ) -> None:
     rec = writer.manifest.cells[key]
     cell = cell_from_axes(rec.axes)
@@ -174,8 +178,9 @@ async def _run_cell(
         prepared = await asyncio.to_thread(prepare_cell, project, spec, cell)
         try:
             result = await evaluate_cell(
-                project, prepared, keep_checkpoint=True, progress=progress, stop=stop
-            )
+                project, prepared, keep_checkpoint=True, progress=progress, stop=stop,
+                evaluate=evaluate,
+            )  # fmt: skip
         finally:
             await prepared.aclose()
     except (InterruptedRun, asyncio.CancelledError):
@@ -204,8 +209,13 @@ async def _evaluate(
     keys: list[str],
     jobs: int,
     reporter: RunReporter,
+    evaluate: ItemsEvaluator | None = None,
 ) -> bool:
-    """Evaluate cells ``jobs`` at a time on one loop; True if interrupted by a signal."""
+    """Evaluate cells ``jobs`` at a time on one loop; True if interrupted by a signal.
+
+    ``evaluate`` evaluates a cell's items elsewhere (a Ray cluster); the files are
+    written here either way.
+    """
     stop = threading.Event()
     slots = asyncio.Semaphore(max(1, jobs))
     interrupted = False
@@ -213,7 +223,7 @@ async def _evaluate(
     async def one(key: str) -> None:
         async with slots:
             if not stop.is_set():
-                await _run_cell(project, spec, writer, key, reporter, stop)
+                await _run_cell(project, spec, writer, key, reporter, stop, evaluate)
 
     tasks = [asyncio.create_task(one(k)) for k in keys]
 
@@ -357,6 +367,26 @@ def _previous_runs(project: Project, manifest: ExecutionManifest) -> dict[str, l
         return {}
 
 
+def _connect_executor(
+    options: RunOptions, params: dict[str, Any], stack: ExitStack
+) -> RayExecutor | None:
+    """The Ray cluster to evaluate on (``--executor ray`` or ``run.executor``); None: local.
+
+    ``params`` is params.yaml with this run's overrides; the connection closes with
+    ``stack``.
+    """
+    from evalledger.params import parse_spec
+
+    settings = parse_spec(params).run
+    if (options.executor or settings.executor) != "ray":
+        return None
+    from evalledger.execution.ray_executor import RayExecutor
+
+    executor = RayExecutor(options.address or settings.ray_address).connect()
+    stack.callback(executor.close)
+    return executor
+
+
 def run(project: Project, options: RunOptions, reporter: RunReporter | None = None) -> RunResult:
     """Create (or resume) an execution and evaluate its cells; see the module docstring."""
     from evalledger.execution.pipeline import repair_dvc_lock, sync_dvc_yaml
@@ -369,11 +399,11 @@ def run(project: Project, options: RunOptions, reporter: RunReporter | None = No
 
         check_commit_target(project.root)
     # Bad params fail before anything, even the lock file, is touched.
-    override_params(project.params_path, [] if options.resume else options.overrides)
+    _, params = override_params(project.params_path, [] if options.resume else options.overrides)
     if options.dry_run:  # read-only: works while another run holds the lock
         plan, _, _ = plan_run(project, options)
         return RunResult(plan=plan, message="dry run: nothing was evaluated")
-    with run_lock(project, options.execution_id or "new execution"):
+    with run_lock(project, options.execution_id or "new execution"), ExitStack() as stack:
         # What a killed writer left: temp files, a dvc.lock that is empty or invalid.
         remove_leftovers(project)
         repair_dvc_lock(project, project.spec())
@@ -395,6 +425,7 @@ def run(project: Project, options: RunOptions, reporter: RunReporter | None = No
                 if options.commit:
                     _commit_into(result, project, manifest)
                 return result
+            executor = _connect_executor(options, params, stack)
         else:
             assert isinstance(target, list)
             if not target:
@@ -403,6 +434,8 @@ def run(project: Project, options: RunOptions, reporter: RunReporter | None = No
                     message=f"all {len(plan.up_to_date)} selected cells are up to date "
                     "(dvc.lock matches params and outputs); use --force to evaluate them again",
                 )
+            # Before any write: a cluster that cannot be reached leaves nothing behind.
+            executor = _connect_executor(options, params, stack)
             apply_overrides(project.params_path, options.overrides)
             spec = project.spec(reload=True)
             sync_dvc_yaml(project, spec)
@@ -423,9 +456,13 @@ def run(project: Project, options: RunOptions, reporter: RunReporter | None = No
         reporter.plan(plan)
         if options.no_cache:
             spec = replace(spec, run=replace(spec.run, cache=False))
+        jobs, evaluate = plan.jobs, None
+        if executor is not None:  # without --jobs, enough cells to keep the cluster busy
+            jobs = options.jobs or max(plan.jobs, 2 * executor.slots())
+            evaluate = executor.evaluator(str(project.root))
         try:
             interrupted = asyncio.run(
-                _evaluate(project, spec, writer, plan.cells, plan.jobs, reporter)
+                _evaluate(project, spec, writer, plan.cells, jobs, reporter, evaluate)
             )
         except KeyboardInterrupt:
             interrupted = True

@@ -115,6 +115,11 @@ def _check_options(options: RunOptions) -> Shard:
                 f"{flag} cannot be combined with --shard",
                 "run the same `evalledger run --shard I/N` again to continue a shard",
             )
+    if options.executor == "ray":
+        raise ConfigError(
+            "--shard cannot be combined with --executor ray: the cluster splits the items",
+            "run `evalledger run --executor ray` once, without --shard",
+        )
     return options.shard
 
 

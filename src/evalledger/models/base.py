@@ -6,7 +6,7 @@ import asyncio
 from abc import ABC
 from typing import TYPE_CHECKING, Any, ClassVar, Self
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 # Re-exported: plugins written against this module keep working.
 from evalledger.plugin_types import AdapterSettings, Completion, validate_settings
@@ -38,6 +38,18 @@ class ModelSettings(AdapterSettings):
     """Items of one cell in flight at once (and, for HTTP adapters, per endpoint)."""
     price: Price | None = None
     """Price table for cost metrics."""
+    resources: dict[str, float] = {}
+    """What one task of this model needs on a Ray cluster (``run --executor ray``):
+    ``num_cpus`` (default 1), ``num_gpus``, ``memory`` (bytes) or a custom resource.
+    The local executor ignores it."""
+
+    @field_validator("resources")
+    @classmethod
+    def _non_negative(cls, value: dict[str, float]) -> dict[str, float]:
+        bad = [k for k, v in value.items() if v < 0]
+        if bad:
+            raise ValueError(f"{bad[0]} must not be negative")
+        return value
 
 
 class Model(ABC):

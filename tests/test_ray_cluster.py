@@ -1,0 +1,185 @@
+"""``run --executor ray --address`` on a two-node Ray cluster on 127.0.0.1.
+
+The cluster is what an operator starts: ``ray start --head``, then a second node with
+``ray start --address``, one CPU each, token authentication on. ``evalledger run`` is a
+separate process, as on a real driver host. One test SIGKILLs the worker process that is
+evaluating items: its task is submitted again with the items not yet received, every
+item is recorded exactly once, and the files equal a local run's.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from conftest import dvc, invoke, make_project
+from evalledger.project import Project
+from test_ray_executor import _ledger
+
+pytest.importorskip("ray")
+pytestmark = pytest.mark.xdist_group("ray")
+
+NODE_MODEL = """\
+import os
+import time
+
+
+def generate(prompt, item, log, delay=0.0):
+    import ray
+
+    node = ray.get_runtime_context().get_node_id() if ray.is_initialized() else "local"
+    time.sleep(delay)
+    with open(log, "a") as f:
+        f.write(f"{item.id} {os.getpid()} {node}\\n")
+    return f"The answer is {item.target}."
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[tuple[str, dict[str, str]]]:
+    """``(address, env)`` of a running two-node cluster; ``env`` holds its token."""
+    ray_bin = Path(sys.executable).with_name("ray")
+    # Short: Ray's unix socket paths live under it and must stay under 108 bytes.
+    temp = tempfile.mkdtemp(prefix="rt", dir="/tmp")
+    env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32),
+           "RAY_USAGE_STATS_ENABLED": "0"}  # fmt: skip
+    address = f"127.0.0.1:{_free_port()}"
+    common = ["--node-ip-address=127.0.0.1", "--num-cpus=1", "--disable-usage-stats"]
+    try:
+        subprocess.run([str(ray_bin), "start", "--head", f"--port={address.split(':')[1]}",
+                        "--include-dashboard=false", f"--temp-dir={temp}", *common],
+                       env=env, check=True, capture_output=True, timeout=120)  # fmt: skip
+        subprocess.run([str(ray_bin), "start", f"--address={address}", *common],
+                       env=env, check=True, capture_output=True, timeout=120)  # fmt: skip
+        yield address, env
+    finally:
+        subprocess.run([str(ray_bin), "stop", "--force"], env=env, capture_output=True,
+                       timeout=120)  # fmt: skip
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+def _params(flags: Path, delay: float, n_items: int) -> str:
+    return textwrap.dedent(f"""\
+        axes:
+          model: [node]
+          benchmark: [arith, arith_hard]
+        models:
+          node:
+            adapter: python
+            callable: node_model:generate
+            path: {flags}
+            options: {{log: {flags / "calls.log"}, delay: {delay}}}
+        benchmarks:
+          arith: {{loader: arith, n_items: {n_items}, seed: 1, difficulty: easy}}
+          arith_hard: {{loader: arith, n_items: {n_items}, seed: 2, difficulty: hard}}
+        """)
+
+
+def _project(tmp_path: Path, name: str, delay: float, n_items: int) -> tuple[Project, Path]:
+    flags = tmp_path / "flags"  # one folder, so both projects' params are the same
+    flags.mkdir(exist_ok=True)
+    (flags / "node_model.py").write_text(NODE_MODEL)
+    project = make_project(tmp_path / name, _params(flags, delay, n_items))
+    return project, flags
+
+
+def _calls(flags: Path) -> list[list[str]]:
+    log = flags / "calls.log"
+    return [line.split() for line in log.read_text().splitlines()] if log.exists() else []
+
+
+def _start_run(project: Project, address: str, env: dict[str, str]) -> subprocess.Popen[str]:
+    evalledger = Path(sys.executable).with_name("evalledger")
+    return subprocess.Popen(
+        [str(evalledger), "-C", str(project.root), "run", "--executor", "ray",
+         "--address", address],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+
+
+def _local_ledger(tmp_path: Path, delay: float, n_items: int) -> dict[str, object]:
+    local, flags = _project(tmp_path, "local", delay, n_items)
+    assert invoke(local, "run").exit_code == 0
+    (flags / "calls.log").unlink()
+    return _ledger(local.root)
+
+
+def _recorded_once(project: Project, n_items: int) -> None:
+    for bench in ("arith", "arith_hard"):
+        rows = (project.root / f"metrics/node/{bench}.scores.csv").read_text().splitlines()[1:]
+        ids = [row.split(",")[0] for row in rows]
+        assert len(ids) == n_items == len(set(ids))
+        preds = (project.root / f"predictions/node/{bench}.jsonl").read_text().splitlines()
+        assert [json.loads(p)["id"] for p in preds] == ids
+    manifest = next((project.root / "runs").glob("exec_*/manifest.yaml"))
+    import yaml
+
+    cells = yaml.safe_load(manifest.read_text())["cells"]
+    assert {k: (c["status"], c["examples_completed"]) for k, c in cells.items()} == {
+        "node/arith": ("completed", n_items),
+        "node/arith_hard": ("completed", n_items),
+    }
+
+
+def test_a_two_node_cluster_shares_the_items(
+    tmp_path: Path, cluster: tuple[str, dict[str, str]]
+) -> None:
+    address, env = cluster
+    expected = _local_ledger(tmp_path, 0.01, 40)
+    project, flags = _project(tmp_path, "remote", 0.01, 40)
+    proc = _start_run(project, address, env)
+    out, _ = proc.communicate(timeout=240)
+    assert proc.returncode == 0, out
+    calls = _calls(flags)
+    assert len(calls) == 80 and len({c[0] for c in calls}) == 80  # each item called once
+    assert len({c[2] for c in calls}) == 2  # on both nodes
+    _recorded_once(project, 40)
+    assert _ledger(project.root) == expected
+    assert "up to date" in dvc(project.root, "status").stdout
+
+
+def test_a_sigkilled_worker_loses_no_item_and_records_none_twice(
+    tmp_path: Path, cluster: tuple[str, dict[str, str]]
+) -> None:
+    address, env = cluster
+    n_items = 60
+    expected = _local_ledger(tmp_path, 0.04, n_items)
+    project, flags = _project(tmp_path, "remote", 0.04, n_items)
+    proc = _start_run(project, address, env)
+    deadline = time.monotonic() + 120
+    while len(_calls(flags)) < 20:
+        assert proc.poll() is None and time.monotonic() < deadline, proc.stdout
+        time.sleep(0.05)
+    victim = int(_calls(flags)[-1][1])  # the worker that answered last: busy with a task
+    os.kill(victim, signal.SIGKILL)
+    out, _ = proc.communicate(timeout=240)
+    assert proc.returncode == 0, out
+    calls = _calls(flags)
+    after = [c for c in calls[20:] if int(c[1]) != victim]
+    assert after, "the run went on in other workers"
+    assert victim not in {int(c[1]) for c in calls[-5:]}
+    assert "a Ray task was lost (WorkerCrashedError)" in out
+    assert "items not yet recorded are submitted again (attempt 2 of 4)" in out
+    assert len({c[0] for c in calls}) == 2 * n_items  # every item called at least once
+    _recorded_once(project, n_items)  # ... and recorded exactly once
+    assert _ledger(project.root) == expected
+    assert "up to date" in dvc(project.root, "status").stdout

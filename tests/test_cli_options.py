@@ -77,7 +77,8 @@ def _ids(project: Project) -> list[str]:
     return sorted(p.name for p in (project.root / "runs").iterdir() if p.is_dir())
 
 
-#: Each command (but ELSEWHERE's) with arguments that make it print JSON; delete last.
+#: Each command (but ELSEWHERE's) with arguments that make it print JSON; archive and
+#: delete last (they take executions out of the scratch ledger the others read).
 JSON_CASES: dict[str, list[str]] = {
     "run": ["run", "--models", "solver", "-b", "arith", "--force"],
     "resume": ["resume", "--dry-run"],
@@ -97,10 +98,10 @@ JSON_CASES: dict[str, list[str]] = {
     "revert": ["revert", "{first}", "--dry-run"],
     "reproduce": ["reproduce", "--models", "solver", "-b", "arith", "-q"],
     "sweep": ["sweep", "-S", "models.noisy.seed=1,2", "--dry-run"],
+    "cache": ["cache", "stats"],
     "init": ["init", "{new}"],
     "archive": ["archive", "{committed}"],
     "delete": ["delete", "{second}", "-y"],
-    "cache": ["cache", "stats"],
 }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from click.testing import CliRunner, Result
 
 from evalledger.cli import cli
@@ -152,6 +154,36 @@ def listed(project: Project) -> dict[str, dict[str, Any]]:
 def calls(flags: Path) -> list[str]:
     log = flags / "calls.log"
     return log.read_text().split() if log.exists() else []
+
+
+def _untimed(value: Any) -> Any:
+    """Metrics without what the clock decides."""
+    if isinstance(value, dict):
+        return {k: _untimed(v) for k, v in value.items()
+                if "latency" not in k and not k.endswith("_time_s")}  # fmt: skip
+    return value
+
+
+def ledger_files(root: Path, params: bool = True) -> dict[str, Any]:
+    """A project's ledger files, with timings (and, unless ``params``, dvc.lock's params)
+    taken out."""
+    files: dict[str, Any] = {}
+    for path in sorted((root / "metrics").rglob("*.scores.csv")):
+        files[path.relative_to(root).as_posix()] = path.read_text()
+    for path in sorted((root / "metrics").rglob("*.json")):
+        files[path.relative_to(root).as_posix()] = _untimed(json.loads(path.read_text()))
+    for path in sorted((root / "predictions").rglob("*.jsonl")):
+        rows = [_untimed(json.loads(line)) for line in path.read_text().splitlines()]
+        files[path.relative_to(root).as_posix()] = rows
+    lock = yaml.safe_load((root / "dvc.lock").read_text())
+    for stage in lock["stages"].values():
+        if not params:
+            stage.pop("params")
+        for out in stage["outs"]:
+            if not out["path"].endswith(".scores.csv"):  # the others hold timings
+                out.pop("md5"), out.pop("size")
+    files["dvc.lock"] = lock
+    return files
 
 
 # The reliability suite (tests/reliability/): each trial reports through the `reliability`

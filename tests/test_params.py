@@ -91,7 +91,10 @@ def test_unknown_setting_is_named(project: Project) -> None:
     project.params_path.write_text(text)
     result = invoke(project, "run", "--models", "noisy")
     assert result.exit_code == 2
-    expected = "models.noisy: unknown setting 'eror_rate'; known: max_concurrency, price, resources, strategy"
+    expected = (
+        "models.noisy: unknown setting 'eror_rate'; "
+        "known: max_concurrency, price, resources, strategy"
+    )
     assert expected in result.output and result.output.count("\n") == 1
 
 

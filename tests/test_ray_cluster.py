@@ -25,9 +25,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import dvc, invoke, make_project
+from conftest import dvc, invoke, ledger_files, make_project
 from evalledger.project import Project
-from test_ray_executor import _ledger
 
 pytest.importorskip("ray")
 pytestmark = pytest.mark.xdist_group("ray")
@@ -116,11 +115,11 @@ def _start_run(project: Project, address: str, env: dict[str, str]) -> subproces
     )  # fmt: skip
 
 
-def _local_ledger(tmp_path: Path, delay: float, n_items: int) -> dict[str, object]:
+def _localledger_files(tmp_path: Path, delay: float, n_items: int) -> dict[str, object]:
     local, flags = _project(tmp_path, "local", delay, n_items)
     assert invoke(local, "run").exit_code == 0
     (flags / "calls.log").unlink()
-    return _ledger(local.root)
+    return ledger_files(local.root)
 
 
 def _recorded_once(project: Project, n_items: int) -> None:
@@ -144,7 +143,7 @@ def test_a_two_node_cluster_shares_the_items(
     tmp_path: Path, cluster: tuple[str, dict[str, str]]
 ) -> None:
     address, env = cluster
-    expected = _local_ledger(tmp_path, 0.01, 40)
+    expected = _localledger_files(tmp_path, 0.01, 40)
     project, flags = _project(tmp_path, "remote", 0.01, 40)
     proc = _start_run(project, address, env)
     out, _ = proc.communicate(timeout=240)
@@ -153,7 +152,7 @@ def test_a_two_node_cluster_shares_the_items(
     assert len(calls) == 80 and len({c[0] for c in calls}) == 80  # each item called once
     assert len({c[2] for c in calls}) == 2  # on both nodes
     _recorded_once(project, 40)
-    assert _ledger(project.root) == expected
+    assert ledger_files(project.root) == expected
     assert "up to date" in dvc(project.root, "status").stdout
 
 
@@ -162,7 +161,7 @@ def test_a_sigkilled_worker_loses_no_item_and_records_none_twice(
 ) -> None:
     address, env = cluster
     n_items = 60
-    expected = _local_ledger(tmp_path, 0.04, n_items)
+    expected = _localledger_files(tmp_path, 0.04, n_items)
     project, flags = _project(tmp_path, "remote", 0.04, n_items)
     proc = _start_run(project, address, env)
     deadline = time.monotonic() + 120
@@ -181,5 +180,5 @@ def test_a_sigkilled_worker_loses_no_item_and_records_none_twice(
     assert "items not yet recorded are submitted again (attempt 2 of 4)" in out
     assert len({c[0] for c in calls}) == 2 * n_items  # every item called at least once
     _recorded_once(project, n_items)  # ... and recorded exactly once
-    assert _ledger(project.root) == expected
+    assert ledger_files(project.root) == expected
     assert "up to date" in dvc(project.root, "status").stdout

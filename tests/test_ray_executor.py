@@ -13,11 +13,10 @@ import sys
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from conftest import SMALL_PARAMS, dvc, invoke, make_project
+from conftest import SMALL_PARAMS, dvc, invoke, ledger_files, make_project
 from evalledger.execution.response_cache import cache_path
 from evalledger.project import Project
 from evalledger.testing.openai_server import ReferenceServer, ServerConfig
@@ -79,38 +78,6 @@ def _calls(flags: Path) -> list[tuple[str, int]]:
     return [(i, int(p)) for i, p in (line.split() for line in lines if line)]
 
 
-def _untimed(value: Any) -> Any:
-    """Metrics without what the clock decides."""
-    if isinstance(value, dict):
-        return {k: _untimed(v) for k, v in value.items()
-                if "latency" not in k and not k.endswith("_time_s")}  # fmt: skip
-    return value
-
-
-def _ledger(root: Path, params: bool = True) -> dict[str, Any]:
-    """A project's ledger files, with timings (and, unless ``params``, dvc.lock's params)
-    taken out."""
-    files: dict[str, Any] = {}
-    for path in sorted((root / "metrics").rglob("*.scores.csv")):
-        files[path.relative_to(root).as_posix()] = path.read_text()
-    for path in sorted((root / "metrics").rglob("*.json")):
-        files[path.relative_to(root).as_posix()] = _untimed(json.loads(path.read_text()))
-    for path in sorted((root / "predictions").rglob("*.jsonl")):
-        rows = [_untimed(json.loads(line)) for line in path.read_text().splitlines()]
-        files[path.relative_to(root).as_posix()] = rows
-    import yaml
-
-    lock = yaml.safe_load((root / "dvc.lock").read_text())
-    for stage in lock["stages"].values():
-        if not params:
-            stage.pop("params")
-        for out in stage["outs"]:
-            if not out["path"].endswith(".scores.csv"):  # the others hold timings
-                out.pop("md5"), out.pop("size")
-    files["dvc.lock"] = lock
-    return files
-
-
 def _run(project: Project, *args: str) -> str:
     result = invoke(project, "run", *args)
     assert result.exit_code == 0, result.output
@@ -123,7 +90,7 @@ def test_a_ray_run_leaves_the_files_of_a_local_run(tmp_path: Path) -> None:
     _run(local)
     out = _run(remote, "--executor", "ray")
     assert "completed (6/6 cells completed)" in out
-    assert _ledger(remote.root) == _ledger(local.root)
+    assert ledger_files(remote.root) == ledger_files(local.root)
     assert "up to date" in dvc(remote.root, "status").stdout
 
 
@@ -179,7 +146,7 @@ def test_item_errors_on_workers_are_recorded_as_locally(tmp_path: Path) -> None:
     metrics = json.loads((remote.root / "metrics/logger/arith.json").read_text())
     assert metrics["errors"] == 4
     # (each project's params name its own flags folder)
-    assert _ledger(remote.root, params=False) == _ledger(local.root, params=False)
+    assert ledger_files(remote.root, params=False) == ledger_files(local.root, params=False)
 
 
 def test_a_model_asking_for_more_than_the_cluster_has_fails_its_cell(tmp_path: Path) -> None:

@@ -7,14 +7,15 @@ import fcntl
 import os
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from evalledger.redact import scrub_text
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Iterator
+    from collections.abc import Iterable
 
 __all__ = [
+    "AtomicLines",
     "atomic_write",
     "atomic_write_lines",
     "fsync_dir",
@@ -60,42 +61,82 @@ def atomic_write_lines(path: Path, lines: Iterable[str], *, fsync: bool = True) 
     lines at a time, each batch through the redaction point (a batch ends at a line's
     end, and no secret spans lines).
     """
-
-    def batches() -> Iterator[bytes]:
-        batch: list[str] = []
+    with AtomicLines(path, fsync=fsync) as out:
         for line in lines:
-            batch.append(line)
-            if len(batch) >= _LINES_PER_WRITE:
-                yield scrub_text("".join(batch)).encode("utf-8")
-                batch.clear()
-        if batch:
-            yield scrub_text("".join(batch)).encode("utf-8")
+            out.write(line)
+        out.commit()
 
-    _replace(path, batches(), fsync=fsync)
+
+class AtomicLines:
+    """A file written line by line into a temp file, renamed into place by :meth:`commit`.
+
+    Several can be open at once, so one pass over a cell's records writes its
+    predictions and scores together. Leaving the ``with`` block without ``commit``
+    (an error, or every item errored) removes the temp file: the old file stays.
+    """
+
+    def __init__(self, path: Path, *, fsync: bool = True) -> None:
+        self.path = Path(path)
+        self.fsync = fsync
+        self._batch: list[str] = []
+        self._tmp: str | None = None
+        self._fh: Any = None
+
+    def __enter__(self) -> AtomicLines:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, self._tmp = tempfile.mkstemp(
+            prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent
+        )
+        self._fh = os.fdopen(fd, "wb")
+        # Locked until after the rename: a temp file nobody holds has no live writer,
+        # which is how remove_leftover_temps tells a leftover from a write in flight.
+        fcntl.flock(self._fh.fileno(), fcntl.LOCK_EX)
+        return self
+
+    def write(self, line: str) -> None:
+        """Add one line (with its newline); batches pass the redaction point."""
+        self._batch.append(line)
+        if len(self._batch) >= _LINES_PER_WRITE:
+            self._flush_batch()
+
+    def write_bytes(self, chunk: bytes) -> None:
+        """Add bytes as given (they passed the redaction point, or are binary)."""
+        self._flush_batch()
+        self._fh.write(chunk)
+
+    def _flush_batch(self) -> None:
+        if self._batch:
+            self._fh.write(scrub_text("".join(self._batch)).encode("utf-8"))
+            self._batch.clear()
+
+    def commit(self) -> None:
+        """Flush, fsync and rename the temp file into place."""
+        assert self._tmp is not None and self._fh is not None
+        self._flush_batch()
+        self._fh.flush()
+        if self.fsync:
+            os.fsync(self._fh.fileno())
+        os.fchmod(self._fh.fileno(), 0o644)
+        os.replace(self._tmp, self.path)
+        self._tmp = None
+        self._fh.close()
+        if self.fsync:
+            fsync_dir(self.path.parent)
+
+    def __exit__(self, *exc: object) -> None:
+        if self._fh is not None and not self._fh.closed:
+            self._fh.close()
+        if self._tmp is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(self._tmp)
+            self._tmp = None
 
 
 def _replace(path: Path, chunks: Iterable[bytes], *, fsync: bool) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            # Locked until after the rename: a temp file nobody holds has no live writer,
-            # which is how remove_leftover_temps tells a leftover from a write in flight.
-            fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
-            for chunk in chunks:
-                fh.write(chunk)
-            fh.flush()
-            if fsync:
-                os.fsync(fh.fileno())
-            os.fchmod(fh.fileno(), 0o644)
-            os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    if fsync:
-        fsync_dir(path.parent)
+    with AtomicLines(path, fsync=fsync) as out:
+        for chunk in chunks:
+            out.write_bytes(chunk)
+        out.commit()
 
 
 @contextlib.contextmanager

@@ -7,12 +7,15 @@ Python guarantees across versions, so item IDs and texts are stable everywhere.
 from __future__ import annotations
 
 import random
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field
 
 from evalledger.benchmarks.base import Benchmark
 from evalledger.plugin_types import AdapterSettings, Item
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 __all__ = ["ArithBenchmark", "generate"]
 
@@ -68,19 +71,20 @@ def _problem(rng: random.Random, category: str, big: int) -> tuple[str, int]:
 
 def generate(n_items: int, seed: int, difficulty: str = "easy") -> list[Item]:
     """Generate ``n_items`` problems; the same arguments give the same items."""
+    return list(iter_generate(n_items, seed, difficulty))
+
+
+def iter_generate(n_items: int, seed: int, difficulty: str = "easy") -> Iterator[Item]:
+    """The problems of :func:`generate`, one at a time (a million need not be held)."""
     rng = random.Random(seed)
     cats = _EASY if difficulty == "easy" else _HARD
     big = 50 if difficulty == "easy" else 900
-    items = []
     for i in range(n_items):
         category = cats[i % len(cats)]
         text, answer = _problem(rng, category, big)
-        items.append(
-            Item(
-                id=f"{difficulty}-{seed}-{i:04d}", input=text, target=str(answer), category=category
-            )
+        yield Item(
+            id=f"{difficulty}-{seed}-{i:04d}", input=text, target=str(answer), category=category
         )
-    return items
 
 
 class ArithSettings(AdapterSettings):
@@ -102,6 +106,11 @@ class ArithBenchmark(Benchmark):
 
     def load(self) -> list[Item]:
         """The generated items, cut to ``limit`` if set."""
+        return list(self.iter_items())
+
+    def iter_items(self) -> Iterator[Item]:
+        """The generated items one at a time, cut to ``limit`` if set."""
         s = self.settings
-        items = generate(s.n_items, s.seed, s.difficulty)
-        return items[: s.limit] if s.limit else items
+        n = min(s.n_items, s.limit) if s.limit else s.n_items
+        # The same random draws as generating all n_items: an item does not depend on limit.
+        return iter_generate(n, s.seed, s.difficulty)

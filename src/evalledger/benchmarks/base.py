@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Self
 from evalledger.plugin_types import AdapterSettings, Item, ItemScore, validate_settings
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
     from pathlib import Path
 
 __all__ = ["DEFAULT_TEMPLATE", "Benchmark", "Item", "ItemScore", "hash_data_files"]
@@ -48,6 +49,15 @@ class Benchmark(ABC):
     @abstractmethod
     def load(self) -> list[Item]:
         """All items, in a stable order."""
+
+    def iter_items(self) -> Iterator[Item]:
+        """The items of :meth:`load`, in its order, one at a time.
+
+        A cell larger than :data:`~evalledger.execution.streaming.STREAM_ABOVE` items
+        reads them this way, more than once, so it never holds them all; loaders that can
+        produce items lazily override it.
+        """
+        return iter(self.load())
 
     def data_files(self) -> list[Path]:
         """The files the items are read from; [] when the settings determine the items.

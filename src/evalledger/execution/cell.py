@@ -12,28 +12,30 @@ is counted in the metrics, never scored as wrong, and retried on resume.
 from __future__ import annotations
 
 import asyncio
-import csv
-import io
-import json
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
-from evalledger.atomic import atomic_write, atomic_write_lines
-from evalledger.errors import CellError, EvalLedgerError, InterruptedRun
+from evalledger.errors import EvalLedgerError, InterruptedRun
+from evalledger.execution.cellfiles import (
+    CLUSTER_COLUMN,
+    SCORE_COLUMNS,
+    TIMED_SCORE_COLUMNS,
+    write_outputs,
+)
 from evalledger.execution.cellmetrics import cell_metrics
 from evalledger.execution.cellplugins import PluginConfigs, plugin_configs
 from evalledger.execution.checkpoint import Checkpoint
 from evalledger.execution.repeats import (
-    expand_samples,
+    iter_samples,
     repeats_for,
     sample_decoding,
-    with_repeats,
 )
 from evalledger.execution.response_cache import ResponseCache, cache_path
+from evalledger.execution.streaming import StreamedItems, pending_items, scan_items, stored_records
 from evalledger.matrix import Cell, config_hash
-from evalledger.plugin_types import agent_records, question_of
+from evalledger.plugin_types import agent_records
 from evalledger.plugins import load_benchmark
 from evalledger.redact import scrub_text
 
@@ -66,20 +68,6 @@ __all__ = [
     "write_outputs",
 ]
 
-#: The columns of a cell's ``.scores.csv``: only what the answers determine, so a re-run
-#: of a deterministic model rewrites the file byte for byte. Each item's ``latency_ms``
-#: is in the predictions file (DVC-cached, not in git) and the item checkpoint.
-SCORE_COLUMNS = [
-    "id", "category", "correct", "score", "partial", "formatted",
-    "prompt_tokens", "completion_tokens", "error",
-]  # fmt: skip
-#: The columns with per-item ``latency_ms``: those of score files written before
-#: timings left them, and of a Tracker's, which keeps the latency its caller logged.
-TIMED_SCORE_COLUMNS = [*SCORE_COLUMNS[:6], "latency_ms", *SCORE_COLUMNS[6:]]
-#: Appended to SCORE_COLUMNS when some item of the cell has ``meta["cluster"]``.
-CLUSTER_COLUMN = "cluster"
-#: Appended to SCORE_COLUMNS for repeated samples: the answer's sample number.
-SAMPLE_COLUMN = "sample"
 #: File hashes of benchmark data, by path, size and mtime (below ``.evalledger/``).
 DATA_HASH_CACHE = "cache/data_hashes.json"
 
@@ -98,7 +86,7 @@ class ItemsEvaluator(Protocol):
         self,
         prepared: PreparedCell,
         ck: Checkpoint,
-        items: list[Item],
+        items: list[Item] | StreamedItems,
         *,
         progress: ProgressFn | None = None,
         stop: Event | None = None,
@@ -126,8 +114,10 @@ class PreparedCell:
     benchmark: Benchmark
     scorer: Scorer | None
     judge: Model | None
-    items: list[Item]
-    prompts: dict[str, str]
+    items: list[Item] | StreamedItems
+    """Held, or (a cell of more than STREAM_ABOVE items) read again on each pass."""
+    prompts: dict[str, str] | None
+    """Each item's prompt by id; None: made from ``template`` when needed."""
     decoding: dict[str, Any]
     price: tuple[float, float] | None
     repeats: int = 1
@@ -136,6 +126,14 @@ class PreparedCell:
     """The response cache, for a model that declares a cache identity (and cache on)."""
     plugins: PluginConfigs | None = None
     """What the plugins were built from: a Ray worker builds its own from it."""
+    template: str | None = None
+    """The prompt set's template (see ``prompts``)."""
+
+    def prompt_of(self, item: Item) -> str:
+        """The prompt sent for ``item``."""
+        if self.prompts is not None:
+            return self.prompts[item.id]
+        return self.benchmark.prompt(item, self.template)
 
     async def aclose(self) -> None:
         """Release the model's (and judge's) connections."""
@@ -207,13 +205,8 @@ def prepare_cell(project: Project, spec: MatrixSpec, cell: Cell) -> PreparedCell
         template = files.template
         if files.system is not None:
             decoding["system"] = files.system  # adapters send it as the system message
-    items = bench.load()
-    if not items:
-        raise CellError(f"benchmark {bench_name!r} has no items")
-    if len({it.id for it in items}) != len(items):
-        raise CellError(f"benchmark {bench_name!r} has duplicate item ids")
     k = repeats_for(spec, cell)
-    items = expand_samples(items, k)
+    items = scan_items(lambda: iter_samples(bench.iter_items(), k), f"benchmark {bench_name!r}")
     price = model.settings.price
     cache = None
     if spec.run.cache and model.cache_identity() is not None:
@@ -221,63 +214,11 @@ def prepare_cell(project: Project, spec: MatrixSpec, cell: Cell) -> PreparedCell
     return PreparedCell(
         cell=cell, config_hash=chash, model=model, benchmark=bench, scorer=plugins.scorer,
         judge=plugins.judge,
-        items=items, prompts={it.id: bench.prompt(it, template) for it in items},
-        decoding=decoding, price=(price.input, price.output) if price else None, repeats=k,
-        cache=cache, plugins=configs,
+        items=items, decoding=decoding, price=(price.input, price.output) if price else None,
+        prompts=None if isinstance(items, StreamedItems) else
+        {it.id: bench.prompt(it, template) for it in items},
+        repeats=k, cache=cache, plugins=configs, template=template,
     )  # fmt: skip
-
-
-def _scores_csv(
-    records: list[dict[str, Any]], items: list[Item], samples: bool = False
-) -> Iterator[str]:
-    """Per-item scores, in item order; a ``cluster`` column only when some item has one.
-
-    With ``samples`` (repeats), a row per answer: the question's id and a ``sample``
-    column. Nothing of the clock is written here (see :data:`SCORE_COLUMNS`). Row by
-    row, for :func:`~evalledger.atomic.atomic_write_lines`.
-    """
-    clusters = {it.id: str(it.meta["cluster"]) for it in items if "cluster" in it.meta}
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-
-    def flushed() -> str:
-        text = buf.getvalue()
-        buf.seek(0)
-        buf.truncate()
-        return text
-
-    header = [*SCORE_COLUMNS, *([SAMPLE_COLUMN] if samples else [])]
-    writer.writerow([*header, CLUSTER_COLUMN] if clusters else header)
-    yield flushed()
-    for r in records:
-        question, sample = question_of(r["id"]) if samples else (r["id"], None)
-        row = [
-            question, r.get("category", ""), int(r["correct"]), r["score"], int(r["partial"]),
-            int(r["formatted"]), r.get("prompt_tokens") or 0, r.get("completion_tokens") or 0,
-            r.get("error") or "", *([sample] if samples else []),
-        ]  # fmt: skip
-        if clusters:
-            row.append(clusters.get(r["id"], ""))
-        writer.writerow(row)
-        yield flushed()
-
-
-def _predictions_jsonl(records: list[dict[str, Any]], prepared: PreparedCell) -> Iterator[str]:
-    """One line per item: prompt, output, target, and the item's ``latency_ms``."""
-    targets = {it.id: it.target for it in prepared.items}
-    for r in records:
-        row = {
-            "id": r["id"], "prompt": prepared.prompts[r["id"]], "output": r.get("output"),
-            "extracted": r.get("extracted"), "target": targets[r["id"]],
-        }  # fmt: skip
-        if r.get("detail"):
-            row["judge"] = r["detail"]
-        if r.get("error"):
-            row["error"] = r["error"]
-        row["latency_ms"] = r["latency_ms"]
-        if r.get("agents"):
-            row["agents"] = r["agents"]
-        yield json.dumps(row, ensure_ascii=False) + "\n"
 
 
 def _record(item: Item, latency_ms: float, completion: Any, score: ItemScore) -> dict[str, Any]:
@@ -313,7 +254,7 @@ _YIELD_EVERY = 256
 async def evaluate_items(
     prepared: PreparedCell,
     ck: Checkpoint,
-    items: list[Item],
+    items: list[Item] | StreamedItems,
     *,
     progress: ProgressFn | None = None,
     stop: Event | None = None,
@@ -323,12 +264,10 @@ async def evaluate_items(
     ``progress`` counts over ``items``; an interruption (``stop``) before every item is
     done raises InterruptedRun.
     """
-    scored = ck.scored
-    todo = [it for it in items if it.id not in scored]
-    counts = {"done": len(items) - len(todo), "errors": 0, "evaluated": 0}
+    queue, n_todo = pending_items(ck, items)
+    counts = {"done": len(items) - n_todo, "errors": 0, "evaluated": 0}
     if progress:
         progress(counts["done"], len(items), 0)
-    queue = iter(todo)
 
     async def worker() -> None:
         for item in queue:
@@ -358,7 +297,7 @@ async def evaluate_items(
                 # a stop) while a large cell runs, so a kill leaves a plan with counts.
                 await asyncio.sleep(0)
 
-    width = max(1, min(prepared.model.max_concurrency, len(todo)))
+    width = max(1, min(prepared.model.max_concurrency, n_todo))
     await asyncio.gather(*(worker() for _ in range(width)))
     if stop is not None and stop.is_set() and counts["done"] < len(items):
         raise InterruptedRun(f"{prepared.cell.key} interrupted after {counts['done']} items")
@@ -371,7 +310,7 @@ async def _answer(prepared: PreparedCell, item: Item, t0: float) -> tuple[Any, f
     A cached answer keeps the latency of the call that made it, so latency figures
     describe the model, not the cache.
     """
-    prompt, decoding = prepared.prompts[item.id], sample_decoding(prepared.decoding, item)
+    prompt, decoding = prepared.prompt_of(item), sample_decoding(prepared.decoding, item)
     cache, identity = prepared.cache, prepared.model.cache_identity()
     if cache is None or identity is None:
         completion = await prepared.model.agenerate(prompt, item, decoding)
@@ -384,28 +323,6 @@ async def _answer(prepared: PreparedCell, item: Item, t0: float) -> tuple[Any, f
     latency_ms = round((time.perf_counter() - t0) * 1000, 3)
     cache.put(key, f"{identity.get('adapter')}:{identity.get('model')}", completion, latency_ms)
     return completion, latency_ms, False
-
-
-def write_outputs(
-    project: Project, prepared: PreparedCell, records: list[dict[str, Any]], wall_time_s: float
-) -> tuple[dict[str, Any], int]:
-    """Write the cell's predictions, scores and metrics from ``records`` (in item order).
-
-    Returns the metrics and how many items errored; CellError when every item errored.
-    """
-    cell, items = prepared.cell, prepared.items
-    errored = sum(1 for r in records if r.get("error"))
-    if errored == len(records):
-        first = records[0]["error"]
-        raise CellError(f"all {len(records)} items errored; first: {first}")
-    metrics = cell_metrics(records, prepared.price, wall_time_s)
-    if prepared.repeats > 1:
-        metrics = with_repeats(metrics, records, prepared.repeats)
-    atomic_write_lines(project.path(cell.predictions_path), _predictions_jsonl(records, prepared))
-    atomic_write_lines(project.path(cell.scores_path),
-                       _scores_csv(records, items, prepared.repeats > 1))  # fmt: skip
-    atomic_write(project.path(cell.metrics_path), json.dumps(metrics, indent=2) + "\n")
-    return metrics, errored
 
 
 async def evaluate_cell(
@@ -426,9 +343,15 @@ async def evaluate_cell(
     cell, items = prepared.cell, prepared.items
     started = time.perf_counter()
     evaluate = evaluate or evaluate_items
-    with Checkpoint(project.checkpoint_path(cell, prepared.config_hash)) as ck:
+    streamed = isinstance(items, StreamedItems)
+    path = project.checkpoint_path(cell, prepared.config_hash)
+    with Checkpoint(path, keep_records=not streamed) as ck:
         evaluated = await evaluate(prepared, ck, items, progress=progress, stop=stop)
-        records = [ck.records[it.id] for it in items]
+        records: Iterable[dict[str, Any]]
+        if isinstance(items, StreamedItems):
+            records = stored_records(ck, items)
+        else:
+            records = [ck.records[it.id] for it in items]
         metrics, errored = write_outputs(project, prepared, records, time.perf_counter() - started)
         if not keep_checkpoint and not errored:
             ck.remove()

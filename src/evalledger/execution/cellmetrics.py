@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import math
+from array import array
 from collections import Counter
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
 
 __all__ = ["cell_metrics"]
 
@@ -22,7 +26,7 @@ def _rate(num: float, den: int) -> float:
 
 
 def cell_metrics(
-    records: list[dict[str, Any]],
+    records: Iterable[dict[str, Any]],
     price: tuple[float, float] | None = None,
     wall_time_s: float | None = None,
 ) -> dict[str, Any]:
@@ -33,75 +37,89 @@ def cell_metrics(
     per-agent records, ``agents`` holds each agent's figures over the scored items. Keys come in one
     order, and the timings (:data:`~evalledger.metrics.TIMING_METRICS`) sit together, so
     a re-run of a deterministic model changes one block of lines and nothing else.
+
+    One pass over ``records``, keeping counts and one float per item (the latencies):
+    a million records are read as they stream, never held.
     """
-    n = len(records)
-    scored = [r for r in records if not r.get("error")]
-    ns = len(scored)
-    lat = sorted(float(r["latency_ms"]) for r in scored)
-    prompt_tokens = sum(int(r.get("prompt_tokens") or 0) for r in records)
-    completion_tokens = sum(int(r.get("completion_tokens") or 0) for r in records)
-    cats: dict[str, list[dict[str, Any]]] = {}
+    n = ns = correct = partial = formatted = 0
+    score_sum = 0.0
+    lat = array("d")
+    tokens = {False: [0, 0], True: [0, 0]}  # cached? -> [prompt, completion]
+    n_cached = 0
+    cats: dict[str, list[int]] = {}  # category -> [n, scored, correct]
+    patterns: Counter[str] = Counter()
+    agent_runs: dict[str, list[dict[str, Any]]] = {}
     for r in records:
-        cats.setdefault(r.get("category") or "uncategorised", []).append(r)
-    patterns = Counter(r["error_class"] for r in records if r.get("error"))
+        n += 1
+        cached = bool(r.get("cached"))
+        n_cached += cached
+        counts = tokens[cached]
+        counts[0] += int(r.get("prompt_tokens") or 0)
+        counts[1] += int(r.get("completion_tokens") or 0)
+        cat = cats.setdefault(r.get("category") or "uncategorised", [0, 0, 0])
+        cat[0] += 1
+        if r.get("error"):
+            patterns[r["error_class"]] += 1
+            continue
+        ns += 1
+        correct += r["correct"]
+        partial += r["partial"]
+        formatted += r["formatted"]
+        score_sum += float(r["score"])
+        lat.append(float(r["latency_ms"]))
+        cat[1] += 1
+        cat[2] += r["correct"]
+        for rec in r.get("agents") or ():
+            agent_runs.setdefault(rec["name"], []).append(rec)
+    latencies = sorted(lat)
+    del lat
     metrics: dict[str, Any] = {
-        "accuracy": _rate(sum(r["correct"] for r in scored), ns),
-        "partial_accuracy": _rate(sum(r["partial"] for r in scored), ns),
-        "format_accuracy": _rate(sum(r["formatted"] for r in scored), ns),
-        "mean_score": _rate(sum(float(r["score"]) for r in scored), ns),
+        "accuracy": _rate(correct, ns),
+        "partial_accuracy": _rate(partial, ns),
+        "format_accuracy": _rate(formatted, ns),
+        "mean_score": _rate(score_sum, ns),
         "n": n,
         "scored": ns,
-        "correct": sum(int(r["correct"]) for r in scored),
+        "correct": int(correct),
         "errors": n - ns,
         "error_rate": _rate(n - ns, n),
         "latency_ms": {
-            "mean": round(sum(lat) / ns, 3) if ns else 0.0,
-            "p50": round(_quantile(lat, 0.5), 3),
-            "p95": round(_quantile(lat, 0.95), 3),
+            "mean": round(sum(latencies) / ns, 3) if ns else 0.0,
+            "p50": round(_quantile(latencies, 0.5), 3),
+            "p95": round(_quantile(latencies, 0.95), 3),
         },
-        "total_time_s": round(sum(lat) / 1000, 3),
+        "total_time_s": round(sum(latencies) / 1000, 3),
     }
     if wall_time_s is not None:
         metrics["wall_time_s"] = round(wall_time_s, 3)
-    metrics["prompt_tokens"] = prompt_tokens
-    metrics["completion_tokens"] = completion_tokens
-    cached = [r for r in records if r.get("cached")]
+    metrics["prompt_tokens"] = tokens[False][0] + tokens[True][0]
+    metrics["completion_tokens"] = tokens[False][1] + tokens[True][1]
     if price is not None:
         # cost counts the calls made; answers from the response cache are shown apart
-        metrics["cost"] = _cost([r for r in records if not r.get("cached")], price)
-        if cached:
-            metrics["cached_cost"] = _cost(cached, price)
-    if cached:
-        metrics["cache_hits"] = len(cached)
-    metrics["categories"] = {}
-    for cat, rs in sorted(cats.items()):
-        ok = [r for r in rs if not r.get("error")]
-        metrics["categories"][cat] = {
-            "accuracy": _rate(sum(r["correct"] for r in ok), len(ok)),
-            "n": len(rs),
-            "errors": len(rs) - len(ok),
-        }
-    if any(r.get("agents") for r in scored):
-        metrics["agents"] = _agent_metrics(scored)
+        metrics["cost"] = _cost(tokens[False][0], tokens[False][1], price)
+        if n_cached:
+            metrics["cached_cost"] = _cost(tokens[True][0], tokens[True][1], price)
+    if n_cached:
+        metrics["cache_hits"] = n_cached
+    metrics["categories"] = {
+        name: {"accuracy": _rate(ok_correct, ok), "n": total, "errors": total - ok}
+        for name, (total, ok, ok_correct) in sorted(cats.items())
+    }
+    if agent_runs:
+        metrics["agents"] = _agent_metrics(agent_runs)
     metrics["error_patterns"] = dict(sorted(patterns.items()))
     return metrics
 
 
-def _cost(records: list[dict[str, Any]], price: tuple[float, float]) -> float:
-    prompt = sum(int(r.get("prompt_tokens") or 0) for r in records)
-    completion = sum(int(r.get("completion_tokens") or 0) for r in records)
+def _cost(prompt: int, completion: int, price: tuple[float, float]) -> float:
     return round((prompt * price[0] + completion * price[1]) / 1e6, 6)
 
 
-def _agent_metrics(scored: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+def _agent_metrics(runs: dict[str, list[dict[str, Any]]]) -> dict[str, dict[str, Any]]:
     """Per agent, over the scored items it ran on: successes, mean latency, cost, tokens.
 
     Latency and cost are over the records that report them (None when none does).
     """
-    runs: dict[str, list[dict[str, Any]]] = {}
-    for r in scored:
-        for rec in r.get("agents") or ():
-            runs.setdefault(rec["name"], []).append(rec)
     out = {}
     for name, recs in sorted(runs.items()):
         lat = [float(a["latency_ms"]) for a in recs if a.get("latency_ms") is not None]

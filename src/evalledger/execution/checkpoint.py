@@ -21,12 +21,14 @@ import json
 import os
 from typing import TYPE_CHECKING, Any
 
-from evalledger.atomic import atomic_write
+from evalledger.atomic import AtomicLines
 from evalledger.errors import CellError, notice
+from evalledger.execution.itemindex import RecordIndex
 from evalledger.plugin_types import AgentRecordError, agent_records
 from evalledger.redact import scrub_text
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable, Iterator
     from pathlib import Path
 
 __all__ = ["Checkpoint", "count_scored", "parse_records", "valid_record"]
@@ -102,6 +104,17 @@ def _parse(data: bytes) -> tuple[dict[str, dict[str, Any]], list[bytes], int]:
     return records, kept, dropped
 
 
+def _valid_lines(blocks: Iterable[bytes]) -> Iterator[bytes]:
+    tail = b""
+    for block in blocks:
+        data = tail + block
+        cut = data.rfind(b"\n") + 1
+        tail = data[cut:]
+        for line in data[:cut].split(b"\n")[:-1]:
+            if line.strip() and _record_of(line) is not None:
+                yield line
+
+
 def parse_records(data: bytes) -> dict[str, dict[str, Any]]:
     """Item records from a checkpoint's bytes: whole, valid lines only, the last per id."""
     return _parse(data)[0]
@@ -119,13 +132,33 @@ def count_scored(path: Path) -> int:
         return 0
 
 
-class Checkpoint:
-    """An open, locked item log. Use as a context manager."""
+#: Bytes read at a time when a checkpoint is indexed rather than held.
+_BLOCK = 1 << 22
 
-    def __init__(self, path: Path) -> None:
+
+def _record_of(line: bytes) -> dict[str, Any] | None:
+    try:
+        rec = json.loads(line)
+    except (ValueError, RecursionError):  # not JSON, or nested past what it parses
+        return None
+    return rec if valid_record(rec) else None
+
+
+class Checkpoint:
+    """An open, locked item log. Use as a context manager.
+
+    By default every record is held (``records``). With ``keep_records=False`` (a
+    streamed cell) only an :class:`~evalledger.execution.itemindex.RecordIndex` of
+    where each record is is kept, and records are read back with :meth:`read`.
+    """
+
+    def __init__(self, path: Path, *, keep_records: bool = True) -> None:
         self.path = path
         self._fd: int | None = None
         self.records: dict[str, dict[str, Any]] = {}
+        self.keep_records = keep_records
+        self.index = RecordIndex()
+        self._end = 0
 
     def __enter__(self) -> Checkpoint:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -150,6 +183,9 @@ class Checkpoint:
         return fd
 
     def _load(self) -> None:
+        if not self.keep_records:
+            self._load_index()
+            return
         assert self._fd is not None
         size = os.fstat(self._fd).st_size
         data = os.pread(self._fd, size, 0) if size else b""
@@ -159,16 +195,63 @@ class Checkpoint:
             os.ftruncate(self._fd, good)
         self.records, kept, dropped = _parse(data)
         if dropped:
-            self._rewrite(b"".join(line + b"\n" for line in kept))
+            self._rewrite([b"".join(line + b"\n" for line in kept)])
             notice(
                 f"checkpoint {self.path}: dropped {dropped} malformed "
                 f"line{'s' if dropped != 1 else ''}; their items will be evaluated again"
             )
 
-    def _rewrite(self, data: bytes) -> None:
-        """Replace the log with ``data`` (renamed into place), then hold the new file."""
+    def _load_index(self) -> None:
+        """Index the log block by block, never holding it whole (cf. :meth:`_load`)."""
         assert self._fd is not None
-        atomic_write(self.path, data)
+        size = os.fstat(self._fd).st_size
+        index, dropped, pos, tail = RecordIndex(), 0, 0, b""
+        line_start = 0
+        while pos < size:
+            block = os.pread(self._fd, min(_BLOCK, size - pos), pos)
+            if not block:
+                break
+            pos += len(block)
+            data = tail + block
+            cut = data.rfind(b"\n") + 1
+            lines, tail = data[:cut], data[cut:]
+            for line in lines.split(b"\n")[:-1]:
+                if line.strip():
+                    rec = _record_of(line)
+                    if rec is None:
+                        dropped += 1
+                    else:
+                        index.add(rec["id"], line_start, len(line), not rec.get("error"))
+                line_start += len(line) + 1
+        if line_start < size:
+            os.ftruncate(self._fd, line_start)  # a write torn by a kill
+        self.index, self._end = index, line_start
+        if dropped:
+
+            def kept() -> Iterator[bytes]:
+                for offset in range(0, line_start, _BLOCK):
+                    yield os.pread(self._fd, min(_BLOCK, line_start - offset), offset)  # type: ignore[arg-type]
+
+            self._rewrite(line + b"\n" for line in _valid_lines(kept()))
+            notice(
+                f"checkpoint {self.path}: dropped {dropped} malformed "
+                f"line{'s' if dropped != 1 else ''}; their items will be evaluated again"
+            )
+            self._load_index()
+
+    def read(self, offsets: Iterable[int], lengths: Iterable[int]) -> Iterator[dict[str, Any]]:
+        """The records at these offsets (from :attr:`index`), in the order given."""
+        assert self._fd is not None
+        for offset, length in zip(offsets, lengths, strict=True):
+            yield json.loads(os.pread(self._fd, int(length), int(offset)))
+
+    def _rewrite(self, chunks: Iterable[bytes]) -> None:
+        """Replace the log with ``chunks`` (renamed into place), then hold the new file."""
+        assert self._fd is not None
+        with AtomicLines(self.path) as out:
+            for chunk in chunks:
+                out.write_bytes(chunk)
+            out.commit()
         # A process that opens the new file before we lock it gets it, and we stop with
         # CellError: the log is whole either way.
         fd = self._open_locked()
@@ -195,8 +278,13 @@ class Checkpoint:
             except ValueError:  # a redaction across JSON syntax: redact the values instead
                 record = _scrub_values(record)
                 scrubbed = json.dumps(record, separators=(",", ":"), ensure_ascii=False)
-        os.write(self._fd, (scrubbed + "\n").encode("utf-8"))
-        self.records[str(record["id"])] = record
+        data = (scrubbed + "\n").encode("utf-8")
+        os.write(self._fd, data)
+        if self.keep_records:
+            self.records[str(record["id"])] = record
+        else:
+            self.index.add(str(record["id"]), self._end, len(data) - 1, not record.get("error"))
+            self._end += len(data)
 
     def remove(self) -> None:
         """Delete the log (the cell's outputs now hold every item)."""

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from evalledger.errors import CellError, ConfigError, InterruptedRun, notice
 from evalledger.execution.repeats import sample_decoding
+from evalledger.execution.streaming import pending_items
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -39,6 +40,7 @@ if TYPE_CHECKING:
     from evalledger.execution.cellplugins import PluginConfigs
     from evalledger.execution.checkpoint import Checkpoint
     from evalledger.execution.response_cache import CachedAnswer
+    from evalledger.execution.streaming import StreamedItems
     from evalledger.matrix import Cell
     from evalledger.plugin_types import Completion, Item
 
@@ -256,14 +258,14 @@ class RayExecutor:
             hits = {}
             for it in items:
                 request = prepared.model.cache_request(
-                    prepared.prompts[it.id], sample_decoding(prepared.decoding, it)
+                    prepared.prompt_of(it), sample_decoding(prepared.decoding, it)
                 )
                 key = prepared.cache.key(identity, request)
                 if (hit := prepared.cache.get(key)) is not None:
                     hits[key] = hit
         return ChunkTask(
             root=root, cell=prepared.cell, plugins=prepared.plugins, items=items,
-            prompts={it.id: prepared.prompts[it.id] for it in items},
+            prompts={it.id: prepared.prompt_of(it) for it in items},
             decoding=prepared.decoding, hits=hits,
         )  # fmt: skip
 
@@ -273,7 +275,7 @@ class RayExecutor:
         async def evaluate(
             prepared: PreparedCell,
             ck: Checkpoint,
-            items: list[Item],
+            items: list[Item] | StreamedItems,
             *,
             progress: ProgressFn | None = None,
             stop: Event | None = None,
@@ -287,13 +289,13 @@ class RayExecutor:
         root: str,
         prepared: PreparedCell,
         ck: Checkpoint,
-        items: list[Item],
+        items: list[Item] | StreamedItems,
         progress: ProgressFn | None,
         stop: Event | None,
     ) -> int:
         ray = self._ray
-        scored = ck.scored
-        todo = [it for it in items if it.id not in scored]
+        queue, _ = pending_items(ck, items)
+        todo = list(queue)  # sent in chunks; the driver holds what is not yet recorded
         pending = {it.id for it in todo}
         counts = {"done": len(items) - len(todo), "errors": 0, "evaluated": 0}
         if progress:

@@ -30,6 +30,8 @@ from evalledger.errors import ConfigError
 from evalledger.plugin_types import SAMPLE_SEP, question_of
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable, Iterator
+
     from evalledger.matrix import Cell
     from evalledger.params import MatrixSpec
     from evalledger.plugin_types import Item
@@ -37,6 +39,7 @@ if TYPE_CHECKING:
 __all__ = [
     "MAX_REPEATS",
     "expand_samples",
+    "iter_samples",
     "pass_at_k",
     "repeats_for",
     "repeats_metrics",
@@ -67,13 +70,18 @@ def repeats_for(spec: MatrixSpec, cell: Cell) -> int:
 
 def expand_samples(items: list[Item], k: int) -> list[Item]:
     """Each item K times, as ``<id>#<s>`` with ``meta["sample"] = s``; as given when K=1."""
+    return items if k == 1 else list(iter_samples(items, k))
+
+
+def iter_samples(items: Iterable[Item], k: int) -> Iterator[Item]:
+    """:func:`expand_samples` one item at a time."""
     if k == 1:
-        return items
-    return [
-        dataclasses.replace(it, id=f"{it.id}{SAMPLE_SEP}{s}", meta={**it.meta, "sample": s,
-                                                              "question": it.id})
-        for it in items for s in range(k)
-    ]  # fmt: skip
+        yield from items
+        return
+    for it in items:
+        for s in range(k):
+            yield dataclasses.replace(it, id=f"{it.id}{SAMPLE_SEP}{s}",
+                                      meta={**it.meta, "sample": s, "question": it.id})  # fmt: skip
 
 
 def sample_decoding(decoding: dict[str, Any], item: Item) -> dict[str, Any]:

@@ -292,9 +292,12 @@ def _reuse(
     project: Project, spec: MatrixSpec, stale: list[Cell], options: RunOptions
 ) -> tuple[list[Cell], dict[str, Reusable], dict[str, str]]:
     """Restore (or, on a dry run, find) the outputs of stale cells evaluated before."""
+    from evalledger.execution.outputs import missing_outputs
     from evalledger.execution.reuse import find_reusable, reuse_outputs
 
-    search = find_reusable(project, spec, stale)
+    # dvc.lock's own outputs, only missing, are pulled (restore_outputs), not looked for
+    pull = {c.key for c in missing_outputs(project, spec, stale).cells}
+    search = find_reusable(project, spec, [c for c in stale if c.key not in pull])
     found = search.found
     if not options.dry_run:
         found = reuse_outputs(project, spec, search, options.overrides)

@@ -195,8 +195,33 @@ def test_predictions_on_a_folder_remote_are_restored(
     dvc(project.root, "push", "-A")
     shutil.rmtree(project.root / ".dvc" / "cache")
     assert invoke(project, "revert", first).exit_code == 0
-    out = _run(project)
-    assert "restored 2 cells' outputs from" in out
+    data = json.loads(_run(project, "--json"))
+    assert data["cells"] == [] and data["ok"]
+    assert data["reused"] == {k: {"execution_id": first, "items": 40} for k in CELLS}
     assert len(calls(flags)) == 160
     assert _outputs(project) == kept
     assert _dvc_clean(project)
+
+
+def test_a_network_remote_is_asked_through_dvc_at_the_old_commit(
+    tmp_path: Path, counting_project: tuple[Project, Path]
+) -> None:
+    """Predictions in no local folder are fetched by DVC at the commit that recorded them."""
+    from dataclasses import replace
+
+    from evalledger.execution.reuse import _fetch, find_reusable
+    from evalledger.matrix import expand
+
+    project, flags = counting_project
+    dvc(project.root, "remote", "add", "-d", "store", str(tmp_path / "store"))
+    git(project.root, "add", ".dvc/config")
+    git(project.root, "commit", "-qm", "a DVC remote")
+    first, kept = _two_configs(project, flags)
+    dvc(project.root, "push", "-A")
+    shutil.rmtree(project.root / ".dvc" / "cache")
+    assert invoke(project, "revert", first).exit_code == 0
+    spec = project.spec(reload=True)
+    hits = find_reusable(project, spec, expand(spec)).found
+    assert sorted(hits) == CELLS and all(h.execution_id == first for h in hits.values())
+    hit = replace(hits["counter/arith"], predictions=None)  # as for an s3:// remote
+    assert _fetch(project, hit) == kept["predictions/counter/arith.jsonl"]

@@ -31,6 +31,7 @@ from evalledger.matrix import stage_params
 if TYPE_CHECKING:
     from pathlib import Path
 
+    from evalledger.ledger.execinfo import ExecutionInfo
     from evalledger.ledger.history import Ledger
     from evalledger.manifest import ExecutionManifest
     from evalledger.matrix import Cell
@@ -82,7 +83,6 @@ def find_reusable(project: Project, spec: MatrixSpec, cells: list[Cell]) -> Reus
     from evalledger.execution.outputs import object_sources
     from evalledger.gitinfo import code_hash
     from evalledger.ledger.history import Ledger
-    from evalledger.ledger.listing import readable_manifests
 
     search = ReuseSearch()
     if not cells:
@@ -92,6 +92,10 @@ def find_reusable(project: Project, spec: MatrixSpec, cells: list[Cell]) -> Reus
             infos = [i for i in ledger.executions() if i.commit is not None]
             if not infos:
                 return search
+            chashes = {c.key: cell_context(spec, c, project.root)[1] for c in cells}
+            found = _same_configs(ledger, infos, chashes)
+            if not found:  # no configuration evaluated before: no data or code to hash
+                return search
             code = code_hash(project.root)
             data: dict[str, str | None] = {}
             wanted: dict[str, tuple[Cell, str]] = {}
@@ -99,13 +103,12 @@ def find_reusable(project: Project, spec: MatrixSpec, cells: list[Cell]) -> Reus
                 bench = cell.values[1]
                 if bench not in data:
                     data[bench] = benchmark_data_hash(project, spec, bench)
-                chash = cell_context(spec, cell, project.root)[1]
-                wanted[cell.key] = (cell, cell_fingerprint(chash, data[bench], code))
-            found = readable_manifests(ledger, infos)
-            found.sort(key=lambda im: (im[1].created_at, im[0].execution_id), reverse=True)
+                fingerprint = cell_fingerprint(chashes[cell.key], data[bench], code)
+                wanted[cell.key] = (cell, fingerprint)
             sources = object_sources(project.root)
             for info, manifest in found:
-                for key in [k for k in wanted if _same_run(manifest, k, wanted[k][1])]:
+                same = [k for k in manifest.cells if k in wanted]
+                for key in [k for k in same if _same_run(manifest, k, wanted[k][1])]:
                     cell = wanted[key][0]
                     for commit in dict.fromkeys((info.commit, info.first_commit)):
                         if commit is None:
@@ -123,6 +126,18 @@ def find_reusable(project: Project, spec: MatrixSpec, cells: list[Cell]) -> Reus
     except EvalLedgerError:
         return ReuseSearch()  # history that cannot be read vouches for nothing: evaluate
     return search
+
+
+def _same_configs(
+    ledger: Ledger, infos: list[ExecutionInfo], chashes: dict[str, str]
+) -> list[tuple[ExecutionInfo, ExecutionManifest]]:
+    """The executions that ran some cell at its config hash now, newest first."""
+    from evalledger.ledger.listing import readable_manifests
+
+    found = [(info, m) for info, m in readable_manifests(ledger, infos)
+             if any(chashes.get(k) == r.config_hash for k, r in m.cells.items())]  # fmt: skip
+    found.sort(key=lambda im: (im[1].created_at, im[0].execution_id), reverse=True)
+    return found
 
 
 def _same_run(manifest: ExecutionManifest, key: str, fingerprint: str) -> bool:

@@ -71,8 +71,12 @@ def test_a_run_after_revert_makes_no_request_and_no_cost(
 
     result = invoke(project, "revert", first_id)
     assert result.exit_code == 0, result.output
-    out = _run(project)
+    out = _run(project)  # the first commit's outputs come back (execution/reuse.py)
     assert _requests(server) == 2 * N  # not one call more
+    assert f"restored 1 cell's outputs from {first_id}" in out
+    assert _metrics(project) == first
+    out = _run(project, "--force")  # evaluated again: the response cache answers
+    assert _requests(server) == 2 * N
     assert f"{N} model calls saved: answered from the response cache" in out
     again = _metrics(project)
     assert again["cache_hits"] == N and again["cost"] == 0.0

@@ -221,9 +221,14 @@ def warn_duplicates(plan: RunPlan) -> None:
         return
     keys = list(plan.duplicates)
     example = f"{keys[0]} in {plan.duplicates[keys[0]][-1]}"
+    why = "see `evalledger list --duplicates`"
+    if plan.not_reused:  # committed, but their outputs could not be restored
+        n = len(plan.not_reused)
+        why = (f"{n} of them run again because no DVC cache or remote holds "
+               f"{'its' if n == 1 else 'their'} predictions (`dvc push` keeps them)")  # fmt: skip
     click.echo(
         f"Warning: {len(keys)} cell(s) were already evaluated with the same configuration, "
-        f"data and code (e.g. {example}); see `evalledger list --duplicates`",
+        f"data and code (e.g. {example}); {why}",
         err=True,
     )
 
@@ -333,6 +338,9 @@ def run_json(result: RunResult, dry_run: bool) -> dict[str, Any]:
     }  # fmt: skip
     if plan.shard is not None:
         data["shard"] = str(plan.shard)
+    if plan.reused:  # outputs restored from an identical earlier evaluation
+        data["reused"] = {k: {"execution_id": e, "items": plan.restored.get(k, 0)}
+                          for k, e in plan.reused.items()}  # fmt: skip
     if dry_run:
         data["items_left"] = plan.items_remaining
         return data

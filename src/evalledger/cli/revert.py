@@ -37,7 +37,8 @@ def revert(ctx: click.Context, execution_id: str, dry_run: bool, as_json: bool) 
                    for c in result.changes]  # fmt: skip
         data = {"execution_id": exec_id, "dry_run": dry_run, "written": result.written,
                 "changes": changes, "kept_redacted": result.kept_redacted,
-                "stale_cells": result.stale_cells}  # fmt: skip
+                "stale_cells": result.stale_cells,
+                "reusable": result.reusable}  # fmt: skip
         click.echo(json.dumps(data, indent=2, default=str))
         return
     if not result.changes:
@@ -49,9 +50,14 @@ def revert(ctx: click.Context, execution_id: str, dry_run: bool, as_json: bool) 
         click.echo(f"  {change.describe()}")
     if result.kept_redacted:
         click.echo(f"kept the current value of redacted {', '.join(result.kept_redacted)}")
-    cells = result.stale_cells
+    cells = [k for k in result.stale_cells if k not in result.reusable]
     shown = ", ".join(cells[:6]) + (", ..." if len(cells) > 6 else "")
     todo = f"evaluates {len(cells)} cell(s): {shown}" if cells else "has nothing to evaluate"
+    if result.reusable:
+        runs = sorted(set(result.reusable.values()))
+        where = runs[0] if len(runs) == 1 else f"{len(runs)} earlier executions"
+        todo = (f"restores {len(result.reusable)} cell(s) evaluated identically in {where}, "
+                + (todo.removeprefix("has nothing to evaluate") or "evaluates none"))  # fmt: skip
     if dry_run:
         click.echo(f"dry run: params.yaml not written; after the revert `evalledger run` {todo}")
     else:

@@ -14,7 +14,7 @@ from evalledger.cli._render import make_reporter, run_json
 from evalledger.errors import EXIT_CELLS_FAILED
 
 if TYPE_CHECKING:
-    from evalledger.execution.plan import RunOptions
+    from evalledger.execution.plan import RunOptions, RunPlan
     from evalledger.execution.runner import RunResult
 
 
@@ -50,6 +50,15 @@ def _fail_unless_ok(result: RunResult) -> None:
         sys.exit(EXIT_CELLS_FAILED)
 
 
+def _reused(plan: RunPlan) -> str:
+    """``2 cells' outputs from exec_x (evaluated at the same configuration, ...)``."""
+    n, runs = len(plan.reused), sorted(set(plan.reused.values()))
+    whose = "1 cell's" if n == 1 else f"{n} cells'"
+    source = runs[0] if len(runs) == 1 else f"{len(runs)} earlier executions"
+    return (f"{whose} outputs from {source} (evaluated before at the same configuration, "
+            "data and code)")  # fmt: skip
+
+
 def _report(result: RunResult, options: RunOptions) -> None:
     plan = result.plan
     if options.dry_run:
@@ -57,18 +66,25 @@ def _report(result: RunResult, options: RunOptions) -> None:
         what = "resume" if plan.resume else "new run"
         if plan.shard is not None:
             what = f"shard {plan.shard} of {plan.execution_id or 'a new run'}"
-        click.echo(f"{what}: {len(plan.cells)} cells to "
-                   f"evaluate, {len(plan.up_to_date)} up to date")  # fmt: skip
+        up = len(plan.up_to_date) - len(plan.reused)  # those are restored, not yet there
+        click.echo(f"{what}: {len(plan.cells)} cells to evaluate, {up} up to date")
+        if plan.reused:
+            calls = sum(plan.restored[k] for k in plan.reused)
+            click.echo(f"would restore {_reused(plan)}: {calls} model calls saved")
         for key in plan.cells:
             left = remaining[key]
             click.echo(f"  {key}: {'all' if left is None else left} items left"
                        f" ({plan.items_done.get(key, 0)} in checkpoint)")  # fmt: skip
         return
-    if plan.restored:
-        n, calls = len(plan.restored), sum(plan.restored.values())
+    pulled = {k: n for k, n in plan.restored.items() if k not in plan.reused}
+    if pulled:
+        n, calls = len(pulled), sum(pulled.values())
         whose = "1 cell's" if n == 1 else f"{n} cells'"
         click.echo(f"restored {whose} predictions from the DVC cache or remote instead of "
                    f"evaluating them: {calls} model calls saved")  # fmt: skip
+    if plan.reused:
+        click.echo(f"restored {_reused(plan)} instead of evaluating them: "
+                   f"{sum(plan.restored[k] for k in plan.reused)} model calls saved")  # fmt: skip
     if result.message:
         click.echo(result.message)
     manifest = result.manifest

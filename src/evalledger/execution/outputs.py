@@ -24,7 +24,13 @@ if TYPE_CHECKING:
     from evalledger.params import MatrixSpec
     from evalledger.project import Project
 
-__all__ = ["MissingOutputs", "check_pullable", "missing_outputs", "restore_outputs"]
+__all__ = [
+    "MissingOutputs",
+    "check_pullable",
+    "missing_outputs",
+    "object_sources",
+    "restore_outputs",
+]
 
 
 @dataclass
@@ -126,6 +132,15 @@ def restore_outputs(project: Project, spec: MatrixSpec, cells: list[Cell]) -> di
             metrics = project.path(cell.metrics_path).read_text(encoding="utf-8")
             restored[cell.key] = int(_items_of(metrics))
     return restored
+
+
+def object_sources(root: Path) -> tuple[Path, str | None, Path | None]:
+    """The local DVC cache folder, the default remote's name, and its folder if local.
+
+    A DVC object with md5 ``m`` is ``files/md5/<m[:2]>/<m[2:]>`` below either folder.
+    """
+    config = _dvc_config(root)
+    return (_cache_dir(root, config), *_remote(root, config))
 
 
 def _items_of(metrics_text: str) -> int:

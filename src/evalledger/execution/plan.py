@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
     from pathlib import Path
 
+    from evalledger.execution.reuse import Reusable
     from evalledger.execution.sharding import Shard
     from evalledger.params import MatrixSpec
     from evalledger.project import Project
@@ -85,7 +86,13 @@ class RunPlan:
     shard: Shard | None = None
     """The shard planned for; then the item counts are this shard's items only."""
     restored: dict[str, int] = field(default_factory=dict)
-    """Cells whose predictions came back from the DVC cache or remote -> their items."""
+    """Cells whose outputs came back instead of being evaluated -> their items."""
+    reused: dict[str, str] = field(default_factory=dict)
+    """Those of them evaluated before at the same configuration, data and code, whose
+    outputs came back from history -> that execution (the others: dvc.lock's, pulled)."""
+    not_reused: dict[str, str] = field(default_factory=dict)
+    """Cells evaluated before identically, evaluated again because no DVC cache or remote
+    holds their predictions -> that execution."""
 
     @property
     def items_remaining(self) -> dict[str, int | None]:
@@ -253,6 +260,8 @@ def plan_run(project: Project, options: RunOptions) -> tuple[RunPlan, MatrixSpec
     cells = expand(spec, axis_filters(options.filters))
     stale = cells if options.force else stale_cells(project, spec, cells)
     restored: dict[str, int] = {}
+    reused: dict[str, str] = {}
+    not_reused: dict[str, str] = {}
     if not options.force and not options.resume:
         if not options.dry_run:  # a fresh clone restores its results, it does not pay again
             restored = restore_outputs(project, spec, stale)
@@ -261,6 +270,10 @@ def plan_run(project: Project, options: RunOptions) -> tuple[RunPlan, MatrixSpec
                 still = {c.key for c in stale_cells(project, spec, back)}
                 restored = {k: n for k, n in restored.items() if k not in still}
                 stale = [c for c in stale if c.key not in restored]
+        if stale and options.shard is None:  # evaluated before, at an older commit?
+            stale, hits, not_reused = _reuse(project, spec, stale, options)
+            reused = {k: hit.execution_id for k, hit in hits.items()}
+            restored.update({k: hit.items for k, hit in hits.items()})
         check_pullable(project, spec, stale)
     check_ready(project, spec, stale, options.overrides)
     _check_dvc_yaml(project, spec, bool(stale), options)
@@ -274,6 +287,22 @@ def plan_run(project: Project, options: RunOptions) -> tuple[RunPlan, MatrixSpec
         execution_id=None, resume=False, cells=[c.key for c in stale],
         up_to_date=[c.key for c in cells if c.key not in stale_keys],
         items_done=done, items_total=total, jobs=options.jobs or spec.run.jobs,
-        restored=restored,
+        restored=restored, reused=reused, not_reused=not_reused,
     )  # fmt: skip
     return plan, spec, stale
+
+
+def _reuse(
+    project: Project, spec: MatrixSpec, stale: list[Cell], options: RunOptions
+) -> tuple[list[Cell], dict[str, Reusable], dict[str, str]]:
+    """Restore (or, on a dry run, find) the outputs of stale cells evaluated before."""
+    from evalledger.execution.outputs import missing_outputs
+    from evalledger.execution.reuse import find_reusable, reuse_outputs
+
+    # dvc.lock's own outputs, only missing, are pulled (restore_outputs), not looked for
+    pull = {c.key for c in missing_outputs(project, spec, stale).cells}
+    search = find_reusable(project, spec, [c for c in stale if c.key not in pull])
+    found = search.found
+    if not options.dry_run:
+        found = reuse_outputs(project, spec, search, options.overrides)
+    return [c for c in stale if c.key not in found], found, search.unavailable

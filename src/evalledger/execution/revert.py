@@ -69,7 +69,10 @@ class RevertResult:
     kept_redacted: list[str] = field(default_factory=list)
     """Keys redacted in the snapshot that keep params.yaml's current value."""
     stale_cells: list[str] = field(default_factory=list)
-    """Cells that ``evalledger run`` will evaluate with the reverted params.yaml."""
+    """Cells stale with the reverted params.yaml (``evalledger run`` evaluates them)."""
+    reusable: dict[str, str] = field(default_factory=dict)
+    """Those of them whose outputs ``evalledger run`` restores from history instead ->
+    the execution that evaluated them identically (:mod:`evalledger.execution.reuse`)."""
     written: bool = False
     """Whether params.yaml was written (False for a dry run or when nothing changed)."""
     text: str = ""
@@ -214,6 +217,7 @@ def revert_params(
     from ruamel.yaml.comments import CommentedMap
 
     from evalledger.execution.pipeline import stale_cells, sync_dvc_yaml
+    from evalledger.execution.reuse import find_reusable
     from evalledger.matrix import expand
     from evalledger.params import checked_params_text, parse_spec
     from evalledger.safeload import load_yaml
@@ -263,5 +267,8 @@ def revert_params(
                 atomic_write(path, text)
                 raise
         result.written = True
-    result.stale_cells = [c.key for c in stale_cells(project, spec, expand(spec))]
+    stale = stale_cells(project, spec, expand(spec))
+    result.stale_cells = [c.key for c in stale]
+    found = find_reusable(project, spec, stale).found
+    result.reusable = {k: hit.execution_id for k, hit in found.items()}
     return result

@@ -17,13 +17,31 @@ from evalledger.manifest import CellStatus, ExecutionManifest, cell_fingerprint
 if TYPE_CHECKING:
     from evalledger.ledger.history import Ledger
 
-__all__ = ["DuplicateGroup", "code_key", "find_duplicates", "previous_runs"]
+__all__ = [
+    "DuplicateGroup",
+    "code_key",
+    "find_duplicates",
+    "previous_runs",
+    "record_fingerprint",
+]
 
 
 def code_key(manifest: ExecutionManifest) -> str | None:
     """The code an execution ran: its code hash, else its commit."""
     git = manifest.git
     return git.code_hash or (f"commit:{git.commit}" if git.commit else None)
+
+
+def record_fingerprint(manifest: ExecutionManifest, key: str) -> str | None:
+    """The fingerprint of a cell an execution completed; None if it did not complete it.
+
+    What "already evaluated with the same configuration, data and code" compares: the
+    duplicate warning, ``list --duplicates`` and reusing outputs from history.
+    """
+    rec = manifest.cells.get(key)
+    if rec is None or rec.status != CellStatus.COMPLETED:
+        return None
+    return cell_fingerprint(rec.config_hash, rec.data_hash, code_key(manifest))
 
 
 @dataclass
@@ -44,11 +62,10 @@ def _fingerprints(ledger: Ledger) -> dict[tuple[str, str], DuplicateGroup]:
     manifests = sorted((m for _, m in readable_manifests(ledger, ledger.executions())),
                        key=lambda m: m.created_at)  # fmt: skip
     for manifest in manifests:
-        code = code_key(manifest)
         for key, rec in manifest.cells.items():
-            if rec.status != CellStatus.COMPLETED:
+            fp = record_fingerprint(manifest, key)
+            if fp is None:
                 continue
-            fp = cell_fingerprint(rec.config_hash, rec.data_hash, code)
             group = groups.setdefault((key, fp), DuplicateGroup(fp, key, rec.config_hash))
             group.runs.append(manifest.execution_id)
     return groups

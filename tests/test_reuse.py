@@ -225,3 +225,19 @@ def test_a_network_remote_is_asked_through_dvc_at_the_old_commit(
     assert sorted(hits) == CELLS and all(h.execution_id == first for h in hits.values())
     hit = replace(hits["counter/arith"], predictions=None)  # as for an s3:// remote
     assert _fetch(project, hit) == kept["predictions/counter/arith.jsonl"]
+
+
+def test_run_commit_commits_what_was_restored(counting_project: tuple[Project, Path]) -> None:
+    project, flags = counting_project
+    first, kept = _two_configs(project, flags)
+    assert invoke(project, "revert", first).exit_code == 0
+    out = _run(project, "--commit")
+    assert "80 model calls saved" in out and "committed " in out
+    assert len(calls(flags)) == 160
+    assert git(project.root, "status", "--porcelain", "--untracked-files=no") == ""
+    message = git(project.root, "log", "-1", "--format=%B")
+    assert message.startswith(f"evalledger: restored 2 cells from {first}")
+    changed = set(git(project.root, "show", "--name-only", "--format=", "HEAD").split())
+    # the scores are the same at both configurations (same answers): unchanged, so uncommitted
+    assert changed == {"dvc.lock", "params.yaml", *(r for r in kept if r.endswith(".json"))}
+    assert _dvc_clean(project)

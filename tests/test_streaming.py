@@ -16,8 +16,16 @@ from pathlib import Path
 
 import pytest
 
-from conftest import SMALL_PARAMS, calls, counting_params, dvc, invoke, ledger_files, make_project
-from conftest import COUNTING_MODEL
+from conftest import (
+    COUNTING_MODEL,
+    SMALL_PARAMS,
+    calls,
+    counting_params,
+    dvc,
+    invoke,
+    ledger_files,
+    make_project,
+)
 from evalledger.errors import CellError, InterruptedRun
 from evalledger.execution import streaming
 from evalledger.execution.cell import evaluate_cell, evaluate_items, prepare_cell
@@ -104,7 +112,7 @@ def test_damaged_lines_of_a_streamed_checkpoint_are_dropped_and_run_again(
         asyncio.run(evaluate_items(prepared, ck, prepared.items))
     lines = path.read_bytes().splitlines(keepends=True)
     assert len(lines) == 12
-    damaged = lines[:3] + [b'{"id": "broken"\n'] + lines[4:] + [b'{"id": "easy-1-00']  # torn
+    damaged = [*lines[:3], b'{"id": "broken"\n', *lines[4:], b'{"id": "easy-1-00']  # torn
     path.write_bytes(b"".join(damaged))
     (flags / "calls.log").unlink()
     with Checkpoint(path, keep_records=False) as ck:

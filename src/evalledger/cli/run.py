@@ -89,6 +89,8 @@ def _report(result: RunResult, options: RunOptions) -> None:
         click.echo(result.message)
     manifest = result.manifest
     if manifest is None:
+        if result.committed:  # cells restored from an earlier execution
+            click.echo(f"committed {result.committed[:10]}")
         return
     click.echo(
         f"{manifest.execution_id}: {manifest.status.value} ({manifest.summary()}) "

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from evalledger.errors import EvalLedgerError, InterruptedRun
 from evalledger.execution.cell import benchmark_data_hash, cell_context, evaluate_cell, prepare_cell
+from evalledger.execution.commit import commit_into, commit_reused
 from evalledger.execution.executions import manifest_path
 from evalledger.execution.manifest_writer import ManifestWriter
 from evalledger.execution.plan import (
@@ -274,87 +275,6 @@ def _drop_checkpoints(project: Project, manifest: ExecutionManifest) -> None:
             checkpoint_of(project, rec).unlink(missing_ok=True)
 
 
-#: What ``evalledger init`` makes: committed with an execution while HEAD lacks them.
-_SCAFFOLD = (".gitignore", ".dvcignore", "runs/.gitkeep", "metrics/.gitkeep",
-             ".dvc/config", ".dvc/.gitignore")  # fmt: skip
-
-
-def _execution_paths(project: Project, manifest: ExecutionManifest) -> list[str]:
-    """What an execution adds to git: exactly the ledger's files, nothing else staged.
-
-    The pipeline files (dvc.yaml, dvc.lock, params.yaml and the launcher dvc.yaml
-    runs), the manifest folder; per cell its metrics, its scores and the .gitignore DVC
-    keeps beside its predictions; the ``.dvc`` files (and their .gitignore) of the
-    benchmark data the cells read, so the commit names the data version its results
-    came from; and init's files that HEAD does not hold yet.
-    """
-    from evalledger.gitinfo import LAUNCHER, git
-
-    paths = [f"runs/{manifest.execution_id}", "dvc.lock", "dvc.yaml", "params.yaml", LAUNCHER]
-    for rec in manifest.cells.values():
-        cell = cell_from_axes(rec.axes)
-        folder = cell.predictions_path.rpartition("/")[0]
-        paths += [cell.metrics_path, cell.scores_path, f"{folder}/.gitignore"]
-    paths += _data_version_files(project, {r.axes.get("benchmark", "") for r in
-                                           manifest.cells.values()})  # fmt: skip
-    present = [p for p in _SCAFFOLD if (project.root / p).is_file()]
-    head = git(project.root, "rev-parse", "-q", "--verify", "HEAD", check=False).strip()
-    listed = git(project.root, "ls-tree", "-r", "-z", "--name-only", "HEAD",
-                 "--", *present) if present and head else ""  # fmt: skip
-    tracked = set(listed.split("\0"))
-    paths += [p for p in present if p not in tracked]
-    return list(dict.fromkeys(paths))
-
-
-def _data_version_files(project: Project, benchmarks: set[str]) -> list[str]:
-    """The ``.dvc`` files that track these benchmarks' data, each with DVC's .gitignore."""
-    from evalledger.execution.cell import cell_benchmark
-
-    try:
-        spec = project.spec()
-    except EvalLedgerError:
-        return []
-    found: list[str] = []
-    root = project.root.resolve()
-    for name in sorted(benchmarks):
-        try:
-            files = cell_benchmark(project, spec, name).data_files()
-        except (EvalLedgerError, OSError):
-            continue
-        for file in files:
-            path = file.resolve()
-            while path != root and path.is_relative_to(root):
-                dvc_file = path.with_name(path.name + ".dvc")
-                if dvc_file.is_file():
-                    rel = dvc_file.relative_to(root)
-                    found += [rel.as_posix(), (rel.parent / ".gitignore").as_posix()]
-                    break
-                path = path.parent
-    return [p for p in found if (root / p).exists()]
-
-
-def _commit(project: Project, manifest: ExecutionManifest) -> str | None:
-    """Commit the execution's paths and nothing else; None if git already holds them.
-
-    Whatever an earlier, interrupted ``--commit`` staged of them is committed too, and
-    an execution whose every cell failed still commits its manifest (the failure
-    record). Other staged changes stay staged, out of the commit.
-    """
-    from evalledger.gitinfo import git_commit
-
-    lines = [f"evalledger: {manifest.execution_id} ({manifest.summary()})", ""]
-    for key, rec in manifest.cells.items():
-        lines.append(f"- {key}: {rec.status.value}" + (f" ({rec.error})" if rec.error else ""))
-    return git_commit(project.root, _execution_paths(project, manifest), "\n".join(lines))
-
-
-def _commit_into(result: RunResult, project: Project, manifest: ExecutionManifest) -> None:
-    result.committed = _commit(project, manifest)
-    if result.committed is None:
-        note = f"nothing to commit: the files of {manifest.execution_id} are already in git"
-        result.message = f"{result.message}\n{note}" if result.message else note
-
-
 def _previous_runs(project: Project, manifest: ExecutionManifest) -> dict[str, list[str]]:
     """Earlier identical evaluations of the new execution's cells (a warning, never fatal)."""
     from evalledger.ledger.duplicates import previous_runs
@@ -423,17 +343,20 @@ def run(project: Project, options: RunOptions, reporter: RunReporter | None = No
                     "already completed; start a new execution with `evalledger run`",
                 )  # fmt: skip
                 if options.commit:
-                    _commit_into(result, project, manifest)
+                    commit_into(result, project, manifest, spec)
                 return result
             executor = _connect_executor(options, params, stack)
         else:
             assert isinstance(target, list)
             if not target:
-                return RunResult(
+                result = RunResult(
                     plan=plan,
                     message=f"all {len(plan.up_to_date)} selected cells are up to date "
                     "(dvc.lock matches params and outputs); use --force to evaluate them again",
                 )
+                if options.commit and plan.reused:
+                    result.committed = commit_reused(project, spec, plan)
+                return result
             # Before any write: a cluster that cannot be reached leaves nothing behind.
             executor = _connect_executor(options, params, stack)
             apply_overrides(project.params_path, options.overrides)
@@ -479,5 +402,5 @@ def run(project: Project, options: RunOptions, reporter: RunReporter | None = No
                 f"continue with `evalledger run --resume {manifest.execution_id}`",
             )
         if options.commit:
-            _commit_into(result, project, manifest)
+            commit_into(result, project, manifest, spec)
         return result

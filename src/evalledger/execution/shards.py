@@ -38,6 +38,7 @@ from evalledger.atomic import atomic_write
 from evalledger.errors import ConfigError, EvalLedgerError, InterruptedRun
 from evalledger.execution.cell import cell_context, evaluate_items, prepare_cell, write_outputs
 from evalledger.execution.checkpoint import Checkpoint, parse_records
+from evalledger.execution.commit import commit_into
 from evalledger.execution.executions import manifest_path
 from evalledger.execution.plan import (
     RunOptions,
@@ -48,7 +49,7 @@ from evalledger.execution.plan import (
     remove_leftovers,
     run_lock,
 )
-from evalledger.execution.runner import RunReporter, RunResult, _commit_into, _new_manifest
+from evalledger.execution.runner import RunReporter, RunResult, _new_manifest
 from evalledger.execution.sharding import Shard, shard_checkpoint
 from evalledger.execution.signals import on_stop_signals
 from evalledger.manifest import (
@@ -384,5 +385,5 @@ def run_shard(
                        seconds=time.perf_counter() - started, waiting=waiting)  # fmt: skip
     if options.commit and any(o.finished for o in outcomes):
         with run_lock(project, f"{manifest.execution_id} committing", wait=LOCK_WAIT):
-            _commit_into(result, project, manifest)
+            commit_into(result, project, manifest, None)
     return result

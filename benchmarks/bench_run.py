@@ -259,7 +259,27 @@ def bench_scaling(work: Path, cell_sizes: list[int], item_sizes: list[int],
         wall, peak, _ = measured(["evalledger", "run"], project)
         log(f"1 cell x {items:>9,}   {wall:8.1f}s {wall / items * 1e6:9.1f} us/i "
             f"{peak:8.0f} MiB")  # fmt: skip
+        done = kill_halfway(project, items)
+        back, back_peak, _ = measured(["evalledger", "run", "--resume"], project)
+        log(f"  resumed, {done / items:4.0%} done {back:8.1f}s {back / wall:9.0%} of run "
+            f"{back_peak:6.0f} MiB")  # fmt: skip
         shutil.rmtree(project, ignore_errors=True)
+
+
+def kill_halfway(project: Path, items: int) -> int:
+    """``run --force`` SIGKILLed once its manifest counts half the items; the count then."""
+    before = set((project / "runs").glob("*/manifest.yaml"))
+    proc = subprocess.Popen(["evalledger", "run", "--force"], cwd=project, env=ENV,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    done = 0
+    while proc.poll() is None and done < items // 2:
+        time.sleep(0.2)
+        for manifest in set((project / "runs").glob("*/manifest.yaml")) - before:
+            found = re.findall(r'"examples_completed": (\d+)', manifest.read_text())
+            done = max([done, *map(int, found)])
+    proc.kill()
+    proc.wait()
+    return done
 
 
 def simulate_interruption(project: Path) -> tuple[int, int, str]:

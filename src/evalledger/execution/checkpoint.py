@@ -125,11 +125,61 @@ def _scored(records: dict[str, dict[str, Any]]) -> set[str]:
 
 
 def count_scored(path: Path) -> int:
-    """Items a checkpoint holds as scored (errored ones will run again), read-only."""
+    """Items a checkpoint holds as scored (errored ones will run again), read-only.
+
+    Read block by block into an index, so a million-line log is never held.
+    """
     try:
-        return len(_scored(parse_records(path.read_bytes())))
+        fd = os.open(path, os.O_RDONLY)
     except FileNotFoundError:
         return 0
+    try:
+        index, _, _ = _index_log(fd, os.fstat(fd).st_size)
+    finally:
+        os.close(fd)
+    return index.scored_count()
+
+
+#: The index of the last large log read, by (device, inode, size, mtime): planning a
+#: resume counts a log, then the run opens it, and a million lines are parsed once.
+_last_index: tuple[tuple[int, int, int, int], tuple[RecordIndex, int, int]] | None = None
+_MEMO_ABOVE = 1 << 20
+
+
+def _index_log(fd: int, size: int) -> tuple[RecordIndex, int, int]:
+    """An index of the log's valid lines, the lines dropped, and where whole lines end."""
+    global _last_index
+    st = os.fstat(fd)
+    key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+    if _last_index is not None and _last_index[0] == key and size == st.st_size:
+        index, dropped, end = _last_index[1]
+        return index.copy(), dropped, end
+    found = _read_index(fd, size)
+    if size >= _MEMO_ABOVE and size == st.st_size:
+        _last_index = (key, (found[0].copy(), found[1], found[2]))
+    return found
+
+
+def _read_index(fd: int, size: int) -> tuple[RecordIndex, int, int]:
+    index, dropped, pos, tail = RecordIndex(), 0, 0, b""
+    line_start = 0
+    while pos < size:
+        block = os.pread(fd, min(_BLOCK, size - pos), pos)
+        if not block:
+            break
+        pos += len(block)
+        data = tail + block
+        cut = data.rfind(b"\n") + 1
+        lines, tail = data[:cut], data[cut:]
+        for line in lines.split(b"\n")[:-1]:
+            if line.strip():
+                rec = _record_of(line)
+                if rec is None:
+                    dropped += 1
+                else:
+                    index.add(rec["id"], line_start, len(line), not rec.get("error"))
+            line_start += len(line) + 1
+    return index, dropped, line_start
 
 
 #: Bytes read at a time when a checkpoint is indexed rather than held.
@@ -205,24 +255,7 @@ class Checkpoint:
         """Index the log block by block, never holding it whole (cf. :meth:`_load`)."""
         assert self._fd is not None
         size = os.fstat(self._fd).st_size
-        index, dropped, pos, tail = RecordIndex(), 0, 0, b""
-        line_start = 0
-        while pos < size:
-            block = os.pread(self._fd, min(_BLOCK, size - pos), pos)
-            if not block:
-                break
-            pos += len(block)
-            data = tail + block
-            cut = data.rfind(b"\n") + 1
-            lines, tail = data[:cut], data[cut:]
-            for line in lines.split(b"\n")[:-1]:
-                if line.strip():
-                    rec = _record_of(line)
-                    if rec is None:
-                        dropped += 1
-                    else:
-                        index.add(rec["id"], line_start, len(line), not rec.get("error"))
-                line_start += len(line) + 1
+        index, dropped, line_start = _index_log(self._fd, size)
         if line_start < size:
             os.ftruncate(self._fd, line_start)  # a write torn by a kill
         self.index, self._end = index, line_start

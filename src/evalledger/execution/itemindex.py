@@ -58,6 +58,13 @@ class RecordIndex:
     def __len__(self) -> int:
         return len(self._hashes)
 
+    def copy(self) -> RecordIndex:
+        """An index of the same records that adds to its own arrays."""
+        other = RecordIndex()
+        other._hashes, other._offsets = array("q", self._hashes), array("q", self._offsets)
+        other._lengths, other._scored = array("q", self._lengths), array("b", self._scored)
+        return other
+
     def _last_per_item(self) -> tuple[np.ndarray, ...]:
         """Sorted unique hashes with the offset, length and scored flag of the last record."""
         if self._sorted is None:
@@ -76,6 +83,10 @@ class RecordIndex:
                 np.frombuffer(self._scored, dtype=np.int8)[keep].astype(bool),
             )
         return self._sorted
+
+    def scored_count(self) -> int:
+        """Items whose last record scored."""
+        return int(self._last_per_item()[3].sum()) if len(self) else 0
 
     def locate(self, hashes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """For each hash: the offset and length of its record (-1 if none), and if scored."""

@@ -150,3 +150,28 @@ def test_what_our_serializer_does_not_know_is_recorded_through_dvc(tmp_path: Pat
     status = json.loads(dvc(project.root, "status", "--json").stdout)
     assert set(status) == {"prepare"}  # only the user stage: its output is in the old cache
     assert any((tmp_path / "elsewhere").rglob("*"))  # DVC used the configured cache
+
+
+def test_predictions_are_one_copy_on_disk_and_old_versions_stay_whole(
+    project: Project,
+) -> None:
+    import hashlib
+
+    def cached(rel: str) -> Path:
+        lock = (project.root / "dvc.lock").read_text()
+        md5 = lock.split(f"path: {rel}\n", 1)[1].split("md5: ", 1)[1].split()[0]
+        return project.root / ".dvc" / "cache" / "files" / "md5" / md5[:2] / md5[2:]
+
+    rel = "predictions/noisy/arith.jsonl"
+    assert invoke(project, "run").exit_code == 0
+    first = cached(rel)
+    work, obj = (project.root / rel).stat(), first.stat()
+    assert (work.st_ino, work.st_nlink) == (obj.st_ino, 2)  # a hard link, not a copy
+    assert obj.st_mode & 0o777 == 0o444
+    old = first.read_bytes()
+    assert invoke(project, "run", "-S", "models.noisy.seed=11").exit_code == 0
+    second = cached(rel)
+    assert second != first and (project.root / rel).stat().st_ino == second.stat().st_ino
+    assert first.read_bytes() == old  # the new version was a new file, not a rewrite
+    assert hashlib.md5(old).hexdigest() == first.parent.name + first.name
+    assert json.loads(dvc(project.root, "status", "--json").stdout) == {}

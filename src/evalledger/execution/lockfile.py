@@ -169,19 +169,29 @@ def _hashed(project: Project, rel: str) -> tuple[str, str, int] | None:
 
 
 def _put_in_cache(project: Project, rel: str, entry: LockEntry) -> None:
-    """The predictions into DVC's cache, read-only, as ``stage.commit()`` leaves them."""
+    """The predictions into DVC's cache, read-only, as ``stage.commit()`` leaves them.
+
+    As a hard link when the file system allows: one copy on disk, not two. Safe because
+    evalledger never writes a file in place (a new version is a new file renamed over
+    the old name), so the cached object keeps its content; the shared file is made
+    read-only, as DVC's ``cache.type: hardlink`` protects it. Elsewhere, a copy.
+    """
     md5 = next(h for p, h, _ in entry.outs if p == rel)
     target = project.root / ".dvc" / "cache" / "files" / "md5" / md5[:2] / md5[2:]
     if target.exists():
         return
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    source = project.path(rel)
     try:
-        with project.path(rel).open("rb") as src, tmp.open("wb") as dst:
-            while chunk := src.read(1 << 20):
-                dst.write(chunk)
-            dst.flush()
-            os.fsync(dst.fileno())
+        try:
+            os.link(source, tmp)
+        except OSError:  # another file system, or one without hard links
+            with source.open("rb") as src, tmp.open("wb") as dst:
+                while chunk := src.read(1 << 20):
+                    dst.write(chunk)
+                dst.flush()
+                os.fsync(dst.fileno())
         os.chmod(tmp, 0o444)
         os.replace(tmp, target)
     finally:

@@ -107,7 +107,6 @@ def restore_outputs(project: Project, spec: MatrixSpec, cells: list[Cell]) -> di
     default remote. A cell counts as restored when its predictions have the md5 that
     dvc.lock records; the others are left as they were.
     """
-    import hashlib
     import subprocess
     import sys
 
@@ -128,7 +127,7 @@ def restore_outputs(project: Project, spec: MatrixSpec, cells: list[Cell]) -> di
     restored = {}
     for cell in missing.cells:
         path = project.path(cell.predictions_path)
-        if path.is_file() and hashlib.md5(path.read_bytes()).hexdigest() == wanted[cell.key]:
+        if path.is_file() and _file_md5(path) == wanted[cell.key]:
             metrics = project.path(cell.metrics_path).read_text(encoding="utf-8")
             restored[cell.key] = int(_items_of(metrics))
     return restored
@@ -200,3 +199,10 @@ def _remote(root: Path, config: configparser.ConfigParser) -> tuple[str | None, 
         return name, None
     path = Path(url.removeprefix("file://")).expanduser()
     return name, path if path.is_absolute() else (root / ".dvc" / path).resolve()
+
+
+def _file_md5(path: Path) -> str:
+    import hashlib
+
+    with path.open("rb") as fh:
+        return hashlib.file_digest(fh, "md5").hexdigest()

@@ -189,21 +189,23 @@ def recoverable_cells(project: Project, spec: MatrixSpec) -> list[Cell]:
 
 
 def _outputs_whole(project: Project, cell: Cell, n_items: int | None) -> bool:
-    """The cell's three outputs exist and each holds ``n_items`` items."""
+    """The cell's three outputs exist and each holds ``n_items`` items.
+
+    Scores and predictions are counted as they are read: a million-item cell's files
+    are never held whole.
+    """
     try:
         metrics = load_json(project.path(cell.metrics_path).read_bytes(), cell.metrics_path)
-        scores = project.path(cell.scores_path).read_text(encoding="utf-8")
-        predictions = project.path(cell.predictions_path).read_bytes()
-    except (OSError, UnicodeDecodeError, EvalLedgerError):
+        n = metrics.get("n") if isinstance(metrics, dict) else None
+        if not isinstance(n, int) or n != n_items:
+            return False
+        with project.path(cell.scores_path).open(encoding="utf-8", newline="") as fh:
+            rows = sum(1 for _ in csv.reader(fh)) - 1
+        with project.path(cell.predictions_path).open("rb") as fh:
+            lines = sum(block.count(b"\n") for block in iter(lambda: fh.read(1 << 20), b""))
+    except (OSError, UnicodeDecodeError, EvalLedgerError, csv.Error):
         return False
-    n = metrics.get("n") if isinstance(metrics, dict) else None
-    if not isinstance(n, int) or n != n_items:
-        return False
-    try:
-        rows = sum(1 for _ in csv.reader(io.StringIO(scores))) - 1
-    except csv.Error:
-        return False
-    return rows == n and predictions.count(b"\n") == n
+    return rows == n and lines == n
 
 
 def record_cells(project: Project, cells: list[Cell], spec: MatrixSpec | None = None) -> int:
@@ -367,7 +369,8 @@ def _params_read_once() -> Iterator[None]:
 
 def _md5(path: Path) -> str | None:
     try:
-        return hashlib.md5(path.read_bytes()).hexdigest()
+        with path.open("rb") as fh:
+            return hashlib.file_digest(fh, "md5").hexdigest()
     except FileNotFoundError:
         return None
 

@@ -221,3 +221,16 @@ def test_bad_executor_options_get_one_line(tmp_path: Path, args: list[str], mess
     assert result.exit_code == 2
     assert message in result.output
     assert "Traceback" not in result.output
+
+
+def test_a_streamed_cell_on_ray_leaves_the_files_of_a_held_local_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from evalledger.execution import streaming
+
+    local = make_project(tmp_path / "local", SMALL_PARAMS)
+    _run(local)
+    monkeypatch.setattr(streaming, "STREAM_ABOVE", 5)  # every cell streamed, cut in chunks
+    remote = make_project(tmp_path / "remote", SMALL_PARAMS)
+    _run(remote, "--executor", "ray")
+    assert ledger_files(remote.root) == ledger_files(local.root)

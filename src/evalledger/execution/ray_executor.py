@@ -50,6 +50,8 @@ __all__ = ["MAX_ATTEMPTS", "ChunkTask", "RayExecutor", "evaluate_chunk"]
 MAX_ATTEMPTS = 4
 #: Most items in one task: small enough to spread a large cell over the cluster.
 MAX_CHUNK = 2_000
+#: Chunks of one cell in flight per CPU of the cluster.
+IN_FLIGHT = 8
 #: A worker sends what it has at least this often (seconds), or every _BATCH records.
 _BATCH_SECONDS = 0.2
 _BATCH = 256
@@ -171,6 +173,17 @@ def evaluate_chunk(task: ChunkTask) -> Iterator[list[Any]]:
         raise failure[0]
 
 
+def _batched(items: Iterator[Item], size: int) -> Iterator[list[Item]]:
+    chunk: list[Item] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
 def _ray() -> Any:
     try:
         import ray
@@ -247,10 +260,6 @@ class RayExecutor:
             )
         return options
 
-    def _chunks(self, todo: list[Item]) -> list[list[Item]]:
-        size = max(1, min(MAX_CHUNK, math.ceil(len(todo) / (4 * self.slots()))))
-        return [todo[i : i + size] for i in range(0, len(todo), size)]
-
     def _task(self, prepared: PreparedCell, items: list[Item], root: str) -> ChunkTask:
         assert prepared.plugins is not None, "a Ray cell is prepared by prepare_cell"
         hits = None
@@ -294,15 +303,14 @@ class RayExecutor:
         stop: Event | None,
     ) -> int:
         ray = self._ray
-        queue, _ = pending_items(ck, items)
-        todo = list(queue)  # sent in chunks; the driver holds what is not yet recorded
-        pending = {it.id for it in todo}
-        counts = {"done": len(items) - len(todo), "errors": 0, "evaluated": 0}
+        queue, n_todo = pending_items(ck, items)
+        counts = {"done": len(items) - n_todo, "errors": 0, "evaluated": 0}
         if progress:
             progress(counts["done"], len(items), 0)
-        if not todo:
+        if not n_todo:
             return 0
         options = self._options(prepared)
+        pending: set[str] = set()  # the ids of the items in flight, not yet recorded
 
         def receive(batch: list[Any]) -> None:
             for got in batch:
@@ -338,7 +346,7 @@ class RayExecutor:
                         if stop is not None and stop.is_set():
                             ray.cancel(generator, force=True)
                             return
-                    return
+                    last = RuntimeError("the task ended before sending every record")
                 except ray.exceptions.RayTaskError as exc:  # the task's own code raised
                     cause = exc.cause if getattr(exc, "cause", None) is not None else exc
                     message = getattr(cause, "message", None) or f"{type(cause).__name__}: {cause}"
@@ -352,7 +360,31 @@ class RayExecutor:
             raise CellError(f"{lost} items lost: their Ray task failed {MAX_ATTEMPTS} times; "
                             f"last: {type(last).__name__}")  # fmt: skip
 
-        await asyncio.gather(*(one_chunk(c) for c in self._chunks(todo)))
+        # Chunks are cut from the pending items as earlier ones finish, so a cell of a
+        # million items is never held: at most IN_FLIGHT chunks per slot are.
+        size = max(1, min(MAX_CHUNK, math.ceil(n_todo / (4 * self.slots()))))
+        slots = asyncio.Semaphore(IN_FLIGHT * self.slots())
+        running: list[asyncio.Task[None]] = []
+        for chunk in _batched(queue, size):
+            await slots.acquire()
+            if (stop is not None and stop.is_set()) or any(
+                t.done() and not t.cancelled() and t.exception() for t in running
+            ):
+                slots.release()
+                break
+            pending.update(it.id for it in chunk)
+            task = asyncio.create_task(one_chunk(chunk))
+            task.add_done_callback(lambda _: slots.release())
+            running.append(task)
+        try:
+            await asyncio.gather(*running)
+        except BaseException:
+            # One chunk failed the cell (or the run was cancelled): stop the others
+            # before the checkpoint closes, so none appends to it afterwards.
+            for task in running:
+                task.cancel()
+            await asyncio.gather(*running, return_exceptions=True)
+            raise
         if stop is not None and stop.is_set() and counts["done"] < len(items):
             raise InterruptedRun(f"{prepared.cell.key} interrupted after {counts['done']} items")
         return counts["evaluated"]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from evalledger.atomic import AtomicLines, atomic_write
 from evalledger.errors import CellError
@@ -22,15 +22,30 @@ from evalledger.plugin_types import question_of
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator
 
-    from evalledger.execution.cell import PreparedCell
+    from evalledger.matrix import Cell
     from evalledger.plugin_types import Item
     from evalledger.project import Project
+
+
+class CellOutputs(Protocol):
+    """What writing a cell's files needs of it (a PreparedCell, without importing it)."""
+
+    cell: Cell
+    items: list[Item] | StreamedItems
+    price: tuple[float, float] | None
+    repeats: int
+
+    def prompt_of(self, item: Item) -> str:
+        """The prompt sent for ``item``."""
+        ...
+
 
 __all__ = [
     "CLUSTER_COLUMN",
     "SAMPLE_COLUMN",
     "SCORE_COLUMNS",
     "TIMED_SCORE_COLUMNS",
+    "CellOutputs",
     "write_outputs",
 ]
 
@@ -86,7 +101,7 @@ class _ScoresCsv:
         return self._flushed()
 
 
-def _prediction_line(prepared: PreparedCell, item: Item, r: dict[str, Any]) -> str:
+def _prediction_line(prepared: CellOutputs, item: Item, r: dict[str, Any]) -> str:
     """One line per item: prompt, output, target, and the item's ``latency_ms``."""
     row = {
         "id": r["id"], "prompt": prepared.prompt_of(item), "output": r.get("output"),
@@ -104,7 +119,7 @@ def _prediction_line(prepared: PreparedCell, item: Item, r: dict[str, Any]) -> s
 
 def write_outputs(
     project: Project,
-    prepared: PreparedCell,
+    prepared: CellOutputs,
     records: Iterable[dict[str, Any]],
     wall_time_s: float,
 ) -> tuple[dict[str, Any], int]:

@@ -8,14 +8,13 @@ it, and the files of cells restored from an earlier execution
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from evalledger.errors import EvalLedgerError
 from evalledger.matrix import cell_from_axes
 
 if TYPE_CHECKING:
     from evalledger.execution.plan import RunPlan
-    from evalledger.execution.runner import RunResult
     from evalledger.manifest import ExecutionManifest
     from evalledger.params import MatrixSpec
     from evalledger.project import Project
@@ -119,8 +118,16 @@ def commit_reused(project: Project, spec: MatrixSpec, plan: RunPlan) -> str | No
     return git_commit(project.root, _reused_paths(spec, plan), "\n".join(lines))
 
 
+class _CommitResult(Protocol):
+    """The part of a RunResult that committing reads and fills in."""
+
+    plan: RunPlan
+    committed: str | None
+    message: str | None
+
+
 def commit_into(
-    result: RunResult, project: Project, manifest: ExecutionManifest, spec: MatrixSpec | None
+    result: _CommitResult, project: Project, manifest: ExecutionManifest, spec: MatrixSpec | None
 ) -> None:
     """Commit ``manifest``'s execution (and cells restored from history) into ``result``."""
     extra = _reused_paths(spec, result.plan) if spec is not None and result.plan.reused else None

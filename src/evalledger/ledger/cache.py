@@ -16,6 +16,7 @@ import sqlite3
 from typing import TYPE_CHECKING, Any
 
 from evalledger.ledger.scores import is_score_table_json, is_summary_json
+from evalledger.manifestview import is_view_json
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
@@ -48,6 +49,7 @@ def _is_lock_entry(value: Any) -> bool:
 _SHAPES: dict[str, Callable[[Any], bool]] = {
     "params": lambda value: value is None or isinstance(value, dict),
     "manifest": _is_manifest,
+    "manifest_view": is_view_json,
     "metrics": _is_dict,
     "scores": is_score_table_json,
     "summary": is_summary_json,

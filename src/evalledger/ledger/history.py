@@ -20,12 +20,7 @@ from evalledger.ledger.cache import ParsedCache
 from evalledger.ledger.execinfo import ExecutionInfo
 from evalledger.ledger.gitobjects import WORKSPACE, GitObjects
 from evalledger.ledger.scores import ScoreTable, parse_scores, summarize_file, summarize_files
-from evalledger.manifest import (
-    EXECUTION_ID_RE,
-    ExecutionManifest,
-    load_manifest,
-    parse_manifest_file,
-)
+from evalledger.manifestview import EXECUTION_ID_RE, parse_manifest_file
 from evalledger.params import AXIS_ORDER, canonical_axes
 from evalledger.safeload import (
     MAX_METRICS_BYTES,
@@ -43,6 +38,7 @@ if TYPE_CHECKING:
     from datetime import datetime
 
     from evalledger.ledger.gitobjects import Change
+    from evalledger.manifest import ExecutionManifest
     from evalledger.project import Project
 
 __all__ = [
@@ -293,6 +289,8 @@ class Snapshot:
             return dict(self._manifests[skip_damaged])
         paths = {f"runs/{i}/{_MANIFEST}": i for i in self.manifest_ids}
         raw = self.read("manifest", paths, _parse_manifest, skip_damaged=skip_damaged)
+        from evalledger.manifest import load_manifest
+
         out = {}
         for path, data in raw.items():
             try:
@@ -482,6 +480,8 @@ class Ledger:
         if info.oid not in raw:
             raise UnknownExecutionError(f"the manifest of {info.execution_id} cannot be read")
         where = path if info.commit is None else f"{path} at {info.commit[:7]}"
+        from evalledger.manifest import load_manifest
+
         return load_manifest(raw[info.oid], where, restore_hint(path, info.commit))
 
     def home(self, info: ExecutionInfo) -> Snapshot:

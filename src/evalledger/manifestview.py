@@ -121,10 +121,6 @@ def _time(v: Any) -> bool:
     return isinstance(v, str) and _TIME.match(v) is not None
 
 
-def _opt_time(v: Any) -> bool:
-    return v is None or _time(v)
-
-
 def _strs(v: Any) -> bool:
     return isinstance(v, list) and all(isinstance(x, str) for x in v)
 
@@ -159,13 +155,17 @@ _PROVENANCE = _record(
 _ARTIFACT = _record({"path": _str, "sha256": _str, "size": _int, "step": _opt_int,
                      "name": _opt_str, "logged_at": _time},
                     {"path", "sha256", "size", "logged_at"})  # fmt: skip
-CELL_FIELDS: dict[str, Callable[[Any], bool]] = {
-    "axes": _str_map, "stage": _str, "experiment": _str, "config_hash": _str,
-    "data_hash": _opt_str, "status": _one_of("pending", "in_progress", "completed", "failed"),
-    "examples_completed": _int, "examples_total": _opt_int, "examples_errored": _int,
-    "error": _opt_str, "started_at": _opt_time, "finished_at": _opt_time, "attempts": _int,
+_NONE = type(None)
+#: Each field of :class:`~evalledger.manifest.CellRecord` and the types it may hold here
+#: (``type(v) in ...``, so True is no int); statuses, times and axes are checked apart.
+CELL_FIELDS: dict[str, tuple[type, ...]] = {
+    "axes": (dict,), "stage": (str,), "experiment": (str,), "config_hash": (str,),
+    "data_hash": (str, _NONE), "status": (str,), "examples_completed": (int,),
+    "examples_total": (int, _NONE), "examples_errored": (int,), "error": (str, _NONE),
+    "started_at": (str, _NONE), "finished_at": (str, _NONE), "attempts": (int,),
 }  # fmt: skip
-_CELL = _record(CELL_FIELDS, {"axes", "stage", "experiment", "config_hash"})
+_CELL_REQUIRED = {"axes", "stage", "experiment", "config_hash"}
+_CELL_STATUS = ("pending", "in_progress", "completed", "failed")
 MANIFEST_FIELDS: dict[str, Callable[[Any], bool]] = {
     "schema_version": lambda v: _int(v) and v == _SCHEMA,
     "execution_id": lambda v: isinstance(v, str) and EXECUTION_ID_RE.match(v) is not None,
@@ -189,14 +189,46 @@ MANIFEST_FIELDS: dict[str, Callable[[Any], bool]] = {
 _MANIFEST = _record(MANIFEST_FIELDS, {"schema_version", "execution_id", "created_at", "updated_at"})
 
 
-def _cell_ok(key: str, rec: Any) -> bool:
-    if not _CELL(rec):
-        return False
-    axes = rec["axes"]
-    for axis, value in axes.items():  # as CellRecord's validator, and the key as the model's
-        if not is_name(axis) or not axis.isidentifier() or not is_name(value):
+class _Names:
+    """Which axis names and values are valid, and each axis set's canonical order.
+
+    A manifest repeats a few names thousands of times: each is checked once.
+    """
+
+    def __init__(self) -> None:
+        self.axes: dict[str, bool] = {}
+        self.values: dict[str, bool] = {}
+        self.orders: dict[tuple[str, ...], list[str]] = {}
+
+    def cell_ok(self, key: str, rec: Any) -> bool:
+        """Whether a cell record is one the model takes as it is, under its key."""
+        if type(rec) is not dict or not rec.keys() >= _CELL_REQUIRED:
             return False
-    return key == "/".join(axes[a] for a in canonical_axes(axes))
+        for field, value in rec.items():
+            types = CELL_FIELDS.get(field)
+            if types is None or type(value) not in types:
+                return False
+        if rec.get("status", "pending") not in _CELL_STATUS:
+            return False
+        for field in ("started_at", "finished_at"):
+            when = rec.get(field)
+            if when is not None and _TIME.match(when) is None:
+                return False
+        axes = rec["axes"]
+        for axis, value in axes.items():  # as CellRecord's validator
+            ok = self.axes.get(axis)
+            if ok is None:
+                ok = self.axes[axis] = is_name(axis) and axis.isidentifier()
+            good = self.values.get(value)
+            if good is None:
+                good = self.values[value] = is_name(value)
+            if not ok or not good:
+                return False
+        names = tuple(axes)
+        order = self.orders.get(names)
+        if order is None:
+            order = self.orders[names] = canonical_axes(names)
+        return key == "/".join([axes[a] for a in order])  # as the manifest's validator
 
 
 def light_view(data: Any) -> dict[str, Any] | None:
@@ -207,7 +239,8 @@ def light_view(data: Any) -> dict[str, Any] | None:
     if not _MANIFEST(data):
         return None
     cells = data.get("cells", {})
-    if not all(_cell_ok(k, rec) for k, rec in cells.items()):
+    names = _Names()
+    if not all(names.cell_ok(k, rec) for k, rec in cells.items()):
         return None
     return {
         "id": data["execution_id"], "kind": data.get("kind", "matrix"),

@@ -85,7 +85,8 @@ def cell_health(snap: Snapshot, keys: list[str] | None = None) -> dict[str, Cell
     else:
         wanted += [k for k in keys if k not in snap.cells and k in attempts]
     locked = lock_entries(snap) if matrix else None
-    md5s = _md5s(snap, [p for k in with_results if k in matrix for p in _in_git(k)])
+    in_git = [p for k in with_results if k in matrix for p in _in_git(k)]
+    md5s = _md5s(snap, in_git) if locked is not None else {}  # only staleness asks
     out = {}
     for key in wanted:
         data = metrics.get(key, {})

@@ -19,7 +19,7 @@ from evalledger.manifestview import (
     load_view,
     parse_manifest_file,
 )
-from evalledger.safeload import restore_hint, warn_skipped
+from evalledger.safeload import corrupt_file, restore_hint, warn_skipped
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -47,28 +47,45 @@ def manifest_views(snap: Snapshot, *, skip_damaged: bool = True) -> dict[str, Ma
     found = cache.get_many(_KIND, set(oids.values()))
     missing = [p for p, oid in oids.items() if oid not in found]
     if missing:
-        raw = snap.read("manifest", missing, parse_manifest_file, skip_damaged=skip_damaged)
-        for path in missing:
-            if path not in raw:
-                continue
-            view = light_view(raw[path])
-            if view is None:  # the model upgrades it, or says why it is refused
-                from evalledger.manifest import load_manifest
-
-                try:
-                    source, hint = snap.source(path), restore_hint(path, snap.commit)
-                    view = view_of(load_manifest(raw[path], source, hint))
-                except CorruptFileError as exc:
-                    if not skip_damaged:
-                        raise
-                    warn_skipped(exc, "that execution is left out")
-                    continue
-            found[oids[path]] = view
-            cache.put(_KIND, oids[path], view)
+        # Read, not through the parsed cache: the view is what is kept of a manifest.
+        for path, data in sorted(snap.raw(missing).items()):
+            view = _view(snap, path, data, skip_damaged=skip_damaged)
+            if view is not None:
+                found[oids[path]] = view
+                cache.put(_KIND, oids[path], view)
         cache.flush()
     out = {paths[p]: load_view(found[oid]) for p, oid in sorted(oids.items()) if oid in found}
     snap.derived[memo] = out
     return dict(out)
+
+
+def _view(snap: Snapshot, path: str, data: bytes, *, skip_damaged: bool) -> dict[str, Any] | None:
+    """The view of one manifest file, or None for a damaged one.
+
+    None comes with the warning :meth:`Snapshot.manifests` gives (with ``skip_damaged``;
+    else the CorruptFileError is raised).
+    """
+    hint = restore_hint(path, snap.commit)
+    try:
+        raw = parse_manifest_file(data)
+    except (ValueError, RecursionError) as exc:  # not YAML, cut short: as Snapshot.read says
+        error = corrupt_file(snap.source(path), exc, hint)
+        if not skip_damaged:
+            raise error from None
+        warn_skipped(error)
+        return None
+    view = light_view(raw)
+    if view is not None:
+        return view
+    from evalledger.manifest import load_manifest  # upgrades it, or says why not
+
+    try:
+        return view_of(load_manifest(raw, snap.source(path), hint))
+    except CorruptFileError as exc:
+        if not skip_damaged:
+            raise
+        warn_skipped(exc, "that execution is left out")
+        return None
 
 
 def view_of(manifest: ExecutionManifest) -> dict[str, Any]:

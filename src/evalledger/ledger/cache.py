@@ -37,6 +37,19 @@ def _is_manifest(value: Any) -> bool:
     return isinstance(value, dict) and isinstance(value.get("schema_version"), int)
 
 
+def _is_cell(value: Any) -> bool:
+    """A cell's metrics, score summary (None without scores) and files' md5s."""
+    if not isinstance(value, dict) or not isinstance(value.get("metrics"), dict):
+        return False
+    md5s, summary = value.get("md5"), value.get("summary")
+    return (
+        isinstance(md5s, list)
+        and len(md5s) == (1 if summary is None else 2)
+        and all(isinstance(m, str) and len(m) == 32 for m in md5s)
+        and (summary is None or is_summary_json(summary))
+    )
+
+
 def _is_lock_entry(value: Any) -> bool:
     return (
         isinstance(value, dict)
@@ -53,6 +66,7 @@ _SHAPES: dict[str, Callable[[Any], bool]] = {
     "metrics": _is_dict,
     "scores": is_score_table_json,
     "summary": is_summary_json,
+    "cell": _is_cell,
     "scores_text": lambda value: isinstance(value, str),
     "dvc.lock": lambda value: (
         isinstance(value, dict) and all(_is_lock_entry(e) for e in value.values())

@@ -71,17 +71,14 @@ def prefetch(snap: Snapshot, keys: Iterable[str], parse_metrics: Callable[[bytes
             memo["md5"][cell.scores_oid] = entry["md5"][1]
 
 
-def _interned(value: Any) -> Any:
+def _interned(value: dict[str, Any]) -> dict[str, Any]:
     """``value`` with its keys interned: every cell's metrics name the same few keys.
 
     Each file parsed apart has its own copy of each key: 50,000 cells' metrics held
     twice the memory their values need.
     """
-    if type(value) is dict:
-        return {sys.intern(k): _interned(v) for k, v in value.items()}
-    if type(value) is list:
-        return [_interned(v) for v in value]
-    return value
+    intern = sys.intern  # nested objects recurse; a value (most are numbers) costs no call
+    return {intern(k): _interned(v) if type(v) is dict else v for k, v in value.items()}
 
 
 def _read(snap: Snapshot, cells: list[CellFiles]) -> dict[str, bytes]:

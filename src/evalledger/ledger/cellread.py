@@ -61,10 +61,10 @@ def prefetch(snap: Snapshot, keys: Iterable[str], parse_metrics: Callable[[bytes
         if start // _CHUNK % 4 == 3 or start + _CHUNK >= len(missing):
             ledger.cache.flush()  # 8,192 cells' entries at a time, not every cell's at once
     for cell in cells:
-        entry = found.pop(_cache_key(cell), None)  # each copy freed as it is interned
+        entry = found.pop(_cache_key(cell), None)  # found keeps no copy once in the memo
         if entry is None:
             continue
-        memo["metrics"][cell.metrics_oid] = _interned(entry["metrics"])
+        memo["metrics"][cell.metrics_oid] = entry["metrics"]
         memo["md5"][cell.metrics_oid] = entry["md5"][0]
         if cell.scores_oid is not None:
             memo["summary"][cell.scores_oid] = entry["summary"]
@@ -75,7 +75,8 @@ def _interned(value: dict[str, Any]) -> dict[str, Any]:
     """``value`` with its keys interned: every cell's metrics name the same few keys.
 
     Each file parsed apart has its own copy of each key: 50,000 cells' metrics held
-    twice the memory their values need.
+    twice the memory their values need. (A cold read holds them all; a warm one decodes
+    them from the cache, where interning would cost more time than it saves memory.)
     """
     intern = sys.intern  # nested objects recurse; a value (most are numbers) costs no call
     return {intern(k): _interned(v) if type(v) is dict else v for k, v in value.items()}
@@ -109,7 +110,7 @@ def _entry(
     if data is None or (cell.scores_oid and scores is None):
         return None
     try:
-        metrics = parse(data)
+        metrics = _interned(parse(data))
     except (ValueError, RecursionError):
         return None
     entry: dict[str, Any] = {"metrics": metrics, "summary": None,

@@ -138,7 +138,7 @@ def _text(data: bytes) -> str:
 
 
 def _header(first: list[str]) -> list[str]:
-    if not any(c in first for c in ("id", *ITEM_COLUMNS)):
+    if "id" not in first and not any(c in first for c in ITEM_COLUMNS):
         shown = ",".join(first)[:60]
         raise DamagedData(f"{{source}} has no score columns (its first line is {shown!r})")
     return first

@@ -17,7 +17,8 @@ PACKAGE = SRC / "evalledger"
 
 #: The small core at the top of the package: everything may import it, it imports only itself.
 CORE = {
-    "atomic", "dvcyaml", "errors", "gitinfo", "manifest", "matrix", "metrics", "params",
+    "atomic", "dvcyaml", "errors", "gitinfo", "manifest", "manifestview", "matrix", "metrics",
+    "params",
     "runsettings",
     "heartbeat_state", "names", "prompts", "safeload",
     "plugin_types", "project", "provenance", "redact", "secret_keys",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import random
 
 import pytest
@@ -140,3 +141,43 @@ def test_files_with_and_without_latency_summarise_alike() -> None:
     many = summarize_many({"old": timed, "new": plain})
     _close(many["old"], many["new"])
     _close(many["new"], summarize(new))
+
+
+def test_streamed_summaries_equal_a_data_frame_of_every_file() -> None:
+    """Each file reduced on its own equals the one data frame of all of them (pandas)."""
+    import pandas as pd
+
+    from evalledger.ledger.scores import summarize_files
+
+    rng = random.Random(11)
+    blobs = {f"oid{i}": _csv(rng, n, errors=i % 2 == 0, blank_score=i % 3 == 0, timed=i % 4 != 0)
+             for i, n in enumerate([5, 200, 1, 33, 80, 12])}  # fmt: skip
+    found = summarize_files(blobs)
+    for oid, data in blobs.items():
+        frame = pd.read_csv(io.BytesIO(data), keep_default_na=False, na_values=[""])
+        frame = frame[frame["error"].isna()]
+        assert found[oid]["rows"] == data.count(b"\n") - 1
+        for col in ("correct", "score", "partial", "formatted"):
+            values = frame[col].dropna()
+            if values.empty:
+                assert col not in found[oid]["columns"]
+                continue
+            got = found[oid]["columns"][col]
+            assert got["n"] == len(values)
+            assert got["mean"] == pytest.approx(values.mean(), rel=1e-12)
+            sd = values.std(ddof=1) if len(values) > 1 else 0.0
+            assert got["sd"] == pytest.approx(sd, rel=1e-12, abs=1e-15)
+
+
+def test_a_file_with_compensating_rows_is_refused_not_misread() -> None:
+    """A short row and a long one keep the comma count: the file is still refused."""
+    from evalledger.ledger.scores import summarize_files
+    from evalledger.safeload import DamagedData
+
+    bad = GOOD.replace(b"a,c,1,1.0,1,1,1,1,1,", b"a,c,1,1.0,1,1,1,1,1,,").replace(
+        b"b,c,0,0.0,0,1,1,1,1,T", b"b,c,0,0.0,0,1,1,1,1T"
+    )
+    assert bad.count(b",") == GOOD.count(b",")
+    found = summarize_files({"x": bad})["x"]
+    assert isinstance(found, DamagedData)
+    assert "line 2 has 11 fields" in found.describe("s.csv")

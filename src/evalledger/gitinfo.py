@@ -7,11 +7,12 @@ import subprocess
 from typing import TYPE_CHECKING
 
 from evalledger.errors import EXIT_USAGE, EvalLedgerError
-from evalledger.manifest import GitState
 from evalledger.redact import scrub_text
 
 if TYPE_CHECKING:
     from pathlib import Path
+
+    from evalledger.manifest import GitState
 
 __all__ = [
     "LAUNCHER",
@@ -162,6 +163,8 @@ def git_state(root: Path) -> GitState:
     branch = git(root, "symbolic-ref", "--short", "-q", "HEAD", check=False).strip() or None
     dirty = bool(git(root, "status", "--porcelain", "--untracked-files=no", check=False).strip())
     diff_hash = git_diff_hash(root, head=commit) if dirty else None
+    from evalledger.manifest import GitState  # pydantic: only once a manifest is written
+
     return GitState(commit=commit, branch=branch, dirty=dirty, diff_hash=diff_hash)
 
 

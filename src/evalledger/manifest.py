@@ -31,6 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from evalledger.atomic import atomic_write
 from evalledger.errors import ConfigError, CorruptFileError
+from evalledger.manifestview import END_MARKER, EXECUTION_ID_RE, parse_manifest_file
 from evalledger.names import NAME_HINT, is_name
 from evalledger.params import canonical_axes
 
@@ -40,6 +41,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "END_MARKER",
+    "EXECUTION_ID_RE",
     "SCHEMA_VERSION",
     "ArtifactRecord",
     "CellRecord",
@@ -61,8 +63,6 @@ __all__ = [
 ]
 
 SCHEMA_VERSION: Literal[5] = 5
-#: ``exec_...`` for evaluation matrices, ``exp_...`` for tracked experiments.
-EXECUTION_ID_RE = re.compile(r"^(exec|exp)_\d{4}-\d{2}-\d{2}_\d{6}_[0-9a-f]{8}\Z")
 
 
 class CellStatus(StrEnum):
@@ -361,11 +361,6 @@ _MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {
     4: _v4_to_v5,
 }
 
-#: The last line of every manifest file from schema 5 on. A file cut short can still be
-#: valid YAML and a valid manifest (its tail holds only optional fields), so without this
-#: line a truncated manifest would load, and the next write would lose the rest for good.
-END_MARKER = "# end of manifest"
-
 
 class InvalidManifestError(CorruptFileError, ConfigError):
     """A manifest file whose content is not a manifest of any known schema version.
@@ -449,26 +444,6 @@ def _yaml_compatible(text: str) -> str:
     if "Infinity" in text or "NaN" in text:
         text = _NOT_A_NUMBER.sub(lambda m: m[1] + (".inf" if m[2] == "Infinity" else ".nan"), text)
     return text
-
-
-def parse_manifest_file(data: bytes | str) -> Any:
-    """A manifest file's YAML data, bounded as :func:`evalledger.safeload.parse_yaml` is.
-
-    :class:`~evalledger.safeload.DamagedData` when it is not such YAML, or when a file of
-    schema 5 or later lacks its :data:`END_MARKER` (it was cut short). Older files have
-    no marker and load as they are.
-    """
-    from evalledger.safeload import MAX_MANIFEST_BYTES, DamagedData, parse_json_or_yaml
-
-    value = parse_json_or_yaml(data, max_bytes=MAX_MANIFEST_BYTES)
-    version = value.get("schema_version") if isinstance(value, dict) else None
-    if isinstance(version, int) and version >= 5:
-        tail = data[-64:].decode("utf-8", "replace") if isinstance(data, bytes) else data[-64:]
-        if tail.rstrip().splitlines()[-1:] != [END_MARKER]:
-            raise DamagedData(
-                f"{{source}} is cut short: a schema {version} manifest ends with {END_MARKER!r}"
-            )
-    return value
 
 
 def read_manifest(path: Path) -> ExecutionManifest:

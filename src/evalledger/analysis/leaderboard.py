@@ -237,10 +237,11 @@ def cell_scores(
 ) -> list[CellScore]:
     """Each kept cell's value of ``metric`` at a revision, with its SE where it can be had."""
     keys = [k for k, c in snap.cells.items() if matches(c.axes, merge_filter(filters, benchmarks))]
-    metrics = snap.metrics(keys)
     category = category_of(metric)
     col = category[1] if category else column_for(metric)
+    # summaries first: they read each cell's metrics with its scores, a cache row a cell
     summaries = snap.summaries(keys) if col and not category else {}
+    metrics = snap.metrics(keys)
     tables = snap.score_tables(k for k in keys if snap.cells[k].scores_oid) if category else {}
     # every cell kept: the snapshot's health, worked out once (a report asks again)
     health = cell_health(snap) if len(keys) == len(snap.cells) else cell_health(snap, keys)
@@ -305,8 +306,8 @@ def _scored(counts: dict[str, Any]) -> Any:
 def _with_counts(h: CellHealth, counts: dict[str, Any]) -> CellHealth:
     """The cell's health with the errors and n of what is ranked (a category's own)."""
     n, errors = as_number(counts.get("n")), as_number(counts.get("errors"))
-    if n is None:
-        return h
+    if n is None or (h.n == int(n) and h.errors == int(errors or 0)):
+        return h  # the cell's own counts, as its health has them
     return replace(h, n=int(n), errors=int(errors or 0))
 
 
@@ -424,6 +425,8 @@ def _why(s: CellScore) -> str:
 def _refuse_disjoint(groups: dict[str, list[CellScore]]) -> None:
     """Means over benchmark sets that share nothing are not comparable."""
     sets = {name: {c.benchmark for c in cells} for name, cells in groups.items()}
+    if sets and set.intersection(*sets.values()):
+        return  # a benchmark every group has: no two are disjoint (and no pair loop)
     names = list(sets)
     for i, first in enumerate(names):
         for second in names[i + 1 :]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from evalledger.ledger.views import manifest_views
 from evalledger.metrics import Directions
 
 if TYPE_CHECKING:
@@ -20,7 +21,7 @@ def directions_at(snap: Snapshot) -> Directions:
     """
     chosen = dict(Directions.from_params(snap.params).overrides)
     recorded: dict[str, str] = {}
-    for _, manifest in sorted(snap.manifests(skip_damaged=True).items()):
+    for _, manifest in sorted(manifest_views(snap).items()):
         recorded.update(manifest.directions)
     for name, way in recorded.items():
         chosen.setdefault(name, way)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from evalledger.errors import EvalLedgerError
-from evalledger.manifest import CellStatus
+from evalledger.ledger.views import manifest_views
 from evalledger.matrix import Cell, expand, stage_params
 from evalledger.metrics import as_number
 from evalledger.params import parse_spec
@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from datetime import datetime
 
     from evalledger.ledger.history import Snapshot
-    from evalledger.manifest import ExecutionManifest
+    from evalledger.manifestview import ManifestView
 
 __all__ = ["CellHealth", "cell_health", "lock_entries"]
 
@@ -76,7 +76,7 @@ def cell_health(snap: Snapshot, keys: list[str] | None = None) -> dict[str, Cell
         return dict(snap.derived["health"])
     with_results = list(snap.cells) if keys is None else [k for k in keys if k in snap.cells]
     metrics = snap.metrics(with_results)
-    manifests = list(snap.manifests(skip_damaged=True).values())
+    manifests = list(manifest_views(snap).values())
     attempts, completed = _latest_attempts(manifests), _completed(manifests)
     matrix = _matrix_cells(snap)
     wanted = list(with_results)
@@ -85,7 +85,8 @@ def cell_health(snap: Snapshot, keys: list[str] | None = None) -> dict[str, Cell
     else:
         wanted += [k for k in keys if k not in snap.cells and k in attempts]
     locked = lock_entries(snap) if matrix else None
-    md5s = _md5s(snap, [p for k in with_results if k in matrix for p in _in_git(k)])
+    in_git = [p for k in with_results if k in matrix for p in _in_git(k)]
+    md5s = _md5s(snap, in_git) if locked is not None else {}  # only staleness asks
     out = {}
     for key in wanted:
         data = metrics.get(key, {})
@@ -96,10 +97,10 @@ def cell_health(snap: Snapshot, keys: list[str] | None = None) -> dict[str, Cell
             status, when, error = attempt
             done = completed.get(key)
             if done is None or when > done:
-                if status == CellStatus.FAILED:
+                if status == "failed":
                     failed = error or "failed"
-                elif status in (CellStatus.IN_PROGRESS, CellStatus.PENDING):
-                    incomplete = f"an attempt was left {status.value}"
+                elif status in ("in_progress", "pending"):
+                    incomplete = f"an attempt was left {status}"
         has_results = key in snap.cells
         if not has_results and not (failed or incomplete):
             continue  # results removed on purpose: a diff lists the cell as removed
@@ -115,12 +116,12 @@ def cell_health(snap: Snapshot, keys: list[str] | None = None) -> dict[str, Cell
     return dict(out)
 
 
-def _completed(manifests: list[ExecutionManifest]) -> dict[str, datetime]:
+def _completed(manifests: list[ManifestView]) -> dict[str, datetime]:
     """Cell key -> when the run that wrote its current results finished."""
     done: dict[str, datetime] = {}
     for manifest in manifests:
         for key, rec in manifest.cells.items():
-            if rec.status == CellStatus.COMPLETED:
+            if rec.status == "completed":
                 when = rec.finished_at or manifest.updated_at
                 if key not in done or when > done[key]:
                     done[key] = when
@@ -128,15 +129,15 @@ def _completed(manifests: list[ExecutionManifest]) -> dict[str, datetime]:
 
 
 def _latest_attempts(
-    manifests: list[ExecutionManifest],
-) -> dict[str, tuple[CellStatus, datetime, str | None]]:
+    manifests: list[ManifestView],
+) -> dict[str, tuple[str, datetime, str | None]]:
     """Cell key -> (status, when, error) of its latest attempt in any matrix execution."""
-    latest: dict[str, tuple[CellStatus, datetime, str | None]] = {}
+    latest: dict[str, tuple[str, datetime, str | None]] = {}
     for manifest in manifests:
         if manifest.kind != "matrix":
             continue
         for key, rec in manifest.cells.items():
-            if rec.status == CellStatus.PENDING and not rec.attempts:
+            if rec.status == "pending" and not rec.attempts:
                 continue  # selected but never started: no claim about the results
             when = rec.finished_at or rec.started_at or manifest.updated_at
             if key not in latest or when >= latest[key][1]:

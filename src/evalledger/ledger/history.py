@@ -17,15 +17,11 @@ from typing import TYPE_CHECKING, Any
 
 from evalledger.errors import CorruptFileError, UnknownExecutionError
 from evalledger.ledger.cache import ParsedCache
-from evalledger.ledger.execinfo import ExecutionInfo
+from evalledger.ledger.cellread import prefetch
+from evalledger.ledger.execinfo import ExecutionInfo, index_changes
 from evalledger.ledger.gitobjects import WORKSPACE, GitObjects
 from evalledger.ledger.scores import ScoreTable, parse_scores, summarize_file, summarize_files
-from evalledger.manifest import (
-    EXECUTION_ID_RE,
-    ExecutionManifest,
-    load_manifest,
-    parse_manifest_file,
-)
+from evalledger.manifestview import EXECUTION_ID_RE, parse_manifest_file
 from evalledger.params import AXIS_ORDER, canonical_axes
 from evalledger.safeload import (
     MAX_METRICS_BYTES,
@@ -42,7 +38,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
     from datetime import datetime
 
-    from evalledger.ledger.gitobjects import Change
+    from evalledger.manifest import ExecutionManifest
     from evalledger.project import Project
 
 __all__ = [
@@ -75,31 +71,6 @@ class CellFiles:
 
 # Refs whose histories ``executions(all_refs=True)`` walks besides HEAD's.
 _OTHER_REFS = ("--branches", "--tags", "--remotes")
-
-
-def _short_ref(ref: str) -> str:
-    for prefix in ("refs/heads/", "refs/remotes/", "refs/tags/"):
-        if ref.startswith(prefix):
-            return ref[len(prefix) :]
-    return ref
-
-
-def _index_changes(changes: Iterable[Change]) -> dict[str, ExecutionInfo]:
-    """Execution ID -> where its newest manifest is, from a newest-first walk of runs/."""
-    infos: dict[str, ExecutionInfo] = {}
-    for change in changes:
-        parts = change.path.split("/")
-        if len(parts) != 3 or parts[2] != _MANIFEST or not EXECUTION_ID_RE.match(parts[1]):
-            continue
-        info = infos.get(parts[1])
-        if change.new is not None and info is None:
-            infos[parts[1]] = info = ExecutionInfo(
-                parts[1], change.new, change.commit, committed_time=change.time,
-                ref=_short_ref(change.source) if change.source else None,
-            )  # fmt: skip
-        if info is not None and change.new is not None:
-            info.first_commit = change.commit  # older changes come later
-    return infos
 
 
 _parse_params = partial(parse_yaml, max_bytes=MAX_PARAMS_BYTES)
@@ -254,6 +225,8 @@ class Snapshot:
         Damaged or truncated scores files are refused as :meth:`score_tables` does.
         """
         wanted = list(self.cells) if keys is None else list(keys)
+        prefetch(self, wanted, _parse_metrics)  # a cache row a cell, for every kind below
+        self.metrics(wanted)  # damaged metrics are warned about before damaged scores
         paths = {f"metrics/{k}.scores.csv": k for k in wanted if k in self.cells}
         found = self.read("summary", paths, summarize_file, summarize_files)
         self._check_rows({paths[p]: v["rows"] for p, v in found.items()})
@@ -293,6 +266,8 @@ class Snapshot:
             return dict(self._manifests[skip_damaged])
         paths = {f"runs/{i}/{_MANIFEST}": i for i in self.manifest_ids}
         raw = self.read("manifest", paths, _parse_manifest, skip_damaged=skip_damaged)
+        from evalledger.manifest import load_manifest
+
         out = {}
         for path, data in raw.items():
             try:
@@ -337,6 +312,8 @@ class Ledger:
         self.git = GitObjects(project.root)
         self.cache = ParsedCache(project.state_dir / "cache" if use_cache else None)
         self._snapshots: dict[str, Snapshot] = {}
+        self.memo: dict[str, dict[str, Any]] = {"metrics": {}, "summary": {}, "md5": {}}
+        """Kind -> blob id -> value read ahead (:mod:`~evalledger.ledger.cellread`)."""
 
     def __enter__(self) -> Ledger:
         return self
@@ -363,7 +340,9 @@ class Ledger:
         ``commit`` is None for the working tree. Blobs that do not parse come back apart
         (blob id -> a CorruptFileError naming ``path at label``), never cached.
         """
-        values = self.cache.get_many(kind, by_oid)
+        memo = self.memo.get(kind, {})
+        values = {oid: memo[oid] for oid in by_oid if oid in memo}
+        values.update(self.cache.get_many(kind, [o for o in by_oid if o not in values]))
         missing = [oid for oid in by_oid if oid not in values]
         errors: dict[str, CorruptFileError] = {}
         # In chunks: the bytes of one chunk at a time are held, not every file's at once.
@@ -428,7 +407,7 @@ class Ledger:
     def _execution_index(self) -> dict[str, ExecutionInfo]:
         infos: dict[str, ExecutionInfo] = {}
         if self.git.has_commits:
-            infos = _index_changes(self.git.log_changes(["runs"], ["HEAD"]))
+            infos = index_changes(self.git.log_changes(["runs"], ["HEAD"]))
         for path, oid in self.snapshot(WORKSPACE).files.items():
             parts = path.split("/")
             if len(parts) == 3 and parts[0] == "runs" and parts[2] == _MANIFEST:
@@ -449,7 +428,7 @@ class Ledger:
         # Commits HEAD reaches are walked but their executions are already indexed; one
         # walk with --source names the ref that holds each of the others.
         changes = self.git.log_changes(["runs"], [*_OTHER_REFS], source=True)
-        found = _index_changes(changes)
+        found = index_changes(changes)
         return {k: v for k, v in sorted(found.items()) if k not in self._execution_index}
 
     def executions(self, *, all_refs: bool = False) -> list[ExecutionInfo]:
@@ -482,6 +461,8 @@ class Ledger:
         if info.oid not in raw:
             raise UnknownExecutionError(f"the manifest of {info.execution_id} cannot be read")
         where = path if info.commit is None else f"{path} at {info.commit[:7]}"
+        from evalledger.manifest import load_manifest
+
         return load_manifest(raw[info.oid], where, restore_hint(path, info.commit))
 
     def home(self, info: ExecutionInfo) -> Snapshot:

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from evalledger.errors import CorruptFileError, UnknownExecutionError, UnknownRevisionError
 from evalledger.ledger.execinfo import ExecutionInfo
-from evalledger.manifest import EXECUTION_ID_RE, parse_manifest_file
+from evalledger.manifestview import EXECUTION_ID_RE, parse_manifest_file
 
 if TYPE_CHECKING:
     from collections.abc import Callable

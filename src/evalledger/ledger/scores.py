@@ -19,7 +19,9 @@ from __future__ import annotations
 import csv
 import io
 import math
+from collections import Counter
 from dataclasses import dataclass, field
+from itertools import repeat
 from typing import Any
 
 from evalledger.safeload import MAX_SCORES_BYTES, DamagedData, check_size
@@ -37,6 +39,7 @@ __all__ = [
     "summarize_file",
     "summarize_files",
     "summarize_many",
+    "summary_or_error",
 ]
 
 #: cell metric -> the per-item column it is the mean of.
@@ -135,7 +138,7 @@ def _text(data: bytes) -> str:
 
 
 def _header(first: list[str]) -> list[str]:
-    if not any(c in first for c in ("id", *ITEM_COLUMNS)):
+    if "id" not in first and not any(c in first for c in ITEM_COLUMNS):
         shown = ",".join(first)[:60]
         raise DamagedData(f"{{source}} has no score columns (its first line is {shown!r})")
     return first
@@ -257,24 +260,25 @@ def summarize_file(data: bytes) -> dict[str, Any]:
 
 
 def summarize_files(blobs: dict[str, bytes]) -> dict[str, Any]:
-    """:func:`summarize_file` of many files, vectorised.
+    """:func:`summarize_file` of many files, one at a time; a damaged one maps to the why.
 
-    A damaged file maps to the DamagedData why.
+    Each file is reduced as it comes (see :func:`_fast_summary`) to a few numbers per
+    column: nothing of it is kept, and no data frame is built.
     """
-    out: dict[str, Any] = {}
-    rows: dict[str, int] = {}
-    for oid, data in blobs.items():
-        try:
-            rows[oid] = check_scores(data)
-            if b"sample" in data.partition(b"\n")[0].rstrip(b"\r").split(b","):
-                rows[oid] = parse_scores(data).rows  # a row per answer; n counts questions
-        except DamagedData as exc:
-            out[oid] = exc
-    summaries = _summarize_checked({oid: blobs[oid] for oid in rows})
-    for oid, n in rows.items():
-        value = summaries[oid]
-        out[oid] = value if isinstance(value, DamagedData) else {"rows": n, "columns": value}
-    return out
+    return {oid: summary_or_error(data) for oid, data in blobs.items()}
+
+
+def summary_or_error(data: bytes) -> dict[str, Any] | DamagedData:
+    """:func:`summarize_file` of one file, or the DamagedData why it has none."""
+    try:
+        fast = _fast_summary(data)
+        if fast is not None:
+            return fast
+        check_scores(data)  # a row of the wrong width is named before a bad value
+        table = parse_scores(data)  # with repeated samples, a row per question
+        return {"rows": table.rows, "columns": summarize(table)}
+    except DamagedData as exc:
+        return exc
 
 
 def summarize(table: ScoreTable) -> dict[str, dict[str, float]]:
@@ -308,112 +312,90 @@ def summarize(table: ScoreTable) -> dict[str, dict[str, float]]:
 
 
 def summarize_many(blobs: dict[str, bytes]) -> dict[str, Any]:
-    """:func:`summarize` for many score files at once, vectorised (same results).
+    """:func:`summarize` for many score files at once (the same results).
 
-    Files that share a header are concatenated and parsed in one pass by pandas' C
-    reader, and every cell's n, mean, sd and clustered SE come from ``np.bincount``; a
-    leaderboard over 10,000 cells needs this, not a Python loop over two million rows.
-    Files with quoted fields (commas in error messages) take :func:`summarize`. A file
-    that :func:`parse_scores` refuses maps to the DamagedData why.
+    A file that :func:`parse_scores` refuses maps to the DamagedData why.
     """
     found = summarize_files(blobs)
     return {oid: v if isinstance(v, DamagedData) else v["columns"] for oid, v in found.items()}
 
 
-def _summarize_checked(blobs: dict[str, bytes]) -> dict[str, Any]:
-    """:func:`summarize_many` of files :func:`check_scores` accepted."""
-    out: dict[str, Any] = {}
-    groups: dict[bytes, list[tuple[str, bytes]]] = {}
-    for oid, data in blobs.items():
-        head, nl, body = data.partition(b"\n")
-        if not nl or b'"' in data or b"\r" in head or b"sample" in head.split(b","):
-            out[oid] = _summarize_one(data)
-            continue
-        groups.setdefault(head, []).append((oid, body))
-    for head, members in groups.items():
-        found = _summarize_group(head.decode("utf-8", errors="replace").split(","), members)
-        for oid, value in found.items():
-            # The vectorised pass only suspects a non-number; the strict parser decides.
-            out[oid] = _summarize_one(blobs[oid]) if value is None else value
-    return out
+#: Number text -> its value, for the few spellings score columns repeat (``0``, ``1.0``).
+_VALUES: dict[str, float] = {}
+_VALUES_MAX = 4096
 
 
-def _summarize_one(data: bytes) -> dict[str, dict[str, float]] | DamagedData:
-    try:
-        return summarize(parse_scores(data))
-    except DamagedData as exc:
-        return exc
+def _fast_summary(data: bytes) -> dict[str, Any] | None:
+    """:func:`summarize_file` of a plain file, without a row loop in Python; else None.
 
-
-def _summarize_group(
-    header: list[str], members: list[tuple[str, bytes]]
-) -> dict[str, dict[str, dict[str, float]] | None]:
-    """Summaries of files that share a header.
-
-    None for a file one of whose values is not a number: :func:`parse_scores` decides.
+    The file's body is split into one flat list of fields (every line having the
+    header's width is checked first), a column is a slice of it, and its mean and sd come
+    from the counts of each distinct value: score columns hold a handful (``0``, ``1``).
+    None sends the file to :func:`parse_scores`, which names what is wrong with it or
+    reads what this does not: quoted fields, clusters, repeated samples.
     """
-    import numpy as np
-    import pandas as pd
+    text = _text(data)
+    if '"' in text:
+        return None
+    lines = text.splitlines()
+    header = _header(lines[0].split(","))
+    if "sample" in header or "cluster" in header:
+        return None
+    width, body = len(header), lines[1:]
+    if body and set(map(str.count, body, repeat(","))) != {width - 1}:
+        return None
+    index = {name: i for i, name in enumerate(header)}
+    flat = ",".join(body).split(",") if body else []
+    kept: list[int] | None = None
+    if "error" in index:  # errored items are not scored
+        errors = flat[index["error"] :: width]
+        if errors.count("") != len(errors):
+            kept = [i for i, e in enumerate(errors) if not e]
+    columns: dict[str, dict[str, float]] = {}
+    for col in _SUMMARISED:
+        if col not in index:
+            continue
+        values = flat[index[col] :: width]
+        if kept is not None:
+            values = [values[i] for i in kept]
+        distinct = set(values)  # score columns: a few spellings, counted in C
+        counts = {t: values.count(t) for t in distinct} if len(distinct) <= 4 else Counter(values)
+        entry = _moments(counts)
+        if entry is None:
+            return None
+        if entry:
+            columns[col] = entry
+    return {"rows": len(body), "columns": columns}
 
-    columns = [c for c in _SUMMARISED if c in header]
-    wanted = [*columns, *[c for c in ("error", "cluster") if c in header]]
-    bodies = [body if body.endswith(b"\n") or not body else body + b"\n" for _, body in members]
-    counts = np.array([b.count(b"\n") for b in bodies], dtype=np.int64)
-    result: dict[str, dict[str, dict[str, float]] | None] = {oid: {} for oid, _ in members}
-    if not columns or counts.sum() == 0:
-        return result
-    # Only empty fields are missing: an empty error means the item was scored.
-    frame = pd.read_csv(
-        io.BytesIO(b"".join(bodies)), header=None, names=header, usecols=wanted,
-        dtype={"cluster": str} if "cluster" in header else None,
-        keep_default_na=False, na_values={c: [""] for c in wanted}, engine="c",
-    )  # fmt: skip
-    index = np.repeat(np.arange(len(members)), counts)
-    keep = np.ones(len(frame), dtype=bool)
-    if "error" in frame:
-        keep &= frame["error"].isna().to_numpy()
-    clusters = None
-    if "cluster" in frame:
-        pair = pd.MultiIndex.from_arrays([index, frame["cluster"].to_numpy()])
-        clusters = pd.factorize(pair)[0]
-    groups = len(members)
-    suspects: set[int] = set()
-    for col in columns:
-        x = pd.to_numeric(frame[col], errors="coerce").to_numpy(dtype=float)
-        kind = frame[col].dtype.kind
-        if kind not in "iuf":  # some value is not a number (or is True): its file is suspect
-            odd = frame[col].notna().to_numpy(copy=True)
-            if kind != "b":
-                odd &= np.isnan(x)
-            suspects.update(np.unique(index[odd]).tolist())
-        ok = keep & ~np.isnan(x)
-        idx, vals = index[ok], x[ok]
-        n = np.bincount(idx, minlength=groups).astype(float)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            mean = np.bincount(idx, weights=vals, minlength=groups) / n
-            dev = vals - mean[idx]
-            ss = np.bincount(idx, weights=dev * dev, minlength=groups)
-            sd = np.where(n > 1, np.sqrt(ss / np.maximum(n - 1, 1)), 0.0)
-        se_c = n_c = None
-        if clusters is not None:
-            codes = clusters[ok]
-            sums = np.bincount(codes, weights=dev, minlength=int(clusters.max()) + 1)
-            owner = np.zeros(len(sums), dtype=np.int64)
-            owner[codes] = idx
-            present = np.bincount(codes, minlength=len(sums)) > 0
-            sq = np.bincount(owner[present], weights=sums[present] ** 2, minlength=groups)
-            n_c = np.bincount(owner[present], minlength=groups)
-            with np.errstate(invalid="ignore", divide="ignore"):
-                se_c = np.sqrt(sq) / n
-        for g, (oid, _) in enumerate(members):
-            summary = result[oid]
-            if n[g] == 0 or summary is None:
+
+def _moments(counts: dict[str, int]) -> dict[str, float] | None:
+    """n, mean and sd (ddof=1) of values given as text -> count; None if one is no number.
+
+    Empty and NaN values are missing, as in :func:`summarize`.
+    """
+    pairs: list[tuple[float, int]] = []
+    n = 0
+    for text, count in counts.items():
+        value = _VALUES.get(text)
+        if value is None:
+            if not text:
                 continue
-            entry = {"n": float(n[g]), "mean": float(mean[g]), "sd": float(sd[g])}
-            if se_c is not None and n_c is not None:
-                entry["se_clustered"] = float(se_c[g])
-                entry["clusters"] = float(n_c[g])
-            summary[col] = entry
-    for g in suspects:
-        result[members[g][0]] = None
-    return result
+            try:
+                value = float(text)
+            except ValueError:
+                return None
+            if len(_VALUES) < _VALUES_MAX:
+                _VALUES[text] = value
+        if math.isnan(value):
+            continue
+        pairs.append((value, count))
+        n += count
+    if n == 0:
+        return {}
+    if len(pairs) <= 2:  # one rounding either way: as exact as fsum, and faster
+        mean = sum([v * c for v, c in pairs]) / n
+        ss = sum([c * (v - mean) ** 2 for v, c in pairs])
+    else:
+        mean = math.fsum(v * c for v, c in pairs) / n
+        ss = math.fsum(c * (v - mean) ** 2 for v, c in pairs)
+    return {"n": float(n), "mean": mean, "sd": math.sqrt(ss / (n - 1)) if n > 1 else 0.0}

@@ -39,7 +39,10 @@ if TYPE_CHECKING:
     from evalledger.params import MatrixSpec
     from evalledger.project import Project
 
-__all__ = ["LockEntry", "drop_torn_rwlock", "write_entries"]
+__all__ = ["CACHE_STAGING", "LockEntry", "drop_torn_rwlock", "write_entries"]
+
+#: Where an object is staged before it is renamed into DVC's cache.
+CACHE_STAGING = ".dvc/tmp/evalledger"
 
 _HEADER = "schema: '2.0'\nstages:\n"
 # A scalar ruamel writes as it is: no quoting, no folding, never read as a number or bool.
@@ -181,7 +184,11 @@ def _put_in_cache(project: Project, rel: str, entry: LockEntry) -> None:
     if target.exists():
         return
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    # Staged in .dvc/tmp/evalledger (what a kill leaves there, remove_leftovers clears),
+    # not beside the object: a run never scans DVC's whole cache.
+    staging = project.root / CACHE_STAGING
+    staging.mkdir(parents=True, exist_ok=True)
+    tmp = staging / f".{md5}.{os.getpid()}.tmp"
     source = project.path(rel)
     try:
         try:

@@ -19,6 +19,7 @@ from evalledger.errors import ConfigError, NothingToResumeError, RunLockedError,
 from evalledger.execution.cell import cell_context
 from evalledger.execution.checkpoint import count_scored
 from evalledger.execution.executions import latest_execution_id, manifest_path, resolve_execution_id
+from evalledger.execution.lockfile import CACHE_STAGING
 from evalledger.execution.validate import check_ready, checked_spec, dvc_yaml_problem
 from evalledger.manifest import CellRecord, CellStatus, ExecutionManifest, read_manifest
 from evalledger.matrix import Cell, cell_from_axes, expand
@@ -147,7 +148,7 @@ def run_lock(project: Project, label: str, wait: float = 0.0) -> Iterator[None]:
 
 #: Where a write killed between its temp file and the rename leaves ``.NAME.XXXX.tmp``:
 #: folders searched whole, and the files whose temp files sit beside them.
-LEFTOVER_TREES = ["runs", "metrics", "predictions", f"{STATE_DIR}/checkpoints"]
+LEFTOVER_TREES = ["runs", "metrics", "predictions", f"{STATE_DIR}/checkpoints", CACHE_STAGING]
 LEFTOVER_FILES = ["dvc.lock", "dvc.yaml", "params.yaml"]
 
 

@@ -182,3 +182,20 @@ def test_a_sigkilled_worker_loses_no_item_and_records_none_twice(
     _recorded_once(project, n_items)  # ... and recorded exactly once
     assert ledger_files(project.root) == expected
     assert "up to date" in dvc(project.root, "status").stdout
+
+
+def test_an_unreachable_cluster_is_one_line_and_nothing_written(tmp_path: Path) -> None:
+    from conftest import SMALL_PARAMS
+
+    project = make_project(tmp_path / "p", SMALL_PARAMS)
+    port = _free_port()  # nothing listens there now
+    result = invoke(project, "run", "--executor", "ray", "--address", f"127.0.0.1:{port}",
+                    "-S", "models.noisy.seed=9")  # fmt: skip
+    assert result.exit_code == 2
+    assert result.output == (
+        f"Error: cannot reach the Ray cluster at 127.0.0.1:{port}: Connection refused; start "
+        "it with `ray start --head --port PORT`, or fix --address (run.ray_address in "
+        "params.yaml)\n"
+    )
+    assert not list((project.root / "runs").glob("exec_*"))
+    assert "seed: 3" in project.params_path.read_text()

@@ -210,6 +210,7 @@ class RayExecutor:
 
         ray = _ray()
         if not ray.is_initialized():
+            self._reachable()
             self._started = True
             try:
                 ray.init(address=self.address, logging_level=logging.ERROR,
@@ -227,6 +228,26 @@ class RayExecutor:
         # it has not received, which is what keeps every item recorded exactly once.
         self._remote = ray.remote(max_retries=0)(evaluate_chunk)
         return self
+
+    def _reachable(self) -> None:
+        """Fail at once, in one line, when nothing listens at ``HOST:PORT``.
+
+        Ray itself retries an unreachable address for minutes, logging as it goes.
+        """
+        import re
+        import socket
+
+        found = re.fullmatch(r"\[?([\w.:-]+?)\]?:(\d+)", self.address or "")
+        if found is None:  # "auto", ray://..., or none: Ray resolves it
+            return
+        try:
+            socket.create_connection((found.group(1), int(found.group(2))), timeout=5).close()
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot reach the Ray cluster at {self.address}: {exc.strerror or exc}",
+                "start it with `ray start --head --port PORT`, or fix --address "
+                "(run.ray_address in params.yaml)",
+            ) from None
 
     def close(self) -> None:
         """Disconnect, if :meth:`connect` was what connected (a caller's Ray stays up)."""

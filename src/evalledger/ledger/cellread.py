@@ -13,25 +13,44 @@ warn, exactly as without this.
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import sys
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from evalledger.ledger.scores import summary_or_error
 from evalledger.safeload import DamagedData
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable
+    from collections.abc import Callable, Iterable, Iterator
 
 # history imports this module, so its Snapshot and CellFiles are typed Any here.
 Snapshot = Any
 CellFiles = Any
 
-__all__ = ["prefetch"]
+__all__ = ["paused_gc", "prefetch"]
 
 _KIND = "cell"
 #: Cells read at a time (their two files' bytes are held until they are reduced).
 _CHUNK = 2048
+
+
+@contextmanager
+def paused_gc() -> Iterator[None]:
+    """No cyclic garbage collection inside (the previous state comes back after).
+
+    Reading a ledger builds millions of small dicts and lists that live as long as the
+    command, and none of them makes a cycle: each collection the allocations trigger
+    walks them all again for nothing. At 50,000 cells that was 3.9 s of 13 s.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def _cache_key(cell: CellFiles) -> str:
@@ -40,6 +59,11 @@ def _cache_key(cell: CellFiles) -> str:
 
 def prefetch(snap: Snapshot, keys: Iterable[str], parse_metrics: Callable[[bytes], Any]) -> None:
     """Put the metrics, summaries and md5s of these cells' files in the ledger's memo."""
+    with paused_gc():
+        _prefetch(snap, keys, parse_metrics)
+
+
+def _prefetch(snap: Snapshot, keys: Iterable[str], parse_metrics: Callable[[bytes], Any]) -> None:
     ledger = snap.ledger
     memo = ledger.memo
     cells = [snap.cells[k] for k in keys if k in snap.cells]

@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from evalledger.errors import CorruptFileError
+from evalledger.ledger.cellread import paused_gc
 from evalledger.manifestview import (
     ManifestView,
     light_view,
@@ -41,6 +42,12 @@ def manifest_views(snap: Snapshot, *, skip_damaged: bool = True) -> dict[str, Ma
     memo = f"manifest_views:{skip_damaged}"
     if memo in snap.derived:
         return dict(snap.derived[memo])
+    with paused_gc():  # tens of thousands of cell records, none in a cycle
+        snap.derived[memo] = _views(snap, skip_damaged=skip_damaged)
+    return dict(snap.derived[memo])
+
+
+def _views(snap: Snapshot, *, skip_damaged: bool) -> dict[str, ManifestView]:
     paths = {f"runs/{i}/manifest.yaml": i for i in snap.manifest_ids}
     oids = {p: snap.files[p] for p in paths if p in snap.files}
     cache = snap.ledger.cache
@@ -54,9 +61,7 @@ def manifest_views(snap: Snapshot, *, skip_damaged: bool = True) -> dict[str, Ma
                 found[oids[path]] = view
                 cache.put(_KIND, oids[path], view)
         cache.flush()
-    out = {paths[p]: load_view(found[oid]) for p, oid in sorted(oids.items()) if oid in found}
-    snap.derived[memo] = out
-    return dict(out)
+    return {paths[p]: load_view(found[oid]) for p, oid in sorted(oids.items()) if oid in found}
 
 
 def _view(snap: Snapshot, path: str, data: bytes, *, skip_damaged: bool) -> dict[str, Any] | None:

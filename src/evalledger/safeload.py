@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import warnings
 from typing import TYPE_CHECKING, Any
 
@@ -56,6 +57,7 @@ __all__ = [
     "load_json",
     "load_yaml",
     "parse_json",
+    "parse_json_objects",
     "parse_json_or_yaml",
     "parse_yaml",
     "read_bounded",
@@ -317,6 +319,57 @@ def parse_json(data: str | bytes, *, max_bytes: int = MAX_METRICS_BYTES) -> Any:
     if text.count("[") + text.count("{") > MAX_DEPTH:
         _check_depth(value)
     return value
+
+
+def parse_json_objects(
+    datas: list[bytes], *, max_bytes: int = MAX_METRICS_BYTES
+) -> list[dict[str, Any] | None]:
+    r"""Many JSON documents parsed in one ``json`` call: each one's object, or None.
+
+    None is no verdict: that file is to go through :func:`parse_json` alone (it may be
+    damaged, not an object, too large, or bracket-heavy enough to need the depth walk).
+    An object given here is the one :func:`parse_json` gives for that text. One call
+    costs a fraction of one a file, and its scanner keeps one copy of each key for all
+    (thousands of metrics files name the same few).
+
+    Each text goes in as ``["<nonce>",\n<text>\n]``, ``nonce`` random per call: a text
+    that is not one JSON value cannot shift the boundaries without writing a nonce it
+    cannot know, so when all N elements come back as ``[nonce, value]``, each value is
+    exactly its text's. Anything else (one damaged text) sends every text to be parsed
+    alone.
+    """
+    nonce = secrets.token_hex(16)
+    head = f'["{nonce}",\n'
+    kept: list[str] = []
+    fit: list[bool] = []
+    for data in datas:
+        try:
+            text = data.decode("utf-8") if len(data) <= max_bytes else ""
+        except UnicodeDecodeError:
+            text = ""
+        ok = bool(text) and text.count("[") + text.count("{") <= MAX_DEPTH and nonce not in text
+        fit.append(ok)
+        if ok:
+            kept.append(text)
+    out: list[dict[str, Any] | None] = [None] * len(datas)
+    if not kept:
+        return out
+    try:
+        parsed = json.loads(f"[{head}" + f"\n],{head}".join(kept) + "\n]]")
+    except (ValueError, RecursionError):
+        return out
+    if type(parsed) is not list or len(parsed) != len(kept):
+        return out
+    values = iter(parsed)
+    for i, ok in enumerate(fit):
+        if not ok:
+            continue
+        pair = next(values)
+        if type(pair) is not list or len(pair) != 2 or pair[0] != nonce:
+            return [None] * len(datas)
+        if type(pair[1]) is dict:
+            out[i] = pair[1]
+    return out
 
 
 def parse_json_or_yaml(data: str | bytes, *, max_bytes: int = MAX_MANIFEST_BYTES) -> Any:

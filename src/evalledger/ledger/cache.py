@@ -58,6 +58,9 @@ def _is_lock_entry(value: Any) -> bool:
     )
 
 
+#: A value's cache text (``json.dumps`` with these separators, its encoder made once).
+_encode = json.JSONEncoder(separators=(",", ":")).encode
+
 #: What a cached value of each kind must look like; anything else is parsed again.
 _SHAPES: dict[str, Callable[[Any], bool]] = {
     "params": lambda value: value is None or isinstance(value, dict),
@@ -129,7 +132,12 @@ class ParsedCache:
     def put(self, kind: str, oid: str, value: Any) -> None:
         """Queue a value; :meth:`flush` writes the queue in one transaction."""
         if self._db is not None:
-            self._pending.append((kind, oid, json.dumps(value, separators=(",", ":"))))
+            self._pending.append((kind, oid, _encode(value)))
+
+    def put_json(self, kind: str, oid: str, text: str) -> None:
+        """Queue a value given as its JSON text (one complete JSON value), as :meth:`put`."""
+        if self._db is not None:
+            self._pending.append((kind, oid, text))
 
     def flush(self) -> None:
         """Write queued values."""

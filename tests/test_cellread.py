@@ -117,7 +117,7 @@ def _alone(data: bytes) -> object:
         [b'{"a": 1}', b'{"b": [1, 2], "c": {"d": null}}', b' {"e": NaN}\n'],
         [b'{"a": 1}', b"[1, 2]", b'"x"', b'{"b": 2}'],  # not objects: no verdict
         [b'{"a": 1}', b'{"a": 1', b'{"b": 2}'],  # one damaged: none has a verdict
-        [b'{"a":1},{"b":[0', b'0]}'],  # two halves that join into two objects
+        [b'{"a":1},{"b":[0', b"0]}"],  # two halves that join into two objects
         [b'{"a":1},{"b":"}', b'{","x":1}'],
         [b'{"a": 1}', b"\xff\xfe", b'{"' + b"[" * 150 + b'": 1}'],  # not UTF-8, bracket-heavy
         [b"\xef\xbb\xbf" + b'{"a": 1}', b'{"a": 1e999, "b": -0.0}'],

@@ -52,6 +52,7 @@ __all__ = [
     "MAX_YAML_MANIFEST_BYTES",
     "CorruptFileWarning",
     "DamagedData",
+    "check_depth",
     "check_size",
     "corrupt_file",
     "load_json",
@@ -372,13 +373,17 @@ def parse_json_objects(
     return out
 
 
-def parse_json_or_yaml(data: str | bytes, *, max_bytes: int = MAX_MANIFEST_BYTES) -> Any:
+def parse_json_or_yaml(
+    data: str | bytes, *, max_bytes: int = MAX_MANIFEST_BYTES, check_depth: bool = True
+) -> Any:
     """A YAML document that may be written in JSON's syntax (YAML includes it).
 
     A document that is one JSON object, followed by nothing but comment lines, is read
     by ``json``, about a hundred times faster than by libyaml into Python objects; any
     other text, or JSON with ``NaN`` (a string to YAML), goes to :func:`parse_yaml`, so
-    the data and the refusals are the same either way.
+    the data and the refusals are the same either way. Without ``check_depth`` a JSON
+    document's nesting is left to the caller (:func:`check_depth`), who may know that
+    most of it is flat.
     """
     check_size(len(data), max_bytes)
     text = _text(data)
@@ -391,7 +396,7 @@ def parse_json_or_yaml(data: str | bytes, *, max_bytes: int = MAX_MANIFEST_BYTES
         else:
             rest = text[end:].split("\n")
             if all(not line.strip() or line.lstrip().startswith("#") for line in rest):
-                if text.count("[") + text.count("{") > MAX_DEPTH:
+                if check_depth and text.count("[") + text.count("{") > MAX_DEPTH:
                     _check_depth(value)
                 return value
     return parse_yaml(data, max_bytes=min(max_bytes, MAX_YAML_MANIFEST_BYTES))
@@ -408,6 +413,11 @@ def _too_deep() -> DamagedData:
     return DamagedData(
         f"{{source}} nests deeper than {MAX_DEPTH} levels; evalledger never writes such a file"
     )
+
+
+def check_depth(value: Any) -> None:
+    """DamagedData when parsed data nests deeper than :data:`MAX_DEPTH` levels."""
+    _check_depth(value)
 
 
 def _check_depth(value: Any) -> None:

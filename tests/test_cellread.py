@@ -142,3 +142,18 @@ def test_metrics_parsed_together_share_their_keys() -> None:
     first, second = parse_json_objects([b'{"accuracy": 0.5}', b'{"accuracy": 0.7}'])
     assert first is not None and second is not None
     assert next(iter(first)) is next(iter(second))
+
+
+@pytest.mark.parametrize(
+    ("rows", "together"),
+    [
+        (['{"a":1}', "null", '"x"', "[1,2]"], [{"a": 1}, None, "x", [1, 2]]),
+        (['{"a":1}', '{"a":'], None),  # one damaged row: each is decoded alone
+        (['{"a":1},{"b":[0', "0]}"], None),  # two damaged halves that join
+        (['{"a":1}', None], None),
+    ],
+)
+def test_cache_rows_decoded_together_or_each_alone(rows: list[object], together: object) -> None:
+    from evalledger.ledger.cache import _decode_all
+
+    assert _decode_all(rows) == together

@@ -102,3 +102,58 @@ def test_a_damaged_scores_file_is_still_refused_after_reading_ahead(fresh: lf.Bu
         ledger.snapshot().summaries()
     assert f"metrics/{key}.scores.csv" in err.value.message
     assert "ends in the middle of a line" in err.value.message
+
+
+def _alone(data: bytes) -> object:
+    try:
+        return _parse_metrics(data)
+    except ValueError:
+        return None
+
+
+@pytest.mark.parametrize(
+    "texts",
+    [
+        [b'{"a": 1}', b'{"b": [1, 2], "c": {"d": null}}', b' {"e": NaN}\n'],
+        [b'{"a": 1}', b"[1, 2]", b'"x"', b'{"b": 2}'],  # not objects: no verdict
+        [b'{"a": 1}', b'{"a": 1', b'{"b": 2}'],  # one damaged: none has a verdict
+        [b'{"a":1},{"b":[0', b"0]}"],  # two halves that join into two objects
+        [b'{"a":1},{"b":"}', b'{","x":1}'],
+        [b'{"a": 1}', b"\xff\xfe", b'{"' + b"[" * 150 + b'": 1}'],  # not UTF-8, bracket-heavy
+        [b"\xef\xbb\xbf" + b'{"a": 1}', b'{"a": 1e999, "b": -0.0}'],
+    ],
+)
+def test_metrics_parsed_together_are_each_file_parsed_alone(texts: list[bytes]) -> None:
+    from evalledger.safeload import parse_json_objects
+
+    got = parse_json_objects(texts)
+    assert len(got) == len(texts)
+    for data, value in zip(texts, got, strict=True):
+        if value is not None:  # a verdict is the file's own; no verdict, the file alone says
+            assert value == _alone(data) or repr(value) == repr(_alone(data))
+    for data, value in zip(texts, got, strict=True):
+        if _alone(data) is None:
+            assert value is None
+
+
+def test_metrics_parsed_together_share_their_keys() -> None:
+    from evalledger.safeload import parse_json_objects
+
+    first, second = parse_json_objects([b'{"accuracy": 0.5}', b'{"accuracy": 0.7}'])
+    assert first is not None and second is not None
+    assert next(iter(first)) is next(iter(second))
+
+
+@pytest.mark.parametrize(
+    ("rows", "together"),
+    [
+        (['{"a":1}', "null", '"x"', "[1,2]"], [{"a": 1}, None, "x", [1, 2]]),
+        (['{"a":1}', '{"a":'], None),  # one damaged row: each is decoded alone
+        (['{"a":1},{"b":[0', "0]}"], None),  # two damaged halves that join
+        (['{"a":1}', None], None),
+    ],
+)
+def test_cache_rows_decoded_together_or_each_alone(rows: list[object], together: object) -> None:
+    from evalledger.ledger.cache import _decode_all
+
+    assert _decode_all(rows) == together

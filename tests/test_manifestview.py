@@ -166,3 +166,32 @@ def test_a_leaderboard_reads_manifests_without_pydantic_and_warm_without_yaml(
     heavy = {"pydantic", "pandas", "numpy", "rich", "scipy"}
     assert imported() & heavy == set()  # cold: every manifest read without the model
     assert imported() & {*heavy, "yaml"} == set()  # warm: params.yaml and dvc.lock from the cache
+
+
+@pytest.mark.parametrize("where", ["config", "cell axes"])
+def test_a_view_refuses_a_manifest_nested_too_deep_as_parsing_does(where: str) -> None:
+    """The view checks the nesting of what it does not vouch for: the same refusal."""
+    import json
+
+    from evalledger.errors import CorruptFileError
+    from evalledger.ledger.views import _view
+
+    data = _matrix()
+    deep = json.loads("[" * 150 + "]" * 150)
+    if where == "config":
+        data["config"] = {"x": deep}
+    else:
+        key = next(iter(data["cells"]))
+        data["cells"][key]["axes"]["model"] = deep
+    text = (json.dumps(data, indent=1) + "\n# end of manifest\n").encode()
+    with pytest.raises(ValueError, match="nests deeper"):
+        parse_manifest_file(text)
+
+    class Snap:
+        commit = None
+
+        def source(self, path: str) -> str:
+            return path
+
+    with pytest.raises(CorruptFileError, match="nests deeper"):
+        _view(Snap(), "runs/x/manifest.yaml", text, skip_damaged=False)  # type: ignore[arg-type]

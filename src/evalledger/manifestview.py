@@ -72,16 +72,17 @@ class ManifestView:
     cells: dict[str, CellView]
 
 
-def parse_manifest_file(data: bytes | str) -> Any:
+def parse_manifest_file(data: bytes | str, *, check_depth: bool = True) -> Any:
     """A manifest file's YAML data, bounded as :func:`evalledger.safeload.parse_yaml` is.
 
     :class:`~evalledger.safeload.DamagedData` when it is not such YAML, or when a file of
     schema 5 or later lacks its :data:`END_MARKER` (it was cut short). Older files have
-    no marker and load as they are.
+    no marker and load as they are. ``check_depth`` as in
+    :func:`~evalledger.safeload.parse_json_or_yaml`.
     """
     from evalledger.safeload import MAX_MANIFEST_BYTES, DamagedData, parse_json_or_yaml
 
-    value = parse_json_or_yaml(data, max_bytes=MAX_MANIFEST_BYTES)
+    value = parse_json_or_yaml(data, max_bytes=MAX_MANIFEST_BYTES, check_depth=check_depth)
     version = value.get("schema_version") if isinstance(value, dict) else None
     if isinstance(version, int) and version >= 5:
         tail = data[-64:].decode("utf-8", "replace") if isinstance(data, bytes) else data[-64:]
@@ -216,6 +217,8 @@ class _Names:
                 return False
         axes = rec["axes"]
         for axis, value in axes.items():  # as CellRecord's validator
+            if type(value) is not str:  # (a list is unhashable: the model says what is wrong)
+                return False
             ok = self.axes.get(axis)
             if ok is None:
                 ok = self.axes[axis] = is_name(axis) and axis.isidentifier()

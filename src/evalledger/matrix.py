@@ -6,6 +6,7 @@ import hashlib
 import itertools
 import json
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from evalledger.errors import ConfigError, UnsafePathError
@@ -40,12 +41,12 @@ class Cell:
                     f"cell {axis} {value!r} is not a valid name, so it has no path", NAME_HINT
                 )
 
-    @property
+    @cached_property  # health asks each of 50,000 cells for its key and stage
     def values(self) -> tuple[str, ...]:
         """The axis values, in canonical order."""
-        return tuple(v for _, v in self.axes)
+        return tuple([v for _, v in self.axes])
 
-    @property
+    @cached_property
     def key(self) -> str:
         """The cell's path below ``metrics/`` and ``predictions/``, e.g. ``gpt4/gsm8k``."""
         return "/".join(self.values)

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import warnings
 from typing import TYPE_CHECKING, Any
 
@@ -51,11 +52,13 @@ __all__ = [
     "MAX_YAML_MANIFEST_BYTES",
     "CorruptFileWarning",
     "DamagedData",
+    "check_depth",
     "check_size",
     "corrupt_file",
     "load_json",
     "load_yaml",
     "parse_json",
+    "parse_json_objects",
     "parse_json_or_yaml",
     "parse_yaml",
     "read_bounded",
@@ -319,13 +322,68 @@ def parse_json(data: str | bytes, *, max_bytes: int = MAX_METRICS_BYTES) -> Any:
     return value
 
 
-def parse_json_or_yaml(data: str | bytes, *, max_bytes: int = MAX_MANIFEST_BYTES) -> Any:
+def parse_json_objects(
+    datas: list[bytes], *, max_bytes: int = MAX_METRICS_BYTES
+) -> list[dict[str, Any] | None]:
+    r"""Many JSON documents parsed in one ``json`` call: each one's object, or None.
+
+    None is no verdict: that file is to go through :func:`parse_json` alone (it may be
+    damaged, not an object, too large, or bracket-heavy enough to need the depth walk).
+    An object given here is the one :func:`parse_json` gives for that text. One call
+    costs a fraction of one a file, and its scanner keeps one copy of each key for all
+    (thousands of metrics files name the same few).
+
+    Each text goes in as ``["<nonce>",\n<text>\n]``, ``nonce`` random per call: a text
+    that is not one JSON value cannot shift the boundaries without writing a nonce it
+    cannot know, so when all N elements come back as ``[nonce, value]``, each value is
+    exactly its text's. Anything else (one damaged text) sends every text to be parsed
+    alone.
+    """
+    nonce = secrets.token_hex(16)
+    head = f'["{nonce}",\n'
+    kept: list[str] = []
+    fit: list[bool] = []
+    for data in datas:
+        try:
+            text = data.decode("utf-8") if len(data) <= max_bytes else ""
+        except UnicodeDecodeError:
+            text = ""
+        ok = bool(text) and text.count("[") + text.count("{") <= MAX_DEPTH and nonce not in text
+        fit.append(ok)
+        if ok:
+            kept.append(text)
+    out: list[dict[str, Any] | None] = [None] * len(datas)
+    if not kept:
+        return out
+    try:
+        parsed = json.loads(f"[{head}" + f"\n],{head}".join(kept) + "\n]]")
+    except (ValueError, RecursionError):
+        return out
+    if type(parsed) is not list or len(parsed) != len(kept):
+        return out
+    values = iter(parsed)
+    for i, ok in enumerate(fit):
+        if not ok:
+            continue
+        pair = next(values)
+        if type(pair) is not list or len(pair) != 2 or pair[0] != nonce:
+            return [None] * len(datas)
+        if type(pair[1]) is dict:
+            out[i] = pair[1]
+    return out
+
+
+def parse_json_or_yaml(
+    data: str | bytes, *, max_bytes: int = MAX_MANIFEST_BYTES, check_depth: bool = True
+) -> Any:
     """A YAML document that may be written in JSON's syntax (YAML includes it).
 
     A document that is one JSON object, followed by nothing but comment lines, is read
     by ``json``, about a hundred times faster than by libyaml into Python objects; any
     other text, or JSON with ``NaN`` (a string to YAML), goes to :func:`parse_yaml`, so
-    the data and the refusals are the same either way.
+    the data and the refusals are the same either way. Without ``check_depth`` a JSON
+    document's nesting is left to the caller (:func:`check_depth`), who may know that
+    most of it is flat.
     """
     check_size(len(data), max_bytes)
     text = _text(data)
@@ -338,7 +396,7 @@ def parse_json_or_yaml(data: str | bytes, *, max_bytes: int = MAX_MANIFEST_BYTES
         else:
             rest = text[end:].split("\n")
             if all(not line.strip() or line.lstrip().startswith("#") for line in rest):
-                if text.count("[") + text.count("{") > MAX_DEPTH:
+                if check_depth and text.count("[") + text.count("{") > MAX_DEPTH:
                     _check_depth(value)
                 return value
     return parse_yaml(data, max_bytes=min(max_bytes, MAX_YAML_MANIFEST_BYTES))
@@ -355,6 +413,11 @@ def _too_deep() -> DamagedData:
     return DamagedData(
         f"{{source}} nests deeper than {MAX_DEPTH} levels; evalledger never writes such a file"
     )
+
+
+def check_depth(value: Any) -> None:
+    """DamagedData when parsed data nests deeper than :data:`MAX_DEPTH` levels."""
+    _check_depth(value)
 
 
 def _check_depth(value: Any) -> None:

@@ -71,6 +71,18 @@ def leaderboard(
     changed since they ran, as `dvc status` says) and incomplete ones (an attempt
     interrupted, or a model missing benchmarks).
     """
+    from evalledger.ledger.cellread import paused_gc
+
+    with paused_gc():  # what is read lives until the command ends, and holds no cycle
+        _leaderboard(ctx, filters, metric, top, by, revs, all_experiments, strict, confidence,
+                     fmt)  # fmt: skip
+
+
+def _leaderboard(
+    ctx: click.Context, filters: dict[str, list[str]], metric: str | None, top: int | None,
+    by: str, revs: tuple[str, ...], all_experiments: bool, strict: bool, confidence: float,
+    fmt: str,
+) -> None:  # fmt: skip
     from evalledger.analysis.leaderboard import build_leaderboard
     from evalledger.ledger.resolve import experiment_revisions, revision_of
 

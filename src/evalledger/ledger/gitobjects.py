@@ -66,6 +66,11 @@ class ExperimentRef:
     """The experiment commit's committer time (Unix seconds)."""
 
 
+#: Bytes asked of each read of a working-tree file (most ledger files are smaller).
+_READ_BLOCK = 1 << 16
+#: Read only, not inherited, and on Windows without newline translation.
+_OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
+
 #: DVC's own refs under ``refs/exps/`` (``exec/EXEC_HEAD``, ``celery/...``) are not
 #: experiments: only ``refs/exps/<2 hex>/<38 hex>/<name>`` are.
 _EXP_REF_PARTS = 5
@@ -260,11 +265,24 @@ class GitObjects:
 
     def read_workspace(self, rel: str) -> bytes | None:
         """A working-tree file's bytes, or None if it does not exist."""
-        try:  # a str path, not pathlib's: a leaderboard reads two files a cell
-            with open(f"{self.root}{os.sep}{rel}", "rb") as f:
-                return f.read()
+        # A str path and os.read, not pathlib's nor a file object: a leaderboard reads two
+        # files a cell, and a buffered file object cost twice the syscalls' time.
+        try:
+            fd = os.open(f"{self.root}{os.sep}{rel}", _OPEN_FLAGS)
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
             return None
+        try:
+            data = os.read(fd, _READ_BLOCK)
+            if not data:
+                return data
+            parts = [data]
+            while block := os.read(fd, _READ_BLOCK):
+                parts.append(block)
+            return data if len(parts) == 1 else b"".join(parts)
+        except IsADirectoryError:  # os.open opens a folder; reading it fails
+            return None
+        finally:
+            os.close(fd)
 
     def commit_details(self, commits: Iterable[str]) -> dict[str, tuple[int, str, str]]:
         """SHA -> (commit time, author name, subject) for many commits at once."""

@@ -57,25 +57,27 @@ def scan_items(
     share an id (checked exactly: a hash collision is confirmed on the ids themselves
     before it is called a duplicate).
     """
-    import numpy as np
-
     limit = STREAM_ABOVE if limit is None else limit
     held: list[Item] | None = []
-    hashes: list[int] = []
+    hashes: list[int] = []  # filled once the items are too many to hold
     clusters = False
     for item in source():
-        hashes.append(id_hash(item.id))
         clusters = clusters or "cluster" in item.meta
-        if held is not None:
-            held.append(item)
-            if len(held) > limit:
-                held = None
-    if not hashes:
-        raise CellError(f"{what} has no items")
+        if held is None:
+            hashes.append(id_hash(item.id))
+            continue
+        held.append(item)
+        if len(held) > limit:
+            hashes = [id_hash(it.id) for it in held]
+            held = None
     if held is not None:
+        if not held:
+            raise CellError(f"{what} has no items")
         if len({it.id for it in held}) != len(held):
             raise CellError(f"{what} has duplicate item ids")
         return held
+    import numpy as np  # only for a streamed cell: a run of small cells never loads it
+
     in_order = np.array(hashes, dtype=np.int64)
     del hashes
     ordered = np.sort(in_order)

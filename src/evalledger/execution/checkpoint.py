@@ -92,11 +92,8 @@ def _parse(data: bytes) -> tuple[dict[str, dict[str, Any]], list[bytes], int]:
     for line in data[: data.rfind(b"\n") + 1].splitlines():
         if not line.strip():
             continue
-        try:
-            rec = json.loads(line)
-        except (ValueError, RecursionError):  # not JSON, or nested past what it parses
-            rec = None
-        if not valid_record(rec):
+        rec = _record_of(line)
+        if rec is None:
             dropped += 1
             continue
         records[rec["id"]] = rec
@@ -104,15 +101,33 @@ def _parse(data: bytes) -> tuple[dict[str, dict[str, Any]], list[bytes], int]:
     return records, kept, dropped
 
 
-def _valid_lines(blocks: Iterable[bytes]) -> Iterator[bytes]:
-    tail = b""
-    for block in blocks:
+#: Bytes read at a time when a checkpoint is indexed rather than held.
+_BLOCK = 1 << 22
+
+
+def _record_of(line: bytes) -> dict[str, Any] | None:
+    """The record a line holds, or None when it is not JSON or not a valid record."""
+    try:
+        rec = json.loads(line)
+    except (ValueError, RecursionError):  # not JSON, or nested past what it parses
+        return None
+    return rec if valid_record(rec) else None
+
+
+def _lines(fd: int, size: int) -> Iterator[tuple[int, bytes]]:
+    """Each whole line of the first ``size`` bytes with its offset, a block at a time."""
+    pos, start, tail = 0, 0, b""
+    while pos < size:
+        block = os.pread(fd, min(_BLOCK, size - pos), pos)
+        if not block:
+            return
+        pos += len(block)
         data = tail + block
         cut = data.rfind(b"\n") + 1
         tail = data[cut:]
         for line in data[:cut].split(b"\n")[:-1]:
-            if line.strip() and _record_of(line) is not None:
-                yield line
+            yield start, line
+            start += len(line) + 1
 
 
 def parse_records(data: bytes) -> dict[str, dict[str, Any]]:
@@ -134,7 +149,7 @@ def count_scored(path: Path) -> int:
     except FileNotFoundError:
         return 0
     try:
-        index, _, _ = _index_log(fd, os.fstat(fd).st_size)
+        index, _, _ = _index_log(fd)
     finally:
         os.close(fd)
     return index.scored_count()
@@ -146,52 +161,34 @@ _last_index: tuple[tuple[int, int, int, int], tuple[RecordIndex, int, int]] | No
 _MEMO_ABOVE = 1 << 20
 
 
-def _index_log(fd: int, size: int) -> tuple[RecordIndex, int, int]:
+def _index_log(fd: int) -> tuple[RecordIndex, int, int]:
     """An index of the log's valid lines, the lines dropped, and where whole lines end."""
     global _last_index
     st = os.fstat(fd)
     key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
-    if _last_index is not None and _last_index[0] == key and size == st.st_size:
+    if _last_index is not None and _last_index[0] == key:
         index, dropped, end = _last_index[1]
         return index.copy(), dropped, end
-    found = _read_index(fd, size)
-    if size >= _MEMO_ABOVE and size == st.st_size:
-        _last_index = (key, (found[0].copy(), found[1], found[2]))
-    return found
+    index, dropped, end = RecordIndex(), 0, 0
+    for start, line in _lines(fd, st.st_size):
+        end = start + len(line) + 1
+        if not line.strip():
+            continue
+        rec = _record_of(line)
+        if rec is None:
+            dropped += 1
+        else:
+            index.add(rec["id"], start, len(line), not rec.get("error"))
+    if st.st_size >= _MEMO_ABOVE:
+        _last_index = (key, (index.copy(), dropped, end))
+    return index, dropped, end
 
 
-def _read_index(fd: int, size: int) -> tuple[RecordIndex, int, int]:
-    index, dropped, pos, tail = RecordIndex(), 0, 0, b""
-    line_start = 0
-    while pos < size:
-        block = os.pread(fd, min(_BLOCK, size - pos), pos)
-        if not block:
-            break
-        pos += len(block)
-        data = tail + block
-        cut = data.rfind(b"\n") + 1
-        lines, tail = data[:cut], data[cut:]
-        for line in lines.split(b"\n")[:-1]:
-            if line.strip():
-                rec = _record_of(line)
-                if rec is None:
-                    dropped += 1
-                else:
-                    index.add(rec["id"], line_start, len(line), not rec.get("error"))
-            line_start += len(line) + 1
-    return index, dropped, line_start
-
-
-#: Bytes read at a time when a checkpoint is indexed rather than held.
-_BLOCK = 1 << 22
-
-
-def _record_of(line: bytes) -> dict[str, Any] | None:
-    try:
-        rec = json.loads(line)
-    except (ValueError, RecursionError):  # not JSON, or nested past what it parses
-        return None
-    return rec if valid_record(rec) else None
+def _notice_dropped(path: Path, dropped: int) -> None:
+    notice(
+        f"checkpoint {path}: dropped {dropped} malformed "
+        f"line{'s' if dropped != 1 else ''}; their items will be evaluated again"
+    )
 
 
 class Checkpoint:
@@ -246,30 +243,20 @@ class Checkpoint:
         self.records, kept, dropped = _parse(data)
         if dropped:
             self._rewrite([b"".join(line + b"\n" for line in kept)])
-            notice(
-                f"checkpoint {self.path}: dropped {dropped} malformed "
-                f"line{'s' if dropped != 1 else ''}; their items will be evaluated again"
-            )
+            _notice_dropped(self.path, dropped)
 
     def _load_index(self) -> None:
         """Index the log block by block, never holding it whole (cf. :meth:`_load`)."""
-        assert self._fd is not None
-        size = os.fstat(self._fd).st_size
-        index, dropped, line_start = _index_log(self._fd, size)
-        if line_start < size:
-            os.ftruncate(self._fd, line_start)  # a write torn by a kill
-        self.index, self._end = index, line_start
+        fd = self._fd
+        assert fd is not None
+        index, dropped, end = _index_log(fd)
+        if end < os.fstat(fd).st_size:
+            os.ftruncate(fd, end)  # a write torn by a kill
+        self.index, self._end = index, end
         if dropped:
-
-            def kept() -> Iterator[bytes]:
-                for offset in range(0, line_start, _BLOCK):
-                    yield os.pread(self._fd, min(_BLOCK, line_start - offset), offset)  # type: ignore[arg-type]
-
-            self._rewrite(line + b"\n" for line in _valid_lines(kept()))
-            notice(
-                f"checkpoint {self.path}: dropped {dropped} malformed "
-                f"line{'s' if dropped != 1 else ''}; their items will be evaluated again"
-            )
+            self._rewrite(line + b"\n" for _, line in _lines(fd, end)
+                          if line.strip() and _record_of(line) is not None)  # fmt: skip
+            _notice_dropped(self.path, dropped)
             self._load_index()
 
     def read(self, offsets: Iterable[int], lengths: Iterable[int]) -> Iterator[dict[str, Any]]:

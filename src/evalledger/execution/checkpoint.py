@@ -179,8 +179,9 @@ def _index_log(fd: int) -> tuple[RecordIndex, int, int]:
             dropped += 1
         else:
             index.add(rec["id"], start, len(line), not rec.get("error"))
-    if st.st_size >= _MEMO_ABOVE:
-        _last_index = (key, (index.copy(), dropped, end))
+    if st.st_size >= _MEMO_ABOVE:  # kept as read; callers get copies, which they extend
+        _last_index = (key, (index, dropped, end))
+        return index.copy(), dropped, end
     return index, dropped, end
 
 

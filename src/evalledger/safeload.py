@@ -57,6 +57,7 @@ __all__ = [
     "corrupt_file",
     "load_json",
     "load_yaml",
+    "loads_batch",
     "parse_json",
     "parse_json_objects",
     "parse_json_or_yaml",
@@ -333,14 +334,9 @@ def parse_json_objects(
     costs a fraction of one a file, and its scanner keeps one copy of each key for all
     (thousands of metrics files name the same few).
 
-    Each text goes in as ``["<nonce>",\n<text>\n]``, ``nonce`` random per call: a text
-    that is not one JSON value cannot shift the boundaries without writing a nonce it
-    cannot know, so when all N elements come back as ``[nonce, value]``, each value is
-    exactly its text's. Anything else (one damaged text) sends every text to be parsed
-    alone.
+    The texts are parsed together by :func:`loads_batch`; one damaged text sends every
+    text to be parsed alone.
     """
-    nonce = secrets.token_hex(16)
-    head = f'["{nonce}",\n'
     kept: list[str] = []
     fit: list[bool] = []
     for data in datas:
@@ -348,29 +344,45 @@ def parse_json_objects(
             text = data.decode("utf-8") if len(data) <= max_bytes else ""
         except UnicodeDecodeError:
             text = ""
-        ok = bool(text) and text.count("[") + text.count("{") <= MAX_DEPTH and nonce not in text
+        ok = bool(text) and text.count("[") + text.count("{") <= MAX_DEPTH
         fit.append(ok)
         if ok:
             kept.append(text)
     out: list[dict[str, Any] | None] = [None] * len(datas)
-    if not kept:
-        return out
-    try:
-        parsed = json.loads(f"[{head}" + f"\n],{head}".join(kept) + "\n]]")
-    except (ValueError, RecursionError):
-        return out
-    if type(parsed) is not list or len(parsed) != len(kept):
+    parsed = loads_batch(kept) if kept else None
+    if parsed is None:
         return out
     values = iter(parsed)
     for i, ok in enumerate(fit):
-        if not ok:
-            continue
-        pair = next(values)
-        if type(pair) is not list or len(pair) != 2 or pair[0] != nonce:
-            return [None] * len(datas)
-        if type(pair[1]) is dict:
-            out[i] = pair[1]
+        if ok and type(value := next(values)) is dict:
+            out[i] = value
     return out
+
+
+def loads_batch(texts: list[str]) -> list[Any] | None:
+    r"""Each text's JSON value, all parsed in one ``json`` call; None if any is not one.
+
+    Each text goes in as ``["<nonce>",\n<text>\n]``, ``nonce`` random per call: a text
+    that is not one JSON value cannot shift the boundaries without writing a nonce it
+    cannot know, so when all N elements come back as ``[nonce, value]``, each value is
+    exactly its text's. Anything else is None: parse the texts one by one.
+    """
+    nonce = secrets.token_hex(16)
+    if not texts or any(nonce in text for text in texts):
+        return None
+    head = f'["{nonce}",\n'
+    try:
+        pairs = json.loads(f"[{head}" + f"\n],{head}".join(texts) + "\n]]")
+    except (ValueError, RecursionError):
+        return None
+    if type(pairs) is not list or len(pairs) != len(texts):
+        return None
+    values = []
+    for pair in pairs:
+        if type(pair) is not list or len(pair) != 2 or pair[0] != nonce:
+            return None
+        values.append(pair[1])
+    return values
 
 
 def parse_json_or_yaml(

@@ -12,12 +12,12 @@ are read with plain ``json``; what they were parsed from went through
 from __future__ import annotations
 
 import json
-import secrets
 import sqlite3
 from typing import TYPE_CHECKING, Any
 
 from evalledger.ledger.scores import is_score_table_json, is_summary_json
 from evalledger.manifestview import is_view_json
+from evalledger.safeload import loads_batch
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
@@ -83,29 +83,13 @@ def _decode_all(values: list[Any]) -> list[Any] | None:
     r"""Every value decoded in one ``json`` call, or None to decode them one by one.
 
     A warm read of 50,000 cells decodes 50,000 rows; one call per few hundred costs less,
-    and its scanner keeps one copy of each key for all of them. Each row goes in as
-    ``["<nonce>",\n<row>\n]`` (as :func:`~evalledger.safeload.parse_json_objects`
-    does), so a damaged row cannot pass for part of another: anything short of one
-    ``[nonce, value]`` per row, or a row that is no text, sends them all one by one.
+    and its scanner keeps one copy of each key for all of them. A damaged row cannot
+    pass for part of another (:func:`~evalledger.safeload.loads_batch`); it, or a row
+    that is no text, sends them all one by one.
     """
-    if not values or not all(type(v) is str for v in values):
+    if not all(type(v) is str for v in values):
         return None
-    nonce = secrets.token_hex(16)
-    head = f'["{nonce}",\n'
-    if any(nonce in v for v in values):
-        return None
-    try:
-        pairs = json.loads(f"[{head}" + f"\n],{head}".join(values) + "\n]]")
-    except (ValueError, RecursionError):
-        return None
-    if type(pairs) is not list or len(pairs) != len(values):
-        return None
-    out = []
-    for pair in pairs:
-        if type(pair) is not list or len(pair) != 2 or pair[0] != nonce:
-            return None
-        out.append(pair[1])
-    return out
+    return loads_batch(values)
 
 
 class ParsedCache:

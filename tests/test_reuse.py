@@ -54,6 +54,21 @@ def _two_configs(project: Project, flags: Path) -> tuple[str, dict[str, bytes]]:
     return first, kept
 
 
+def _pushed_cache_gone_reverted(
+    project: Project, flags: Path, store: Path
+) -> tuple[str, dict[str, bytes]]:
+    """Both configurations pushed to a folder remote, the local DVC cache deleted, and
+    params.yaml reverted to the first; the first's ID and outputs."""
+    dvc(project.root, "remote", "add", "-d", "store", str(store))
+    git(project.root, "add", ".dvc/config")
+    git(project.root, "commit", "-qm", "a DVC remote")
+    first, kept = _two_configs(project, flags)
+    dvc(project.root, "push", "-A")
+    shutil.rmtree(project.root / ".dvc" / "cache")
+    assert invoke(project, "revert", first).exit_code == 0
+    return first, kept
+
+
 def _dvc_clean(project: Project) -> bool:
     return json.loads(dvc(project.root, "status", "--json").stdout) == {}
 
@@ -188,13 +203,7 @@ def test_predictions_on_a_folder_remote_are_restored(
     tmp_path: Path, counting_project: tuple[Project, Path]
 ) -> None:
     project, flags = counting_project
-    dvc(project.root, "remote", "add", "-d", "store", str(tmp_path / "store"))
-    git(project.root, "add", ".dvc/config")
-    git(project.root, "commit", "-qm", "a DVC remote")
-    first, kept = _two_configs(project, flags)
-    dvc(project.root, "push", "-A")
-    shutil.rmtree(project.root / ".dvc" / "cache")
-    assert invoke(project, "revert", first).exit_code == 0
+    first, kept = _pushed_cache_gone_reverted(project, flags, tmp_path / "store")
     data = json.loads(_run(project, "--json"))
     assert data["cells"] == [] and data["ok"]
     assert data["reused"] == {k: {"execution_id": first, "items": 40} for k in CELLS}
@@ -213,13 +222,7 @@ def test_a_network_remote_is_asked_through_dvc_at_the_old_commit(
     from evalledger.matrix import expand
 
     project, flags = counting_project
-    dvc(project.root, "remote", "add", "-d", "store", str(tmp_path / "store"))
-    git(project.root, "add", ".dvc/config")
-    git(project.root, "commit", "-qm", "a DVC remote")
-    first, kept = _two_configs(project, flags)
-    dvc(project.root, "push", "-A")
-    shutil.rmtree(project.root / ".dvc" / "cache")
-    assert invoke(project, "revert", first).exit_code == 0
+    first, kept = _pushed_cache_gone_reverted(project, flags, tmp_path / "store")
     spec = project.spec(reload=True)
     hits = find_reusable(project, spec, expand(spec)).found
     assert sorted(hits) == CELLS and all(h.execution_id == first for h in hits.values())

@@ -39,7 +39,7 @@ if TYPE_CHECKING:
     from evalledger.params import MatrixSpec
     from evalledger.project import Project
 
-__all__ = ["CACHE_STAGING", "LockEntry", "drop_torn_rwlock", "write_entries"]
+__all__ = ["CACHE_STAGING", "LockEntry", "drop_torn_rwlock", "file_md5", "write_entries"]
 
 #: Where an object is staged before it is renamed into DVC's cache.
 CACHE_STAGING = ".dvc/tmp/evalledger"
@@ -155,6 +155,15 @@ def _entry(project: Project, spec: MatrixSpec, cell: Cell) -> LockEntry | None:
     return LockEntry(cell.stage, cmd, deps, {k: params[k] for k in sorted(params)}, outs)
 
 
+def file_md5(path: Path) -> str | None:
+    """The md5 of a file's bytes, read a block at a time; None if there is no file."""
+    try:
+        with path.open("rb") as fh:
+            return hashlib.file_digest(fh, "md5").hexdigest()
+    except FileNotFoundError:
+        return None
+
+
 def _hashed(project: Project, rel: str) -> tuple[str, str, int] | None:
     """(path, md5, size) as DVC 3 records a file; None for what DVC records otherwise."""
     path = project.path(rel)
@@ -164,11 +173,8 @@ def _hashed(project: Project, rel: str) -> tuple[str, str, int] | None:
         return None
     if st.st_mode & 0o111 or not path.is_file():  # DVC adds isexec: true; a dir is a tree
         return None
-    md5 = hashlib.md5()
-    with path.open("rb") as fh:
-        while chunk := fh.read(1 << 20):
-            md5.update(chunk)
-    return rel, md5.hexdigest(), st.st_size
+    md5 = file_md5(path)
+    return None if md5 is None else (rel, md5, st.st_size)
 
 
 def _put_in_cache(project: Project, rel: str, entry: LockEntry) -> None:

@@ -111,6 +111,7 @@ def restore_outputs(project: Project, spec: MatrixSpec, cells: list[Cell]) -> di
     import sys
 
     from evalledger.atomic import atomic_write
+    from evalledger.execution.lockfile import file_md5
 
     missing = missing_outputs(project, spec, cells)
     if not missing.pullable or missing.cache is None:
@@ -127,7 +128,7 @@ def restore_outputs(project: Project, spec: MatrixSpec, cells: list[Cell]) -> di
     restored = {}
     for cell in missing.cells:
         path = project.path(cell.predictions_path)
-        if path.is_file() and _file_md5(path) == wanted[cell.key]:
+        if path.is_file() and file_md5(path) == wanted[cell.key]:
             metrics = project.path(cell.metrics_path).read_text(encoding="utf-8")
             restored[cell.key] = int(_items_of(metrics))
     return restored
@@ -199,10 +200,3 @@ def _remote(root: Path, config: configparser.ConfigParser) -> tuple[str | None, 
         return name, None
     path = Path(url.removeprefix("file://")).expanduser()
     return name, path if path.is_absolute() else (root / ".dvc" / path).resolve()
-
-
-def _file_md5(path: Path) -> str:
-    import hashlib
-
-    with path.open("rb") as fh:
-        return hashlib.file_digest(fh, "md5").hexdigest()

@@ -24,13 +24,13 @@ from typing import TYPE_CHECKING, Any
 from evalledger.atomic import atomic_write
 from evalledger.dvcyaml import edit_dvc_yaml, render_stage
 from evalledger.errors import ConfigError, CorruptFileError, EvalLedgerError, notice
+from evalledger.execution.lockfile import file_md5
 from evalledger.matrix import STAGE, Cell, expand, stage_params
 from evalledger.params import plain_data
 from evalledger.safeload import MAX_DVC_FILE_BYTES, load_json, load_yaml
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
-    from pathlib import Path
 
     from evalledger.manifest import CellRecord
     from evalledger.params import MatrixSpec
@@ -367,14 +367,6 @@ def _params_read_once() -> Iterator[None]:
         param_mod.load_path = original
 
 
-def _md5(path: Path) -> str | None:
-    try:
-        with path.open("rb") as fh:
-            return hashlib.file_digest(fh, "md5").hexdigest()
-    except FileNotFoundError:
-        return None
-
-
 def stale_cells(project: Project, spec: MatrixSpec, cells: list[Cell]) -> list[Cell]:
     """Cells whose dvc.lock entry does not match the current params and outputs.
 
@@ -410,7 +402,7 @@ def _entry_fresh(project: Project, spec: MatrixSpec, cell: Cell, entry: dict[str
     if isinstance(listed, list):
         outs = {o.get("path"): o.get("md5") for o in listed if isinstance(o, dict)}
     for rel in (cell.predictions_path, cell.scores_path, cell.metrics_path):
-        if rel not in outs or _md5(project.path(rel)) != outs[rel]:
+        if rel not in outs or file_md5(project.path(rel)) != outs[rel]:
             return False
     if spec.prompt_files:  # the cell's prompt files, as DVC records its deps
         from evalledger.prompts import prompt_paths
@@ -419,6 +411,6 @@ def _entry_fresh(project: Project, spec: MatrixSpec, cell: Cell, entry: dict[str
         deps = {d.get("path"): d.get("md5") for d in listed if isinstance(d, dict)} if (
             isinstance(listed, list)) else {}  # fmt: skip
         for rel in prompt_paths(dict(cell.axes)):
-            if rel not in deps or _md5(project.path(rel)) != deps[rel]:
+            if rel not in deps or file_md5(project.path(rel)) != deps[rel]:
                 return False
     return True

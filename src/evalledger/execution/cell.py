@@ -135,6 +135,12 @@ class PreparedCell:
             return self.prompts[item.id]
         return self.benchmark.prompt(item, self.template)
 
+    def cache_key(self, item: Item, identity: dict[str, Any]) -> str:
+        """The response-cache key of ``item``'s call (the model's ``identity`` given)."""
+        request = self.model.cache_request(self.prompt_of(item),
+                                           sample_decoding(self.decoding, item))  # fmt: skip
+        return ResponseCache.key(identity, request)
+
     async def aclose(self) -> None:
         """Release the model's (and judge's) connections."""
         if self.cache is not None:
@@ -315,7 +321,7 @@ async def _answer(prepared: PreparedCell, item: Item, t0: float) -> tuple[Any, f
     if cache is None or identity is None:
         completion = await prepared.model.agenerate(prompt, item, decoding)
         return completion, round((time.perf_counter() - t0) * 1000, 3), False
-    key = cache.key(identity, prepared.model.cache_request(prompt, decoding))
+    key = prepared.cache_key(item, identity)
     hit = cache.get(key)
     if hit is not None:
         return hit.completion, hit.latency_ms, True

@@ -29,7 +29,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from evalledger.errors import CellError, ConfigError, InterruptedRun, notice
-from evalledger.execution.repeats import sample_decoding
 from evalledger.execution.streaming import pending_items
 
 if TYPE_CHECKING:
@@ -85,12 +84,6 @@ class _ChunkCache:
 
     def __init__(self, hits: dict[str, CachedAnswer], out: queue.SimpleQueue[Any]) -> None:
         self.hits, self.out = hits, out
-
-    @staticmethod
-    def key(identity: dict[str, Any], request: dict[str, Any]) -> str:
-        from evalledger.execution.response_cache import ResponseCache
-
-        return ResponseCache.key(identity, request)
 
     def get(self, key: str) -> CachedAnswer | None:
         return self.hits.get(key)
@@ -287,10 +280,7 @@ class RayExecutor:
         if prepared.cache is not None and (identity := prepared.model.cache_identity()):
             hits = {}
             for it in items:
-                request = prepared.model.cache_request(
-                    prepared.prompt_of(it), sample_decoding(prepared.decoding, it)
-                )
-                key = prepared.cache.key(identity, request)
+                key = prepared.cache_key(it, identity)
                 if (hit := prepared.cache.get(key)) is not None:
                     hits[key] = hit
         return ChunkTask(

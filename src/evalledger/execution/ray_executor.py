@@ -54,6 +54,8 @@ IN_FLIGHT = 8
 #: A worker sends what it has at least this often (seconds), or every _BATCH records.
 _BATCH_SECONDS = 0.2
 _BATCH = 256
+#: Seconds to wait for a cluster view that shows no CPU before trusting it.
+_EMPTY_VIEW_WAIT = 10.0
 
 
 @dataclass(frozen=True)
@@ -250,7 +252,20 @@ class RayExecutor:
 
     def slots(self) -> int:
         """Cells worth keeping in flight: the cluster's CPUs (at least 1)."""
-        return max(1, int(self._ray.cluster_resources().get("CPU", 1)))
+        return max(1, int(self._resources().get("CPU", 1)))
+
+    def _resources(self) -> dict[str, float]:
+        """The cluster's total resources, waiting a little while the view is still empty.
+
+        A busy GCS can answer with no node at all for a moment; a cell must not fail as
+        infeasible for that.
+        """
+        deadline = time.monotonic() + _EMPTY_VIEW_WAIT
+        while True:
+            have: dict[str, float] = self._ray.cluster_resources()
+            if have.get("CPU") or time.monotonic() > deadline:
+                return have
+            time.sleep(0.25)
 
     def _options(self, prepared: PreparedCell) -> dict[str, Any]:
         wanted = dict(prepared.model.settings.resources)
@@ -261,7 +276,7 @@ class RayExecutor:
             options["memory"] = wanted.pop("memory")
         if wanted:
             options["resources"] = wanted
-        have = self._ray.cluster_resources()
+        have = self._resources()
         named = {"num_cpus": "CPU", "num_gpus": "GPU", "memory": "memory"}
         need = {named.get(k, k): v for k, v in options.items() if k != "resources"}
         need.update(options.get("resources", {}))

@@ -12,6 +12,7 @@ is counted in the metrics, never scored as wrong, and retried on resume.
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ from evalledger.execution.cellfiles import (
 from evalledger.execution.cellmetrics import cell_metrics
 from evalledger.execution.cellplugins import PluginConfigs, plugin_configs
 from evalledger.execution.checkpoint import Checkpoint
+from evalledger.execution.partial_outputs import PartialOutputs
 from evalledger.execution.repeats import (
     iter_samples,
     repeats_for,
@@ -264,13 +266,14 @@ async def evaluate_items(
     *,
     progress: ProgressFn | None = None,
     stop: Event | None = None,
+    outputs: PartialOutputs | None = None,
 ) -> int:
     """Evaluate the ``items`` not yet scored in ``ck``, appending each; returns how many ran.
 
     ``progress`` counts over ``items``; an interruption (``stop``) before every item is
-    done raises InterruptedRun.
+    done raises InterruptedRun. ``outputs`` (a streamed cell's) is handed each record.
     """
-    queue, n_todo = pending_items(ck, items)
+    queue, n_todo = outputs.pending() if outputs is not None else pending_items(ck, items)
     counts = {"done": len(items) - n_todo, "errors": 0, "evaluated": 0}
     if progress:
         progress(counts["done"], len(items), 0)
@@ -294,6 +297,8 @@ async def evaluate_items(
                 rec = _error_record(item, latency_ms, exc)
                 counts["errors"] += 1
             ck.append(rec)
+            if outputs is not None:
+                outputs.accept(item, rec)
             counts["done"] += 1
             counts["evaluated"] += 1
             if progress:
@@ -352,13 +357,22 @@ async def evaluate_cell(
     streamed = isinstance(items, StreamedItems)
     path = project.checkpoint_path(cell, prepared.config_hash)
     with Checkpoint(path, keep_records=not streamed) as ck:
-        evaluated = await evaluate(prepared, ck, items, progress=progress, stop=stop)
-        records: Iterable[dict[str, Any]]
-        if isinstance(items, StreamedItems):
-            records = stored_records(ck, items)
+        if streamed and prepared.repeats == 1:
+            # written in item order as records come: a resume keeps what was written
+            with PartialOutputs(project, prepared, ck) as parts:
+                if evaluate is evaluate_items:
+                    evaluate = functools.partial(evaluate_items, outputs=parts)
+                evaluated = await evaluate(prepared, ck, items, progress=progress, stop=stop)
+                metrics, errored = parts.finish(time.perf_counter() - started)
         else:
-            records = [ck.records[it.id] for it in items]
-        metrics, errored = write_outputs(project, prepared, records, time.perf_counter() - started)
+            evaluated = await evaluate(prepared, ck, items, progress=progress, stop=stop)
+            records: Iterable[dict[str, Any]]
+            if isinstance(items, StreamedItems):
+                records = stored_records(ck, items)
+            else:
+                records = [ck.records[it.id] for it in items]
+            elapsed = time.perf_counter() - started
+            metrics, errored = write_outputs(project, prepared, records, elapsed)
         if not keep_checkpoint and not errored:
             ck.remove()
     return CellResult(cell=cell, n_items=len(items), evaluated=evaluated,

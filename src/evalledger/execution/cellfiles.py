@@ -46,6 +46,8 @@ __all__ = [
     "SCORE_COLUMNS",
     "TIMED_SCORE_COLUMNS",
     "CellOutputs",
+    "ScoresCsv",
+    "prediction_line",
     "write_outputs",
 ]
 
@@ -65,7 +67,7 @@ CLUSTER_COLUMN = "cluster"
 SAMPLE_COLUMN = "sample"
 
 
-class _ScoresCsv:
+class ScoresCsv:
     """Per-item score rows, in item order; a ``cluster`` column only when some item has one.
 
     With ``samples`` (repeats), a row per answer: the question's id and a ``sample``
@@ -101,7 +103,7 @@ class _ScoresCsv:
         return self._flushed()
 
 
-def _prediction_line(prepared: CellOutputs, item: Item, r: dict[str, Any]) -> str:
+def prediction_line(prepared: CellOutputs, item: Item, r: dict[str, Any]) -> str:
     """One line per item: prompt, output, target, and the item's ``latency_ms``."""
     row = {
         "id": r["id"], "prompt": prepared.prompt_of(item), "output": r.get("output"),
@@ -134,7 +136,7 @@ def write_outputs(
         clusters = items.has_clusters
     else:
         clusters = any("cluster" in it.meta for it in items)
-    scores_csv = _ScoresCsv(clusters, prepared.repeats > 1)
+    scores_csv = ScoresCsv(clusters, prepared.repeats > 1)
     counts = {"n": 0, "errored": 0}
     first_error: list[str] = []
     held: list[dict[str, Any]] = []  # only for repeats: with_repeats groups by question
@@ -154,7 +156,7 @@ def write_outputs(
                     counts["errored"] += 1
                     if not first_error:
                         first_error.append(r["error"])
-                predictions.write(_prediction_line(prepared, item, r))
+                predictions.write(prediction_line(prepared, item, r))
                 scores.write(scores_csv.row(item, r))
                 if prepared.repeats > 1:
                     held.append(r)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import shutil
 from typing import TYPE_CHECKING, Any
 
 from evalledger.atomic import AtomicLines
@@ -31,7 +32,14 @@ if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator
     from pathlib import Path
 
-__all__ = ["Checkpoint", "count_scored", "parse_records", "valid_record"]
+__all__ = [
+    "Checkpoint",
+    "count_scored",
+    "parse_records",
+    "parts_dir",
+    "remove_checkpoint",
+    "valid_record",
+]
 
 _FLAGS = ("correct", "partial", "formatted")
 _NUMBERS = ("score", "latency_ms")
@@ -309,7 +317,7 @@ class Checkpoint:
 
     def remove(self) -> None:
         """Delete the log (the cell's outputs now hold every item)."""
-        self.path.unlink(missing_ok=True)
+        remove_checkpoint(self.path)
 
     def __exit__(self, *exc: object) -> None:
         if self._fd is not None:
@@ -325,3 +333,14 @@ def _scrub_values(value: Any) -> Any:
     if isinstance(value, list):
         return [_scrub_values(v) for v in value]
     return value
+
+
+def parts_dir(checkpoint: Path) -> Path:
+    """Where a checkpoint's partial outputs live (:mod:`~evalledger.execution.partial_outputs`)."""
+    return checkpoint.with_suffix(".parts")
+
+
+def remove_checkpoint(checkpoint: Path) -> None:
+    """Delete an item log and the partial outputs beside it."""
+    checkpoint.unlink(missing_ok=True)
+    shutil.rmtree(parts_dir(checkpoint), ignore_errors=True)

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from evalledger.errors import EvalLedgerError, InterruptedRun
 from evalledger.execution.cell import benchmark_data_hash, cell_context, evaluate_cell, prepare_cell
+from evalledger.execution.checkpoint import remove_checkpoint
 from evalledger.execution.commit import commit_into, commit_reused
 from evalledger.execution.executions import manifest_path
 from evalledger.execution.manifest_writer import ManifestWriter
@@ -272,7 +273,7 @@ def _record_completed(project: Project, spec: MatrixSpec, manifest: ExecutionMan
 def _drop_checkpoints(project: Project, manifest: ExecutionManifest) -> None:
     for rec in manifest.cells.values():
         if cell_done(rec):
-            checkpoint_of(project, rec).unlink(missing_ok=True)
+            remove_checkpoint(checkpoint_of(project, rec))
 
 
 def _previous_runs(project: Project, manifest: ExecutionManifest) -> dict[str, list[str]]:
@@ -366,7 +367,7 @@ def run(project: Project, options: RunOptions, reporter: RunReporter | None = No
             if options.force:
                 # --force asks for a fresh evaluation: items left by earlier runs don't count.
                 for rec in manifest.cells.values():
-                    checkpoint_of(project, rec).unlink(missing_ok=True)
+                    remove_checkpoint(checkpoint_of(project, rec))
             plan.execution_id = manifest.execution_id
             plan.duplicates = _previous_runs(project, manifest)
         if options.resume:

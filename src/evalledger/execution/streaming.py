@@ -108,9 +108,11 @@ def pending_items(ck: Checkpoint, items: list[Item] | StreamedItems) -> tuple[It
     return todo_stream(), int(len(done) - done.sum())
 
 
-def stored_records(ck: Checkpoint, items: StreamedItems) -> Iterator[dict[str, object]]:
-    """Each item's record from the checkpoint, in item order (all must be there)."""
-    offsets, lengths, _ = ck.index.locate(items.hashes)
+def stored_records(
+    ck: Checkpoint, items: StreamedItems, start: int = 0
+) -> Iterator[dict[str, object]]:
+    """Each item's record from the checkpoint, in item order from ``start`` (all there)."""
+    offsets, lengths, _ = ck.index.locate(items.hashes[start:])
     if (offsets < 0).any():
         raise CellError(f"{int((offsets < 0).sum())} items have no record in the checkpoint")
     for start in range(0, len(offsets), _BATCH):

@@ -17,12 +17,13 @@ without those lines (atomically), so the warning is not repeated on every resume
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
 import os
 import shutil
 from typing import TYPE_CHECKING, Any
 
-from evalledger.atomic import AtomicLines
+from evalledger.atomic import AtomicLines, atomic_write
 from evalledger.errors import CellError, notice
 from evalledger.execution.itemindex import RecordIndex
 from evalledger.plugin_types import AgentRecordError, agent_records
@@ -111,6 +112,9 @@ def _parse(data: bytes) -> tuple[dict[str, dict[str, Any]], list[bytes], int]:
 
 #: Bytes read at a time when a checkpoint is indexed rather than held.
 _BLOCK = 1 << 22
+#: Records appended to a streamed log between two saves of its index.
+INDEX_SAVE_EVERY = 8192
+_INDEX_STATE = "index.json"
 
 
 def _record_of(line: bytes) -> dict[str, Any] | None:
@@ -122,9 +126,9 @@ def _record_of(line: bytes) -> dict[str, Any] | None:
     return rec if valid_record(rec) else None
 
 
-def _lines(fd: int, size: int) -> Iterator[tuple[int, bytes]]:
-    """Each whole line of the first ``size`` bytes with its offset, a block at a time."""
-    pos, start, tail = 0, 0, b""
+def _lines(fd: int, size: int, begin: int = 0) -> Iterator[tuple[int, bytes]]:
+    """Each whole line of the bytes from ``begin`` to ``size``, with its offset, by blocks."""
+    pos, start, tail = begin, begin, b""
     while pos < size:
         block = os.pread(fd, min(_BLOCK, size - pos), pos)
         if not block:
@@ -157,7 +161,7 @@ def count_scored(path: Path) -> int:
     except FileNotFoundError:
         return 0
     try:
-        index, _, _ = _index_log(fd)
+        index, _, _ = _index_log(fd, path)
     finally:
         os.close(fd)
     return index.scored_count()
@@ -169,16 +173,20 @@ _last_index: tuple[tuple[int, int, int, int], tuple[RecordIndex, int, int]] | No
 _MEMO_ABOVE = 1 << 20
 
 
-def _index_log(fd: int) -> tuple[RecordIndex, int, int]:
-    """An index of the log's valid lines, the lines dropped, and where whole lines end."""
+def _index_log(fd: int, path: Path) -> tuple[RecordIndex, int, int]:
+    """An index of the log's valid lines, the lines dropped, and where whole lines end.
+
+    The lines a saved index (:meth:`Checkpoint.save_index`) covers are not read again.
+    """
     global _last_index
     st = os.fstat(fd)
     key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
     if _last_index is not None and _last_index[0] == key:
         index, dropped, end = _last_index[1]
         return index.copy(), dropped, end
-    index, dropped, end = RecordIndex(), 0, 0
-    for start, line in _lines(fd, st.st_size):
+    index, end = _saved_index(fd, path, st.st_size)
+    dropped = 0
+    for start, line in _lines(fd, st.st_size, end):
         end = start + len(line) + 1
         if not line.strip():
             continue
@@ -191,6 +199,31 @@ def _index_log(fd: int) -> tuple[RecordIndex, int, int]:
         _last_index = (key, (index, dropped, end))
         return index.copy(), dropped, end
     return index, dropped, end
+
+
+def _saved_index(fd: int, path: Path, size: int) -> tuple[RecordIndex, int]:
+    """The saved index of the log's first lines and where they end; empty when it is not.
+
+    It is taken only when the log still holds the lines it was made of: long enough,
+    a line ending at its end, and its first and last records' bytes as they were.
+    """
+    folder = parts_dir(path)
+    try:
+        saved = json.loads((folder / _INDEX_STATE).read_bytes())
+        n, end = int(saved["records"]), int(saved["end"])
+        if saved.get("version") != 1 or n <= 0 or not 0 < end <= size:
+            raise ValueError("another log")
+        index = RecordIndex.load(folder, n)
+        ends = [_digest(fd, *index.span(i)) for i in (0, n - 1)]
+        if os.pread(fd, 1, end - 1) != b"\n" or ends != saved["ends"]:
+            raise ValueError("another log")
+    except (OSError, EOFError, ValueError, KeyError, TypeError):
+        return RecordIndex(), 0
+    return index, end
+
+
+def _digest(fd: int, offset: int, length: int) -> str:
+    return hashlib.blake2b(os.pread(fd, length, offset), digest_size=16).hexdigest()
 
 
 def _notice_dropped(path: Path, dropped: int) -> None:
@@ -215,6 +248,7 @@ class Checkpoint:
         self.keep_records = keep_records
         self.index = RecordIndex()
         self._end = 0
+        self._index_saved = 0  # records of the index saved beside the log
 
     def __enter__(self) -> Checkpoint:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -258,10 +292,11 @@ class Checkpoint:
         """Index the log block by block, never holding it whole (cf. :meth:`_load`)."""
         fd = self._fd
         assert fd is not None
-        index, dropped, end = _index_log(fd)
+        index, dropped, end = _index_log(fd, self.path)
         if end < os.fstat(fd).st_size:
             os.ftruncate(fd, end)  # a write torn by a kill
         self.index, self._end = index, end
+        self._index_saved = 0  # saved again whole: what is on disk may be of a longer log
         if dropped:
             self._rewrite(line + b"\n" for _, line in _lines(fd, end)
                           if line.strip() and _record_of(line) is not None)  # fmt: skip
@@ -280,6 +315,7 @@ class Checkpoint:
         with AtomicLines(self.path) as out:
             for chunk in chunks:
                 out.write_bytes(chunk)
+            (parts_dir(self.path) / _INDEX_STATE).unlink(missing_ok=True)  # of the old log
             out.commit()
         # A process that opens the new file before we lock it gets it, and we stop with
         # CellError: the log is whole either way.
@@ -314,6 +350,25 @@ class Checkpoint:
         else:
             self.index.add(str(record["id"]), self._end, len(data) - 1, not record.get("error"))
             self._end += len(data)
+            if len(self.index) - self._index_saved >= INDEX_SAVE_EVERY:
+                self.save_index()
+
+    def save_index(self) -> None:
+        """Save the index of a streamed log (``keep_records=False``) beside it.
+
+        Reading a log of a million lines again to resume it took longer than what was
+        left to evaluate: the next open reads only the lines added since.
+        """
+        n = len(self.index)
+        if self.keep_records or self._fd is None or n == self._index_saved:
+            return
+        folder = parts_dir(self.path)
+        folder.mkdir(parents=True, exist_ok=True)
+        self.index.save(folder, self._index_saved)
+        ends = [_digest(self._fd, *self.index.span(i)) for i in (0, n - 1)]
+        state = {"version": 1, "records": n, "end": self._end, "ends": ends}
+        atomic_write(folder / _INDEX_STATE, json.dumps(state), fsync=False)
+        self._index_saved = n
 
     def remove(self) -> None:
         """Delete the log (the cell's outputs now hold every item)."""
@@ -321,8 +376,12 @@ class Checkpoint:
 
     def __exit__(self, *exc: object) -> None:
         if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
+            try:
+                if self.path.exists():  # not after remove()
+                    self.save_index()
+            finally:
+                os.close(self._fd)
+                self._fd = None
 
 
 def _scrub_values(value: Any) -> Any:

@@ -14,10 +14,14 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
+    from pathlib import Path
 
     import numpy as np
 
 __all__ = ["RecordIndex", "id_hash", "id_hashes"]
+
+#: The arrays of a RecordIndex, each saved to its own file (``index._hashes`` ...).
+_ARRAYS = ("_hashes", "_offsets", "_lengths", "_scored")
 
 
 def id_hash(item_id: str) -> int:
@@ -57,6 +61,31 @@ class RecordIndex:
 
     def __len__(self) -> int:
         return len(self._hashes)
+
+    def span(self, i: int) -> tuple[int, int]:
+        """The offset and length of the ``i``-th record added."""
+        return self._offsets[i], self._lengths[i]
+
+    def save(self, folder: Path, start: int) -> None:
+        """Write the records from ``start`` on after the first ``start`` in ``folder``.
+
+        Four files of fixed-size values, one per array; what lies past ``start`` in them
+        (a save that a kill cut short) is overwritten.
+        """
+        for name in _ARRAYS:
+            values: array[int] = getattr(self, name)
+            with open(folder / f"index{name}", "ab") as f:
+                f.truncate(start * values.itemsize)
+                values[start:].tofile(f)
+
+    @classmethod
+    def load(cls, folder: Path, n: int) -> RecordIndex:
+        """The first ``n`` records :meth:`save` wrote to ``folder``; OSError or EOFError."""
+        index = cls()
+        for name in _ARRAYS:
+            with open(folder / f"index{name}", "rb") as f:
+                getattr(index, name).fromfile(f, n)
+        return index
 
     def copy(self) -> RecordIndex:
         """An index of the same records that adds to its own arrays."""

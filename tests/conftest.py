@@ -53,6 +53,26 @@ run:
   jobs: 3
 """
 
+#: Test files that start Ray: run on one xdist worker, one after the other (see below).
+_RAY_TESTS = ("tests/test_ray_cluster.py", "tests/test_ray_executor.py")
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """Every Ray test on one worker, the others balanced one by one as with ``--dist load``.
+
+    Two workers each holding a Ray (a two-node cluster's module fixture set up on both)
+    stopped each other's; and ``--dist loadgroup`` with ``xdist_group`` marks did not
+    group here (pytest 9.2, xdist 3.8: the test ids it renames keep their names).
+    """
+    from xdist.scheduler import LoadScopeScheduling
+
+    class RayTogether(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return "ray" if nodeid.startswith(_RAY_TESTS) else nodeid
+
+    return RayTogether(config, log)
+
+
 COUNTING_MODEL = '''\
 """A test model that logs every call, and can block (a gate) or fail on demand."""
 import os

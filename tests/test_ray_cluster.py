@@ -9,6 +9,7 @@ item is recorded exactly once, and the files equal a local run's.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -29,7 +30,6 @@ from conftest import dvc, invoke, ledger_files, make_project
 from evalledger.project import Project
 
 pytest.importorskip("ray")
-pytestmark = pytest.mark.xdist_group("ray")
 
 NODE_MODEL = """\
 import os
@@ -47,6 +47,20 @@ def generate(prompt, item, log, delay=0.0):
 """
 
 
+_TEMP: list[str] = []  # the cluster's temp dir, for its logs when a run fails
+
+
+def _ray_logs() -> str:
+    """The ends of the cluster's GCS and raylet logs (both nodes log under its temp dir)."""
+    out = []
+    for temp in _TEMP:
+        for log in sorted(Path(temp).glob("session_*/logs/*")):
+            if log.name.startswith(("gcs_server", "raylet", "monitor")) and log.is_file():
+                tail = log.read_text(errors="replace").splitlines()[-15:]
+                out.append(f"--- {log.name}\n" + "\n".join(tail))
+    return "\n".join(out)
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -59,20 +73,29 @@ def cluster() -> Iterator[tuple[str, dict[str, str]]]:
     ray_bin = Path(sys.executable).with_name("ray")
     # Short: Ray's unix socket paths live under it and must stay under 108 bytes.
     temp = tempfile.mkdtemp(prefix="rt", dir="/tmp")
+    _TEMP[:] = [temp]
     env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32),
            "RAY_USAGE_STATS_ENABLED": "0"}  # fmt: skip
     address = f"127.0.0.1:{_free_port()}"
-    common = ["--node-ip-address=127.0.0.1", "--num-cpus=1", "--disable-usage-stats"]
+    common = ["--node-ip-address=127.0.0.1", "--num-cpus=1", "--disable-usage-stats",
+              f"--temp-dir={temp}"]  # fmt: skip
+    nodes: list[int] = []  # each node's process group: `ray start` and what it started
     try:
-        subprocess.run([str(ray_bin), "start", "--head", f"--port={address.split(':')[1]}",
-                        "--include-dashboard=false", f"--temp-dir={temp}", *common],
-                       env=env, check=True, capture_output=True, timeout=120)  # fmt: skip
-        subprocess.run([str(ray_bin), "start", f"--address={address}", *common],
-                       env=env, check=True, capture_output=True, timeout=120)  # fmt: skip
+        for args in (["--head", f"--port={address.split(':')[1]}", "--include-dashboard=false"],
+                     [f"--address={address}"]):  # fmt: skip
+            start = subprocess.Popen([str(ray_bin), "start", *args, *common], env=env,
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                     start_new_session=True, text=True)  # fmt: skip
+            nodes.append(start.pid)
+            out, _ = start.communicate(timeout=120)
+            assert start.returncode == 0, out
         yield address, env
     finally:
-        subprocess.run([str(ray_bin), "stop", "--force"], env=env, capture_output=True,
-                       timeout=120)  # fmt: skip
+        # Only this cluster's processes: `ray stop` would stop every Ray on the machine,
+        # another test's (or a developer's) included.
+        for group in nodes:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(group, signal.SIGKILL)
         shutil.rmtree(temp, ignore_errors=True)
 
 
@@ -147,7 +170,7 @@ def test_a_two_node_cluster_shares_the_items(
     project, flags = _project(tmp_path, "remote", 0.01, 40)
     proc = _start_run(project, address, env)
     out, _ = proc.communicate(timeout=240)
-    assert proc.returncode == 0, out
+    assert proc.returncode == 0, f"{out}\n{_ray_logs()}"
     calls = _calls(flags)
     assert len(calls) == 80 and len({c[0] for c in calls}) == 80  # each item called once
     assert len({c[2] for c in calls}) == 2  # on both nodes
@@ -168,12 +191,12 @@ def test_a_sigkilled_worker_loses_no_item_and_records_none_twice(
     while len(_calls(flags)) < 20:
         if proc.poll() is not None or time.monotonic() > deadline:
             proc.kill()
-            pytest.fail(f"the run ended before the kill: {proc.communicate()[0]}")
+            pytest.fail(f"the run ended before the kill: {proc.communicate()[0]}\n{_ray_logs()}")
         time.sleep(0.05)
     victim = int(_calls(flags)[-1][1])  # the worker that answered last: busy with a task
     os.kill(victim, signal.SIGKILL)
     out, _ = proc.communicate(timeout=240)
-    assert proc.returncode == 0, out
+    assert proc.returncode == 0, f"{out}\n{_ray_logs()}"
     calls = _calls(flags)
     after = [c for c in calls[20:] if int(c[1]) != victim]
     assert after, "the run went on in other workers"

@@ -22,7 +22,6 @@ from evalledger.project import Project
 from evalledger.testing.openai_server import ReferenceServer, ServerConfig
 
 ray = pytest.importorskip("ray")
-pytestmark = pytest.mark.xdist_group("ray")  # one Ray per test process, not one per test
 
 PID_MODEL = """\
 import os
@@ -41,8 +40,9 @@ def generate(prompt, item, log, fail_on=""):
 def local_ray() -> Iterator[None]:
     import logging
 
-    ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.ERROR,
-             log_to_driver=False)  # fmt: skip
+    # "local": a Ray of its own, never a cluster `ray start` left on this machine
+    ray.init(address="local", num_cpus=2, include_dashboard=False,
+             logging_level=logging.ERROR, log_to_driver=False)  # fmt: skip
     yield
     ray.shutdown()
 

@@ -36,10 +36,15 @@ import os
 import time
 
 
-def generate(prompt, item, log, delay=0.0):
+def generate(prompt, item, log, delay=0.0, gate=""):
     import ray
 
     node = ray.get_runtime_context().get_node_id() if ray.is_initialized() else "local"
+    gate_on = os.path.join(os.path.dirname(log), "gate_on")
+    if item.id == gate and os.path.exists(gate_on):  # held mid-task until the test lifts it
+        open(os.path.join(os.path.dirname(log), f"blocked-{os.getpid()}"), "w").close()
+        while os.path.exists(gate_on):
+            time.sleep(0.02)
     time.sleep(delay)
     with open(log, "a") as f:
         f.write(f"{item.id} {os.getpid()} {node}\\n")
@@ -47,6 +52,8 @@ def generate(prompt, item, log, delay=0.0):
 """
 
 
+#: The item whose worker the SIGKILL test kills, while the model holds it.
+GATED = "easy-1-0020"
 _TEMP: list[str] = []  # the cluster's temp dir, for its logs when a run fails
 
 
@@ -109,7 +116,7 @@ def _params(flags: Path, delay: float, n_items: int) -> str:
             adapter: python
             callable: node_model:generate
             path: {flags}
-            options: {{log: {flags / "calls.log"}, delay: {delay}}}
+            options: {{log: {flags / "calls.log"}, delay: {delay}, gate: {GATED}}}
         benchmarks:
           arith: {{loader: arith, n_items: {n_items}, seed: 1, difficulty: easy}}
           arith_hard: {{loader: arith, n_items: {n_items}, seed: 2, difficulty: hard}}
@@ -186,21 +193,22 @@ def test_a_sigkilled_worker_loses_no_item_and_records_none_twice(
     n_items = 60
     expected = _localledger_files(tmp_path, 0.04, n_items)
     project, flags = _project(tmp_path, "remote", 0.04, n_items)
+    (flags / "gate_on").touch()
     proc = _start_run(project, address, env)
     deadline = time.monotonic() + 120
-    while len(_calls(flags)) < 20:
+    while not (blocked := list(flags.glob("blocked-*"))):
         if proc.poll() is not None or time.monotonic() > deadline:
             proc.kill()
             pytest.fail(f"the run ended before the kill: {proc.communicate()[0]}\n{_ray_logs()}")
-        time.sleep(0.05)
-    victim = int(_calls(flags)[-1][1])  # the worker that answered last: busy with a task
+        time.sleep(0.02)
+    victim = int(blocked[0].name.split("-")[1])  # a worker in the middle of a task
     os.kill(victim, signal.SIGKILL)
+    (flags / "gate_on").unlink()  # the item submitted again runs through
     out, _ = proc.communicate(timeout=240)
     assert proc.returncode == 0, f"{out}\n{_ray_logs()}"
     calls = _calls(flags)
-    after = [c for c in calls[20:] if int(c[1]) != victim]
-    assert after, "the run went on in other workers"
-    assert victim not in {int(c[1]) for c in calls[-5:]}
+    assert victim not in {int(c[1]) for c in calls if c[0] == GATED}
+    assert [c[0] for c in calls].count(GATED) == 1  # the victim never answered it
     assert "a Ray task was lost (WorkerCrashedError)" in out
     assert "items not yet recorded are submitted again (attempt 2 of 4)" in out
     assert len({c[0] for c in calls}) == 2 * n_items  # every item called at least once

@@ -10,7 +10,7 @@ import textwrap
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import yaml
@@ -19,6 +19,9 @@ from click.testing import CliRunner, Result
 from evalledger.cli import cli
 from evalledger.execution.scaffold import init_project
 from evalledger.project import Project
+
+if TYPE_CHECKING:
+    import ledger_factory as lf
 
 # The console scripts (evalledger, dvc) of this interpreter must be the ones on PATH:
 # dvc repro runs `evalledger cell` through the shell.
@@ -52,6 +55,24 @@ benchmarks:
 run:
   jobs: 3
 """
+
+
+@pytest.fixture(scope="module")
+def built(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> lf.Built:
+    """The ledger of ``tests/ledger_factory.py``, built once for each test module."""
+    import ledger_factory  # it imports this module
+
+    name = request.module.__name__.removeprefix("test_")
+    return ledger_factory.build_ledger(tmp_path_factory.mktemp(name) / "proj")
+
+
+@pytest.fixture
+def fresh(built: lf.Built, tmp_path: Path) -> lf.Built:
+    """A private copy of ``built``, for tests that write to the project or its cache."""
+    import ledger_factory
+
+    return ledger_factory.copy_ledger(built, tmp_path / "copy")
+
 
 #: Test files that start Ray: run on one xdist worker, one after the other (see below).
 _RAY_TESTS = ("tests/test_ray_cluster.py", "tests/test_ray_executor.py")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-from pathlib import Path
 
 import pytest
 
@@ -13,16 +12,6 @@ from evalledger.ledger.history import Ledger, _parse_metrics
 from evalledger.ledger.scores import parse_scores, summarize
 
 REVS = ("v1", "v2", "v3", "workspace")
-
-
-@pytest.fixture(scope="module")
-def built(tmp_path_factory: pytest.TempPathFactory) -> lf.Built:
-    return lf.build_ledger(tmp_path_factory.mktemp("cellread") / "proj")
-
-
-@pytest.fixture
-def fresh(built: lf.Built, tmp_path: Path) -> lf.Built:
-    return lf.copy_ledger(built, tmp_path / "copy")
 
 
 def _memo(ledger: Ledger, rev: str) -> dict[str, dict[str, object]]:

@@ -19,11 +19,6 @@ GOLDEN = Path(__file__).parent / "data" / "diff_golden.md"
 METRICS = ("accuracy", "mean_score", "partial_accuracy")  # each the mean of a 0/1 column
 
 
-@pytest.fixture(scope="module")
-def built(tmp_path_factory: pytest.TempPathFactory) -> lf.Built:
-    return lf.build_ledger(tmp_path_factory.mktemp("diff") / "proj")
-
-
 def _diff(built: lf.Built, a: str | None = None, b: str | None = None, **kw: object) -> LedgerDiff:
     with Ledger(built.project) as ledger:
         return diff_revisions(ledger, a, b, **kw)  # type: ignore[arg-type]

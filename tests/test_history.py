@@ -15,17 +15,6 @@ from evalledger.ledger.gitobjects import GitObjects
 from evalledger.ledger.history import Ledger
 
 
-@pytest.fixture(scope="module")
-def built(tmp_path_factory: pytest.TempPathFactory) -> lf.Built:
-    return lf.build_ledger(tmp_path_factory.mktemp("history") / "proj")
-
-
-@pytest.fixture
-def fresh(built: lf.Built, tmp_path: Path) -> lf.Built:
-    """A private copy, for tests that write to the project or its cache."""
-    return lf.copy_ledger(built, tmp_path / "copy")
-
-
 def _accuracies(ledger: Ledger, rev: str) -> dict[str, float]:
     return {k: m["accuracy"] for k, m in ledger.snapshot(rev).metrics().items()}
 

@@ -21,11 +21,6 @@ Z = 1.959964  # the 95% normal quantile, by hand
 TOL = 1e-6
 
 
-@pytest.fixture(scope="module")
-def built(tmp_path_factory: pytest.TempPathFactory) -> lf.Built:
-    return lf.build_ledger(tmp_path_factory.mktemp("board") / "proj")
-
-
 def _board(built: lf.Built, revs: list[str] | None = None, **kw: object) -> list[Entry]:
     with Ledger(built.project) as ledger:
         return build_leaderboard(ledger, revs, **kw).entries  # type: ignore[arg-type]

@@ -6,18 +6,11 @@ import json
 import re
 from pathlib import Path
 
-import pytest
-
 import ledger_factory as lf
 from conftest import git, invoke
 from evalledger.manifest import CellStatus
 
 ALL = [lf.EXEC_E, lf.EXEC_D, lf.EXEC_C, lf.EXEC_B, lf.EXEC_A]  # newest first
-
-
-@pytest.fixture(scope="module")
-def built(tmp_path_factory: pytest.TempPathFactory) -> lf.Built:
-    return lf.build_ledger(tmp_path_factory.mktemp("listing") / "proj")
 
 
 def _table(text: str) -> list[list[str]]:

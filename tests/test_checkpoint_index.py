@@ -70,6 +70,7 @@ def test_a_reopened_log_parses_only_the_lines_after_its_saved_index(
     fast = _located(path, 27)
     assert len(parsed) == 2
     parsed.clear()
+    assert _located(path, 27) == fast and not parsed  # its close appended the 2 to the index
     (parts_dir(path) / "index.json").unlink()
     assert _located(path, 27) == fast  # the same as parsing the whole log
     assert len(parsed) == 27

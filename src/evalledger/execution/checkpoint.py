@@ -161,7 +161,7 @@ def count_scored(path: Path) -> int:
     except FileNotFoundError:
         return 0
     try:
-        index, _, _ = _index_log(fd, path)
+        index = _index_log(fd, path)[0]
     finally:
         os.close(fd)
     return index.scored_count()
@@ -169,23 +169,24 @@ def count_scored(path: Path) -> int:
 
 #: The index of the last large log read, by (device, inode, size, mtime): planning a
 #: resume counts a log, then the run opens it, and a million lines are parsed once.
-_last_index: tuple[tuple[int, int, int, int], tuple[RecordIndex, int, int]] | None = None
+_last_index: tuple[tuple[int, int, int, int], tuple[RecordIndex, int, int, int]] | None = None
 _MEMO_ABOVE = 1 << 20
 
 
-def _index_log(fd: int, path: Path) -> tuple[RecordIndex, int, int]:
-    """An index of the log's valid lines, the lines dropped, and where whole lines end.
+def _index_log(fd: int, path: Path) -> tuple[RecordIndex, int, int, int]:
+    """The log's index, the lines dropped, where whole lines end, and the records saved.
 
-    The lines a saved index (:meth:`Checkpoint.save_index`) covers are not read again.
+    The first records, those of a saved index (:meth:`Checkpoint.save_index`), are not
+    read from the log again; the last number is how many they are.
     """
     global _last_index
     st = os.fstat(fd)
     key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
     if _last_index is not None and _last_index[0] == key:
-        index, dropped, end = _last_index[1]
-        return index.copy(), dropped, end
+        index, dropped, end, saved = _last_index[1]
+        return index.copy(), dropped, end, saved
     index, end = _saved_index(fd, path, st.st_size)
-    dropped = 0
+    dropped, saved = 0, len(index)
     for start, line in _lines(fd, st.st_size, end):
         end = start + len(line) + 1
         if not line.strip():
@@ -196,9 +197,9 @@ def _index_log(fd: int, path: Path) -> tuple[RecordIndex, int, int]:
         else:
             index.add(rec["id"], start, len(line), not rec.get("error"))
     if st.st_size >= _MEMO_ABOVE:  # kept as read; callers get copies, which they extend
-        _last_index = (key, (index, dropped, end))
-        return index.copy(), dropped, end
-    return index, dropped, end
+        _last_index = (key, (index, dropped, end, saved))
+        return index.copy(), dropped, end, saved
+    return index, dropped, end, saved
 
 
 def _saved_index(fd: int, path: Path, size: int) -> tuple[RecordIndex, int]:
@@ -292,11 +293,11 @@ class Checkpoint:
         """Index the log block by block, never holding it whole (cf. :meth:`_load`)."""
         fd = self._fd
         assert fd is not None
-        index, dropped, end = _index_log(fd, self.path)
+        index, dropped, end, saved = _index_log(fd, self.path)
         if end < os.fstat(fd).st_size:
             os.ftruncate(fd, end)  # a write torn by a kill
         self.index, self._end = index, end
-        self._index_saved = 0  # saved again whole: what is on disk may be of a longer log
+        self._index_saved = saved  # the next save appends to what is on disk
         if dropped:
             self._rewrite(line + b"\n" for _, line in _lines(fd, end)
                           if line.strip() and _record_of(line) is not None)  # fmt: skip

@@ -8,6 +8,7 @@ of the same matrix (equal apart from timings) and a clean ``dvc status``.
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
 import os
 import signal
@@ -223,3 +224,22 @@ def test_a_run_killed_mid_cell_resumes_from_the_saved_prefix(
     assert sorted(written) == sorted(f"{p}-{i:04d}" for p in ("easy-1", "hard-2")
                                      for i in range(24, 40))  # fmt: skip
     _assert_done(project, expected)
+
+
+def test_outputs_on_another_file_system_are_copied_into_place(
+    tmp_path: Path, streamed: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    expected = _held_files(lambda: _shuffling(tmp_path, "held"))
+    project = _shuffling(tmp_path, "streamed")
+    replace = os.replace
+
+    def across(src: Any, dst: Any) -> None:
+        if ".parts" in str(src) and ".parts" not in str(dst):  # out, onto another mount
+            raise OSError(errno.EXDEV, os.strerror(errno.EXDEV))
+        replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", across)
+    result = invoke(project, "run")
+    assert result.exit_code == 0, result.output
+    _assert_done(project, expected)
+    assert not list(project.root.rglob(".*.tmp"))  # the copies' temp files renamed away

@@ -28,7 +28,7 @@ from array import array
 from itertools import islice
 from typing import TYPE_CHECKING, Any
 
-from evalledger.atomic import atomic_write, fsync_dir
+from evalledger.atomic import AtomicLines, atomic_write, fsync_dir
 from evalledger.errors import CellError
 from evalledger.execution.cellfiles import ScoresCsv, prediction_line
 from evalledger.execution.cellmetrics import MetricsTally
@@ -297,17 +297,17 @@ class PartialOutputs:
 
 
 def _move_into(source: Path, target: Path) -> None:
-    """Rename ``source`` onto ``target`` (copied first when they are on two file systems)."""
+    """Rename ``source`` onto ``target``; copied atomically when on two file systems."""
     target.parent.mkdir(parents=True, exist_ok=True)
     try:
         os.replace(source, target)
     except OSError as exc:
         if exc.errno != errno.EXDEV:
             raise
-        tmp = target.with_name(f".{target.name}.moving")
-        shutil.copyfile(source, tmp)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
+        with AtomicLines(target) as out, open(source, "rb") as f:
+            while chunk := f.read(1 << 20):
+                out.write_bytes(chunk)  # passed the redaction point when written here
+            out.commit()
         source.unlink()
+        return
     fsync_dir(target.parent)

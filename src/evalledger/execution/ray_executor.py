@@ -388,8 +388,9 @@ class RayExecutor:
 
         # Chunks are cut from the pending items as earlier ones finish, so a cell of a
         # million items is never held: at most IN_FLIGHT chunks per slot are.
-        size = max(1, min(MAX_CHUNK, math.ceil(n_todo / (4 * self.slots()))))
-        slots = asyncio.Semaphore(IN_FLIGHT * self.slots())
+        cpus = self.slots()
+        size = max(1, min(MAX_CHUNK, math.ceil(n_todo / (4 * cpus))))
+        slots = asyncio.Semaphore(IN_FLIGHT * cpus)
         running: list[asyncio.Task[None]] = []
         for chunk in _batched(queue, size):
             await slots.acquire()

@@ -115,6 +115,6 @@ def stored_records(
     offsets, lengths, _ = ck.index.locate(items.hashes[start:])
     if (offsets < 0).any():
         raise CellError(f"{int((offsets < 0).sum())} items have no record in the checkpoint")
-    for start in range(0, len(offsets), _BATCH):
-        yield from ck.read(offsets[start : start + _BATCH].tolist(),
-                           lengths[start : start + _BATCH].tolist())  # fmt: skip
+    for at in range(0, len(offsets), _BATCH):
+        yield from ck.read(offsets[at : at + _BATCH].tolist(),
+                           lengths[at : at + _BATCH].tolist())  # fmt: skip
